@@ -1,0 +1,82 @@
+//! The causal context handed to applications.
+//!
+//! A read returns the merged version vector of what it saw as a [`Context`]. Passing it back
+//! with a write says "this write replaces what I read", and nothing else. Applications treat it
+//! as opaque bytes: store it in a form field, a cookie, a session, and hand it back later.
+//!
+//! Byte form: one format byte ([`CONTEXT_FORMAT`]), then the CBOR encoding of the
+//! [`VersionVector`] (a map from node id to counter).
+
+use crate::version::VersionVector;
+
+/// The format byte that opens every encoded context.
+pub const CONTEXT_FORMAT: u8 = 1;
+
+/// An opaque causal context: what a read saw. See the module docs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Context(VersionVector);
+
+/// Why some bytes are not a context.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ContextError {
+    #[error("empty context bytes")]
+    Empty,
+    #[error("context format {0} is not known to this version (expected {CONTEXT_FORMAT})")]
+    UnknownFormat(u8),
+    #[error("context bytes are corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl Context {
+    pub fn new(vv: VersionVector) -> Context {
+        Context(vv)
+    }
+
+    pub fn version_vector(&self) -> &VersionVector {
+        &self.0
+    }
+
+    pub fn into_version_vector(self) -> VersionVector {
+        self.0
+    }
+
+    /// True for the context of a key never written: a write with it supersedes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The context as opaque bytes, to hand to applications.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = vec![CONTEXT_FORMAT];
+        // Writing CBOR into a Vec cannot fail for a map of integers.
+        let _ = ciborium::into_writer(&self.0, &mut out);
+        out
+    }
+
+    /// Parses bytes made by [`Context::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Context, ContextError> {
+        let (&format, body) = bytes.split_first().ok_or(ContextError::Empty)?;
+        if format != CONTEXT_FORMAT {
+            return Err(ContextError::UnknownFormat(format));
+        }
+        ciborium::from_reader(body)
+            .map(Context)
+            .map_err(|e| ContextError::Corrupt(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::NodeId;
+
+    #[test]
+    fn round_trips_and_rejects_garbage() {
+        let ctx = Context::new([(NodeId(7), 3), (NodeId(9), 1)].into_iter().collect());
+        let bytes = ctx.to_bytes();
+        assert_eq!(Context::from_bytes(&bytes), Ok(ctx));
+        assert_eq!(Context::from_bytes(&[]), Err(ContextError::Empty));
+        assert_eq!(Context::from_bytes(&[9, 1]), Err(ContextError::UnknownFormat(9)));
+        assert!(matches!(Context::from_bytes(&[1, 0xff, 0x00]), Err(ContextError::Corrupt(_))));
+    }
+}

@@ -1,0 +1,29 @@
+//! What every ringkv client and server must compute identically.
+//!
+//! This crate is sans-IO: no sockets, no storage, no runtime. It holds the protocol's pure
+//! logic, so that the SDK (which coordinates quorums) and the server (which stores versions)
+//! cannot drift apart, and so that the logic can be tested as plain functions and properties.
+//!
+//! - [`hash`]: the fixed hash functions that place keys and tokens on the ring.
+//! - [`ring`]: members, tokens, preference lists, ring epochs.
+//! - [`bucket`]: bucket properties (`n`, conflict policy, default quorums).
+//! - [`version`] and [`siblings`]: dots, version vectors and the DVV sibling set with its
+//!   `stamp` and `merge` laws.
+//! - [`context`]: the opaque causal context handed to applications.
+//! - [`wire`]: messages, the error enum that crosses the wire, and the frame codec.
+
+pub mod bucket;
+pub mod context;
+pub mod hash;
+pub mod node;
+pub mod ring;
+pub mod siblings;
+pub mod version;
+pub mod wire;
+
+pub use bucket::{BucketProps, Buckets, ConflictPolicy, DEFAULT_BUCKET};
+pub use context::Context;
+pub use node::{Member, MemberStatus, NodeId};
+pub use ring::{Ring, RingConfig, RingEpoch, RingError};
+pub use siblings::{Sibling, SiblingSet};
+pub use version::{Dot, VersionVector};

@@ -1,0 +1,53 @@
+//! Node identity and ring membership records.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A node's identity: a random 64-bit number created on its first start and persisted in its
+/// data directory.
+///
+/// A wiped node comes back with a new id, so the version counters it hands out (its dots) are
+/// never reused: a reused counter would make new writes look like old ones already seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeId(pub u64);
+
+impl fmt::Display for NodeId {
+    /// Sixteen hex digits, the form used in logs, the CLI and gossip.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl std::str::FromStr for NodeId {
+    type Err = std::num::ParseIntError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        u64::from_str_radix(s, 16).map(NodeId)
+    }
+}
+
+/// Where a member stands in the cluster's life cycle.
+///
+/// Only an explicit operator action changes it; a node that merely stops answering keeps its
+/// status (and its place in the ring) and is routed around by the sloppy quorum.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MemberStatus {
+    /// Owns its share of the ring and serves requests.
+    #[default]
+    Active,
+}
+
+/// One member of the ring, as every client and server sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Member {
+    pub id: NodeId,
+    /// The `host:port` clients connect to for data requests.
+    pub addr: String,
+    /// Relative capacity: a member of weight 2 owns twice the ring of a member of weight 1.
+    pub weight: u32,
+    pub status: MemberStatus,
+}

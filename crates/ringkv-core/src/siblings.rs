@@ -1,0 +1,213 @@
+//! The sibling set of one key: a dotted version vector set (DVV set).
+//!
+//! This is the DVV set of Preguiça, Almeida et al., in the explicit form of DESIGN.md §4:
+//!
+//! ```text
+//! SiblingSet { vv: NodeId -> u64,                      // every dot this state has seen
+//!              siblings: [(Dot, timestamp, Option<value>)] }   // None = tombstone
+//! ```
+//!
+//! # Operations and their contracts
+//!
+//! - [`SiblingSet::stamp`] (a write, made by the coordinating server under a per-key lock):
+//!   a new dot `(node, vv[node] + 1)`; every sibling whose dot the writer's context covers is
+//!   dropped; `vv` becomes `max(vv, context)` plus the new dot; the new sibling is added. A write
+//!   therefore supersedes exactly what its writer had read, and two writes from the same
+//!   context both survive as siblings.
+//! - [`SiblingSet::merge`] (replication, read repair, hinted handoff, rebalancing): a sibling
+//!   survives if both sides hold it, or if the other side has not seen its dot; `vv` is the
+//!   pointwise maximum. Merge is **commutative, associative and idempotent** (tested as
+//!   properties in `siblings::tests`), so replicas may exchange states in any order, any number
+//!   of times, and converge to the same set.
+//! - Under [`ConflictPolicy::Lww`] merge keeps only the sibling with the greatest
+//!   `(timestamp, dot)`; that is still a lattice join, so the same laws hold.
+//!
+//! The invariant that makes "nothing acknowledged is lost" true: a sibling disappears only when
+//! some later write's context covered its dot, i.e. only when a writer had seen it.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::bucket::ConflictPolicy;
+use crate::node::NodeId;
+use crate::version::{Dot, VersionVector};
+
+/// Siblings one key may hold before new writes without a resolving context are refused.
+/// Beyond this, reads grow large and the application has clearly stopped merging.
+pub const MAX_SIBLINGS: usize = 100;
+
+/// One version of a value (or a tombstone) and the write that made it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Sibling {
+    pub dot: Dot,
+    /// Milliseconds since the Unix epoch on the stamping node's clock. Informational under
+    /// `siblings`; the ordering under `lww`.
+    pub timestamp_ms: u64,
+    /// `None` marks a delete.
+    pub value: Option<Bytes>,
+}
+
+/// The versioned state of one key. See the module docs for the semantics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SiblingSet {
+    vv: VersionVector,
+    /// Sorted by dot, no two with the same dot: the canonical form that makes `==` meaningful.
+    siblings: Vec<Sibling>,
+}
+
+/// Why a sibling set received from a peer cannot be trusted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidSiblings {
+    #[error("siblings are not in canonical order or repeat a dot")]
+    NotCanonical,
+    #[error("sibling {node}:{counter} is not covered by the set's own version vector")]
+    Uncovered { node: NodeId, counter: u64 },
+    #[error("a dot with counter 0 cannot exist")]
+    ZeroCounter,
+}
+
+impl SiblingSet {
+    pub fn new() -> SiblingSet {
+        SiblingSet::default()
+    }
+
+    /// A state holding one write made without a server's stamp: the `lww` write path, where
+    /// the client builds the state and sends it to every replica in one round trip. Its version
+    /// vector stays empty; `dot` only breaks timestamp ties.
+    pub fn lww(dot: Dot, timestamp_ms: u64, value: Option<Bytes>) -> SiblingSet {
+        SiblingSet {
+            vv: VersionVector::new(),
+            siblings: vec![Sibling { dot, timestamp_ms, value }],
+        }
+    }
+
+    /// The causal context of this state: every dot it has seen.
+    pub fn version_vector(&self) -> &VersionVector {
+        &self.vv
+    }
+
+    /// Every sibling, tombstones included, sorted by dot.
+    pub fn siblings(&self) -> &[Sibling] {
+        &self.siblings
+    }
+
+    /// The siblings that hold a value (not tombstones).
+    pub fn live(&self) -> impl Iterator<Item = &Sibling> {
+        self.siblings.iter().filter(|s| s.value.is_some())
+    }
+
+    pub fn live_count(&self) -> usize {
+        self.live().count()
+    }
+
+    /// True when nothing was ever written, or every write was a delete: the key reads as absent.
+    pub fn is_absent(&self) -> bool {
+        self.live_count() == 0
+    }
+
+    /// Applies a write coordinated by `node`: see the module docs. Returns the new dot.
+    pub fn stamp(
+        &mut self,
+        node: NodeId,
+        context: &VersionVector,
+        value: Option<Bytes>,
+        timestamp_ms: u64,
+    ) -> Dot {
+        let dot = Dot { node, counter: self.vv.get(node).max(context.get(node)) + 1 };
+        self.siblings.retain(|s| !context.covers(s.dot));
+        self.vv.merge(context);
+        self.vv.observe(dot);
+        let at = self.siblings.partition_point(|s| s.dot < dot);
+        self.siblings.insert(at, Sibling { dot, timestamp_ms, value });
+        dot
+    }
+
+    /// Merges `other` into `self` under `policy`. Returns whether `self` changed.
+    pub fn merge(&mut self, other: &SiblingSet, policy: ConflictPolicy) -> bool {
+        let before_vv = self.vv.clone();
+        let before_len = self.siblings.len();
+        let before_dots: Vec<Dot> = self.siblings.iter().map(|s| s.dot).collect();
+        match policy {
+            ConflictPolicy::Siblings => self.merge_dvv(other),
+            ConflictPolicy::Lww => self.merge_lww(other),
+        }
+        self.vv != before_vv
+            || self.siblings.len() != before_len
+            || self.siblings.iter().map(|s| s.dot).ne(before_dots)
+    }
+
+    fn merge_dvv(&mut self, other: &SiblingSet) {
+        let mut merged = Vec::with_capacity(self.siblings.len() + other.siblings.len());
+        let (mut a, mut b) = (self.siblings.iter().peekable(), other.siblings.iter().peekable());
+        loop {
+            match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) if x.dot == y.dot => {
+                    merged.push((*x).clone());
+                    a.next();
+                    b.next();
+                }
+                (Some(x), Some(y)) if x.dot < y.dot => {
+                    if !other.vv.covers(x.dot) {
+                        merged.push((*x).clone());
+                    }
+                    a.next();
+                }
+                (Some(_), Some(y)) => {
+                    if !self.vv.covers(y.dot) {
+                        merged.push((*y).clone());
+                    }
+                    b.next();
+                }
+                (Some(x), None) => {
+                    if !other.vv.covers(x.dot) {
+                        merged.push((*x).clone());
+                    }
+                    a.next();
+                }
+                (None, Some(y)) => {
+                    if !self.vv.covers(y.dot) {
+                        merged.push((*y).clone());
+                    }
+                    b.next();
+                }
+                (None, None) => break,
+            }
+        }
+        self.siblings = merged;
+        self.vv.merge(&other.vv);
+    }
+
+    fn merge_lww(&mut self, other: &SiblingSet) {
+        let winner = self
+            .siblings
+            .iter()
+            .chain(&other.siblings)
+            .max_by_key(|s| (s.timestamp_ms, s.dot))
+            .cloned();
+        self.siblings = winner.into_iter().collect();
+        self.vv.merge(&other.vv);
+    }
+
+    /// Checks the invariants a state received from a peer or read from disk must hold. Under
+    /// `siblings` every sibling must be covered by the set's own vector; `lww` states carry
+    /// client-made dots and an empty vector, so only order is checked for them.
+    pub fn validate(&self, policy: ConflictPolicy) -> Result<(), InvalidSiblings> {
+        for pair in self.siblings.windows(2) {
+            if pair[0].dot >= pair[1].dot {
+                return Err(InvalidSiblings::NotCanonical);
+            }
+        }
+        for s in &self.siblings {
+            if s.dot.counter == 0 {
+                return Err(InvalidSiblings::ZeroCounter);
+            }
+            if policy == ConflictPolicy::Siblings && !self.vv.covers(s.dot) {
+                return Err(InvalidSiblings::Uncovered { node: s.dot.node, counter: s.dot.counter });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,143 @@
+//! Frames on the wire.
+//!
+//! # Byte-level format
+//!
+//! ```text
+//! +----------------+---------------------------+
+//! | length: u32 BE | body: `length` bytes CBOR |
+//! +----------------+---------------------------+
+//! ```
+//!
+//! - `length` counts the body only, and must be at most [`MAX_FRAME_LEN`]. It is checked
+//!   before any buffer is grown, so a header announcing 4 GiB costs nothing.
+//! - `body` is one CBOR item (RFC 8949) encoding a [`super::ClientFrame`] (client to server) or
+//!   a [`super::ServerFrame`] (server to client), in serde's externally tagged layout: an enum
+//!   variant is a one-entry map from its name to its fields, a struct is a map keyed by field
+//!   names, byte strings are CBOR byte strings.
+//! - A length of 0 is not a valid frame (there is no empty CBOR item).
+//!
+//! The first client frame must be `Hello { protocol_version: PROTOCOL_VERSION, .. }`.
+//!
+//! tokio-util's `LengthDelimitedCodec` speaks the same framing; this codec does the length
+//! check itself so that an oversized frame is a typed [`CodecError::FrameTooLarge`] (answered
+//! with a precise error frame) rather than an opaque I/O error.
+
+use std::marker::PhantomData;
+
+use bytes::{Buf, BufMut, BytesMut};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio_util::codec::{Decoder, Encoder};
+
+use super::error::WireError;
+
+/// The protocol version this build speaks. Any change to frames, messages or hashes bumps it.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest frame body accepted or sent: room for a value at the default 4 MiB limit plus a
+/// few concurrent siblings of it, while a single frame still cannot exhaust a server's memory.
+pub const MAX_FRAME_LEN: usize = 16 * 1024 * 1024;
+
+const HEADER_LEN: usize = 4;
+
+/// Why a frame could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("frame of {len} bytes exceeds the limit of {max}")]
+    FrameTooLarge { len: usize, max: usize },
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl CodecError {
+    /// The error frame to send before closing a connection that produced this error, if any.
+    pub fn to_wire(&self) -> Option<WireError> {
+        match self {
+            CodecError::FrameTooLarge { len, max } => {
+                Some(WireError::FrameTooLarge { len: *len as u64, max: *max as u64 })
+            }
+            CodecError::Malformed(reason) => Some(WireError::Malformed { reason: reason.clone() }),
+            CodecError::Io(_) => None,
+        }
+    }
+}
+
+/// Encodes `Out` frames and decodes `In` frames. The server uses
+/// `FrameCodec<ClientFrame, ServerFrame>`, a client the reverse.
+#[derive(Debug)]
+pub struct FrameCodec<In, Out> {
+    max_frame_len: usize,
+    _types: PhantomData<fn(Out) -> In>,
+}
+
+impl<In, Out> FrameCodec<In, Out> {
+    pub fn new() -> Self {
+        Self::with_max_frame_len(MAX_FRAME_LEN)
+    }
+
+    /// A codec with a smaller limit (never larger than [`MAX_FRAME_LEN`]).
+    pub fn with_max_frame_len(max: usize) -> Self {
+        FrameCodec { max_frame_len: max.min(MAX_FRAME_LEN), _types: PhantomData }
+    }
+}
+
+impl<In, Out> Default for FrameCodec<In, Out> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
+    type Item = In;
+    type Error = CodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<In>, CodecError> {
+        let Some(header) = src.get(..HEADER_LEN) else {
+            return Ok(None);
+        };
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        if len > self.max_frame_len {
+            return Err(CodecError::FrameTooLarge { len, max: self.max_frame_len });
+        }
+        if len == 0 {
+            return Err(CodecError::Malformed("empty frame".into()));
+        }
+        if src.len() < HEADER_LEN + len {
+            src.reserve(HEADER_LEN + len - src.len());
+            return Ok(None);
+        }
+        src.advance(HEADER_LEN);
+        let body = src.split_to(len);
+        ciborium::from_reader(&body[..])
+            .map(Some)
+            .map_err(|e| CodecError::Malformed(e.to_string()))
+    }
+}
+
+impl<In, Out: Serialize> Encoder<Out> for FrameCodec<In, Out> {
+    type Error = CodecError;
+
+    fn encode(&mut self, item: Out, dst: &mut BytesMut) -> Result<(), CodecError> {
+        let start = dst.len();
+        dst.put_u32(0);
+        let mut writer = dst.writer();
+        let encoded = ciborium::into_writer(&item, &mut writer);
+        let dst = writer.into_inner();
+        if let Err(e) = encoded {
+            dst.truncate(start);
+            return Err(CodecError::Malformed(e.to_string()));
+        }
+        let len = dst.len() - start - HEADER_LEN;
+        if len > self.max_frame_len {
+            dst.truncate(start);
+            return Err(CodecError::FrameTooLarge { len, max: self.max_frame_len });
+        }
+        dst[start..start + HEADER_LEN].copy_from_slice(&(len as u32).to_be_bytes());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,80 @@
+//! Errors that cross the wire as values.
+//!
+//! A server never answers a bad request by dropping the connection: it answers with one of
+//! these, and the client turns it into a typed error. The only exception is a frame that cannot
+//! be parsed at all (the stream is no longer in sync): that gets a [`WireError`] in a
+//! [`super::ServerFrame::Fatal`] frame, and then the connection is closed.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ring::RingEpoch;
+
+/// An error a server reports for one request (or, as `Fatal`, for a whole connection).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The peer speaks another protocol version.
+    #[error("protocol version {received} is not supported (this node speaks {supported})")]
+    ProtocolVersion { supported: u32, received: u32 },
+    /// A frame that could not be decoded; the connection is closed after this.
+    #[error("malformed frame: {reason}")]
+    Malformed { reason: String },
+    /// A frame longer than the receiver accepts; the connection is closed after this.
+    #[error("frame of {len} bytes exceeds the limit of {max}")]
+    FrameTooLarge { len: u64, max: u64 },
+    /// A request was sent before the handshake.
+    #[error("the first frame on a connection must be Hello")]
+    HandshakeRequired,
+    /// The key is longer than the node's `max_key_bytes`.
+    #[error("key of {len} bytes exceeds the limit of {max}")]
+    KeyTooLarge { len: u64, max: u64 },
+    /// The value is longer than the node's `max_value_bytes`.
+    #[error("value of {len} bytes exceeds the limit of {max}")]
+    ValueTooLarge { len: u64, max: u64 },
+    /// A write without a context on a key that holds concurrent siblings: it would add yet
+    /// another sibling without resolving them. Read the key, merge, and write with the read's
+    /// context (or overwrite explicitly).
+    #[error(
+        "the key has {siblings} concurrent siblings; read it and write with the read's context \
+         to resolve them, or overwrite explicitly"
+    )]
+    ContextRequired { siblings: u32 },
+    /// The write would leave more siblings than the node allows.
+    #[error(
+        "the key would hold {count} siblings (limit {max}); resolve them by writing with a \
+         read's context"
+    )]
+    TooManySiblings { count: u32, max: u32 },
+    /// The node's ring differs from the client's and, under its own ring, the node does not
+    /// hold this key. The client should refetch the ring and retry.
+    #[error("this node does not hold the key under ring {epoch}; refetch the ring")]
+    StaleRing { epoch: RingEpoch },
+    /// The request is well-formed but makes no sense (an empty bucket name, a corrupt state).
+    #[error("invalid request: {reason}")]
+    InvalidRequest { reason: String },
+    /// The storage engine failed; the write was not applied.
+    #[error("storage error: {reason}")]
+    Storage { reason: String },
+    /// The node's disk is full: writes are refused, reads are still served.
+    #[error("the node's disk is full; writes are refused until space is freed")]
+    StorageFull,
+    /// The node refuses work it cannot take now (connection or in-flight caps).
+    #[error("node overloaded: {reason}")]
+    Overloaded { reason: String },
+    /// The node is shutting down and takes no new requests.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
+
+impl WireError {
+    /// Whether the same request may succeed if sent again (to this node later, or to another).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            WireError::StaleRing { .. }
+                | WireError::Storage { .. }
+                | WireError::Overloaded { .. }
+                | WireError::ShuttingDown
+        )
+    }
+}

@@ -1,0 +1,22 @@
+//! The wire protocol between clients and servers (and between servers).
+//!
+//! - [`codec`]: frames (`u32` big-endian length + CBOR body) and the protocol constants.
+//! - [`message`]: what the frames carry: the handshake, requests with ids, responses with the
+//!   server's ring epoch.
+//! - [`error`]: the errors that cross the wire as values.
+//!
+//! A connection opens with [`message::Hello`] carrying [`PROTOCOL_VERSION`]; the server answers
+//! [`message::ServerFrame::Welcome`] or, on a mismatch, a [`error::WireError::ProtocolVersion`]
+//! error frame and a close. After that, requests and responses flow with ids: one connection
+//! carries many requests in flight, and responses may come back in any order.
+
+pub mod codec;
+pub mod error;
+pub mod message;
+
+pub use codec::{CodecError, FrameCodec, MAX_FRAME_LEN, PROTOCOL_VERSION};
+pub use error::WireError;
+pub use message::{
+    ClientFrame, Hello, Request, RequestFrame, Response, ResponseFrame, RingSnapshot, ServerFrame,
+    Welcome,
+};
