@@ -61,6 +61,7 @@ impl BucketProps {
 
 /// The bucket table: properties per named bucket, and those of every bucket not named.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Buckets {
     /// Properties of every bucket without an entry in `named`.
     pub default: BucketProps,

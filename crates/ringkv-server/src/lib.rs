@@ -1,0 +1,18 @@
+//! `ringkvd`, the ringkv storage node, as a library.
+//!
+//! A node is thin on purpose: clients route, coordinate quorums and repair; a node stores
+//! versioned blobs and gossips membership.
+//!
+//! - [`config`]: settings from defaults, a TOML file, environment and flags.
+//! - [`storage`]: the [`storage::Store`] interface, on RocksDB or in memory.
+//! - [`service`]: what a node does with one request (stamp, merge, read), without I/O.
+//! - [`membership`]: gossip (chitchat) turned into the ring and liveness.
+//! - [`server`]: connections, multiplexing, limits, graceful shutdown.
+
+pub mod config;
+pub mod membership;
+pub mod server;
+pub mod service;
+pub mod storage;
+
+pub use config::{Args, Config};

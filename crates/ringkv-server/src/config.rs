@@ -1,0 +1,260 @@
+//! Node configuration: defaults in code, then a TOML file, then environment variables, then
+//! command-line flags (each later source overrides the earlier ones).
+//!
+//! `ringkvd.example.toml` at the repository root documents every setting. Each flag has an
+//! environment variable `RINGKVD_<FLAG>` (e.g. `RINGKVD_LISTEN`), handled by clap.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use ringkv_core::Buckets;
+use ringkv_core::ring::DEFAULT_VNODES_PER_WEIGHT;
+use serde::{Deserialize, Serialize};
+
+/// Everything a node needs to run. Build it with [`Config::load`] or by hand in tests.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address for client and peer connections (TCP) and for gossip (UDP, same port).
+    pub listen: SocketAddr,
+    /// Address other nodes and clients should use, if not `listen` (e.g. behind NAT).
+    pub advertise: Option<SocketAddr>,
+    /// Where RocksDB keeps this node's data and identity.
+    pub data_dir: PathBuf,
+    /// Gossip addresses of nodes to join through. Empty: start a new cluster.
+    pub seeds: Vec<String>,
+    /// Nodes only gossip with nodes of the same cluster name.
+    pub cluster_name: String,
+    /// This node's share of the ring relative to others (a bigger machine, a bigger weight).
+    pub weight: u32,
+    pub limits: Limits,
+    pub gossip: Gossip,
+    pub cluster: ClusterSettings,
+}
+
+/// Bounds on what one peer can make this node do.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Open connections at most; one more gets an `Overloaded` error frame and is closed.
+    pub max_connections: usize,
+    /// Requests being processed per connection; beyond it the node stops reading from that
+    /// connection (back-pressure) until one finishes.
+    pub max_in_flight_per_connection: usize,
+    pub max_key_bytes: usize,
+    pub max_value_bytes: usize,
+    /// A connection that has not sent `Hello` by then is closed.
+    pub handshake_timeout_ms: u64,
+}
+
+/// Gossip timing.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Gossip {
+    pub interval_ms: u64,
+    /// How long a dead node stays in the ring before gossip forgets it. Temporary failures
+    /// must not change the ring, so this is long; operators remove dead nodes explicitly.
+    pub dead_node_grace_secs: u64,
+}
+
+/// Cluster-wide settings this node proposes. Every node gossips its own; all nodes and clients
+/// use the proposal with the highest `version` (ties: the lowest node id), so an operator
+/// changes a bucket by raising `version` on any one node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    pub version: u64,
+    pub vnodes_per_weight: u32,
+    pub buckets: Buckets,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7400)),
+            advertise: None,
+            data_dir: PathBuf::from("./ringkv-data"),
+            seeds: Vec::new(),
+            cluster_name: "ringkv".into(),
+            weight: 1,
+            limits: Limits::default(),
+            gossip: Gossip::default(),
+            cluster: ClusterSettings::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            max_in_flight_per_connection: 128,
+            max_key_bytes: 64 * 1024,
+            max_value_bytes: 4 * 1024 * 1024,
+            handshake_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl Default for Gossip {
+    fn default() -> Self {
+        Gossip { interval_ms: 200, dead_node_grace_secs: 7 * 24 * 3600 }
+    }
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            version: 0,
+            vnodes_per_weight: DEFAULT_VNODES_PER_WEIGHT,
+            buckets: Buckets::default(),
+        }
+    }
+}
+
+impl Gossip {
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms)
+    }
+}
+
+/// `ringkvd`'s command line. Every flag can also come from `RINGKVD_<NAME>`.
+#[derive(Debug, Parser)]
+#[command(name = "ringkvd", version, about = "The ringkv storage node")]
+pub struct Args {
+    /// TOML configuration file (see ringkvd.example.toml).
+    #[arg(long, short, env = "RINGKVD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address for clients and peers (TCP) and gossip (UDP, same port).
+    #[arg(long, env = "RINGKVD_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Address others should use to reach this node, if not --listen.
+    #[arg(long, env = "RINGKVD_ADVERTISE")]
+    pub advertise: Option<SocketAddr>,
+    /// Data directory.
+    #[arg(long, env = "RINGKVD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Seed nodes to join through, comma-separated host:port.
+    #[arg(long, env = "RINGKVD_SEEDS", value_delimiter = ',')]
+    pub seeds: Option<Vec<String>>,
+    /// Cluster name; nodes only gossip within one.
+    #[arg(long, env = "RINGKVD_CLUSTER_NAME")]
+    pub cluster_name: Option<String>,
+    /// This node's weight (share of the ring).
+    #[arg(long, env = "RINGKVD_WEIGHT")]
+    pub weight: Option<u32>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+impl Config {
+    /// Defaults, overridden by the file named in `args` (if any), overridden by `args` (flags
+    /// and environment variables). The result is validated.
+    pub fn load(args: &Args) -> anyhow::Result<Config> {
+        let mut config = match &args.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = args.listen {
+            config.listen = v;
+        }
+        if let Some(v) = args.advertise {
+            config.advertise = Some(v);
+        }
+        if let Some(v) = &args.data_dir {
+            config.data_dir = v.clone();
+        }
+        if let Some(v) = &args.seeds {
+            config.seeds = v.iter().filter(|s| !s.is_empty()).cloned().collect();
+        }
+        if let Some(v) = &args.cluster_name {
+            config.cluster_name = v.clone();
+        }
+        if let Some(v) = args.weight {
+            config.weight = v;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+
+    /// The address peers and clients use for this node.
+    pub fn advertised(&self) -> SocketAddr {
+        self.advertise.unwrap_or(self.listen)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.weight == 0 {
+            bail!("weight must be at least 1");
+        }
+        if self.cluster.vnodes_per_weight == 0 {
+            bail!("cluster.vnodes_per_weight must be at least 1");
+        }
+        if self.advertised().ip().is_unspecified() {
+            bail!("listen is {} (any address): set advertise to an address peers can reach", self.listen);
+        }
+        if self.limits.max_connections == 0 || self.limits.max_in_flight_per_connection == 0 {
+            bail!("limits.max_connections and limits.max_in_flight_per_connection must be at least 1");
+        }
+        if self.limits.max_value_bytes + self.limits.max_key_bytes + 4096
+            > ringkv_core::wire::MAX_FRAME_LEN
+        {
+            bail!(
+                "limits.max_key_bytes + limits.max_value_bytes must leave room in a {} byte frame",
+                ringkv_core::wire::MAX_FRAME_LEN
+            );
+        }
+        self.cluster.buckets.validate().map_err(|e| anyhow::anyhow!("cluster.buckets: {e}"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_parses_and_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ringkvd.example.toml");
+        let config = Config::from_file(&path).expect("example parses");
+        let defaults = Config::default();
+        assert_eq!(config.limits.max_value_bytes, defaults.limits.max_value_bytes);
+        assert_eq!(config.cluster, defaults.cluster);
+        config.validate().expect("example is valid");
+    }
+
+    #[test]
+    fn flags_override_the_file_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("n.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nweight = 3\n").expect("write");
+        let args = Args::parse_from(["ringkvd", "-c", path.to_str().expect("utf8"), "--weight", "2"]);
+        let config = Config::load(&args).expect("loads");
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.weight, 2);
+
+        std::fs::write(&path, "lisen = \"127.0.0.1:9000\"\n").expect("write");
+        let err = Config::from_file(&path).expect_err("typo must be refused");
+        assert!(format!("{err:#}").contains("lisen"), "{err:#}");
+    }
+
+    #[test]
+    fn bad_bucket_quorums_are_refused_with_the_bucket_named() {
+        let mut config = Config::default();
+        config.cluster.buckets.named.insert(
+            "carts".into(),
+            ringkv_core::BucketProps { n: 2, r: 3, ..Default::default() },
+        );
+        let err = config.validate().expect_err("r > n");
+        assert!(err.to_string().contains("carts"), "{err}");
+    }
+}

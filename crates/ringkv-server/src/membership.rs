@@ -1,0 +1,239 @@
+//! Cluster membership by gossip (chitchat), turned into a [`Ring`].
+//!
+//! Each node gossips a few keys about itself: its data address, weight and status, and the
+//! cluster settings it proposes (bucket table, tokens per weight). From the gossiped state
+//! every node derives the same [`RingConfig`]:
+//!
+//! - members: every node gossip knows of, alive or not (a node that stops answering keeps its
+//!   place; the sloppy quorum routes around it). A restarted node appears under a new gossip
+//!   generation; only its newest generation counts.
+//! - settings: the proposal with the highest `version`, ties broken by the lowest node id.
+//!
+//! Liveness comes from chitchat's phi-accrual failure detector and travels beside the ring,
+//! never inside it: a crash must not move data.
+//!
+//! [`spawn_membership`] starts gossip and a task that recomputes the [`ClusterView`] every
+//! gossip interval and publishes it on a `watch` channel when it changes.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use chitchat::transport::UdpTransport;
+use chitchat::{Chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
+use ringkv_core::{Member, MemberStatus, NodeId, Ring, RingConfig};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::{ClusterSettings, Config};
+
+const KEY_ADDR: &str = "addr";
+const KEY_WEIGHT: &str = "weight";
+const KEY_STATUS: &str = "status";
+const KEY_CLUSTER: &str = "cluster";
+
+/// What a node knows of the cluster at one moment.
+#[derive(Debug)]
+pub struct ClusterView {
+    pub ring: Arc<Ring>,
+    /// Members this node's failure detector considers alive (itself included), sorted.
+    pub alive: Vec<NodeId>,
+}
+
+impl ClusterView {
+    /// A view holding only `ring`, everyone alive: for tests and for a node before gossip.
+    pub fn fixed(ring: Ring) -> ClusterView {
+        let alive = ring.members().iter().map(|m| m.id).collect();
+        ClusterView { ring: Arc::new(ring), alive }
+    }
+}
+
+/// The running membership component.
+pub struct MembershipHandle {
+    view: watch::Receiver<Arc<ClusterView>>,
+    chitchat: ChitchatHandle,
+    task: tokio::task::JoinHandle<()>,
+    stop: CancellationToken,
+}
+
+impl std::fmt::Debug for MembershipHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MembershipHandle").field("view", &self.view.borrow()).finish_non_exhaustive()
+    }
+}
+
+impl MembershipHandle {
+    /// A receiver of the current view; `borrow()` is cheap.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<ClusterView>> {
+        self.view.clone()
+    }
+
+    /// Stops gossiping. Peers will see this node as dead after their detection timeout.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+        if let Err(e) = self.chitchat.shutdown().await {
+            warn!(error = %e, "gossip did not shut down cleanly");
+        }
+    }
+}
+
+/// Starts gossip for node `id` and the task that keeps its [`ClusterView`] current.
+pub async fn spawn_membership(config: &Config, id: NodeId) -> anyhow::Result<MembershipHandle> {
+    let generation = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let advertised = config.advertised();
+    let chitchat_id = ChitchatId::new(id.to_string(), generation, advertised);
+    let chitchat_config = ChitchatConfig {
+        chitchat_id,
+        cluster_id: config.cluster_name.clone(),
+        gossip_interval: config.gossip.interval(),
+        listen_addr: config.listen,
+        seed_nodes: config.seeds.clone(),
+        failure_detector_config: FailureDetectorConfig {
+            dead_node_grace_period: Duration::from_secs(config.gossip.dead_node_grace_secs),
+            // A node is suspected after a few missed rounds rather than after chitchat's
+            // default five seconds of silence: clients need to hear of a crash quickly.
+            initial_interval: config.gossip.interval() * 5,
+            ..FailureDetectorConfig::default()
+        },
+        marked_for_deletion_grace_period: Duration::from_secs(3600),
+        catchup_callback: None,
+        extra_liveness_predicate: None,
+        protocol_version: chitchat::ProtocolVersion::V0,
+    };
+    let settings = toml::to_string(&config.cluster).context("encoding cluster settings")?;
+    let keys = vec![
+        (KEY_ADDR.to_string(), advertised.to_string()),
+        (KEY_WEIGHT.to_string(), config.weight.to_string()),
+        (KEY_STATUS.to_string(), "active".to_string()),
+        (KEY_CLUSTER.to_string(), settings),
+    ];
+    let chitchat = chitchat::spawn_chitchat(chitchat_config, keys, &UdpTransport)
+        .await
+        .with_context(|| format!("starting gossip on udp {}", config.listen))?;
+
+    let initial = {
+        let guard = chitchat.chitchat();
+        let state = guard.lock().await;
+        view_of(&state, None).unwrap_or_else(|| Arc::new(ClusterView::fixed(Ring::empty())))
+    };
+    let (tx, rx) = watch::channel(initial);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(refresh_loop(
+        chitchat.chitchat(),
+        tx,
+        config.gossip.interval(),
+        stop.clone(),
+    ));
+    Ok(MembershipHandle { view: rx, chitchat, task, stop })
+}
+
+/// Recomputes the view every `interval` and publishes it when it changed.
+async fn refresh_loop(
+    chitchat: Arc<tokio::sync::Mutex<Chitchat>>,
+    tx: watch::Sender<Arc<ClusterView>>,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let current = tx.borrow().clone();
+        let next = {
+            let state = chitchat.lock().await;
+            view_of(&state, Some(&current))
+        };
+        if let Some(next) = next {
+            if next.ring.epoch() != current.ring.epoch() {
+                info!(
+                    epoch = %next.ring.epoch(),
+                    members = next.ring.members().len(),
+                    "ring changed"
+                );
+            }
+            if next.alive != current.alive {
+                info!(alive = next.alive.len(), members = next.ring.members().len(), "liveness changed");
+            }
+            let _ = tx.send(next);
+        }
+    }
+}
+
+/// The view gossip describes, or `None` if it equals `current` (or cannot make a ring).
+fn view_of(chitchat: &Chitchat, current: Option<&ClusterView>) -> Option<Arc<ClusterView>> {
+    // Newest generation of each node id.
+    let mut newest: BTreeMap<NodeId, (&ChitchatId, &chitchat::NodeState)> = BTreeMap::new();
+    for (cid, state) in chitchat.node_states() {
+        let Ok(id) = cid.node_id.parse::<NodeId>() else {
+            warn!(node = %cid.node_id, "ignoring a gossip member whose id is not a ringkv node id");
+            continue;
+        };
+        match newest.get(&id) {
+            Some((seen, _)) if seen.generation_id >= cid.generation_id => {}
+            _ => {
+                newest.insert(id, (cid, state));
+            }
+        }
+    }
+    let mut members = Vec::with_capacity(newest.len());
+    let mut proposals: Vec<(u64, NodeId, ClusterSettings)> = Vec::new();
+    for (&id, (_, state)) in &newest {
+        let (Some(addr), Some(weight)) = (state.get(KEY_ADDR), state.get(KEY_WEIGHT)) else {
+            continue; // Its keys have not reached us yet.
+        };
+        let (Ok(addr), Ok(weight)) = (addr.parse::<SocketAddr>(), weight.parse::<u32>()) else {
+            warn!(node = %id, "ignoring a member with an unparseable address or weight");
+            continue;
+        };
+        if weight == 0 {
+            warn!(node = %id, "ignoring a member with weight 0");
+            continue;
+        }
+        members.push(Member { id, addr: addr.to_string(), weight, status: MemberStatus::Active });
+        if let Some(text) = state.get(KEY_CLUSTER) {
+            match toml::from_str::<ClusterSettings>(text) {
+                Ok(settings) => proposals.push((settings.version, id, settings)),
+                Err(e) => warn!(node = %id, error = %e, "ignoring unparseable cluster settings"),
+            }
+        }
+    }
+    // Highest version wins; among equal versions, the lowest node id.
+    proposals.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let settings = proposals.into_iter().next().map(|p| p.2).unwrap_or_default();
+    let config = RingConfig {
+        members,
+        buckets: settings.buckets,
+        vnodes_per_weight: settings.vnodes_per_weight,
+    };
+    let mut alive: Vec<NodeId> = chitchat
+        .live_nodes()
+        .filter_map(|cid| cid.node_id.parse::<NodeId>().ok())
+        .filter(|id| config.members.iter().any(|m| m.id == *id))
+        .collect();
+    alive.sort_unstable();
+    alive.dedup();
+
+    if let Some(current) = current {
+        let mut sorted = config.clone();
+        sorted.members.sort_by_key(|m| m.id);
+        if &sorted == current.ring.config() && alive == current.alive {
+            return None;
+        }
+    }
+    match Ring::new(config) {
+        Ok(ring) => Some(Arc::new(ClusterView { ring: Arc::new(ring), alive })),
+        Err(e) => {
+            warn!(error = %e, "gossiped membership does not make a valid ring; keeping the last one");
+            None
+        }
+    }
+}

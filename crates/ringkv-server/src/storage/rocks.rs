@@ -1,0 +1,118 @@
+//! The RocksDB [`Store`].
+
+use std::path::Path;
+
+use ringkv_core::{NodeId, SiblingSet};
+use rocksdb::{ColumnFamilyDescriptor, DB, DBCompressionType, Options};
+
+use super::{Store, StoreError, decode_state, encode_state, storage_key};
+
+const CF_DATA: &str = "data";
+const CF_META: &str = "meta";
+const META_NODE_ID: &[u8] = b"node_id";
+const META_FORMAT: &[u8] = b"format";
+/// The layout version of the whole store (column families and key encoding).
+const STORE_FORMAT: u8 = 1;
+
+/// A store on RocksDB. See the module docs of `storage` for the layout.
+pub struct RocksStore {
+    db: DB,
+    node_id: NodeId,
+}
+
+impl std::fmt::Debug for RocksStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksStore").field("node_id", &self.node_id).finish_non_exhaustive()
+    }
+}
+
+impl RocksStore {
+    /// Opens (or creates) the store in `dir`. A new store gets a new random node id.
+    pub fn open(dir: &Path) -> Result<RocksStore, StoreError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_compression_type(DBCompressionType::Lz4);
+        options.set_keep_log_file_num(4);
+        let cfs = [CF_DATA, CF_META].map(|name| {
+            let mut cf = Options::default();
+            cf.set_compression_type(DBCompressionType::Lz4);
+            ColumnFamilyDescriptor::new(name, cf)
+        });
+        let db = DB::open_cf_descriptors(&options, dir, cfs).map_err(engine)?;
+        let node_id = Self::identity(&db)?;
+        Ok(RocksStore { db, node_id })
+    }
+
+    /// Reads the node id and format, creating them on first start.
+    fn identity(db: &DB) -> Result<NodeId, StoreError> {
+        let meta = cf(db, CF_META)?;
+        match db.get_cf(meta, META_FORMAT).map_err(engine)? {
+            None => {}
+            Some(v) if v.as_slice() == [STORE_FORMAT] => {}
+            Some(v) => {
+                return Err(StoreError::Corrupt(format!(
+                    "data directory has store format {v:?}; this build reads format {STORE_FORMAT}"
+                )));
+            }
+        }
+        if let Some(bytes) = db.get_cf(meta, META_NODE_ID).map_err(engine)? {
+            let array: [u8; 8] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("node id is not 8 bytes".into()))?;
+            return Ok(NodeId(u64::from_be_bytes(array)));
+        }
+        // Zero is reserved so that "no node" can never match a real one.
+        let id = NodeId(rand::random::<u64>().max(1));
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.put_cf(meta, META_FORMAT, [STORE_FORMAT]);
+        batch.put_cf(meta, META_NODE_ID, id.0.to_be_bytes());
+        let mut sync = rocksdb::WriteOptions::default();
+        sync.set_sync(true);
+        db.write_opt(batch, &sync).map_err(engine)?;
+        Ok(id)
+    }
+}
+
+impl Store for RocksStore {
+    fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    fn get(&self, bucket: &str, key: &[u8]) -> Result<Option<SiblingSet>, StoreError> {
+        let data = cf(&self.db, CF_DATA)?;
+        self.db
+            .get_pinned_cf(data, storage_key(bucket, key))
+            .map_err(engine)?
+            .map(|bytes| decode_state(&bytes))
+            .transpose()
+    }
+
+    fn put(&self, bucket: &str, key: &[u8], state: &SiblingSet) -> Result<(), StoreError> {
+        let data = cf(&self.db, CF_DATA)?;
+        self.db.put_cf(data, storage_key(bucket, key), encode_state(state)).map_err(engine)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_wal(true).map_err(engine)?;
+        for name in [CF_DATA, CF_META] {
+            self.db.flush_cf(cf(&self.db, name)?).map_err(engine)?;
+        }
+        Ok(())
+    }
+}
+
+fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, StoreError> {
+    db.cf_handle(name).ok_or_else(|| StoreError::Engine(format!("column family {name} missing")))
+}
+
+/// Classifies a RocksDB error: a full disk is its own kind, so that writes can say so.
+fn engine(e: rocksdb::Error) -> StoreError {
+    let text = e.into_string();
+    if text.contains("No space left") || text.contains("ENOSPC") {
+        StoreError::Full
+    } else {
+        StoreError::Engine(text)
+    }
+}
