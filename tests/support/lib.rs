@@ -1,0 +1,375 @@
+//! Test support: real `ringkvd` processes on loopback, and a raw protocol connection.
+//!
+//! [`TestCluster`] starts N `ringkvd` processes on free loopback ports, each with its own data
+//! directory in one temporary folder, and kills every one of them when dropped (also when a
+//! test panics, in which case the folder and the node logs are kept and their path printed).
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use ringkv::{Client, ClientConfig};
+
+/// How long a node gets to start answering.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `ringkvd` binary: `$RINGKVD_BIN`, or the one cargo built next to this test binary.
+pub fn ringkvd_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("RINGKVD_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> -> target/<profile>/ringkvd
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir layout");
+    profile_dir.join("ringkvd")
+}
+
+/// A loopback port free for both TCP and UDP (ringkvd uses both on one port).
+pub fn free_port() -> u16 {
+    for _ in 0..100 {
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+        let port = tcp.local_addr().expect("addr").port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port for tcp and udp");
+}
+
+/// Settings for a test cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterSpec {
+    pub nodes: usize,
+    /// TOML appended to every node's config (e.g. a `[cluster.buckets.named.x]` table).
+    pub extra_toml: String,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            nodes: 3,
+            extra_toml: String::new(),
+        }
+    }
+}
+
+/// One `ringkvd` process (or a stopped one that can be restarted).
+#[derive(Debug)]
+pub struct Node {
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+/// N real nodes on loopback. See the module docs.
+#[derive(Debug)]
+pub struct TestCluster {
+    pub nodes: Vec<Node>,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl TestCluster {
+    /// Starts a cluster of `spec.nodes` and waits until every node sees all of them alive.
+    pub async fn start(spec: ClusterSpec) -> anyhow::Result<TestCluster> {
+        let bin = ringkvd_bin();
+        if !bin.exists() {
+            bail!(
+                "{} not found: build it with `cargo build -p ringkv-server`",
+                bin.display()
+            );
+        }
+        let dir = tempfile::Builder::new().prefix("ringkv-test-").tempdir()?;
+        let addrs: Vec<SocketAddr> = (0..spec.nodes)
+            .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
+            .collect();
+        let cluster_name = format!("test-{}", addrs[0].port());
+        let mut nodes = Vec::new();
+        for (i, addr) in addrs.iter().enumerate() {
+            let node_dir = dir.path().join(format!("node{i}"));
+            std::fs::create_dir_all(&node_dir)?;
+            let seeds: Vec<String> = addrs
+                .iter()
+                .filter(|a| *a != addr)
+                .map(|a| format!("\"{a}\""))
+                .collect();
+            let config = node_dir.join("ringkvd.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "listen = \"{addr}\"\ndata_dir = \"{}\"\nseeds = [{}]\ncluster_name = \"{cluster_name}\"\n\
+                     [gossip]\ninterval_ms = 100\n{}\n",
+                    node_dir.join("data").display(),
+                    seeds.join(", "),
+                    spec.extra_toml
+                ),
+            )?;
+            nodes.push(Node {
+                addr: *addr,
+                dir: node_dir.clone(),
+                config,
+                log: node_dir.join("ringkvd.log"),
+                child: None,
+            });
+        }
+        let mut cluster = TestCluster {
+            nodes,
+            dir: Some(dir),
+        };
+        for i in 0..spec.nodes {
+            cluster.spawn(i)?;
+        }
+        cluster.wait_converged(spec.nodes).await?;
+        Ok(cluster)
+    }
+
+    fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
+        let node = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)?;
+        let child = Command::new(ringkvd_bin())
+            .arg("--config")
+            .arg(&node.config)
+            .env(
+                "RUST_LOG",
+                std::env::var("RINGKVD_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting ringkvd")?;
+        node.child = Some(child);
+        Ok(())
+    }
+
+    pub fn addrs(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.addr.to_string()).collect()
+    }
+
+    /// A client seeded with every node, with the given config.
+    pub async fn client_with(&self, config: ClientConfig) -> anyhow::Result<Client> {
+        Ok(Client::builder()
+            .seeds(self.addrs())
+            .config(config)
+            .build()
+            .await?)
+    }
+
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        self.client_with(ClientConfig::default()).await
+    }
+
+    /// Waits until a client asking each running node sees `members` members, all alive on
+    /// the running nodes, and the same ring epoch everywhere.
+    pub async fn wait_converged(&self, members: usize) -> anyhow::Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match self.ring_views().await {
+                Ok(views)
+                    if views.iter().all(|(epoch, n, alive)| {
+                        *n == members && *alive == self.running() && *epoch == views[0].0
+                    }) =>
+                {
+                    return Ok(());
+                }
+                Ok(views) if Instant::now() > deadline => {
+                    bail!(
+                        "cluster did not converge on {members} members: {views:?} (logs in {})",
+                        self.path().display()
+                    )
+                }
+                Err(e) if Instant::now() > deadline => {
+                    bail!(
+                        "cluster did not start: {e:#} (logs in {})",
+                        self.path().display()
+                    )
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// Each running node's (ring epoch, member count, alive count).
+    pub async fn ring_views(&self) -> anyhow::Result<Vec<(u64, usize, usize)>> {
+        let mut views = Vec::new();
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+            let mut raw = RawConnection::open(node.addr).await?;
+            match raw.request(ringkv_core::wire::Request::Ring).await? {
+                Ok(ringkv_core::wire::Response::Ring(snapshot)) => {
+                    let ring = ringkv_core::Ring::new(snapshot.config)?;
+                    views.push((ring.epoch().0, ring.members().len(), snapshot.alive.len()));
+                }
+                other => bail!("unexpected ring answer {other:?}"),
+            }
+        }
+        Ok(views)
+    }
+
+    fn running(&self) -> usize {
+        self.nodes.iter().filter(|n| n.child.is_some()).count()
+    }
+
+    /// kill -9 node `i` and reap it.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM node `i` and wait (up to `timeout`) for it to exit.
+    pub fn terminate(&mut self, i: usize, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let mut child = self.nodes[i].child.take().context("node not running")?;
+        signal(&child, libc::SIGTERM);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("node {i} did not exit within {timeout:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts node `i` again on its address and data directory, and waits for it to answer.
+    pub async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        self.spawn(i)?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        while RawConnection::open(self.nodes[i].addr).await.is_err() {
+            if Instant::now() > deadline {
+                bail!(
+                    "node {i} did not come back (log {})",
+                    self.nodes[i].log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir
+            .as_ref()
+            .map(|d| d.path())
+            .unwrap_or(Path::new("."))
+    }
+}
+
+fn signal(child: &Child, sig: libc::c_int) {
+    // SAFETY: kill(2) on a pid this process spawned and has not reaped yet.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, sig);
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+        if std::thread::panicking() {
+            if let Some(dir) = self.dir.take() {
+                let path = dir.keep();
+                eprintln!("test failed; node data and logs kept in {}", path.display());
+            }
+        }
+    }
+}
+
+/// Polls `check` every 50 ms until it returns true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub use raw::RawConnection;
+
+mod raw {
+    //! A bare protocol connection, for reading one node directly and for hostile input.
+
+    use std::net::SocketAddr;
+
+    use futures::{SinkExt, StreamExt};
+    use ringkv_core::RingEpoch;
+    use ringkv_core::wire::{
+        ClientFrame, FrameCodec, Hello, PROTOCOL_VERSION, Request, RequestFrame, Response,
+        ServerFrame, WireError,
+    };
+    use tokio::net::TcpStream;
+    use tokio_util::codec::Framed;
+
+    /// One handshaken connection to one node.
+    #[derive(Debug)]
+    pub struct RawConnection {
+        framed: Framed<TcpStream, FrameCodec<ServerFrame, ClientFrame>>,
+        next_id: u64,
+        pub epoch: RingEpoch,
+    }
+
+    impl RawConnection {
+        pub async fn open(addr: SocketAddr) -> anyhow::Result<RawConnection> {
+            let stream = TcpStream::connect(addr).await?;
+            let mut framed = Framed::new(stream, FrameCodec::new());
+            framed
+                .send(ClientFrame::Hello(Hello {
+                    protocol_version: PROTOCOL_VERSION,
+                    agent: "test".into(),
+                }))
+                .await?;
+            match framed.next().await {
+                Some(Ok(ServerFrame::Welcome(w))) => Ok(RawConnection {
+                    framed,
+                    next_id: 1,
+                    epoch: w.epoch,
+                }),
+                other => anyhow::bail!("bad handshake answer: {other:?}"),
+            }
+        }
+
+        /// Sends one request with this connection's epoch (the node's own, from the welcome).
+        pub async fn request(
+            &mut self,
+            body: Request,
+        ) -> anyhow::Result<Result<Response, WireError>> {
+            let id = self.next_id;
+            self.next_id += 1;
+            self.framed
+                .send(ClientFrame::Request(RequestFrame {
+                    id,
+                    epoch: self.epoch,
+                    body,
+                }))
+                .await?;
+            match self.framed.next().await {
+                Some(Ok(ServerFrame::Response(r))) if r.id == id => Ok(r.body),
+                other => anyhow::bail!("unexpected frame {other:?}"),
+            }
+        }
+    }
+}

@@ -40,7 +40,12 @@ pub struct BucketProps {
 
 impl Default for BucketProps {
     fn default() -> Self {
-        BucketProps { n: 3, r: 2, w: 2, conflict: ConflictPolicy::Siblings }
+        BucketProps {
+            n: 3,
+            r: 2,
+            w: 2,
+            conflict: ConflictPolicy::Siblings,
+        }
     }
 }
 
@@ -52,7 +57,10 @@ impl BucketProps {
         }
         for (name, value) in [("r", self.r), ("w", self.w)] {
             if value == 0 || value > self.n {
-                return Err(format!("{name} = {value} must be between 1 and n = {}", self.n));
+                return Err(format!(
+                    "{name} = {value} must be between 1 and n = {}",
+                    self.n
+                ));
             }
         }
         Ok(())
@@ -76,9 +84,13 @@ impl Buckets {
 
     /// Checks every entry, naming the bucket at fault.
     pub fn validate(&self) -> Result<(), String> {
-        self.default.validate().map_err(|e| format!("default bucket: {e}"))?;
+        self.default
+            .validate()
+            .map_err(|e| format!("default bucket: {e}"))?;
         for (name, props) in &self.named {
-            props.validate().map_err(|e| format!("bucket {name:?}: {e}"))?;
+            props
+                .validate()
+                .map_err(|e| format!("bucket {name:?}: {e}"))?;
         }
         Ok(())
     }

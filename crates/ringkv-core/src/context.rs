@@ -76,7 +76,13 @@ mod tests {
         let bytes = ctx.to_bytes();
         assert_eq!(Context::from_bytes(&bytes), Ok(ctx));
         assert_eq!(Context::from_bytes(&[]), Err(ContextError::Empty));
-        assert_eq!(Context::from_bytes(&[9, 1]), Err(ContextError::UnknownFormat(9)));
-        assert!(matches!(Context::from_bytes(&[1, 0xff, 0x00]), Err(ContextError::Corrupt(_))));
+        assert_eq!(
+            Context::from_bytes(&[9, 1]),
+            Err(ContextError::UnknownFormat(9))
+        );
+        assert!(matches!(
+            Context::from_bytes(&[1, 0xff, 0x00]),
+            Err(ContextError::Corrupt(_))
+        ));
     }
 }

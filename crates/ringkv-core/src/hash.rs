@@ -79,7 +79,11 @@ mod tests {
             (0xdead_beef_0000_0001, 7, 0xc3152f93b97c8e6c),
         ];
         for (id, index, want) in cases {
-            assert_eq!(token_position(*id, *index), *want, "token_position({id:#x}, {index})");
+            assert_eq!(
+                token_position(*id, *index),
+                *want,
+                "token_position({id:#x}, {index})"
+            );
         }
     }
 

@@ -16,6 +16,7 @@ pub mod bucket;
 pub mod context;
 pub mod hash;
 pub mod node;
+pub mod quorum;
 pub mod ring;
 pub mod siblings;
 pub mod version;

@@ -32,7 +32,9 @@ impl std::str::FromStr for NodeId {
 ///
 /// Only an explicit operator action changes it; a node that merely stops answering keeps its
 /// status (and its place in the ring) and is routed around by the sloppy quorum.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum MemberStatus {

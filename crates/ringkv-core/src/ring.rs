@@ -96,7 +96,10 @@ impl Ring {
         if config.vnodes_per_weight == 0 {
             return Err(RingError::NoVnodes);
         }
-        config.buckets.validate().map_err(RingError::InvalidBucket)?;
+        config
+            .buckets
+            .validate()
+            .map_err(RingError::InvalidBucket)?;
         let mut total: u64 = 0;
         for member in &config.members {
             if member.weight == 0 {
@@ -115,7 +118,11 @@ impl Ring {
         // Ties (two tokens on one position) are broken by member order, which is by id.
         tokens.sort_unstable();
         let epoch = epoch_of(&config);
-        Ok(Ring { config, tokens, epoch })
+        Ok(Ring {
+            config,
+            tokens,
+            epoch,
+        })
     }
 
     /// An empty ring: no members, default buckets. Clients hold it until they fetch a real one.
@@ -184,7 +191,9 @@ impl Ring {
     /// (fewer when the ring has fewer members).
     pub fn home_replicas(&self, bucket: &str, key: &[u8]) -> Vec<&Member> {
         let n = usize::from(self.bucket(bucket).n);
-        self.preference_list(bucket.as_bytes(), key).take(n).collect()
+        self.preference_list(bucket.as_bytes(), key)
+            .take(n)
+            .collect()
     }
 
     /// Whether `node` is one of the home replicas of `key`.

@@ -77,7 +77,11 @@ impl SiblingSet {
     pub fn lww(dot: Dot, timestamp_ms: u64, value: Option<Bytes>) -> SiblingSet {
         SiblingSet {
             vv: VersionVector::new(),
-            siblings: vec![Sibling { dot, timestamp_ms, value }],
+            siblings: vec![Sibling {
+                dot,
+                timestamp_ms,
+                value,
+            }],
         }
     }
 
@@ -113,12 +117,22 @@ impl SiblingSet {
         value: Option<Bytes>,
         timestamp_ms: u64,
     ) -> Dot {
-        let dot = Dot { node, counter: self.vv.get(node).max(context.get(node)) + 1 };
+        let dot = Dot {
+            node,
+            counter: self.vv.get(node).max(context.get(node)) + 1,
+        };
         self.siblings.retain(|s| !context.covers(s.dot));
         self.vv.merge(context);
         self.vv.observe(dot);
         let at = self.siblings.partition_point(|s| s.dot < dot);
-        self.siblings.insert(at, Sibling { dot, timestamp_ms, value });
+        self.siblings.insert(
+            at,
+            Sibling {
+                dot,
+                timestamp_ms,
+                value,
+            },
+        );
         dot
     }
 
@@ -138,7 +152,10 @@ impl SiblingSet {
 
     fn merge_dvv(&mut self, other: &SiblingSet) {
         let mut merged = Vec::with_capacity(self.siblings.len() + other.siblings.len());
-        let (mut a, mut b) = (self.siblings.iter().peekable(), other.siblings.iter().peekable());
+        let (mut a, mut b) = (
+            self.siblings.iter().peekable(),
+            other.siblings.iter().peekable(),
+        );
         loop {
             match (a.peek(), b.peek()) {
                 (Some(x), Some(y)) if x.dot == y.dot => {
@@ -202,7 +219,10 @@ impl SiblingSet {
                 return Err(InvalidSiblings::ZeroCounter);
             }
             if policy == ConflictPolicy::Siblings && !self.vv.covers(s.dot) {
-                return Err(InvalidSiblings::Uncovered { node: s.dot.node, counter: s.dot.counter });
+                return Err(InvalidSiblings::Uncovered {
+                    node: s.dot.node,
+                    counter: s.dot.counter,
+                });
             }
         }
         Ok(())

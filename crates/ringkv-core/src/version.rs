@@ -41,7 +41,10 @@ impl VersionVector {
 
     /// Whether this vector has seen everything `other` has.
     pub fn descends(&self, other: &VersionVector) -> bool {
-        other.0.iter().all(|(&node, &counter)| self.get(node) >= counter)
+        other
+            .0
+            .iter()
+            .all(|(&node, &counter)| self.get(node) >= counter)
     }
 
     /// Raises every entry to at least `other`'s (the pointwise maximum).

@@ -101,7 +101,10 @@ impl Default for Limits {
 
 impl Default for Gossip {
     fn default() -> Self {
-        Gossip { interval_ms: 200, dead_node_grace_secs: 7 * 24 * 3600 }
+        Gossip {
+            interval_ms: 200,
+            dead_node_grace_secs: 7 * 24 * 3600,
+        }
     }
 }
 
@@ -200,10 +203,15 @@ impl Config {
             bail!("cluster.vnodes_per_weight must be at least 1");
         }
         if self.advertised().ip().is_unspecified() {
-            bail!("listen is {} (any address): set advertise to an address peers can reach", self.listen);
+            bail!(
+                "listen is {} (any address): set advertise to an address peers can reach",
+                self.listen
+            );
         }
         if self.limits.max_connections == 0 || self.limits.max_in_flight_per_connection == 0 {
-            bail!("limits.max_connections and limits.max_in_flight_per_connection must be at least 1");
+            bail!(
+                "limits.max_connections and limits.max_in_flight_per_connection must be at least 1"
+            );
         }
         if self.limits.max_value_bytes + self.limits.max_key_bytes + 4096
             > ringkv_core::wire::MAX_FRAME_LEN
@@ -213,7 +221,10 @@ impl Config {
                 ringkv_core::wire::MAX_FRAME_LEN
             );
         }
-        self.cluster.buckets.validate().map_err(|e| anyhow::anyhow!("cluster.buckets: {e}"))?;
+        self.cluster
+            .buckets
+            .validate()
+            .map_err(|e| anyhow::anyhow!("cluster.buckets: {e}"))?;
         Ok(())
     }
 }
@@ -227,7 +238,10 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ringkvd.example.toml");
         let config = Config::from_file(&path).expect("example parses");
         let defaults = Config::default();
-        assert_eq!(config.limits.max_value_bytes, defaults.limits.max_value_bytes);
+        assert_eq!(
+            config.limits.max_value_bytes,
+            defaults.limits.max_value_bytes
+        );
         assert_eq!(config.cluster, defaults.cluster);
         config.validate().expect("example is valid");
     }
@@ -237,7 +251,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("n.toml");
         std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nweight = 3\n").expect("write");
-        let args = Args::parse_from(["ringkvd", "-c", path.to_str().expect("utf8"), "--weight", "2"]);
+        let args = Args::parse_from([
+            "ringkvd",
+            "-c",
+            path.to_str().expect("utf8"),
+            "--weight",
+            "2",
+        ]);
         let config = Config::load(&args).expect("loads");
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.weight, 2);
@@ -252,7 +272,11 @@ mod tests {
         let mut config = Config::default();
         config.cluster.buckets.named.insert(
             "carts".into(),
-            ringkv_core::BucketProps { n: 2, r: 3, ..Default::default() },
+            ringkv_core::BucketProps {
+                n: 2,
+                r: 3,
+                ..Default::default()
+            },
         );
         let err = config.validate().expect_err("r > n");
         assert!(err.to_string().contains("carts"), "{err}");

@@ -47,7 +47,10 @@ impl ClusterView {
     /// A view holding only `ring`, everyone alive: for tests and for a node before gossip.
     pub fn fixed(ring: Ring) -> ClusterView {
         let alive = ring.members().iter().map(|m| m.id).collect();
-        ClusterView { ring: Arc::new(ring), alive }
+        ClusterView {
+            ring: Arc::new(ring),
+            alive,
+        }
     }
 }
 
@@ -61,7 +64,9 @@ pub struct MembershipHandle {
 
 impl std::fmt::Debug for MembershipHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MembershipHandle").field("view", &self.view.borrow()).finish_non_exhaustive()
+        f.debug_struct("MembershipHandle")
+            .field("view", &self.view.borrow())
+            .finish_non_exhaustive()
     }
 }
 
@@ -131,7 +136,12 @@ pub async fn spawn_membership(config: &Config, id: NodeId) -> anyhow::Result<Mem
         config.gossip.interval(),
         stop.clone(),
     ));
-    Ok(MembershipHandle { view: rx, chitchat, task, stop })
+    Ok(MembershipHandle {
+        view: rx,
+        chitchat,
+        task,
+        stop,
+    })
 }
 
 /// Recomputes the view every `interval` and publishes it when it changed.
@@ -161,7 +171,11 @@ async fn refresh_loop(
                 );
             }
             if next.alive != current.alive {
-                info!(alive = next.alive.len(), members = next.ring.members().len(), "liveness changed");
+                info!(
+                    alive = next.alive.len(),
+                    members = next.ring.members().len(),
+                    "liveness changed"
+                );
             }
             let _ = tx.send(next);
         }
@@ -198,7 +212,12 @@ fn view_of(chitchat: &Chitchat, current: Option<&ClusterView>) -> Option<Arc<Clu
             warn!(node = %id, "ignoring a member with weight 0");
             continue;
         }
-        members.push(Member { id, addr: addr.to_string(), weight, status: MemberStatus::Active });
+        members.push(Member {
+            id,
+            addr: addr.to_string(),
+            weight,
+            status: MemberStatus::Active,
+        });
         if let Some(text) = state.get(KEY_CLUSTER) {
             match toml::from_str::<ClusterSettings>(text) {
                 Ok(settings) => proposals.push((settings.version, id, settings)),
@@ -208,7 +227,11 @@ fn view_of(chitchat: &Chitchat, current: Option<&ClusterView>) -> Option<Arc<Clu
     }
     // Highest version wins; among equal versions, the lowest node id.
     proposals.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    let settings = proposals.into_iter().next().map(|p| p.2).unwrap_or_default();
+    let settings = proposals
+        .into_iter()
+        .next()
+        .map(|p| p.2)
+        .unwrap_or_default();
     let config = RingConfig {
         members,
         buckets: settings.buckets,
@@ -230,7 +253,10 @@ fn view_of(chitchat: &Chitchat, current: Option<&ClusterView>) -> Option<Arc<Clu
         }
     }
     match Ring::new(config) {
-        Ok(ring) => Some(Arc::new(ClusterView { ring: Arc::new(ring), alive })),
+        Ok(ring) => Some(Arc::new(ClusterView {
+            ring: Arc::new(ring),
+            alive,
+        })),
         Err(e) => {
             warn!(error = %e, "gossiped membership does not make a valid ring; keeping the last one");
             None

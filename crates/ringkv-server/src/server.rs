@@ -52,7 +52,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .await
         .with_context(|| format!("listening on tcp {}", config.listen))?;
     let membership = spawn_membership(&config, node).await?;
-    let service = Arc::new(Service::new(store.clone(), membership.subscribe(), config.limits.clone()));
+    let service = Arc::new(Service::new(
+        store.clone(),
+        membership.subscribe(),
+        config.limits.clone(),
+    ));
     info!(
         node = %node,
         listen = %config.listen,
@@ -116,8 +120,14 @@ pub async fn serve(
     drop(listener);
     tracker.close();
     info!(connections = tracker.len(), "draining connections");
-    if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait()).await.is_err() {
-        warn!(remaining = tracker.len(), "connections did not drain in time");
+    if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            remaining = tracker.len(),
+            "connections did not drain in time"
+        );
     }
 }
 
@@ -143,7 +153,9 @@ async fn serve_connection(
             return;
         }
         Ok(Some(Ok(ClientFrame::Request(_)))) => {
-            let _ = framed.send(ServerFrame::Fatal(WireError::HandshakeRequired)).await;
+            let _ = framed
+                .send(ServerFrame::Fatal(WireError::HandshakeRequired))
+                .await;
             return;
         }
         Ok(Some(Ok(ClientFrame::Hello(hello)))) => hello,
@@ -156,7 +168,11 @@ async fn serve_connection(
         let _ = framed.send(ServerFrame::Fatal(error)).await;
         return;
     }
-    let welcome = Welcome { protocol_version: PROTOCOL_VERSION, node: service.node(), epoch: service.epoch() };
+    let welcome = Welcome {
+        protocol_version: PROTOCOL_VERSION,
+        node: service.node(),
+        epoch: service.epoch(),
+    };
     if framed.send(ServerFrame::Welcome(welcome)).await.is_err() {
         return;
     }
@@ -190,19 +206,27 @@ async fn serve_connection(
         match frame {
             None => break,
             Some(Ok(ClientFrame::Request(request))) => {
-                let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
+                let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                    break;
+                };
                 let service = service.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     let id = request.id;
                     let body = execute(service.clone(), request.epoch, request.body).await;
-                    let frame = ResponseFrame { id, epoch: service.epoch(), body };
+                    let frame = ResponseFrame {
+                        id,
+                        epoch: service.epoch(),
+                        body,
+                    };
                     let _ = tx.send(ServerFrame::Response(frame)).await;
                     drop(permit);
                 });
             }
             Some(Ok(ClientFrame::Hello(_))) => {
-                let error = WireError::Malformed { reason: "Hello sent twice".into() };
+                let error = WireError::Malformed {
+                    reason: "Hello sent twice".into(),
+                };
                 let _ = tx.send(ServerFrame::Fatal(error)).await;
                 break;
             }
@@ -233,7 +257,9 @@ async fn execute(
             .await
             .unwrap_or_else(|e| {
                 warn!(error = %e, "request handler failed");
-                Err(WireError::Storage { reason: "the request handler failed".into() })
+                Err(WireError::Storage {
+                    reason: "the request handler failed".into(),
+                })
             }),
     }
 }

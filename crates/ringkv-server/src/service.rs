@@ -40,7 +40,13 @@ impl Service {
         limits: Limits,
     ) -> Service {
         let node = store.node_id();
-        Service { store, node, view, limits, locks: KeyLocks::new() }
+        Service {
+            store,
+            node,
+            view,
+            limits,
+            locks: KeyLocks::new(),
+        }
     }
 
     pub fn node(&self) -> NodeId {
@@ -66,7 +72,13 @@ impl Service {
                 let state = self.store.get(&bucket, &key).map_err(store_error)?;
                 Ok(Response::Value { state })
             }
-            Request::Put { bucket, key, context, value, overwrite } => {
+            Request::Put {
+                bucket,
+                key,
+                context,
+                value,
+                overwrite,
+            } => {
                 self.check_key(&bucket, &key)?;
                 self.check_value(value.as_ref())?;
                 self.check_responsible(client_epoch, &bucket, &key)?;
@@ -105,10 +117,16 @@ impl Service {
     ) -> Result<SiblingSet, WireError> {
         let policy = self.view.borrow().ring.conflict_policy(bucket);
         let _guard = self.locks.lock(bucket, key);
-        let mut state = self.store.get(bucket, key).map_err(store_error)?.unwrap_or_default();
+        let mut state = self
+            .store
+            .get(bucket, key)
+            .map_err(store_error)?
+            .unwrap_or_default();
         let live = state.live_count();
         if context.is_none() && !overwrite && live > 1 && policy == ConflictPolicy::Siblings {
-            return Err(WireError::ContextRequired { siblings: live as u32 });
+            return Err(WireError::ContextRequired {
+                siblings: live as u32,
+            });
         }
         let mut context = context.unwrap_or_default();
         // Under lww every write replaces what the node holds: there are no siblings to keep.
@@ -123,7 +141,12 @@ impl Service {
             });
         }
         self.store.put(bucket, key, &state).map_err(store_error)?;
-        debug!(bucket, key_len = key.len(), siblings = state.siblings().len(), "stamped");
+        debug!(
+            bucket,
+            key_len = key.len(),
+            siblings = state.siblings().len(),
+            "stamped"
+        );
         Ok(state)
     }
 
@@ -132,9 +155,15 @@ impl Service {
         let policy = self.view.borrow().ring.conflict_policy(bucket);
         incoming
             .validate(policy)
-            .map_err(|e| WireError::InvalidRequest { reason: format!("corrupt state: {e}") })?;
+            .map_err(|e| WireError::InvalidRequest {
+                reason: format!("corrupt state: {e}"),
+            })?;
         let _guard = self.locks.lock(bucket, key);
-        let mut state = self.store.get(bucket, key).map_err(store_error)?.unwrap_or_default();
+        let mut state = self
+            .store
+            .get(bucket, key)
+            .map_err(store_error)?
+            .unwrap_or_default();
         if state.merge(incoming, policy) {
             self.store.put(bucket, key, &state).map_err(store_error)?;
         }
@@ -169,7 +198,12 @@ impl Service {
     /// A client that routed by another ring may have picked this node wrongly. If, under this
     /// node's ring, the key is not ours, say so instead of answering from a copy we may not
     /// hold. (Same epoch: the client computed exactly what we would.)
-    fn check_responsible(&self, client: RingEpoch, bucket: &str, key: &[u8]) -> Result<(), WireError> {
+    fn check_responsible(
+        &self,
+        client: RingEpoch,
+        bucket: &str,
+        key: &[u8],
+    ) -> Result<(), WireError> {
         let view = self.view.borrow();
         let ring = &view.ring;
         if client == ring.epoch() || ring.members().is_empty() {
@@ -178,7 +212,9 @@ impl Service {
         if ring.is_home_replica(self.node, bucket, key) {
             Ok(())
         } else {
-            Err(WireError::StaleRing { epoch: ring.epoch() })
+            Err(WireError::StaleRing {
+                epoch: ring.epoch(),
+            })
         }
     }
 }
@@ -188,13 +224,18 @@ fn store_error(e: StoreError) -> WireError {
         StoreError::Full => WireError::StorageFull,
         other => {
             error!(error = %other, "storage error");
-            WireError::Storage { reason: other.to_string() }
+            WireError::Storage {
+                reason: other.to_string(),
+            }
         }
     }
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Striped per-key locks for read-modify-write on one key.
@@ -212,14 +253,18 @@ const LOCK_STRIPES: usize = 4096;
 
 impl KeyLocks {
     fn new() -> KeyLocks {
-        KeyLocks { stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect() }
+        KeyLocks {
+            stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+        }
     }
 
     fn lock(&self, bucket: &str, key: &[u8]) -> std::sync::MutexGuard<'_, ()> {
         let stripe = key_position(bucket.as_bytes(), key) as usize % LOCK_STRIPES;
         // A poisoned stripe only means another request panicked while holding it; the data
         // it guards lives in the store, which is still consistent.
-        self.stripes[stripe].lock().unwrap_or_else(|p| p.into_inner())
+        self.stripes[stripe]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -25,8 +25,12 @@ fn ring_of(cluster: u64, weights: &[u32], vnodes_per_weight: u32) -> Ring {
         .enumerate()
         .map(|(i, &w)| member(node_id(cluster, i as u64), w))
         .collect();
-    Ring::new(RingConfig { members, buckets: Buckets::default(), vnodes_per_weight })
-        .expect("valid ring")
+    Ring::new(RingConfig {
+        members,
+        buckets: Buckets::default(),
+        vnodes_per_weight,
+    })
+    .expect("valid ring")
 }
 
 const KEYS: usize = 100_000;
@@ -39,7 +43,10 @@ fn key(i: usize) -> Vec<u8> {
 fn primary_load(ring: &Ring) -> BTreeMap<NodeId, usize> {
     let mut load = BTreeMap::new();
     for i in 0..KEYS {
-        let first = ring.preference_list(b"default", &key(i)).next().expect("non-empty ring");
+        let first = ring
+            .preference_list(b"default", &key(i))
+            .next()
+            .expect("non-empty ring");
         *load.entry(first.id).or_insert(0) += 1;
     }
     load
@@ -67,8 +74,14 @@ fn max_over_mean(load: &BTreeMap<NodeId, usize>) -> f64 {
 fn moved_over_ideal(before: &Ring, after: &Ring) -> f64 {
     let moved = (0..KEYS)
         .filter(|&i| {
-            let a = before.preference_list(b"default", &key(i)).next().map(|m| m.id);
-            let b = after.preference_list(b"default", &key(i)).next().map(|m| m.id);
+            let a = before
+                .preference_list(b"default", &key(i))
+                .next()
+                .map(|m| m.id);
+            let b = after
+                .preference_list(b"default", &key(i))
+                .next()
+                .map(|m| m.id);
             a != b
         })
         .count();
@@ -83,7 +96,10 @@ fn figures(cluster: u64, vnodes: u32) -> [f64; 4] {
     let weighted = ring_of(cluster, &[1, 1, 1, 1, 2], vnodes);
     let load = primary_load(&weighted);
     let heavy = load[&NodeId(node_id(cluster, 4))] as f64;
-    let light = (0..4).map(|i| load[&NodeId(node_id(cluster, i))]).sum::<usize>() as f64 / 4.0;
+    let light = (0..4)
+        .map(|i| load[&NodeId(node_id(cluster, i))])
+        .sum::<usize>() as f64
+        / 4.0;
     [
         max_over_mean(&primary_load(&ten)),
         max_over_mean(&replica_load(&ten)),
@@ -122,13 +138,25 @@ fn figures_balance_movement_and_weight() {
         if vnodes == DEFAULT_VNODES_PER_WEIGHT {
             // The thresholds, on the reference cluster.
             let f = figures(0, vnodes);
-            assert!(f[0] <= 1.10, "most loaded node holds {:.3} x the mean", f[0]);
+            assert!(
+                f[0] <= 1.10,
+                "most loaded node holds {:.3} x the mean",
+                f[0]
+            );
             assert!(f[2] <= 1.15, "the 11th node moved {:.3} x the ideal", f[2]);
             assert!((f[3] - 2.0).abs() <= 0.1, "weight-2 ratio {:.3}", f[3]);
             // Over other random clusters, primary ownership (sampling noise of random tokens,
             // about 1/sqrt(1024)) can touch 1.10; what a node stores (n = 3) stays well under.
-            assert!(worst[0] <= 1.12, "most loaded node holds {:.3} x the mean", worst[0]);
-            assert!(worst[1] <= 1.10, "most loaded replica set holds {:.3} x the mean", worst[1]);
+            assert!(
+                worst[0] <= 1.12,
+                "most loaded node holds {:.3} x the mean",
+                worst[0]
+            );
+            assert!(
+                worst[1] <= 1.10,
+                "most loaded replica set holds {:.3} x the mean",
+                worst[1]
+            );
             assert!(worst[2] <= 1.15, "a join moved {:.3} x the ideal", worst[2]);
             assert!(worst[3] <= 0.1, "weight-2 ratio off by {:.3}", worst[3]);
         }
@@ -174,7 +202,9 @@ fn epoch_changes_exactly_when_the_config_changes() {
         Box::new(|c| c.vnodes_per_weight = 33),
         Box::new(|c| c.buckets.default.n = 2),
         Box::new(|c| {
-            c.buckets.named.insert("carts".into(), BucketProps::default());
+            c.buckets
+                .named
+                .insert("carts".into(), BucketProps::default());
         }),
     ];
     for (i, change) in changes.iter().enumerate() {
@@ -192,17 +222,27 @@ fn invalid_configs_are_refused_with_the_reason() {
         buckets: Buckets::default(),
         vnodes_per_weight: 8,
     };
-    assert_eq!(Ring::new(dup).unwrap_err(), RingError::DuplicateMember(NodeId(1)));
+    assert_eq!(
+        Ring::new(dup).unwrap_err(),
+        RingError::DuplicateMember(NodeId(1))
+    );
     let zero = RingConfig {
         members: vec![member(1, 0)],
         buckets: Buckets::default(),
         vnodes_per_weight: 8,
     };
-    assert_eq!(Ring::new(zero).unwrap_err(), RingError::ZeroWeight(NodeId(1)));
+    assert_eq!(
+        Ring::new(zero).unwrap_err(),
+        RingError::ZeroWeight(NodeId(1))
+    );
     let mut bad_bucket = Buckets::default();
     bad_bucket.default.r = 4;
-    let err = Ring::new(RingConfig { members: vec![], buckets: bad_bucket, vnodes_per_weight: 8 })
-        .unwrap_err();
+    let err = Ring::new(RingConfig {
+        members: vec![],
+        buckets: bad_bucket,
+        vnodes_per_weight: 8,
+    })
+    .unwrap_err();
     assert!(err.to_string().contains("r = 4"), "{err}");
 }
 

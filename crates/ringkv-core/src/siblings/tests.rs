@@ -53,7 +53,10 @@ fn a_stale_context_never_overwrites_a_newer_value() {
     };
     assert!(fresh.descends(&stale));
     state.stamp(B, &stale, value("late"), 3);
-    assert_eq!(live_values(&state), BTreeSet::from([Bytes::from("v2"), Bytes::from("late")]));
+    assert_eq!(
+        live_values(&state),
+        BTreeSet::from([Bytes::from("v2"), Bytes::from("late")])
+    );
 }
 
 #[test]
@@ -74,8 +77,22 @@ fn a_delete_is_a_tombstone_that_reads_as_absent_with_a_context() {
 
 #[test]
 fn lww_keeps_the_latest_timestamp_whatever_the_order() {
-    let old = SiblingSet::lww(Dot { node: A, counter: 1 }, 10, value("old"));
-    let new = SiblingSet::lww(Dot { node: B, counter: 1 }, 20, value("new"));
+    let old = SiblingSet::lww(
+        Dot {
+            node: A,
+            counter: 1,
+        },
+        10,
+        value("old"),
+    );
+    let new = SiblingSet::lww(
+        Dot {
+            node: B,
+            counter: 1,
+        },
+        20,
+        value("new"),
+    );
     let mut x = old.clone();
     x.merge(&new, ConflictPolicy::Lww);
     let mut y = new.clone();
@@ -100,29 +117,47 @@ fn validate_rejects_corrupt_states() {
     let mut good = SiblingSet::new();
     good.stamp(A, &VersionVector::new(), value("v1"), 1);
     assert_eq!(good.validate(ConflictPolicy::Siblings), Ok(()));
-    let uncovered = SiblingSet { vv: VersionVector::new(), siblings: good.siblings.clone() };
+    let uncovered = SiblingSet {
+        vv: VersionVector::new(),
+        siblings: good.siblings.clone(),
+    };
     assert!(matches!(
         uncovered.validate(ConflictPolicy::Siblings),
         Err(InvalidSiblings::Uncovered { .. })
     ));
     let mut repeated = good.clone();
     repeated.siblings.push(repeated.siblings[0].clone());
-    assert_eq!(repeated.validate(ConflictPolicy::Siblings), Err(InvalidSiblings::NotCanonical));
+    assert_eq!(
+        repeated.validate(ConflictPolicy::Siblings),
+        Err(InvalidSiblings::NotCanonical)
+    );
 }
 
 /// One step of a random history over three replicas of one key.
 #[derive(Clone, Debug)]
 enum Step {
     /// Replica `at` stamps a write whose context is what replica `read_from` held (or nothing).
-    Put { at: usize, read_from: Option<usize>, tombstone: bool },
+    Put {
+        at: usize,
+        read_from: Option<usize>,
+        tombstone: bool,
+    },
     /// Replica `to` merges in replica `from`'s state.
     Merge { from: usize, to: usize },
 }
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        (0..3usize, prop::option::of(0..3usize), prop::bool::weighted(0.1))
-            .prop_map(|(at, read_from, tombstone)| Step::Put { at, read_from, tombstone }),
+        (
+            0..3usize,
+            prop::option::of(0..3usize),
+            prop::bool::weighted(0.1)
+        )
+            .prop_map(|(at, read_from, tombstone)| Step::Put {
+                at,
+                read_from,
+                tombstone
+            }),
         (0..3usize, 0..3usize).prop_map(|(from, to)| Step::Merge { from, to }),
     ]
 }
@@ -133,11 +168,19 @@ fn play(steps: &[Step]) -> ([SiblingSet; 3], Vec<(Dot, VersionVector)>) {
     let mut writes = Vec::new();
     for (i, s) in steps.iter().enumerate() {
         match *s {
-            Step::Put { at, read_from, tombstone } => {
+            Step::Put {
+                at,
+                read_from,
+                tombstone,
+            } => {
                 let ctx = read_from
                     .map(|r| replicas[r].version_vector().clone())
                     .unwrap_or_default();
-                let v = if tombstone { None } else { Some(Bytes::from(i.to_string())) };
+                let v = if tombstone {
+                    None
+                } else {
+                    Some(Bytes::from(i.to_string()))
+                };
                 let dot = replicas[at].stamp(NodeId(at as u64 + 1), &ctx, v, i as u64);
                 writes.push((dot, ctx));
             }

@@ -55,10 +55,13 @@ impl CodecError {
     /// The error frame to send before closing a connection that produced this error, if any.
     pub fn to_wire(&self) -> Option<WireError> {
         match self {
-            CodecError::FrameTooLarge { len, max } => {
-                Some(WireError::FrameTooLarge { len: *len as u64, max: *max as u64 })
-            }
-            CodecError::Malformed(reason) => Some(WireError::Malformed { reason: reason.clone() }),
+            CodecError::FrameTooLarge { len, max } => Some(WireError::FrameTooLarge {
+                len: *len as u64,
+                max: *max as u64,
+            }),
+            CodecError::Malformed(reason) => Some(WireError::Malformed {
+                reason: reason.clone(),
+            }),
             CodecError::Io(_) => None,
         }
     }
@@ -79,7 +82,10 @@ impl<In, Out> FrameCodec<In, Out> {
 
     /// A codec with a smaller limit (never larger than [`MAX_FRAME_LEN`]).
     pub fn with_max_frame_len(max: usize) -> Self {
-        FrameCodec { max_frame_len: max.min(MAX_FRAME_LEN), _types: PhantomData }
+        FrameCodec {
+            max_frame_len: max.min(MAX_FRAME_LEN),
+            _types: PhantomData,
+        }
     }
 }
 
@@ -99,7 +105,10 @@ impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
         };
         let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
         if len > self.max_frame_len {
-            return Err(CodecError::FrameTooLarge { len, max: self.max_frame_len });
+            return Err(CodecError::FrameTooLarge {
+                len,
+                max: self.max_frame_len,
+            });
         }
         if len == 0 {
             return Err(CodecError::Malformed("empty frame".into()));
@@ -132,7 +141,10 @@ impl<In, Out: Serialize> Encoder<Out> for FrameCodec<In, Out> {
         let len = dst.len() - start - HEADER_LEN;
         if len > self.max_frame_len {
             dst.truncate(start);
-            return Err(CodecError::FrameTooLarge { len, max: self.max_frame_len });
+            return Err(CodecError::FrameTooLarge {
+                len,
+                max: self.max_frame_len,
+            });
         }
         dst[start..start + HEADER_LEN].copy_from_slice(&(len as u32).to_be_bytes());
         Ok(())

@@ -75,7 +75,11 @@ pub enum Request {
         overwrite: bool,
     },
     /// Merge a state into the node's copy (replication, read repair, handoff).
-    Merge { bucket: String, key: Bytes, state: SiblingSet },
+    Merge {
+        bucket: String,
+        key: Bytes,
+        state: SiblingSet,
+    },
     /// The node's view of the cluster.
     Ring,
     /// Liveness probe.
@@ -99,13 +103,19 @@ impl Request {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     /// The key's state, or `None` if the node holds nothing for it.
-    Value { state: Option<SiblingSet> },
+    Value {
+        state: Option<SiblingSet>,
+    },
     /// The state after a `Put` was stamped.
-    Stamped { state: SiblingSet },
+    Stamped {
+        state: SiblingSet,
+    },
     /// The merge was applied (or changed nothing).
     Merged,
     Ring(RingSnapshot),
-    Pong { node: NodeId },
+    Pong {
+        node: NodeId,
+    },
 }
 
 /// A node's view of the cluster: the ring config (members, buckets) and who is alive.

@@ -18,7 +18,12 @@ fn service_with(buckets: Buckets, members: &[u64]) -> Service {
             status: MemberStatus::Active,
         })
         .collect();
-    let ring = Ring::new(RingConfig { members, buckets, vnodes_per_weight: 16 }).expect("ring");
+    let ring = Ring::new(RingConfig {
+        members,
+        buckets,
+        vnodes_per_weight: 16,
+    })
+    .expect("ring");
     let (_tx, rx) = watch::channel(Arc::new(ClusterView::fixed(ring)));
     Service::new(Arc::new(MemoryStore::new(ME)), rx, Limits::default())
 }
@@ -39,7 +44,13 @@ fn put(context: Option<VersionVector>, value: &str, overwrite: bool) -> Request 
 
 fn get(svc: &Service) -> Option<SiblingSet> {
     let epoch = svc.epoch();
-    match svc.handle(epoch, Request::Get { bucket: "b".into(), key: Bytes::from_static(b"k") }) {
+    match svc.handle(
+        epoch,
+        Request::Get {
+            bucket: "b".into(),
+            key: Bytes::from_static(b"k"),
+        },
+    ) {
         Ok(Response::Value { state }) => state,
         other => panic!("unexpected {other:?}"),
     }
@@ -49,17 +60,23 @@ fn get(svc: &Service) -> Option<SiblingSet> {
 fn blind_writes_make_siblings_then_need_a_context_or_an_overwrite() {
     let svc = service();
     let epoch = svc.epoch();
-    svc.handle(epoch, put(None, "a", false)).expect("first write");
-    svc.handle(epoch, put(None, "b", false)).expect("second blind write: a sibling");
+    svc.handle(epoch, put(None, "a", false))
+        .expect("first write");
+    svc.handle(epoch, put(None, "b", false))
+        .expect("second blind write: a sibling");
     assert_eq!(get(&svc).expect("state").live_count(), 2);
     assert_eq!(
         svc.handle(epoch, put(None, "c", false)),
         Err(WireError::ContextRequired { siblings: 2 })
     );
-    svc.handle(epoch, put(None, "c", true)).expect("explicit overwrite");
+    svc.handle(epoch, put(None, "c", true))
+        .expect("explicit overwrite");
     let state = get(&svc).expect("state");
     assert_eq!(state.live_count(), 1);
-    assert_eq!(state.live().next().and_then(|s| s.value.clone()), Some(Bytes::from("c")));
+    assert_eq!(
+        state.live().next().and_then(|s| s.value.clone()),
+        Some(Bytes::from("c"))
+    );
 }
 
 #[test]
@@ -69,23 +86,31 @@ fn a_write_with_the_read_context_resolves_siblings() {
     svc.handle(epoch, put(None, "a", false)).expect("write");
     svc.handle(epoch, put(None, "b", false)).expect("write");
     let ctx = get(&svc).expect("state").version_vector().clone();
-    svc.handle(epoch, put(Some(ctx), "ab", false)).expect("resolve");
+    svc.handle(epoch, put(Some(ctx), "ab", false))
+        .expect("resolve");
     assert_eq!(get(&svc).expect("state").live_count(), 1);
 }
 
 #[test]
 fn lww_buckets_keep_one_value() {
     let mut buckets = Buckets::default();
-    buckets
-        .named
-        .insert("b".into(), BucketProps { conflict: ConflictPolicy::Lww, ..Default::default() });
+    buckets.named.insert(
+        "b".into(),
+        BucketProps {
+            conflict: ConflictPolicy::Lww,
+            ..Default::default()
+        },
+    );
     let svc = service_with(buckets, &[1]);
     let epoch = svc.epoch();
     svc.handle(epoch, put(None, "a", false)).expect("write");
     svc.handle(epoch, put(None, "b", false)).expect("write");
     let state = get(&svc).expect("state");
     assert_eq!(state.live_count(), 1);
-    assert_eq!(state.live().next().and_then(|s| s.value.clone()), Some(Bytes::from("b")));
+    assert_eq!(
+        state.live().next().and_then(|s| s.value.clone()),
+        Some(Bytes::from("b"))
+    );
 }
 
 #[test]
@@ -94,7 +119,13 @@ fn oversized_keys_and_values_and_bad_buckets_are_refused() {
     let epoch = svc.epoch();
     let big_key = Bytes::from(vec![0; Limits::default().max_key_bytes + 1]);
     assert!(matches!(
-        svc.handle(epoch, Request::Get { bucket: "b".into(), key: big_key }),
+        svc.handle(
+            epoch,
+            Request::Get {
+                bucket: "b".into(),
+                key: big_key
+            }
+        ),
         Err(WireError::KeyTooLarge { .. })
     ));
     let big_value = "x".repeat(Limits::default().max_value_bytes + 1);
@@ -103,7 +134,13 @@ fn oversized_keys_and_values_and_bad_buckets_are_refused() {
         Err(WireError::ValueTooLarge { .. })
     ));
     assert!(matches!(
-        svc.handle(epoch, Request::Get { bucket: String::new(), key: Bytes::new() }),
+        svc.handle(
+            epoch,
+            Request::Get {
+                bucket: String::new(),
+                key: Bytes::new()
+            }
+        ),
         Err(WireError::InvalidRequest { .. })
     ));
     assert_eq!(get(&svc), None, "nothing was written");
@@ -132,9 +169,16 @@ fn corrupt_merged_states_are_refused_and_nothing_is_written() {
     let corrupt: SiblingSet = value.deserialized().expect("still well-typed");
     let result = svc.handle(
         epoch,
-        Request::Merge { bucket: "b".into(), key: Bytes::from_static(b"k"), state: corrupt },
+        Request::Merge {
+            bucket: "b".into(),
+            key: Bytes::from_static(b"k"),
+            state: corrupt,
+        },
     );
-    assert!(matches!(result, Err(WireError::InvalidRequest { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(WireError::InvalidRequest { .. })),
+        "{result:?}"
+    );
     assert_eq!(get(&svc), None);
 }
 
@@ -142,7 +186,12 @@ fn corrupt_merged_states_are_refused_and_nothing_is_written() {
 fn a_node_says_so_when_a_stale_client_asks_it_for_a_key_it_does_not_hold() {
     // Four nodes, n = 1: most keys are not on node 1.
     let buckets = Buckets {
-        default: BucketProps { n: 1, r: 1, w: 1, ..Default::default() },
+        default: BucketProps {
+            n: 1,
+            r: 1,
+            w: 1,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let svc = service_with(buckets, &[1, 2, 3, 4]);
@@ -151,7 +200,13 @@ fn a_node_says_so_when_a_stale_client_asks_it_for_a_key_it_does_not_hold() {
     for i in 0..50u32 {
         let key = Bytes::from(i.to_be_bytes().to_vec());
         let mine = svc.view.borrow().ring.is_home_replica(ME, "b", &key);
-        let result = svc.handle(stale, Request::Get { bucket: "b".into(), key: key.clone() });
+        let result = svc.handle(
+            stale,
+            Request::Get {
+                bucket: "b".into(),
+                key: key.clone(),
+            },
+        );
         if mine {
             assert!(result.is_ok());
         } else {
@@ -159,7 +214,16 @@ fn a_node_says_so_when_a_stale_client_asks_it_for_a_key_it_does_not_hold() {
             refused += 1;
         }
         // With the current epoch the node answers whatever it is asked.
-        assert!(svc.handle(svc.epoch(), Request::Get { bucket: "b".into(), key }).is_ok());
+        assert!(
+            svc.handle(
+                svc.epoch(),
+                Request::Get {
+                    bucket: "b".into(),
+                    key
+                }
+            )
+            .is_ok()
+        );
     }
     assert!(refused > 0);
 }

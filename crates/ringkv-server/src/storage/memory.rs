@@ -18,7 +18,10 @@ pub struct MemoryStore {
 
 impl MemoryStore {
     pub fn new(node_id: NodeId) -> MemoryStore {
-        MemoryStore { node_id, data: Mutex::new(HashMap::new()) }
+        MemoryStore {
+            node_id,
+            data: Mutex::new(HashMap::new()),
+        }
     }
 }
 
@@ -28,12 +31,20 @@ impl Store for MemoryStore {
     }
 
     fn get(&self, bucket: &str, key: &[u8]) -> Result<Option<SiblingSet>, StoreError> {
-        let data = self.data.lock().map_err(|_| StoreError::Engine("poisoned".into()))?;
-        data.get(&storage_key(bucket, key)).map(|b| decode_state(b)).transpose()
+        let data = self
+            .data
+            .lock()
+            .map_err(|_| StoreError::Engine("poisoned".into()))?;
+        data.get(&storage_key(bucket, key))
+            .map(|b| decode_state(b))
+            .transpose()
     }
 
     fn put(&self, bucket: &str, key: &[u8], state: &SiblingSet) -> Result<(), StoreError> {
-        let mut data = self.data.lock().map_err(|_| StoreError::Engine("poisoned".into()))?;
+        let mut data = self
+            .data
+            .lock()
+            .map_err(|_| StoreError::Engine("poisoned".into()))?;
         data.insert(storage_key(bucket, key), encode_state(state));
         Ok(())
     }

@@ -76,7 +76,9 @@ pub(crate) fn decode_state(bytes: &[u8]) -> Result<SiblingSet, StoreError> {
         Some((&STATE_FORMAT, body)) => {
             ciborium::from_reader(body).map_err(|e| StoreError::Corrupt(e.to_string()))
         }
-        Some((format, _)) => Err(StoreError::Corrupt(format!("unknown state format {format}"))),
+        Some((format, _)) => Err(StoreError::Corrupt(format!(
+            "unknown state format {format}"
+        ))),
         None => Err(StoreError::Corrupt("empty stored state".into())),
     }
 }

@@ -22,7 +22,9 @@ pub struct RocksStore {
 
 impl std::fmt::Debug for RocksStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RocksStore").field("node_id", &self.node_id).finish_non_exhaustive()
+        f.debug_struct("RocksStore")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -91,7 +93,9 @@ impl Store for RocksStore {
 
     fn put(&self, bucket: &str, key: &[u8], state: &SiblingSet) -> Result<(), StoreError> {
         let data = cf(&self.db, CF_DATA)?;
-        self.db.put_cf(data, storage_key(bucket, key), encode_state(state)).map_err(engine)
+        self.db
+            .put_cf(data, storage_key(bucket, key), encode_state(state))
+            .map_err(engine)
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -104,7 +108,8 @@ impl Store for RocksStore {
 }
 
 fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, StoreError> {
-    db.cf_handle(name).ok_or_else(|| StoreError::Engine(format!("column family {name} missing")))
+    db.cf_handle(name)
+        .ok_or_else(|| StoreError::Engine(format!("column family {name} missing")))
 }
 
 /// Classifies a RocksDB error: a full disk is its own kind, so that writes can say so.

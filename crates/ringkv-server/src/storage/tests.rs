@@ -5,7 +5,12 @@ use super::*;
 
 fn state(value: &str) -> SiblingSet {
     let mut s = SiblingSet::new();
-    s.stamp(NodeId(1), &VersionVector::new(), Some(Bytes::copy_from_slice(value.as_bytes())), 1);
+    s.stamp(
+        NodeId(1),
+        &VersionVector::new(),
+        Some(Bytes::copy_from_slice(value.as_bytes())),
+        1,
+    );
     s
 }
 
@@ -47,13 +52,26 @@ fn rocks_store_keeps_its_identity_and_data_across_reopen() {
     assert_eq!(store.node_id(), id);
     assert_eq!(store.get("b", b"k").expect("get"), Some(state("kept")));
     let other = tempfile::tempdir().expect("tempdir");
-    assert_ne!(RocksStore::open(other.path()).expect("open").node_id(), id, "fresh dir, new id");
+    assert_ne!(
+        RocksStore::open(other.path()).expect("open").node_id(),
+        id,
+        "fresh dir, new id"
+    );
 }
 
 #[test]
 fn corrupt_stored_bytes_are_an_error_not_a_panic() {
     assert!(matches!(decode_state(&[]), Err(StoreError::Corrupt(_))));
-    assert!(matches!(decode_state(&[9, 1, 2]), Err(StoreError::Corrupt(_))));
-    assert!(matches!(decode_state(&[STATE_FORMAT, 0xff]), Err(StoreError::Corrupt(_))));
-    assert_eq!(decode_state(&encode_state(&state("v"))).expect("decodes"), state("v"));
+    assert!(matches!(
+        decode_state(&[9, 1, 2]),
+        Err(StoreError::Corrupt(_))
+    ));
+    assert!(matches!(
+        decode_state(&[STATE_FORMAT, 0xff]),
+        Err(StoreError::Corrupt(_))
+    ));
+    assert_eq!(
+        decode_state(&encode_state(&state("v"))).expect("decodes"),
+        state("v")
+    );
 }

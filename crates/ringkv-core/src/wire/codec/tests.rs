@@ -27,18 +27,26 @@ fn put_frame(value_len: usize) -> ClientFrame {
 fn frames_round_trip_one_at_a_time_and_back_to_back() {
     let mut codec = ServerSide::new();
     let mut buf = BytesMut::new();
-    let hello = ClientFrame::Hello(Hello { protocol_version: PROTOCOL_VERSION, agent: "t".into() });
+    let hello = ClientFrame::Hello(Hello {
+        protocol_version: PROTOCOL_VERSION,
+        agent: "t".into(),
+    });
     codec.encode(hello.clone(), &mut buf).expect("encode");
     codec.encode(put_frame(1024), &mut buf).expect("encode");
     assert_eq!(codec.decode(&mut buf).expect("decode"), Some(hello));
-    assert_eq!(codec.decode(&mut buf).expect("decode"), Some(put_frame(1024)));
+    assert_eq!(
+        codec.decode(&mut buf).expect("decode"),
+        Some(put_frame(1024))
+    );
     assert_eq!(codec.decode(&mut buf).expect("decode"), None);
 }
 
 #[test]
 fn the_header_is_the_big_endian_body_length() {
     let mut buf = BytesMut::new();
-    ServerSide::new().encode(put_frame(10), &mut buf).expect("encode");
+    ServerSide::new()
+        .encode(put_frame(10), &mut buf)
+        .expect("encode");
     let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
     assert_eq!(len, buf.len() - 4);
     // Values travel as CBOR byte strings (major type 2), not arrays of integers.
@@ -50,7 +58,9 @@ fn the_header_is_the_big_endian_body_length() {
 #[test]
 fn a_partial_frame_waits_for_more_bytes() {
     let mut full = BytesMut::new();
-    ServerSide::new().encode(put_frame(100), &mut full).expect("encode");
+    ServerSide::new()
+        .encode(put_frame(100), &mut full)
+        .expect("encode");
     let mut codec = ServerSide::new();
     let mut buf = BytesMut::new();
     for (i, byte) in full.iter().enumerate() {
@@ -66,18 +76,40 @@ fn an_oversized_header_is_refused_before_any_allocation() {
     let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xff, 0x01][..]);
     let capacity = buf.capacity();
     let err = codec.decode(&mut buf).expect_err("4 GiB frame");
-    assert!(matches!(err, CodecError::FrameTooLarge { len: 0xffff_ffff, .. }), "{err}");
-    assert_eq!(buf.capacity(), capacity, "the decoder grew its buffer for a refused frame");
-    assert!(matches!(err.to_wire(), Some(WireError::FrameTooLarge { .. })));
+    assert!(
+        matches!(
+            err,
+            CodecError::FrameTooLarge {
+                len: 0xffff_ffff,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        buf.capacity(),
+        capacity,
+        "the decoder grew its buffer for a refused frame"
+    );
+    assert!(matches!(
+        err.to_wire(),
+        Some(WireError::FrameTooLarge { .. })
+    ));
 }
 
 #[test]
 fn an_empty_frame_and_garbage_are_malformed() {
     let mut codec = ServerSide::new();
     let mut empty = BytesMut::from(&[0, 0, 0, 0][..]);
-    assert!(matches!(codec.decode(&mut empty), Err(CodecError::Malformed(_))));
+    assert!(matches!(
+        codec.decode(&mut empty),
+        Err(CodecError::Malformed(_))
+    ));
     let mut garbage = BytesMut::from(&[0, 0, 0, 3, 0xff, 0xfe, 0xfd][..]);
-    assert!(matches!(codec.decode(&mut garbage), Err(CodecError::Malformed(_))));
+    assert!(matches!(
+        codec.decode(&mut garbage),
+        Err(CodecError::Malformed(_))
+    ));
 }
 
 #[test]

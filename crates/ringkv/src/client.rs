@@ -1,0 +1,340 @@
+//! The public client: [`Client`], [`ClientBuilder`] and [`Bucket`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ringkv_core::{Context, DEFAULT_BUCKET, NodeId, Ring, RingEpoch};
+use tracing::debug;
+
+use crate::coordinator;
+use crate::error::{Error, Result};
+use crate::options::{ClientConfig, ReadOptions, WriteOptions};
+use crate::pool::Pool;
+use crate::ring_cache::RingCache;
+use crate::value::{Value, WriteReceipt};
+
+/// A ringkv client: routes each key to its replicas and coordinates the quorum itself.
+///
+/// Cheap to clone (an `Arc`): share one per process across tasks. It keeps one multiplexed
+/// connection per node and refreshes the ring in the background until the last clone is
+/// dropped.
+///
+/// ```no_run
+/// # async fn demo() -> ringkv::Result<()> {
+/// let client = ringkv::Client::builder().seeds(["127.0.0.1:7400"]).build().await?;
+/// client.put("greeting", "hello", None).await?;
+/// let read = client.get("greeting").await?;
+/// assert_eq!(read.value().map(|v| &v[..]), Some(&b"hello"[..]));
+/// client.put("greeting", "hello again", Some(read.context())).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) config: ClientConfig,
+    pub(crate) ring: RingCache,
+    pub(crate) pool: Pool,
+    pub(crate) stats: Stats,
+    /// The actor this client names its `lww` writes with (a random id, never a node's).
+    pub(crate) lww_actor: NodeId,
+    pub(crate) lww_counter: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) read_repairs: AtomicU64,
+    pub(crate) sibling_warnings: AtomicU64,
+}
+
+/// Counters of what a client has done, for tests, dashboards and curiosity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientStats {
+    /// Replicas sent a merged state because their copy was stale.
+    pub read_repairs: u64,
+    /// Times the ring was (re)fetched.
+    pub ring_refreshes: u64,
+    /// Reads that returned more siblings than `ClientConfig::sibling_warning`.
+    pub sibling_warnings: u64,
+}
+
+impl Inner {
+    /// Refetches the ring in the background if a response came from a node on another ring.
+    pub(crate) fn note_epoch(self: &Arc<Self>, epoch: RingEpoch) {
+        if self.ring.is_stale(epoch) {
+            let inner = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = inner
+                    .ring
+                    .refresh_once(&inner.pool, inner.config.connect_timeout)
+                    .await
+                {
+                    debug!(error = %e, "ring refetch failed");
+                }
+            });
+        }
+    }
+}
+
+/// Builds a [`Client`]: `Client::builder().seeds([...]).build().await`.
+#[derive(Debug, Default)]
+pub struct ClientBuilder {
+    seeds: Vec<String>,
+    config: ClientConfig,
+}
+
+impl ClientBuilder {
+    /// Addresses (`host:port`) of any nodes of the cluster; the client learns the rest.
+    pub fn seeds<I, S>(mut self, seeds: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.seeds.extend(seeds.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn config(mut self, config: ClientConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Default read quorum for this client's calls.
+    pub fn r(mut self, r: u8) -> Self {
+        self.config.r = Some(r);
+        self
+    }
+
+    /// Default write quorum for this client's calls.
+    pub fn w(mut self, w: u8) -> Self {
+        self.config.w = Some(w);
+        self
+    }
+
+    /// Default deadline of each call.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.config.timeout = timeout;
+        self
+    }
+
+    /// Fetches the ring from the seeds and returns a ready client.
+    pub async fn build(self) -> Result<Client> {
+        if self.seeds.is_empty() {
+            return Err(Error::InvalidArgument(
+                "at least one seed address is required".into(),
+            ));
+        }
+        for (name, value) in [("r", self.config.r), ("w", self.config.w)] {
+            if value == Some(0) {
+                return Err(Error::InvalidArgument(format!("{name} must be at least 1")));
+            }
+        }
+        let inner = Arc::new(Inner {
+            ring: RingCache::new(self.seeds),
+            config: self.config,
+            pool: Pool::default(),
+            stats: Stats::default(),
+            lww_actor: NodeId(rand::random::<u64>().max(1)),
+            lww_counter: AtomicU64::new(0),
+        });
+        inner
+            .ring
+            .refresh(&inner.pool, inner.config.connect_timeout)
+            .await?;
+        tokio::spawn(refresh_periodically(Arc::downgrade(&inner)));
+        Ok(Client { inner })
+    }
+}
+
+/// Refetches the ring every `ring_refresh_interval` while any clone of the client lives.
+async fn refresh_periodically(inner: std::sync::Weak<Inner>) {
+    let Some(interval) = inner.upgrade().map(|i| i.config.ring_refresh_interval) else {
+        return;
+    };
+    let mut ticker = tokio::time::interval(interval);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        if let Err(e) = inner
+            .ring
+            .refresh_once(&inner.pool, inner.config.connect_timeout)
+            .await
+        {
+            debug!(error = %e, "periodic ring refresh failed");
+        }
+    }
+}
+
+impl Client {
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// A handle on a named bucket; the client's own methods use the default bucket.
+    pub fn bucket(&self, name: impl Into<String>) -> Bucket {
+        Bucket {
+            client: self.clone(),
+            name: Arc::from(name.into()),
+        }
+    }
+
+    fn default_bucket(&self) -> Bucket {
+        self.bucket(DEFAULT_BUCKET)
+    }
+
+    /// Reads `key` from the default bucket with the client's default quorum.
+    pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Value> {
+        self.default_bucket().get(key).await
+    }
+
+    pub async fn get_with(&self, key: impl AsRef<[u8]>, opts: &ReadOptions) -> Result<Value> {
+        self.default_bucket().get_with(key, opts).await
+    }
+
+    /// Writes `value` to `key` in the default bucket. `context` is what the writer read
+    /// (`None` for a key it believes new): the write replaces exactly that.
+    pub async fn put(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl Into<Bytes>,
+        context: Option<&Context>,
+    ) -> Result<WriteReceipt> {
+        self.default_bucket().put(key, value, context).await
+    }
+
+    pub async fn put_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl Into<Bytes>,
+        context: Option<&Context>,
+        opts: &WriteOptions,
+    ) -> Result<WriteReceipt> {
+        self.default_bucket()
+            .put_with(key, value, context, opts)
+            .await
+    }
+
+    /// Deletes `key` from the default bucket. With a context, only what that read saw is
+    /// deleted (a concurrent write survives); without one, every value the coordinating
+    /// replica holds.
+    pub async fn delete(
+        &self,
+        key: impl AsRef<[u8]>,
+        context: Option<&Context>,
+    ) -> Result<WriteReceipt> {
+        self.default_bucket().delete(key, context).await
+    }
+
+    pub async fn delete_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        context: Option<&Context>,
+        opts: &WriteOptions,
+    ) -> Result<WriteReceipt> {
+        self.default_bucket().delete_with(key, context, opts).await
+    }
+
+    /// The ring this client currently routes by.
+    pub fn ring(&self) -> Arc<Ring> {
+        self.inner.ring.current().ring.clone()
+    }
+
+    /// Refetches the ring now.
+    pub async fn refresh_ring(&self) -> Result<()> {
+        self.inner
+            .ring
+            .refresh(&self.inner.pool, self.inner.config.connect_timeout)
+            .await
+    }
+
+    pub fn stats(&self) -> ClientStats {
+        let s = &self.inner.stats;
+        ClientStats {
+            read_repairs: s.read_repairs.load(Ordering::Relaxed),
+            ring_refreshes: self.inner.ring.refresh_count(),
+            sibling_warnings: s.sibling_warnings.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Closes this client's connections now (they also close when the last clone is dropped).
+    pub fn close(&self) {
+        self.inner.pool.clear();
+    }
+}
+
+/// The same operations as [`Client`], on a named bucket. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Bucket {
+    client: Client,
+    name: Arc<str>,
+}
+
+impl Bucket {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Value> {
+        self.get_with(key, &ReadOptions::default()).await
+    }
+
+    pub async fn get_with(&self, key: impl AsRef<[u8]>, opts: &ReadOptions) -> Result<Value> {
+        let key = Bytes::copy_from_slice(key.as_ref());
+        coordinator::get(&self.client.inner, &self.name, key, opts).await
+    }
+
+    pub async fn put(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl Into<Bytes>,
+        context: Option<&Context>,
+    ) -> Result<WriteReceipt> {
+        self.put_with(key, value, context, &WriteOptions::default())
+            .await
+    }
+
+    pub async fn put_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl Into<Bytes>,
+        context: Option<&Context>,
+        opts: &WriteOptions,
+    ) -> Result<WriteReceipt> {
+        let key = Bytes::copy_from_slice(key.as_ref());
+        coordinator::write(
+            &self.client.inner,
+            &self.name,
+            key,
+            Some(value.into()),
+            context,
+            opts,
+        )
+        .await
+    }
+
+    pub async fn delete(
+        &self,
+        key: impl AsRef<[u8]>,
+        context: Option<&Context>,
+    ) -> Result<WriteReceipt> {
+        self.delete_with(key, context, &WriteOptions::default())
+            .await
+    }
+
+    pub async fn delete_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        context: Option<&Context>,
+        opts: &WriteOptions,
+    ) -> Result<WriteReceipt> {
+        let key = Bytes::copy_from_slice(key.as_ref());
+        coordinator::write(&self.client.inner, &self.name, key, None, context, opts).await
+    }
+}

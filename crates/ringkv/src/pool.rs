@@ -1,0 +1,52 @@
+//! One connection per node, opened on first use and reopened after it breaks.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ringkv_core::RingEpoch;
+use ringkv_core::wire::{Request, Response};
+
+use crate::connection::Connection;
+use crate::error::Result;
+
+/// Connections by address. Opening is serialised per address (a slot's async mutex), so a
+/// burst of calls to a node that has no connection yet opens one, not one per call.
+#[derive(Debug, Default)]
+pub(crate) struct Pool {
+    /// Short critical sections (find or insert a slot), never across an await.
+    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Connection>>>>>,
+}
+
+impl Pool {
+    /// Sends `body` to the node at `addr`.
+    pub(crate) async fn call(
+        &self,
+        addr: &str,
+        connect_timeout: Duration,
+        epoch: RingEpoch,
+        body: Request,
+    ) -> Result<(Response, RingEpoch)> {
+        let connection = self.connection(addr, connect_timeout).await?;
+        connection.call(epoch, body).await
+    }
+
+    async fn connection(&self, addr: &str, connect_timeout: Duration) -> Result<Connection> {
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.entry(addr.to_string()).or_default().clone()
+        };
+        let mut slot = slot.lock().await;
+        if let Some(connection) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(connection.clone());
+        }
+        let (connection, _welcome) = Connection::open(addr, connect_timeout).await?;
+        *slot = Some(connection.clone());
+        Ok(connection)
+    }
+
+    /// Drops every connection (their tasks end when the server sees the close).
+    pub(crate) fn clear(&self) {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}

@@ -1,0 +1,130 @@
+//! The client's copy of the ring and of who is alive.
+//!
+//! Fetched from any seed at start, refetched in the background every
+//! `ClientConfig::ring_refresh_interval`, and at once when a response carries a ring epoch
+//! other than ours. A refetch asks the ring's own members first (the live cluster), then the
+//! seeds; the first answer wins. Concurrent triggers share one refetch.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use ringkv_core::wire::{Request, Response};
+use ringkv_core::{NodeId, Ring, RingEpoch};
+use tracing::{debug, info};
+
+use crate::error::{Error, Result};
+use crate::pool::Pool;
+
+/// A ring and the liveness that came with it.
+#[derive(Debug)]
+pub(crate) struct ClusterState {
+    pub ring: Arc<Ring>,
+    /// Members the answering server considered alive.
+    pub alive: HashSet<NodeId>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RingCache {
+    seeds: Vec<String>,
+    /// Swapped whole on refresh; readers clone the `Arc` and let go at once.
+    state: RwLock<Arc<ClusterState>>,
+    /// Set while a refetch is under way, so that a burst of stale responses makes one.
+    refreshing: AtomicBool,
+    refreshes: AtomicU64,
+}
+
+impl RingCache {
+    pub(crate) fn new(seeds: Vec<String>) -> RingCache {
+        RingCache {
+            seeds,
+            state: RwLock::new(Arc::new(ClusterState {
+                ring: Arc::new(Ring::empty()),
+                alive: HashSet::new(),
+            })),
+            refreshing: AtomicBool::new(false),
+            refreshes: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn current(&self) -> Arc<ClusterState> {
+        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn refresh_count(&self) -> u64 {
+        self.refreshes.load(Ordering::Relaxed)
+    }
+
+    /// Refetches unless another refetch is already running (then returns at once).
+    pub(crate) async fn refresh_once(&self, pool: &Pool, timeout: Duration) -> Result<()> {
+        if self.refreshing.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let result = self.refresh(pool, timeout).await;
+        self.refreshing.store(false, Ordering::Release);
+        result
+    }
+
+    /// Fetches the ring from the first member or seed that answers.
+    pub(crate) async fn refresh(&self, pool: &Pool, timeout: Duration) -> Result<()> {
+        let current = self.current();
+        let mut candidates: Vec<String> = current
+            .ring
+            .members()
+            .iter()
+            .map(|m| m.addr.clone())
+            .collect();
+        // Ask members believed alive first.
+        candidates.sort_by_key(|addr| {
+            !current
+                .ring
+                .members()
+                .iter()
+                .any(|m| &m.addr == addr && current.alive.contains(&m.id))
+        });
+        for seed in &self.seeds {
+            if !candidates.contains(seed) {
+                candidates.push(seed.clone());
+            }
+        }
+        let mut last_error = String::from("no seeds configured");
+        for addr in &candidates {
+            let call = pool.call(addr, timeout, current.ring.epoch(), Request::Ring);
+            match tokio::time::timeout(timeout, call).await {
+                Ok(Ok((Response::Ring(snapshot), _))) => match Ring::new(snapshot.config) {
+                    Ok(ring) => {
+                        self.install(ring, snapshot.alive.into_iter().collect());
+                        return Ok(());
+                    }
+                    Err(e) => last_error = format!("{addr} sent an invalid ring: {e}"),
+                },
+                Ok(Ok((other, _))) => last_error = format!("{addr} answered {other:?}"),
+                Ok(Err(e)) => last_error = e.to_string(),
+                Err(_) => last_error = format!("{addr} did not answer within {timeout:?}"),
+            }
+            debug!(addr, error = %last_error, "ring fetch failed");
+        }
+        Err(Error::NoRing {
+            tried: candidates,
+            reason: last_error,
+        })
+    }
+
+    fn install(&self, ring: Ring, alive: HashSet<NodeId>) {
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if state.ring.epoch() != ring.epoch() {
+            info!(epoch = %ring.epoch(), members = ring.members().len(), "ring updated");
+        }
+        *state = Arc::new(ClusterState {
+            ring: Arc::new(ring),
+            alive,
+        });
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether `epoch`, seen on a response, says our ring is out of date.
+    pub(crate) fn is_stale(&self, epoch: RingEpoch) -> bool {
+        self.current().ring.epoch() != epoch
+    }
+}

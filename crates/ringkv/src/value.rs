@@ -1,0 +1,72 @@
+//! What reads and writes return.
+
+use bytes::Bytes;
+use ringkv_core::{Context, NodeId};
+
+/// The result of a read: the key's live siblings (usually one) and the context to write with.
+///
+/// - Not found: no siblings. The context may still be non-empty (the key was deleted), and a
+///   write with it supersedes the delete on purpose.
+/// - One sibling: [`Value::value`] is it.
+/// - Several: concurrent writes that nobody has resolved. Merge them as the application sees
+///   fit and write the result with [`Value::context`]: that replaces exactly these siblings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Value {
+    siblings: Vec<Bytes>,
+    context: Context,
+}
+
+impl Value {
+    pub(crate) fn new(siblings: Vec<Bytes>, context: Context) -> Value {
+        Value { siblings, context }
+    }
+
+    /// Whether the key holds a value.
+    pub fn is_found(&self) -> bool {
+        !self.siblings.is_empty()
+    }
+
+    /// Whether concurrent writes left more than one value.
+    pub fn has_siblings(&self) -> bool {
+        self.siblings.len() > 1
+    }
+
+    /// The value, if there is exactly one.
+    pub fn value(&self) -> Option<&Bytes> {
+        match self.siblings.as_slice() {
+            [one] => Some(one),
+            _ => None,
+        }
+    }
+
+    /// Every live sibling, in a stable order (by the write that made it).
+    pub fn siblings(&self) -> &[Bytes] {
+        &self.siblings
+    }
+
+    pub fn into_siblings(self) -> Vec<Bytes> {
+        self.siblings
+    }
+
+    /// What this read saw; pass it to the next write of this key.
+    pub fn context(&self) -> &Context {
+        &self.context
+    }
+}
+
+/// Who acknowledged a successful write.
+///
+/// A sloppy quorum must never be invisible: `home` are acknowledgements from the key's home
+/// replicas, `fallback` those from nodes standing in for unreachable home replicas.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteReceipt {
+    pub home: Vec<NodeId>,
+    pub fallback: Vec<NodeId>,
+}
+
+impl WriteReceipt {
+    /// Number of replicas that acknowledged before the call returned.
+    pub fn acks(&self) -> usize {
+        self.home.len() + self.fallback.len()
+    }
+}

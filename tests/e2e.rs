@@ -1,0 +1,438 @@
+//! End-to-end tests: real `ringkvd` processes on loopback, driven through the SDK with
+//! N = 3, R = 2, W = 2 unless a test says otherwise.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use ringkv::{ClientConfig, Error, ReadOptions, WriteOptions};
+use ringkv_core::wire::{
+    ClientFrame, FrameCodec, Hello, Request, Response, ServerFrame, WireError,
+};
+use ringkv_tests::{ClusterSpec, RawConnection, TestCluster};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+fn three() -> ClusterSpec {
+    ClusterSpec::default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_from_one_byte_to_one_mebibyte_round_trip() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(three()).await?;
+    let client = cluster.client().await?;
+    for size in [1usize, 100, 4096, 65_536, 1 << 20] {
+        let key = format!("size-{size}");
+        let value: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let receipt = client.put(&key, value.clone(), None).await?;
+        assert!(receipt.acks() >= 2, "{receipt:?}");
+        let read = client.get(&key).await?;
+        assert_eq!(read.value().map(|v| v.to_vec()), Some(value), "size {size}");
+        client.delete(&key, Some(read.context())).await?;
+        let gone = client.get(&key).await?;
+        assert!(!gone.is_found(), "size {size} still found after delete");
+        assert!(
+            !gone.context().is_empty(),
+            "a deleted key keeps its context"
+        );
+    }
+    assert!(!client.get("never-written").await?.is_found());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_from_one_context_become_siblings_and_a_merge_resolves_them()
+-> anyhow::Result<()> {
+    let cluster = TestCluster::start(three()).await?;
+    let alice = cluster.client().await?;
+    let bob = cluster.client().await?;
+    alice.put("cart", "milk", None).await?;
+    let seen = alice.get("cart").await?;
+    // Both write from the same read, concurrently.
+    let (a, b) = tokio::join!(
+        alice.put("cart", "milk,eggs", Some(seen.context())),
+        bob.put("cart", "milk,bread", Some(seen.context())),
+    );
+    a?;
+    b?;
+    let read = alice
+        .get_with("cart", &ReadOptions::default().with_r(3))
+        .await?;
+    let siblings: BTreeSet<Bytes> = read.siblings().iter().cloned().collect();
+    assert_eq!(
+        siblings,
+        BTreeSet::from([Bytes::from("milk,eggs"), Bytes::from("milk,bread")]),
+        "both concurrent writes must be kept"
+    );
+    // A blind write now would add a third sibling: refused, with an explanation.
+    match alice.put("cart", "oops", None).await {
+        Err(Error::ContextRequired { siblings: 2 }) => {}
+        other => panic!("expected ContextRequired, got {other:?}"),
+    }
+    alice
+        .put("cart", "milk,eggs,bread", Some(read.context()))
+        .await?;
+    let resolved = bob
+        .get_with("cart", &ReadOptions::default().with_r(3))
+        .await?;
+    assert_eq!(resolved.value(), Some(&Bytes::from("milk,eggs,bread")));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_context_never_overwrites_a_newer_value() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(three()).await?;
+    let client = cluster.client().await?;
+    client.put("profile", "v1", None).await?;
+    let old = client.get("profile").await?;
+    client.put("profile", "v2", Some(old.context())).await?;
+    let newer = client.get("profile").await?;
+    assert_eq!(newer.value(), Some(&Bytes::from("v2")));
+    // A writer that read v1 writes late: v2 must survive beside it.
+    client.put("profile", "late", Some(old.context())).await?;
+    let after = client
+        .get_with("profile", &ReadOptions::default().with_r(3))
+        .await?;
+    let siblings: BTreeSet<Bytes> = after.siblings().iter().cloned().collect();
+    assert_eq!(
+        siblings,
+        BTreeSet::from([Bytes::from("v2"), Bytes::from("late")])
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_one_of_three_killed_quorums_still_succeed_and_its_data_survives() -> anyhow::Result<()>
+{
+    let mut cluster = TestCluster::start(three()).await?;
+    let client = cluster
+        .client_with(ClientConfig::default().with_timeout(Duration::from_secs(3)))
+        .await?;
+    for i in 0..100 {
+        client
+            .put(format!("before-{i}"), format!("v{i}"), None)
+            .await?;
+    }
+    let victim = cluster.nodes[1].addr;
+    cluster.kill(1);
+    for i in 0..100 {
+        client
+            .put(format!("during-{i}"), format!("v{i}"), None)
+            .await?;
+    }
+    for i in 0..100 {
+        let read = client.get(format!("before-{i}")).await?;
+        assert_eq!(
+            read.value(),
+            Some(&Bytes::from(format!("v{i}"))),
+            "before-{i}"
+        );
+        let read = client.get(format!("during-{i}")).await?;
+        assert_eq!(
+            read.value(),
+            Some(&Bytes::from(format!("v{i}"))),
+            "during-{i}"
+        );
+    }
+    cluster.restart(1).await?;
+    // Its own data survived kill -9: read the node directly, not through a quorum.
+    let mut raw = RawConnection::open(victim).await?;
+    let ring = client.ring();
+    let mut held = 0;
+    for i in 0..100 {
+        let key = format!("before-{i}");
+        let home = ring.home_replicas("default", key.as_bytes());
+        if !home.iter().any(|m| m.addr == victim.to_string()) {
+            continue;
+        }
+        let answer = raw
+            .request(Request::Get {
+                bucket: "default".into(),
+                key: Bytes::from(key.clone()),
+            })
+            .await?;
+        match answer {
+            Ok(Response::Value { state: Some(state) }) if !state.is_absent() => held += 1,
+            other => panic!("{key} missing on the restarted node: {other:?}"),
+        }
+    }
+    assert!(held > 0, "the restarted node is a home replica of no key?");
+    // Everything reads back with all three replicas answering.
+    let all = ReadOptions::default().with_r(3);
+    for i in 0..100 {
+        let read = client.get_with(format!("during-{i}"), &all).await?;
+        assert_eq!(read.value(), Some(&Bytes::from(format!("v{i}"))));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_repair_brings_a_returning_replica_up_to_date() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start(three()).await?;
+    let client = cluster.client().await?;
+    let victim = cluster.nodes[2].addr;
+    cluster.kill(2);
+    let ring = client.ring();
+    let keys: Vec<String> = (0..200)
+        .map(|i| format!("repair-{i}"))
+        .filter(|k| {
+            ring.home_replicas("default", k.as_bytes())
+                .iter()
+                .any(|m| m.addr == victim.to_string())
+        })
+        .take(20)
+        .collect();
+    for key in &keys {
+        client.put(key, "fresh", None).await?;
+    }
+    cluster.restart(2).await?;
+    let before = client.stats().read_repairs;
+    for key in &keys {
+        client
+            .get_with(key, &ReadOptions::default().with_r(3))
+            .await?;
+    }
+    // Repairs run in the background after each read: poll the node directly until it holds
+    // every key, with a deadline.
+    let mut raw = RawConnection::open(victim).await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let repaired = loop {
+        let mut missing = 0;
+        for key in &keys {
+            let answer = raw
+                .request(Request::Get {
+                    bucket: "default".into(),
+                    key: Bytes::from(key.clone()),
+                })
+                .await?;
+            if !matches!(answer, Ok(Response::Value { state: Some(ref s) }) if !s.is_absent()) {
+                missing += 1;
+            }
+        }
+        if missing == 0 || std::time::Instant::now() > deadline {
+            break missing == 0;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        repaired,
+        "read repair did not restore the returning replica"
+    );
+    assert!(client.stats().read_repairs >= before + keys.len() as u64);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_serves_the_same_ring_and_bucket_properties() -> anyhow::Result<()> {
+    let spec = ClusterSpec {
+        extra_toml: "[cluster.buckets.named.cache]\nn = 2\nr = 1\nw = 1\nconflict = \"lww\"\n"
+            .into(),
+        ..three()
+    };
+    let cluster = TestCluster::start(spec).await?;
+    let views = cluster.ring_views().await?;
+    assert!(
+        views.iter().all(|v| v.0 == views[0].0 && v.1 == 3),
+        "{views:?}"
+    );
+    for addr in cluster.addrs() {
+        let client = ringkv::Client::builder().seeds([addr]).build().await?;
+        assert_eq!(client.ring().epoch().0, views[0].0);
+        assert_eq!(client.ring().bucket("cache").n, 2);
+        assert_eq!(
+            client.ring().bucket("cache").conflict,
+            ringkv::ConflictPolicy::Lww
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lww_buckets_keep_one_value_and_quorums_are_validated() -> anyhow::Result<()> {
+    let spec = ClusterSpec {
+        extra_toml: "[cluster.buckets.named.cache]\nn = 3\nr = 1\nw = 1\nconflict = \"lww\"\n"
+            .into(),
+        ..three()
+    };
+    let cluster = TestCluster::start(spec).await?;
+    let client = cluster.client().await?;
+    let cache = client.bucket("cache");
+    let (a, b) = tokio::join!(cache.put("k", "a", None), cache.put("k", "b", None));
+    a?;
+    b?;
+    let read = cache
+        .get_with("k", &ReadOptions::default().with_r(3))
+        .await?;
+    assert_eq!(read.siblings().len(), 1, "lww keeps one value: {read:?}");
+
+    match client
+        .get_with("k", &ReadOptions::default().with_r(4))
+        .await
+    {
+        Err(Error::InvalidArgument(msg)) => {
+            assert!(msg.contains("r = 4") && msg.contains("n = 3"), "{msg}")
+        }
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+    match client
+        .put_with("k", "v", None, &WriteOptions::default().with_w(5))
+        .await
+    {
+        Err(Error::InvalidArgument(msg)) => assert!(msg.contains("w = 5"), "{msg}"),
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_requests_in_flight_share_one_connection_per_node() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(three()).await?;
+    let client = cluster.client().await?;
+    let tasks: Vec<_> = (0..300)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                client.put(format!("mux-{i}"), format!("{i}"), None).await?;
+                let read = client.get(format!("mux-{i}")).await?;
+                anyhow::ensure!(
+                    read.value() == Some(&Bytes::from(format!("{i}"))),
+                    "mux-{i}"
+                );
+                Ok(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_clear_error_and_the_node_keeps_serving() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(three()).await?;
+    let client = cluster.client().await?;
+    let addr = cluster.nodes[0].addr;
+
+    // Oversized key and value: typed errors naming the limit.
+    match client.put(vec![b'k'; 64 * 1024 + 1], "v", None).await {
+        Err(Error::Server(WireError::KeyTooLarge { max: 65536, .. })) => {}
+        other => panic!("expected KeyTooLarge, got {other:?}"),
+    }
+    match client
+        .put("big", vec![0u8; 4 * 1024 * 1024 + 1], None)
+        .await
+    {
+        Err(Error::Server(WireError::ValueTooLarge { max: 4194304, .. })) => {}
+        other => panic!("expected ValueTooLarge, got {other:?}"),
+    }
+
+    // A wrong protocol version: an error frame naming both versions, then close.
+    let mut framed = Framed::new(
+        TcpStream::connect(addr).await?,
+        FrameCodec::<ServerFrame, ClientFrame>::new(),
+    );
+    framed
+        .send(ClientFrame::Hello(Hello {
+            protocol_version: 999,
+            agent: "old".into(),
+        }))
+        .await?;
+    match framed.next().await {
+        Some(Ok(ServerFrame::Fatal(WireError::ProtocolVersion {
+            supported: 1,
+            received: 999,
+        }))) => {}
+        other => panic!("expected a version error, got {other:?}"),
+    }
+    assert!(
+        framed.next().await.is_none(),
+        "connection stays open after a version mismatch"
+    );
+
+    // A request before the handshake.
+    let mut framed = Framed::new(
+        TcpStream::connect(addr).await?,
+        FrameCodec::<ServerFrame, ClientFrame>::new(),
+    );
+    framed
+        .send(ClientFrame::Request(ringkv_core::wire::RequestFrame {
+            id: 1,
+            epoch: Default::default(),
+            body: Request::Ping,
+        }))
+        .await?;
+    assert!(matches!(
+        framed.next().await,
+        Some(Ok(ServerFrame::Fatal(WireError::HandshakeRequired)))
+    ));
+
+    // Garbage bytes, a zero-length frame, a 4 GiB header: an error frame each, then close.
+    for bytes in [
+        b"\x00\x00\x00\x05hello".to_vec(),
+        vec![0, 0, 0, 0],
+        vec![0xff, 0xff, 0xff, 0xff, 1, 2, 3],
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+    ] {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream.write_all(&bytes).await?;
+        let mut reply = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut reply)).await??;
+        let mut codec = FrameCodec::<ServerFrame, ClientFrame>::new();
+        let mut buf = bytes::BytesMut::from(&reply[..]);
+        let frame = tokio_util::codec::Decoder::decode(&mut codec, &mut buf)?;
+        assert!(
+            matches!(
+                frame,
+                Some(ServerFrame::Fatal(
+                    WireError::Malformed { .. } | WireError::FrameTooLarge { .. }
+                ))
+            ),
+            "input {bytes:?} got {frame:?}"
+        );
+    }
+
+    // Meanwhile, and afterwards, a well-behaved client is served normally.
+    client.put("still-fine", "yes", None).await?;
+    assert_eq!(
+        client.get("still-fine").await?.value(),
+        Some(&Bytes::from("yes"))
+    );
+    let mut raw = RawConnection::open(addr).await?;
+    assert!(matches!(
+        raw.request(Request::Ping).await?,
+        Ok(Response::Pong { .. })
+    ));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_shuts_down_cleanly_and_data_is_there_after_restart() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start(three()).await?;
+    let client = cluster.client().await?;
+    for i in 0..50 {
+        client.put(format!("durable-{i}"), "v", None).await?;
+    }
+    for i in 0..3 {
+        let status = cluster.terminate(i, Duration::from_secs(20))?;
+        assert!(status.success(), "node {i} exited with {status}");
+    }
+    for i in 0..3 {
+        cluster.restart(i).await?;
+    }
+    cluster.wait_converged(3).await?;
+    let client = cluster.client().await?;
+    let all = ReadOptions::default().with_r(3);
+    for i in 0..50 {
+        assert!(
+            client
+                .get_with(format!("durable-{i}"), &all)
+                .await?
+                .is_found(),
+            "durable-{i}"
+        );
+    }
+    Ok(())
+}
