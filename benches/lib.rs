@@ -1,1 +1,75 @@
+//! Fixtures for the micro-benchmarks in `core.rs`, kept here so they are compiled (and
+//! checked) with the rest of the workspace.
 
+use bytes::Bytes;
+use ringkv_core::wire::{ClientFrame, Request, RequestFrame};
+use ringkv_core::{
+    Buckets, Member, MemberStatus, NodeId, Ring, RingConfig, RingEpoch, SiblingSet, VersionVector,
+};
+
+/// A ring of `nodes` members of weight 1 with `vnodes` tokens each.
+pub fn ring(nodes: u64, vnodes: u32) -> Ring {
+    let members = (1..=nodes)
+        .map(|i| Member {
+            id: NodeId(ringkv_core::hash::digest(&i.to_be_bytes())),
+            addr: format!("10.0.{}.{}:7400", i / 256, i % 256),
+            weight: 1,
+            status: MemberStatus::Active,
+        })
+        .collect();
+    Ring::new(RingConfig {
+        members,
+        buckets: Buckets::default(),
+        vnodes_per_weight: vnodes,
+    })
+    .expect("valid ring")
+}
+
+/// Two replicas' states of one key, each with three concurrent siblings (two shared, one
+/// of its own), as after a partition.
+pub fn three_sibling_states() -> (SiblingSet, SiblingSet) {
+    let value = |s: &str| Some(Bytes::copy_from_slice(s.as_bytes()));
+    let mut base = SiblingSet::new();
+    let empty = VersionVector::new();
+    base.stamp(NodeId(1), &empty, value("a"), 1);
+    base.stamp(NodeId(2), &empty, value("b"), 2);
+    let mut left = base.clone();
+    let mut right = base;
+    left.stamp(NodeId(1), &empty, value("left"), 3);
+    right.stamp(NodeId(3), &empty, value("right"), 4);
+    (left, right)
+}
+
+/// A put of a 1 KiB value, as a client sends it.
+pub fn put_frame() -> ClientFrame {
+    ClientFrame::Request(RequestFrame {
+        id: 7,
+        epoch: RingEpoch(42),
+        body: Request::Put {
+            bucket: "default".into(),
+            key: Bytes::from_static(b"user:1234567"),
+            context: Some(
+                [(NodeId(1), 3), (NodeId(2), 5), (NodeId(3), 1)]
+                    .into_iter()
+                    .collect(),
+            ),
+            value: Some(Bytes::from(vec![0x5a; 1024])),
+            overwrite: false,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixtures_are_what_the_benchmarks_claim() {
+        assert_eq!(ring(100, 256).token_count(), 25_600);
+        let (l, r) = three_sibling_states();
+        assert_eq!((l.live_count(), r.live_count()), (3, 3));
+        let mut merged = l.clone();
+        merged.merge(&r, ringkv_core::ConflictPolicy::Siblings);
+        assert_eq!(merged.live_count(), 4);
+    }
+}

@@ -281,11 +281,11 @@ impl Drop for TestCluster {
         for i in 0..self.nodes.len() {
             self.kill(i);
         }
-        if std::thread::panicking() {
-            if let Some(dir) = self.dir.take() {
-                let path = dir.keep();
-                eprintln!("test failed; node data and logs kept in {}", path.display());
-            }
+        if std::thread::panicking()
+            && let Some(dir) = self.dir.take()
+        {
+            let path = dir.keep();
+            eprintln!("test failed; node data and logs kept in {}", path.display());
         }
     }
 }

@@ -449,13 +449,13 @@ async fn write_once(
 /// Whether a replica that failed this way may still have applied the request: only errors
 /// that prove it was refused (or never sent) say no.
 fn may_have_applied(e: &Error) -> bool {
-    match e {
+    !matches!(
+        e,
         Error::Server(_)
-        | Error::Unreachable { .. }
-        | Error::InvalidArgument(_)
-        | Error::ContextRequired { .. } => false,
-        _ => true,
-    }
+            | Error::Unreachable { .. }
+            | Error::InvalidArgument(_)
+            | Error::ContextRequired { .. }
+    )
 }
 
 fn unexpected(node: NodeId, request: &str, response: &Response) -> NodeError {

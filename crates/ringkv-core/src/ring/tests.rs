@@ -192,7 +192,8 @@ fn epoch_changes_exactly_when_the_config_changes() {
     let base = ring_of(0, &[1, 1, 1], 32);
     let same = ring_of(0, &[1, 1, 1], 32);
     assert_eq!(base.epoch(), same.epoch());
-    let changes: Vec<Box<dyn Fn(&mut RingConfig)>> = vec![
+    type Change = Box<dyn Fn(&mut RingConfig)>;
+    let changes: Vec<Change> = vec![
         Box::new(|c| c.members.push(member(99, 1))),
         Box::new(|c| {
             c.members.pop();
@@ -223,7 +224,7 @@ fn invalid_configs_are_refused_with_the_reason() {
         vnodes_per_weight: 8,
     };
     assert_eq!(
-        Ring::new(dup).unwrap_err(),
+        Ring::new(dup).expect_err("invalid config"),
         RingError::DuplicateMember(NodeId(1))
     );
     let zero = RingConfig {
@@ -232,7 +233,7 @@ fn invalid_configs_are_refused_with_the_reason() {
         vnodes_per_weight: 8,
     };
     assert_eq!(
-        Ring::new(zero).unwrap_err(),
+        Ring::new(zero).expect_err("invalid config"),
         RingError::ZeroWeight(NodeId(1))
     );
     let mut bad_bucket = Buckets::default();
@@ -242,7 +243,7 @@ fn invalid_configs_are_refused_with_the_reason() {
         buckets: bad_bucket,
         vnodes_per_weight: 8,
     })
-    .unwrap_err();
+    .expect_err("invalid config");
     assert!(err.to_string().contains("r = 4"), "{err}");
 }
 

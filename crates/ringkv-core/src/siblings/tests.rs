@@ -280,12 +280,12 @@ proptest! {
         // Concurrent activity after the read, which the write must not hide.
         let mut concurrent = BTreeSet::new();
         for (i, s) in later.iter().enumerate() {
-            if let Step::Put { at, .. } = *s {
-                if at != writer {
-                    let ctx = VersionVector::new();
-                    concurrent.insert(replicas[at].stamp(
-                        NodeId(at as u64 + 1), &ctx, Some(Bytes::from(format!("c{i}"))), 1000));
-                }
+            if let Step::Put { at, .. } = *s
+                && at != writer
+            {
+                let ctx = VersionVector::new();
+                concurrent.insert(replicas[at].stamp(
+                    NodeId(at as u64 + 1), &ctx, Some(Bytes::from(format!("c{i}"))), 1000));
             }
         }
         let merged = merge_all(&replicas, &[0, 1, 2]);

@@ -1,0 +1,26 @@
+# Shortcuts for the scripts in scripts/ (which are what the README and CI run).
+.PHONY: help demo test bench build fmt clippy clean-demo
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+demo: ## Start a local 3-node cluster, run the walkthrough, stop the cluster
+	./scripts/demo.sh
+
+test: ## Everything CI runs: fmt, clippy -D warnings, all Rust and Python tests
+	./scripts/test.sh
+
+bench: ## Criterion micro-benchmarks of the core (same cargo profile as the tests)
+	./scripts/bench.sh
+
+build: ## Build every crate, test and example
+	. scripts/env.sh && cargo build --workspace --all-targets
+
+fmt: ## Format the code
+	cargo fmt --all
+
+clippy: ## Lint with warnings as errors
+	. scripts/env.sh && cargo clippy --workspace --all-targets -- -D warnings
+
+clean-demo: ## Remove the demo cluster's data
+	rm -rf .demo
