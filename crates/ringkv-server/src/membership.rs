@@ -5,8 +5,11 @@
 //! every node derives the same [`RingConfig`]:
 //!
 //! - members: every node gossip knows of, alive or not (a node that stops answering keeps its
-//!   place; the sloppy quorum routes around it). A restarted node appears under a new gossip
-//!   generation; only its newest generation counts.
+//!   place; the sloppy quorum routes around it), plus every member this node has seen before
+//!   and persisted in its store. A restarted node appears under a new gossip generation; only
+//!   its newest generation counts. Persisting the members means a node that restarts knows
+//!   the whole ring at once, instead of serving a ring of one until gossip catches up (a
+//!   client that fetched that ring would route every key to the wrong place).
 //! - settings: the proposal with the highest `version`, ties broken by the lowest node id.
 //!
 //! Liveness comes from chitchat's phi-accrual failure detector and travels beside the ring,
@@ -29,11 +32,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::{ClusterSettings, Config};
+use crate::storage::Store;
 
 const KEY_ADDR: &str = "addr";
 const KEY_WEIGHT: &str = "weight";
 const KEY_STATUS: &str = "status";
 const KEY_CLUSTER: &str = "cluster";
+
+/// The store record holding the members this node has seen (format byte, then CBOR).
+const MEMBERS_RECORD: &str = "members";
+const MEMBERS_FORMAT: u8 = 1;
 
 /// What a node knows of the cluster at one moment.
 #[derive(Debug)]
@@ -41,15 +49,19 @@ pub struct ClusterView {
     pub ring: Arc<Ring>,
     /// Members this node's failure detector considers alive (itself included), sorted.
     pub alive: Vec<NodeId>,
+    /// Whether the view is worth handing to clients: false while a node that was given seeds
+    /// knows no member but itself (it has not heard from the cluster yet).
+    pub ready: bool,
 }
 
 impl ClusterView {
-    /// A view holding only `ring`, everyone alive: for tests and for a node before gossip.
+    /// A view holding only `ring`, everyone alive: for tests.
     pub fn fixed(ring: Ring) -> ClusterView {
         let alive = ring.members().iter().map(|m| m.id).collect();
         ClusterView {
             ring: Arc::new(ring),
             alive,
+            ready: true,
         }
     }
 }
@@ -86,8 +98,14 @@ impl MembershipHandle {
     }
 }
 
-/// Starts gossip for node `id` and the task that keeps its [`ClusterView`] current.
-pub async fn spawn_membership(config: &Config, id: NodeId) -> anyhow::Result<MembershipHandle> {
+/// Starts gossip for the node that owns `store`, and the task that keeps its [`ClusterView`]
+/// current (and the members it has seen persisted in `store`).
+pub async fn spawn_membership(
+    config: &Config,
+    store: Arc<dyn Store>,
+) -> anyhow::Result<MembershipHandle> {
+    let id = store.node_id();
+    let known = load_members(store.as_ref());
     let generation = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -123,17 +141,29 @@ pub async fn spawn_membership(config: &Config, id: NodeId) -> anyhow::Result<Mem
         .await
         .with_context(|| format!("starting gossip on udp {}", config.listen))?;
 
+    let has_seeds = !config.seeds.is_empty();
     let initial = {
         let guard = chitchat.chitchat();
         let state = guard.lock().await;
-        view_of(&state, None).unwrap_or_else(|| Arc::new(ClusterView::fixed(Ring::empty())))
+        view_of(&state, None, &known, has_seeds).unwrap_or_else(|| {
+            Arc::new(ClusterView {
+                ring: Arc::new(Ring::empty()),
+                alive: vec![],
+                ready: false,
+            })
+        })
     };
     let (tx, rx) = watch::channel(initial);
     let stop = CancellationToken::new();
     let task = tokio::spawn(refresh_loop(
         chitchat.chitchat(),
         tx,
-        config.gossip.interval(),
+        Refresh {
+            interval: config.gossip.interval(),
+            store,
+            known,
+            has_seeds,
+        },
         stop.clone(),
     ));
     Ok(MembershipHandle {
@@ -144,14 +174,23 @@ pub async fn spawn_membership(config: &Config, id: NodeId) -> anyhow::Result<Mem
     })
 }
 
+/// What the refresh loop needs besides gossip.
+struct Refresh {
+    interval: Duration,
+    store: Arc<dyn Store>,
+    /// Members seen before (persisted), by id.
+    known: BTreeMap<NodeId, Member>,
+    has_seeds: bool,
+}
+
 /// Recomputes the view every `interval` and publishes it when it changed.
 async fn refresh_loop(
     chitchat: Arc<tokio::sync::Mutex<Chitchat>>,
     tx: watch::Sender<Arc<ClusterView>>,
-    interval: Duration,
+    mut refresh: Refresh,
     stop: CancellationToken,
 ) {
-    let mut ticker = tokio::time::interval(interval);
+    let mut ticker = tokio::time::interval(refresh.interval);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -160,7 +199,7 @@ async fn refresh_loop(
         let current = tx.borrow().clone();
         let next = {
             let state = chitchat.lock().await;
-            view_of(&state, Some(&current))
+            view_of(&state, Some(&current), &refresh.known, refresh.has_seeds)
         };
         if let Some(next) = next {
             if next.ring.epoch() != current.ring.epoch() {
@@ -169,6 +208,13 @@ async fn refresh_loop(
                     members = next.ring.members().len(),
                     "ring changed"
                 );
+                refresh.known = next
+                    .ring
+                    .members()
+                    .iter()
+                    .map(|m| (m.id, m.clone()))
+                    .collect();
+                save_members(refresh.store.as_ref(), next.ring.members());
             }
             if next.alive != current.alive {
                 info!(
@@ -182,8 +228,14 @@ async fn refresh_loop(
     }
 }
 
-/// The view gossip describes, or `None` if it equals `current` (or cannot make a ring).
-fn view_of(chitchat: &Chitchat, current: Option<&ClusterView>) -> Option<Arc<ClusterView>> {
+/// The view gossip (and the `known` members) describe, or `None` if it equals `current` (or
+/// cannot make a ring).
+fn view_of(
+    chitchat: &Chitchat,
+    current: Option<&ClusterView>,
+    known: &BTreeMap<NodeId, Member>,
+    has_seeds: bool,
+) -> Option<Arc<ClusterView>> {
     // Newest generation of each node id.
     let mut newest: BTreeMap<NodeId, (&ChitchatId, &chitchat::NodeState)> = BTreeMap::new();
     for (cid, state) in chitchat.node_states() {
@@ -225,6 +277,12 @@ fn view_of(chitchat: &Chitchat, current: Option<&ClusterView>) -> Option<Arc<Clu
             }
         }
     }
+    // Members seen before and not (yet) in gossip keep their place.
+    for (id, member) in known {
+        if !newest.contains_key(id) {
+            members.push(member.clone());
+        }
+    }
     // Highest version wins; among equal versions, the lowest node id.
     proposals.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     let settings = proposals
@@ -245,10 +303,11 @@ fn view_of(chitchat: &Chitchat, current: Option<&ClusterView>) -> Option<Arc<Clu
     alive.sort_unstable();
     alive.dedup();
 
+    let ready = !has_seeds || config.members.len() > 1;
     if let Some(current) = current {
         let mut sorted = config.clone();
         sorted.members.sort_by_key(|m| m.id);
-        if &sorted == current.ring.config() && alive == current.alive {
+        if &sorted == current.ring.config() && alive == current.alive && ready == current.ready {
             return None;
         }
     }
@@ -256,10 +315,47 @@ fn view_of(chitchat: &Chitchat, current: Option<&ClusterView>) -> Option<Arc<Clu
         Ok(ring) => Some(Arc::new(ClusterView {
             ring: Arc::new(ring),
             alive,
+            ready,
         })),
         Err(e) => {
             warn!(error = %e, "gossiped membership does not make a valid ring; keeping the last one");
             None
         }
+    }
+}
+
+/// The members persisted by an earlier run, by id (none if there are none or they are unreadable).
+fn load_members(store: &dyn Store) -> BTreeMap<NodeId, Member> {
+    let bytes = match store.get_meta(MEMBERS_RECORD) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return BTreeMap::new(),
+        Err(e) => {
+            warn!(error = %e, "cannot read the members seen before; starting from gossip alone");
+            return BTreeMap::new();
+        }
+    };
+    let members: Result<Vec<Member>, String> = match bytes.split_first() {
+        Some((&MEMBERS_FORMAT, body)) => ciborium::from_reader(body).map_err(|e| e.to_string()),
+        _ => Err("unknown format".into()),
+    };
+    match members {
+        Ok(members) => {
+            info!(members = members.len(), "loaded the members seen before");
+            members.into_iter().map(|m| (m.id, m)).collect()
+        }
+        Err(e) => {
+            warn!(error = %e, "ignoring an unreadable members record");
+            BTreeMap::new()
+        }
+    }
+}
+
+fn save_members(store: &dyn Store, members: &[Member]) {
+    let mut bytes = vec![MEMBERS_FORMAT];
+    if ciborium::into_writer(&members, &mut bytes).is_err() {
+        return;
+    }
+    if let Err(e) = store.put_meta(MEMBERS_RECORD, &bytes) {
+        warn!(error = %e, "cannot persist the members; a restart will wait for gossip");
     }
 }

@@ -51,7 +51,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on tcp {}", config.listen))?;
-    let membership = spawn_membership(&config, node).await?;
+    let membership = spawn_membership(&config, store.clone()).await?;
     let service = Arc::new(Service::new(
         store.clone(),
         membership.subscribe(),

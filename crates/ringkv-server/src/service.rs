@@ -96,6 +96,11 @@ impl Service {
             }
             Request::Ring => {
                 let view = self.view.borrow().clone();
+                if !view.ready {
+                    return Err(WireError::NotReady {
+                        reason: "joining: no other member heard from yet".into(),
+                    });
+                }
                 Ok(Response::Ring(RingSnapshot {
                     node: self.node,
                     config: view.ring.config().clone(),

@@ -64,6 +64,10 @@ pub enum WireError {
     /// The node is shutting down and takes no new requests.
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// The node has just started and has not heard from the cluster yet, so its view of the
+    /// ring would be incomplete; ask another node.
+    #[error("the node is not ready: {reason}")]
+    NotReady { reason: String },
 }
 
 impl WireError {
@@ -75,6 +79,7 @@ impl WireError {
                 | WireError::Storage { .. }
                 | WireError::Overloaded { .. }
                 | WireError::ShuttingDown
+                | WireError::NotReady { .. }
         )
     }
 }

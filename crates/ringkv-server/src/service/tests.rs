@@ -227,3 +227,34 @@ fn a_node_says_so_when_a_stale_client_asks_it_for_a_key_it_does_not_hold() {
     }
     assert!(refused > 0);
 }
+
+#[test]
+fn a_node_that_has_not_heard_from_the_cluster_does_not_hand_out_its_ring() {
+    let ring = Ring::new(RingConfig {
+        members: vec![Member {
+            id: ME,
+            addr: "127.0.0.1:1".into(),
+            weight: 1,
+            status: MemberStatus::Active,
+        }],
+        buckets: Buckets::default(),
+        vnodes_per_weight: 16,
+    })
+    .expect("ring");
+    let joining = ClusterView {
+        ring: Arc::new(ring),
+        alive: vec![ME],
+        ready: false,
+    };
+    let (_tx, rx) = watch::channel(Arc::new(joining));
+    let svc = Service::new(Arc::new(MemoryStore::new(ME)), rx, Limits::default());
+    assert!(matches!(
+        svc.handle(svc.epoch(), Request::Ring),
+        Err(WireError::NotReady { .. })
+    ));
+    // Data requests are still served.
+    assert!(matches!(
+        svc.handle(svc.epoch(), Request::Ping),
+        Ok(Response::Pong { .. })
+    ));
+}

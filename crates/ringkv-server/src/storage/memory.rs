@@ -14,6 +14,8 @@ pub struct MemoryStore {
     node_id: NodeId,
     /// Short critical sections only (a map lookup or insert); never held across an await.
     data: Mutex<HashMap<Vec<u8>, Vec<u8>>>,
+    /// Same locking discipline as `data`.
+    meta: Mutex<HashMap<String, Vec<u8>>>,
 }
 
 impl MemoryStore {
@@ -21,6 +23,7 @@ impl MemoryStore {
         MemoryStore {
             node_id,
             data: Mutex::new(HashMap::new()),
+            meta: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -50,6 +53,23 @@ impl Store for MemoryStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let meta = self
+            .meta
+            .lock()
+            .map_err(|_| StoreError::Engine("poisoned".into()))?;
+        Ok(meta.get(name).cloned())
+    }
+
+    fn put_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        let mut meta = self
+            .meta
+            .lock()
+            .map_err(|_| StoreError::Engine("poisoned".into()))?;
+        meta.insert(name.to_string(), value.to_vec());
         Ok(())
     }
 }

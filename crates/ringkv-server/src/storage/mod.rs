@@ -9,7 +9,9 @@
 //! - Column family `data`: key = `u16 BE len(bucket) ‖ bucket ‖ key`, value =
 //!   `STATE_FORMAT (1 byte) ‖ CBOR(SiblingSet)`.
 //! - Column family `meta`: `node_id` → `u64 BE` (created on first start), `format` → the
-//!   store's format version (refusing to open a store written by an unknown future format).
+//!   store's format version (refusing to open a store written by an unknown future format),
+//!   and node-level records such as `members` (the ring members last seen, so that a restarted
+//!   node knows the whole cluster before gossip has caught up).
 //!
 //! Every write goes through RocksDB's write-ahead log without an fsync per write: an
 //! acknowledged write survives a crash of the process (kill -9), not a power loss of the
@@ -52,6 +54,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn put(&self, bucket: &str, key: &[u8], state: &SiblingSet) -> Result<(), StoreError>;
     /// Makes every acknowledged write durable on disk (used at shutdown).
     fn flush(&self) -> Result<(), StoreError>;
+    /// Reads a node-level record (for example the members last seen), kept apart from data.
+    fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Writes a node-level record, durably (synced) since it is rare and must survive a crash.
+    fn put_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
 }
 
 /// The stored key of `(bucket, key)`.

@@ -105,6 +105,26 @@ impl Store for RocksStore {
         }
         Ok(())
     }
+
+    fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db
+            .get_cf(cf(&self.db, CF_META)?, meta_key(name))
+            .map_err(engine)
+    }
+
+    fn put_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        let mut sync = rocksdb::WriteOptions::default();
+        sync.set_sync(true);
+        self.db
+            .put_cf_opt(cf(&self.db, CF_META)?, meta_key(name), value, &sync)
+            .map_err(engine)
+    }
+}
+
+/// Records written through `put_meta` live under `record/` so they can never collide with the
+/// store's own `node_id` and `format` entries.
+fn meta_key(name: &str) -> Vec<u8> {
+    [b"record/".as_slice(), name.as_bytes()].concat()
 }
 
 fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, StoreError> {

@@ -26,6 +26,16 @@ fn round_trips_and_separates_buckets(store: &dyn Store) {
     assert_eq!(store.get("a", b"bc").expect("get"), None);
     store.put("b", b"k", &state("three")).expect("overwrite");
     assert_eq!(store.get("b", b"k").expect("get"), Some(state("three")));
+    assert_eq!(store.get_meta("members").expect("meta"), None);
+    store.put_meta("members", b"m").expect("put meta");
+    store
+        .put_meta("node_id", b"not the identity")
+        .expect("put meta");
+    assert_eq!(
+        store.get_meta("members").expect("meta"),
+        Some(b"m".to_vec())
+    );
+    assert_ne!(store.node_id(), NodeId(0));
     store.flush().expect("flush");
 }
 
@@ -46,6 +56,9 @@ fn rocks_store_keeps_its_identity_and_data_across_reopen() {
     let id = {
         let store = RocksStore::open(dir.path()).expect("open");
         store.put("b", b"k", &state("kept")).expect("put");
+        store
+            .put_meta("node_id", b"a record, not the identity")
+            .expect("meta");
         store.node_id()
     };
     let store = RocksStore::open(dir.path()).expect("reopen");
