@@ -436,3 +436,137 @@ async fn sigterm_shuts_down_cleanly_and_data_is_there_after_restart() -> anyhow:
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_failures_carry_their_counts_and_a_hung_replica_times_out() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start(three()).await?;
+    let client = cluster
+        .client_with(ClientConfig::default().with_timeout(Duration::from_millis(1500)))
+        .await?;
+    client.put("k", "v", None).await?;
+
+    // A paused replica answers nothing: a read that needs all three times out, not hangs.
+    cluster.pause(2);
+    match client
+        .get_with("k", &ReadOptions::default().with_r(3))
+        .await
+    {
+        Err(Error::Timeout { in_doubt: false }) => {}
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    // R = 2 does not wait for it.
+    assert_eq!(client.get("k").await?.value(), Some(&Bytes::from("v")));
+    cluster.resume(2);
+
+    // Two of three home replicas dead: W = 2 cannot be met, and the error says how far it got.
+    cluster.kill(1);
+    cluster.kill(2);
+    // Which shape the failure takes depends on where the key lands and on which answer comes
+    // first: the live replica may stamp before the dead ones are found out (then the write is
+    // on one node and in doubt), or the two dead ones may be tried first (then the quorum is
+    // already impossible and nothing is written). Either way the counts tell the truth.
+    match client.put("k2", "v", None).await {
+        Err(Error::Quorum {
+            required: 2,
+            succeeded,
+            errors,
+            in_doubt,
+        }) => {
+            assert!(succeeded <= 1, "{succeeded}");
+            assert_eq!(errors.len(), 2, "{errors:?}");
+            if succeeded == 1 {
+                assert!(
+                    in_doubt,
+                    "a write held by one replica must be reported in doubt"
+                );
+            }
+            let all_unreachable = errors
+                .iter()
+                .all(|e| matches!(*e.error, Error::Unreachable { .. }));
+            if succeeded == 0 && all_unreachable {
+                assert!(!in_doubt, "a write sent nowhere cannot be in doubt");
+            }
+        }
+        other => panic!("expected a quorum error, got {other:?}"),
+    }
+    // A read fails as soon as two failures make R = 2 impossible.
+    match client.get("k").await {
+        Err(Error::Quorum {
+            required: 2,
+            succeeded,
+            in_doubt: false,
+            ..
+        }) => {
+            assert!(succeeded <= 1)
+        }
+        other => panic!("expected a quorum error, got {other:?}"),
+    }
+    // W = 1 still works on the surviving replica.
+    client
+        .put_with("k3", "v", None, &WriteOptions::default().with_w(1))
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_from_a_newer_ring_makes_the_client_refetch_it() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start(three()).await?;
+    // No periodic refresh during the test: only a new epoch on a response can trigger one.
+    let config = ClientConfig::default().with_ring_refresh_interval(Duration::from_secs(3600));
+    let client = cluster.client_with(config).await?;
+    let before = client.ring().epoch();
+    assert_eq!(client.ring().members().len(), 3);
+    cluster.add_node().await?;
+    client.put("poke", "v", None).await?;
+    let refreshed = ringkv_tests::eventually(Duration::from_secs(10), || async {
+        client.ring().members().len() == 4
+    })
+    .await;
+    assert!(refreshed, "the client kept routing by ring {before}");
+    assert_ne!(client.ring().epoch(), before);
+    // And it works on the new ring.
+    for i in 0..50 {
+        client.put(format!("after-join-{i}"), "v", None).await?;
+        assert!(client.get(format!("after-join-{i}")).await?.is_found());
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_get_an_overloaded_error() -> anyhow::Result<()> {
+    let spec = ClusterSpec {
+        extra_toml: "[limits]\nmax_connections = 3\n".into(),
+        ..three()
+    };
+    let cluster = TestCluster::start(spec).await?;
+    let addr = cluster.nodes[0].addr;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(RawConnection::open(addr).await?);
+    }
+    let mut framed = Framed::new(
+        TcpStream::connect(addr).await?,
+        FrameCodec::<ServerFrame, ClientFrame>::new(),
+    );
+    match framed.next().await {
+        Some(Ok(ServerFrame::Fatal(WireError::Overloaded { reason }))) => {
+            assert!(reason.contains('3'), "{reason}")
+        }
+        other => panic!("expected Overloaded, got {other:?}"),
+    }
+    // Those already connected are served; once one leaves, a newcomer is accepted.
+    assert!(matches!(
+        held[0].request(Request::Ping).await?,
+        Ok(Response::Pong { .. })
+    ));
+    held.pop();
+    let accepted = ringkv_tests::eventually(Duration::from_secs(5), || async {
+        RawConnection::open(addr).await.is_ok()
+    })
+    .await;
+    assert!(
+        accepted,
+        "a slot freed by a closed connection was not reused"
+    );
+    Ok(())
+}

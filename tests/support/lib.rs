@@ -68,11 +68,46 @@ pub struct Node {
     child: Option<Child>,
 }
 
+impl Node {
+    /// Writes node `i`'s directory and config file.
+    fn configure(
+        root: &Path,
+        i: usize,
+        addr: SocketAddr,
+        seeds: &[SocketAddr],
+        cluster_name: &str,
+        extra_toml: &str,
+    ) -> anyhow::Result<Node> {
+        let dir = root.join(format!("node{i}"));
+        std::fs::create_dir_all(&dir)?;
+        let seeds: Vec<String> = seeds.iter().map(|a| format!("\"{a}\"")).collect();
+        let config = dir.join("ringkvd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"{addr}\"\ndata_dir = \"{}\"\nseeds = [{}]\ncluster_name = \"{cluster_name}\"\n\
+                 [gossip]\ninterval_ms = 100\n{extra_toml}\n",
+                dir.join("data").display(),
+                seeds.join(", "),
+            ),
+        )?;
+        Ok(Node {
+            addr,
+            log: dir.join("ringkvd.log"),
+            dir,
+            config,
+            child: None,
+        })
+    }
+}
+
 /// N real nodes on loopback. See the module docs.
 #[derive(Debug)]
 pub struct TestCluster {
     pub nodes: Vec<Node>,
     dir: Option<tempfile::TempDir>,
+    cluster_name: String,
+    spec: ClusterSpec,
 }
 
 impl TestCluster {
@@ -92,35 +127,21 @@ impl TestCluster {
         let cluster_name = format!("test-{}", addrs[0].port());
         let mut nodes = Vec::new();
         for (i, addr) in addrs.iter().enumerate() {
-            let node_dir = dir.path().join(format!("node{i}"));
-            std::fs::create_dir_all(&node_dir)?;
-            let seeds: Vec<String> = addrs
-                .iter()
-                .filter(|a| *a != addr)
-                .map(|a| format!("\"{a}\""))
-                .collect();
-            let config = node_dir.join("ringkvd.toml");
-            std::fs::write(
-                &config,
-                format!(
-                    "listen = \"{addr}\"\ndata_dir = \"{}\"\nseeds = [{}]\ncluster_name = \"{cluster_name}\"\n\
-                     [gossip]\ninterval_ms = 100\n{}\n",
-                    node_dir.join("data").display(),
-                    seeds.join(", "),
-                    spec.extra_toml
-                ),
-            )?;
-            nodes.push(Node {
-                addr: *addr,
-                dir: node_dir.clone(),
-                config,
-                log: node_dir.join("ringkvd.log"),
-                child: None,
-            });
+            let seeds: Vec<SocketAddr> = addrs.iter().filter(|a| *a != addr).copied().collect();
+            nodes.push(Node::configure(
+                dir.path(),
+                i,
+                *addr,
+                &seeds,
+                &cluster_name,
+                &spec.extra_toml,
+            )?);
         }
         let mut cluster = TestCluster {
             nodes,
             dir: Some(dir),
+            cluster_name,
+            spec: spec.clone(),
         };
         for i in 0..spec.nodes {
             cluster.spawn(i)?;
@@ -218,6 +239,40 @@ impl TestCluster {
         self.nodes.iter().filter(|n| n.child.is_some()).count()
     }
 
+    /// Starts one more node, seeded with the existing ones, and waits until every node sees it.
+    pub async fn add_node(&mut self) -> anyhow::Result<usize> {
+        let i = self.nodes.len();
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let seeds: Vec<SocketAddr> = self.nodes.iter().map(|n| n.addr).collect();
+        let root = self.path().to_path_buf();
+        let node = Node::configure(
+            &root,
+            i,
+            addr,
+            &seeds,
+            &self.cluster_name,
+            &self.spec.extra_toml,
+        )?;
+        self.nodes.push(node);
+        self.spawn(i)?;
+        self.wait_converged(self.nodes.len()).await?;
+        Ok(i)
+    }
+
+    /// SIGSTOP node `i`: it keeps its sockets but answers nothing.
+    pub fn pause(&self, i: usize) {
+        if let Some(child) = &self.nodes[i].child {
+            signal(child, libc::SIGSTOP);
+        }
+    }
+
+    /// SIGCONT node `i`.
+    pub fn resume(&self, i: usize) {
+        if let Some(child) = &self.nodes[i].child {
+            signal(child, libc::SIGCONT);
+        }
+    }
+
     /// kill -9 node `i` and reap it.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i].child.take() {
@@ -279,6 +334,7 @@ fn signal(child: &Child, sig: libc::c_int) {
 impl Drop for TestCluster {
     fn drop(&mut self) {
         for i in 0..self.nodes.len() {
+            self.resume(i);
             self.kill(i);
         }
         if std::thread::panicking()
