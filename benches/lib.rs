@@ -31,12 +31,12 @@ pub fn three_sibling_states() -> (SiblingSet, SiblingSet) {
     let value = |s: &str| Some(Bytes::copy_from_slice(s.as_bytes()));
     let mut base = SiblingSet::new();
     let empty = VersionVector::new();
-    base.stamp(NodeId(1), &empty, value("a"), 1);
-    base.stamp(NodeId(2), &empty, value("b"), 2);
+    base.stamp(NodeId(1), &empty, value("a"), 1, None);
+    base.stamp(NodeId(2), &empty, value("b"), 2, None);
     let mut left = base.clone();
     let mut right = base;
-    left.stamp(NodeId(1), &empty, value("left"), 3);
-    right.stamp(NodeId(3), &empty, value("right"), 4);
+    left.stamp(NodeId(1), &empty, value("left"), 3, None);
+    right.stamp(NodeId(3), &empty, value("right"), 4, None);
     (left, right)
 }
 
@@ -55,6 +55,8 @@ pub fn put_frame() -> ClientFrame {
             ),
             value: Some(Bytes::from(vec![0x5a; 1024])),
             overwrite: false,
+            write_id: Some(99),
+            hint: None,
         },
     })
 }

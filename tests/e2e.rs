@@ -137,6 +137,7 @@ async fn with_one_of_three_killed_quorums_still_succeed_and_its_data_survives() 
         );
     }
     cluster.restart(1).await?;
+    ringkv_tests::until_replicas_answer(&client, 3).await?;
     // Its own data survived kill -9: read the node directly, not through a quorum.
     let mut raw = RawConnection::open(victim).await?;
     let ring = client.ring();
@@ -188,6 +189,7 @@ async fn read_repair_brings_a_returning_replica_up_to_date() -> anyhow::Result<(
         client.put(key, "fresh", None).await?;
     }
     cluster.restart(2).await?;
+    ringkv_tests::until_replicas_answer(&client, 3).await?;
     let before = client.stats().read_repairs;
     for key in &keys {
         client
@@ -445,15 +447,25 @@ async fn quorum_failures_carry_their_counts_and_a_hung_replica_times_out() -> an
         .await?;
     client.put("k", "v", None).await?;
 
-    // A paused replica answers nothing: a read that needs all three times out, not hangs.
+    // A paused replica answers nothing: a read that needs all three fails within the call's
+    // deadline (the replica's request times out, it is marked down, and R = 3 is then
+    // unavailable), instead of hanging.
     cluster.pause(2);
+    let started = std::time::Instant::now();
     match client
         .get_with("k", &ReadOptions::default().with_r(3))
         .await
     {
-        Err(Error::Timeout { in_doubt: false }) => {}
-        other => panic!("expected a timeout, got {other:?}"),
+        Err(Error::Timeout { in_doubt: false })
+        | Err(Error::Quorum { required: 3, .. })
+        | Err(Error::Unavailable { required: 3, .. }) => {}
+        other => panic!("expected the read to fail, got {other:?}"),
     }
+    assert!(
+        started.elapsed() <= Duration::from_millis(1650),
+        "the call overran its 1.5 s deadline by more than 10%: {:?}",
+        started.elapsed()
+    );
     // R = 2 does not wait for it.
     assert_eq!(client.get("k").await?.value(), Some(&Bytes::from("v")));
     cluster.resume(2);
@@ -473,7 +485,8 @@ async fn quorum_failures_carry_their_counts_and_a_hung_replica_times_out() -> an
             in_doubt,
         }) => {
             assert!(succeeded <= 1, "{succeeded}");
-            assert_eq!(errors.len(), 2, "{errors:?}");
+            // A node the client already knows is down is not asked, so it may add no error.
+            assert!(!errors.is_empty() && errors.len() <= 2, "{errors:?}");
             if succeeded == 1 {
                 assert!(
                     in_doubt,
@@ -489,17 +502,14 @@ async fn quorum_failures_carry_their_counts_and_a_hung_replica_times_out() -> an
         }
         other => panic!("expected a quorum error, got {other:?}"),
     }
-    // A read fails as soon as two failures make R = 2 impossible.
+    // The client now knows two replicas are down: a read needing two fails at once, without
+    // waiting on them, and says how many it could have asked.
     match client.get("k").await {
-        Err(Error::Quorum {
+        Err(Error::Unavailable {
             required: 2,
-            succeeded,
-            in_doubt: false,
-            ..
-        }) => {
-            assert!(succeeded <= 1)
-        }
-        other => panic!("expected a quorum error, got {other:?}"),
+            alive: 1,
+        }) => {}
+        other => panic!("expected Unavailable, got {other:?}"),
     }
     // W = 1 still works on the surviving replica.
     client

@@ -429,3 +429,18 @@ mod raw {
         }
     }
 }
+
+/// Waits until a read of `n` replicas succeeds through `client`: every node is back and the
+/// client trusts it again (a node it saw fail is only used after a successful probe).
+pub async fn until_replicas_answer(client: &Client, n: u8) -> anyhow::Result<()> {
+    let all = ringkv::ReadOptions::default().with_r(n);
+    let ok = eventually(Duration::from_secs(20), || async {
+        client
+            .get_with("__until_replicas_answer__", &all)
+            .await
+            .is_ok()
+    })
+    .await;
+    anyhow::ensure!(ok, "{n} replicas did not all answer within 20 s");
+    Ok(())
+}

@@ -9,6 +9,8 @@
 //! - [`bucket`]: bucket properties (`n`, conflict policy, default quorums).
 //! - [`version`] and [`siblings`]: dots, version vectors and the DVV sibling set with its
 //!   `stamp` and `merge` laws.
+//! - [`targets`]: which replicas a request goes to (sloppy or strict quorum).
+//! - [`quorum`]: counting answers against a quorum.
 //! - [`context`]: the opaque causal context handed to applications.
 //! - [`wire`]: messages, the error enum that crosses the wire, and the frame codec.
 
@@ -19,6 +21,7 @@ pub mod node;
 pub mod quorum;
 pub mod ring;
 pub mod siblings;
+pub mod targets;
 pub mod version;
 pub mod wire;
 

@@ -24,6 +24,15 @@
 //!
 //! The invariant that makes "nothing acknowledged is lost" true: a sibling disappears only when
 //! some later write's context covered its dot, i.e. only when a writer had seen it.
+//!
+//! # Retried writes
+//!
+//! A client that does not know whether a write was applied (its coordinator timed out) sends
+//! it again, possibly to another coordinator, which stamps it with another dot. Each write
+//! carries a random `write_id` chosen by the client; siblings with the same id are one write,
+//! so `stamp` does not stamp an id it already holds, and `merge` keeps only the smallest dot of
+//! an id (the set's version vector still covers the others, so they stay dropped everywhere).
+//! Deduplication is a deterministic function of the merged set, so the merge laws still hold.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -45,6 +54,9 @@ pub struct Sibling {
     pub timestamp_ms: u64,
     /// `None` marks a delete.
     pub value: Option<Bytes>,
+    /// The client's id for the write, shared by every retry of it (see the module docs).
+    #[serde(default)]
+    pub write_id: Option<u64>,
 }
 
 /// The versioned state of one key. See the module docs for the semantics.
@@ -81,6 +93,7 @@ impl SiblingSet {
                 dot,
                 timestamp_ms,
                 value,
+                write_id: None,
             }],
         }
     }
@@ -109,14 +122,21 @@ impl SiblingSet {
         self.live_count() == 0
     }
 
-    /// Applies a write coordinated by `node`: see the module docs. Returns the new dot.
+    /// Applies a write coordinated by `node`: see the module docs. Returns the write's dot: a
+    /// new one, or the existing one if this set already holds `write_id` (a retry).
     pub fn stamp(
         &mut self,
         node: NodeId,
         context: &VersionVector,
         value: Option<Bytes>,
         timestamp_ms: u64,
+        write_id: Option<u64>,
     ) -> Dot {
+        if let Some(id) = write_id
+            && let Some(existing) = self.siblings.iter().find(|s| s.write_id == Some(id))
+        {
+            return existing.dot;
+        }
         let dot = Dot {
             node,
             counter: self.vv.get(node).max(context.get(node)) + 1,
@@ -131,6 +151,7 @@ impl SiblingSet {
                 dot,
                 timestamp_ms,
                 value,
+                write_id,
             },
         );
         dot
@@ -190,6 +211,16 @@ impl SiblingSet {
                 (None, None) => break,
             }
         }
+        // One sibling per write id: the smallest dot (they are sorted, so the first met).
+        let mut ids = Vec::new();
+        merged.retain(|s| match s.write_id {
+            Some(id) if ids.contains(&id) => false,
+            Some(id) => {
+                ids.push(id);
+                true
+            }
+            None => true,
+        });
         self.siblings = merged;
         self.vv.merge(&other.vv);
     }

@@ -32,7 +32,26 @@ pub struct Config {
     pub weight: u32,
     pub limits: Limits,
     pub gossip: Gossip,
+    pub handoff: Handoff,
     pub cluster: ClusterSettings,
+}
+
+/// Hinted handoff: how often the hint queue is drained to home nodes that are back.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Handoff {
+    pub interval_ms: u64,
+    /// Hints sent at once to home nodes (a bound on the memory and connections a drain uses).
+    pub max_in_flight: usize,
+}
+
+impl Default for Handoff {
+    fn default() -> Self {
+        Handoff {
+            interval_ms: 500,
+            max_in_flight: 32,
+        }
+    }
 }
 
 /// Bounds on what one peer can make this node do.
@@ -82,6 +101,7 @@ impl Default for Config {
             weight: 1,
             limits: Limits::default(),
             gossip: Gossip::default(),
+            handoff: Handoff::default(),
             cluster: ClusterSettings::default(),
         }
     }

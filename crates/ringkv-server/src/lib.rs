@@ -7,9 +7,11 @@
 //! - [`storage`]: the [`storage::Store`] interface, on RocksDB or in memory.
 //! - [`service`]: what a node does with one request (stamp, merge, read), without I/O.
 //! - [`membership`]: gossip (chitchat) turned into the ring and liveness.
+//! - [`handoff`]: delivering hints to their home nodes once they are back.
 //! - [`server`]: connections, multiplexing, limits, graceful shutdown.
 
 pub mod config;
+pub mod handoff;
 pub mod membership;
 pub mod server;
 pub mod service;

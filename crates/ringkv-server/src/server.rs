@@ -28,6 +28,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, Limits};
+use crate::handoff::spawn_handoff;
 use crate::membership::spawn_membership;
 use crate::service::Service;
 use crate::storage::{RocksStore, Store};
@@ -66,7 +67,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         "ringkvd ready"
     );
 
+    let handoff = spawn_handoff(service.clone(), config.handoff.clone(), shutdown.clone());
     serve(listener, service, config.limits.clone(), shutdown).await;
+    let _ = handoff.await;
 
     info!("stopping gossip");
     membership.shutdown().await;

@@ -5,20 +5,21 @@
 //! stamps, `Merge` merges), and returns a [`Response`] or a [`WireError`]. The connection layer
 //! (`server`) runs it on a blocking thread; tests call it directly on a `MemoryStore`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use ringkv_core::hash::key_position;
 use ringkv_core::siblings::MAX_SIBLINGS;
-use ringkv_core::wire::{Request, Response, RingSnapshot, WireError};
+use ringkv_core::wire::{NodeStats, Request, Response, RingSnapshot, WireError};
 use ringkv_core::{ConflictPolicy, NodeId, RingEpoch, SiblingSet, VersionVector};
 use tokio::sync::watch;
 use tracing::{debug, error};
 
 use crate::config::Limits;
 use crate::membership::ClusterView;
-use crate::storage::{Store, StoreError};
+use crate::storage::{HintKey, Store, StoreError};
 
 /// Longest bucket name accepted.
 pub const MAX_BUCKET_BYTES: usize = 255;
@@ -31,6 +32,18 @@ pub struct Service {
     view: watch::Receiver<Arc<ClusterView>>,
     limits: Limits,
     locks: KeyLocks,
+    hints_delivered: AtomicU64,
+}
+
+/// The parts of a `Put` request that say what to write.
+#[derive(Debug)]
+struct Write {
+    context: Option<VersionVector>,
+    value: Option<Bytes>,
+    overwrite: bool,
+    write_id: Option<u64>,
+    /// Stamped by a fallback: keep the result as a hint for this home node.
+    hint: Option<NodeId>,
 }
 
 impl Service {
@@ -46,6 +59,7 @@ impl Service {
             view,
             limits,
             locks: KeyLocks::new(),
+            hints_delivered: AtomicU64::new(0),
         }
     }
 
@@ -69,8 +83,9 @@ impl Service {
             Request::Get { bucket, key } => {
                 self.check_key(&bucket, &key)?;
                 self.check_responsible(client_epoch, &bucket, &key)?;
-                let state = self.store.get(&bucket, &key).map_err(store_error)?;
-                Ok(Response::Value { state })
+                Ok(Response::Value {
+                    state: self.read(&bucket, &key)?,
+                })
             }
             Request::Put {
                 bucket,
@@ -78,20 +93,44 @@ impl Service {
                 context,
                 value,
                 overwrite,
+                write_id,
+                hint,
             } => {
                 self.check_key(&bucket, &key)?;
                 self.check_value(value.as_ref())?;
-                self.check_responsible(client_epoch, &bucket, &key)?;
-                let state = self.stamp(&bucket, &key, context, value, overwrite)?;
+                let hint = hint.filter(|home| *home != self.node);
+                if hint.is_none() {
+                    self.check_responsible(client_epoch, &bucket, &key)?;
+                }
+                let write = Write {
+                    context,
+                    value,
+                    overwrite,
+                    write_id,
+                    hint,
+                };
+                let state = self.stamp(&bucket, &key, write)?;
                 Ok(Response::Stamped { state })
             }
-            Request::Merge { bucket, key, state } => {
+            Request::Merge {
+                bucket,
+                key,
+                state,
+                hint,
+            } => {
                 self.check_key(&bucket, &key)?;
                 for sibling in state.siblings() {
                     self.check_value(sibling.value.as_ref())?;
                 }
-                self.check_responsible(client_epoch, &bucket, &key)?;
-                self.merge(&bucket, &key, &state)?;
+                match hint.filter(|home| *home != self.node) {
+                    // A fallback keeps what it holds for another node whatever the ring says:
+                    // refusing would lose the write's only extra copy.
+                    Some(home) => self.merge_hint(&bucket, &key, home, &state)?,
+                    None => {
+                        self.check_responsible(client_epoch, &bucket, &key)?;
+                        self.merge(&bucket, &key, &state)?;
+                    }
+                }
                 Ok(Response::Merged)
             }
             Request::Ring => {
@@ -108,44 +147,66 @@ impl Service {
                 }))
             }
             Request::Ping => Ok(Response::Pong { node: self.node }),
+            Request::Stats => Ok(Response::Stats(NodeStats {
+                node: self.node,
+                hints_pending: self.store.hint_count().map_err(store_error)?,
+                hints_delivered: self.hints_delivered.load(Ordering::Relaxed),
+            })),
         }
     }
 
+    /// The key's state as this node can answer it: its own copy merged with any hints it
+    /// holds for other nodes (a fallback that took a write must be able to serve it back).
+    fn read(&self, bucket: &str, key: &[u8]) -> Result<Option<SiblingSet>, WireError> {
+        let policy = self.view.borrow().ring.conflict_policy(bucket);
+        let mut state = self.store.get(bucket, key).map_err(store_error)?;
+        for (_, hinted) in self.store.hints_for_key(bucket, key).map_err(store_error)? {
+            state
+                .get_or_insert_with(SiblingSet::new)
+                .merge(&hinted, policy);
+        }
+        Ok(state)
+    }
+
     /// Stamps a write under the key's lock. See `SiblingSet::stamp` for the semantics.
-    fn stamp(
-        &self,
-        bucket: &str,
-        key: &[u8],
-        context: Option<VersionVector>,
-        value: Option<Bytes>,
-        overwrite: bool,
-    ) -> Result<SiblingSet, WireError> {
+    ///
+    /// The write is stamped on top of everything this node holds for the key, its own copy and
+    /// every hint: a dot `(this node, n)` must be new among all of them, or two writes kept in
+    /// different places here could meet later under one dot and one would vanish.
+    fn stamp(&self, bucket: &str, key: &[u8], write: Write) -> Result<SiblingSet, WireError> {
         let policy = self.view.borrow().ring.conflict_policy(bucket);
         let _guard = self.locks.lock(bucket, key);
-        let mut state = self
-            .store
-            .get(bucket, key)
-            .map_err(store_error)?
-            .unwrap_or_default();
+        let mut state = self.read(bucket, key)?.unwrap_or_default();
         let live = state.live_count();
-        if context.is_none() && !overwrite && live > 1 && policy == ConflictPolicy::Siblings {
+        let blind = write.context.is_none() && !write.overwrite;
+        if blind && live > 1 && policy == ConflictPolicy::Siblings {
             return Err(WireError::ContextRequired {
                 siblings: live as u32,
             });
         }
-        let mut context = context.unwrap_or_default();
+        let mut context = write.context.unwrap_or_default();
         // Under lww every write replaces what the node holds: there are no siblings to keep.
-        if overwrite || policy == ConflictPolicy::Lww {
+        if write.overwrite || policy == ConflictPolicy::Lww {
             context.merge(state.version_vector());
         }
-        state.stamp(self.node, &context, value, now_ms());
+        state.stamp(self.node, &context, write.value, now_ms(), write.write_id);
         if state.siblings().len() > MAX_SIBLINGS {
             return Err(WireError::TooManySiblings {
                 count: state.siblings().len() as u32,
                 max: MAX_SIBLINGS as u32,
             });
         }
-        self.store.put(bucket, key, &state).map_err(store_error)?;
+        match write.hint {
+            Some(home) => {
+                let hint = HintKey {
+                    bucket: bucket.to_string(),
+                    key: key.to_vec(),
+                    home,
+                };
+                self.store.put_hint(&hint, &state).map_err(store_error)?;
+            }
+            None => self.store.put(bucket, key, &state).map_err(store_error)?,
+        }
         debug!(
             bucket,
             key_len = key.len(),
@@ -157,22 +218,92 @@ impl Service {
 
     /// Merges a state from a peer under the key's lock, writing only if something changed.
     fn merge(&self, bucket: &str, key: &[u8], incoming: &SiblingSet) -> Result<(), WireError> {
+        let policy = self.validated_policy(bucket, incoming)?;
+        let (_guard, mut state) = self.load_locked(bucket, key)?;
+        if state.merge(incoming, policy) {
+            self.store.put(bucket, key, &state).map_err(store_error)?;
+        }
+        Ok(())
+    }
+
+    /// Keeps a state for `home` (which a client could not reach) until it can be handed off.
+    fn merge_hint(
+        &self,
+        bucket: &str,
+        key: &[u8],
+        home: NodeId,
+        incoming: &SiblingSet,
+    ) -> Result<(), WireError> {
+        let policy = self.validated_policy(bucket, incoming)?;
+        let hint = HintKey {
+            bucket: bucket.to_string(),
+            key: key.to_vec(),
+            home,
+        };
+        let _guard = self.locks.lock(bucket, key);
+        let mut state = self
+            .store
+            .get_hint(&hint)
+            .map_err(store_error)?
+            .unwrap_or_default();
+        if state.merge(incoming, policy) {
+            self.store.put_hint(&hint, &state).map_err(store_error)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a hint after its home node acknowledged `delivered`, unless it changed since
+    /// (a newer write arrived for the same home while the handoff was in flight: that one
+    /// must be handed off too). Returns whether the hint is gone.
+    pub fn hint_delivered(
+        &self,
+        hint: &HintKey,
+        delivered: &SiblingSet,
+    ) -> Result<bool, StoreError> {
+        let _guard = self.locks.lock(&hint.bucket, &hint.key);
+        match self.store.get_hint(hint)? {
+            Some(current) if &current == delivered => {
+                self.store.delete_hint(hint)?;
+                self.hints_delivered.fetch_add(1, Ordering::Relaxed);
+                Ok(true)
+            }
+            Some(_) => Ok(false),
+            None => Ok(true),
+        }
+    }
+
+    /// The current view of the cluster.
+    pub fn view(&self) -> Arc<ClusterView> {
+        self.view.borrow().clone()
+    }
+
+    fn validated_policy(
+        &self,
+        bucket: &str,
+        incoming: &SiblingSet,
+    ) -> Result<ConflictPolicy, WireError> {
         let policy = self.view.borrow().ring.conflict_policy(bucket);
         incoming
             .validate(policy)
             .map_err(|e| WireError::InvalidRequest {
                 reason: format!("corrupt state: {e}"),
             })?;
-        let _guard = self.locks.lock(bucket, key);
-        let mut state = self
+        Ok(policy)
+    }
+
+    /// Takes the key's lock and reads its state (empty if none).
+    fn load_locked(
+        &self,
+        bucket: &str,
+        key: &[u8],
+    ) -> Result<(MutexGuard<'_, ()>, SiblingSet), WireError> {
+        let guard = self.locks.lock(bucket, key);
+        let state = self
             .store
             .get(bucket, key)
             .map_err(store_error)?
             .unwrap_or_default();
-        if state.merge(incoming, policy) {
-            self.store.put(bucket, key, &state).map_err(store_error)?;
-        }
-        Ok(())
+        Ok((guard, state))
     }
 
     fn check_key(&self, bucket: &str, key: &[u8]) -> Result<(), WireError> {
@@ -263,7 +394,7 @@ impl KeyLocks {
         }
     }
 
-    fn lock(&self, bucket: &str, key: &[u8]) -> std::sync::MutexGuard<'_, ()> {
+    fn lock(&self, bucket: &str, key: &[u8]) -> MutexGuard<'_, ()> {
         let stripe = key_position(bucket.as_bytes(), key) as usize % LOCK_STRIPES;
         // A poisoned stripe only means another request panicked while holding it; the data
         // it guards lives in the store, which is still consistent.

@@ -5,11 +5,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use ringkv_core::wire::Request;
 use ringkv_core::{Context, DEFAULT_BUCKET, NodeId, Ring, RingEpoch};
 use tracing::debug;
 
 use crate::coordinator;
 use crate::error::{Error, Result};
+use crate::health::Health;
 use crate::options::{ClientConfig, ReadOptions, WriteOptions};
 use crate::pool::Pool;
 use crate::ring_cache::RingCache;
@@ -40,6 +42,7 @@ pub(crate) struct Inner {
     pub(crate) config: ClientConfig,
     pub(crate) ring: RingCache,
     pub(crate) pool: Pool,
+    pub(crate) health: Health,
     pub(crate) stats: Stats,
     /// The actor this client names its `lww` writes with (a random id, never a node's).
     pub(crate) lww_actor: NodeId,
@@ -62,6 +65,8 @@ pub struct ClientStats {
     pub ring_refreshes: u64,
     /// Reads that returned more siblings than `ClientConfig::sibling_warning`.
     pub sibling_warnings: u64,
+    /// Nodes this client currently skips because requests to them failed.
+    pub nodes_marked_down: usize,
 }
 
 impl Inner {
@@ -79,6 +84,32 @@ impl Inner {
                 }
             });
         }
+    }
+}
+
+impl Inner {
+    /// Pings `node` in the background; a success makes it a target again (see `health`).
+    pub(crate) fn probe(self: &Arc<Self>, node: NodeId) {
+        let inner = self.clone();
+        tokio::spawn(async move {
+            let addr = inner
+                .ring
+                .current()
+                .ring
+                .member(node)
+                .map(|m| m.addr.clone());
+            let Some(addr) = addr else { return };
+            let epoch = inner.ring.current().ring.epoch();
+            let ping = inner
+                .pool
+                .call(&addr, inner.config.connect_timeout, epoch, Request::Ping);
+            let result = match tokio::time::timeout(inner.config.request_timeout, ping).await {
+                Ok(result) => result.map(|_| ()),
+                Err(_) => Err(Error::Timeout { in_doubt: false }),
+            };
+            debug!(node = %node, ok = result.is_ok(), "probed a node marked down");
+            inner.health.record(node, result.as_ref().copied());
+        });
     }
 }
 
@@ -130,7 +161,13 @@ impl ClientBuilder {
                 "at least one seed address is required".into(),
             ));
         }
-        for (name, value) in [("r", self.config.r), ("w", self.config.w)] {
+        let quorums = [
+            ("r", self.config.r),
+            ("w", self.config.w),
+            ("pr", self.config.pr),
+            ("pw", self.config.pw),
+        ];
+        for (name, value) in quorums {
             if value == Some(0) {
                 return Err(Error::InvalidArgument(format!("{name} must be at least 1")));
             }
@@ -139,6 +176,7 @@ impl ClientBuilder {
             ring: RingCache::new(self.seeds),
             config: self.config,
             pool: Pool::default(),
+            health: Health::default(),
             stats: Stats::default(),
             lww_actor: NodeId(rand::random::<u64>().max(1)),
             lww_counter: AtomicU64::new(0),
@@ -260,6 +298,7 @@ impl Client {
             read_repairs: s.read_repairs.load(Ordering::Relaxed),
             ring_refreshes: self.inner.ring.refresh_count(),
             sibling_warnings: s.sibling_warnings.load(Ordering::Relaxed),
+            nodes_marked_down: self.inner.health.down_count(),
         }
     }
 

@@ -1,42 +1,73 @@
 //! The client as quorum coordinator (DESIGN.md §5).
 //!
-//! - **Read** (`R` of `N`): `Get` goes to the key's `N` home replicas in parallel; after `R`
-//!   answers (a "not found" is an answer) their states are merged and returned. Read repair
-//!   then waits, in the background and until the call's deadline, for the other replicas,
-//!   merges everything, and sends the merged state to every replica whose copy differs.
-//! - **Write** (`W` of `N`): `Put` goes to the first home replica, which stamps the write
-//!   (a new dot) and returns the new state; if it cannot be reached, the next home replica
-//!   coordinates instead. The state is then sent with `Merge` to the other home replicas in
-//!   parallel, and the call succeeds once `W` replicas (the stamping one included) hold it.
-//!   Merges still under way when the call returns go on in the background.
-//! - **LWW buckets** skip the stamp: the client makes the one-sibling state itself and sends
-//!   it with `Merge` to the `N` replicas at once: one round trip.
+//! Every call starts with a [`Plan`]: the key's targets under the current ring and health
+//! (`ringkv_core::targets`: the first `n` healthy nodes of the preference list, fallbacks
+//! standing in for unreachable home replicas; or, for `pr`/`pw` calls, the healthy home
+//! replicas only) and the number of acknowledgements it needs. Too few targets: the call fails
+//! at once with `Unavailable`, without sending anything.
 //!
-//! Every response carries the answering node's ring epoch; one that differs from ours
-//! triggers a background refetch of the ring. A request refused with `StaleRing` is retried
-//! once, after the refetch.
+//! - **Read** (`R`): `Get` to every target in parallel; after `R` answers (a "not found" is an
+//!   answer, and a fallback answers with the hints it holds) their states are merged and
+//!   returned. Read repair then waits, in the background and until the call's deadline, for
+//!   the other targets, merges everything, and sends the result to every target whose copy
+//!   differs (to a fallback, as a hint).
+//! - **Write** (`W`): `Put` to the first target, which stamps the write (a new dot) and returns
+//!   the new state; if it fails or does not answer within `request_timeout`, the next target
+//!   coordinates instead, with the same write id, so that a write that was applied after all
+//!   is recognised as the same one. The state then goes with `Merge` to the remaining targets
+//!   in parallel (with a hint to fallbacks); the call succeeds once `W` targets hold it and
+//!   returns a receipt naming home and fallback acknowledgements. Merges still under way go on
+//!   in the background.
+//! - **LWW buckets** skip the stamp: the client builds the one-sibling state and sends it with
+//!   `Merge` to every target at once: one round trip.
+//!
+//! Failed calls are retried (errors that may pass only: unreachable nodes, quorum misses,
+//! timeouts) with jittered exponential back-off within the call's deadline; a write keeps its
+//! write id across retries. A response carrying another ring epoch triggers a background ring
+//! refetch; a request refused with `StaleRing` refetches and retries at once.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use ringkv_core::quorum::{Quorum, QuorumState};
+use ringkv_core::targets::{sloppy_targets, strict_targets};
 use ringkv_core::wire::{Request, Response, WireError};
-use ringkv_core::{BucketProps, ConflictPolicy, Context, Dot, Member, NodeId, SiblingSet};
+use ringkv_core::{
+    BucketProps, ConflictPolicy, Context, Dot, Member, NodeId, RingEpoch, SiblingSet,
+};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::client::Inner;
 use crate::error::{Error, NodeError, Result};
+use crate::health::Verdict;
 use crate::options::{ReadOptions, WriteOptions};
 use crate::value::{Value, WriteReceipt};
 
-type Answer = (Member, Result<(Response, ringkv_core::RingEpoch)>);
+/// One replica a call goes to, owned (the plan outlives the ring snapshot it came from).
+#[derive(Clone, Debug)]
+struct Target {
+    member: Member,
+    /// For a fallback: the home replica it stands in for.
+    hint: Option<NodeId>,
+}
+
+/// Where a call goes and how many answers it needs.
+#[derive(Debug)]
+struct Plan {
+    props: BucketProps,
+    epoch: RingEpoch,
+    targets: Vec<Target>,
+    required: usize,
+}
+
+type Answer = (Target, Result<(Response, RingEpoch)>);
 type Pending = FuturesUnordered<Pin<Box<dyn Future<Output = Answer> + Send>>>;
 
 /// Reads `key`; see the module docs.
@@ -47,10 +78,10 @@ pub(crate) async fn get(
     opts: &ReadOptions,
 ) -> Result<Value> {
     let deadline = Instant::now() + opts.timeout.unwrap_or(inner.config.timeout);
-    let attempt = retry_on_stale_ring(inner, || {
+    let attempts = with_retries(inner, deadline, || {
         get_once(inner, bucket, key.clone(), opts, deadline)
     });
-    tokio::time::timeout_at(deadline, attempt)
+    tokio::time::timeout_at(deadline, attempts)
         .await
         .unwrap_or(Err(Error::Timeout { in_doubt: false }))
 }
@@ -65,44 +96,77 @@ pub(crate) async fn write(
     opts: &WriteOptions,
 ) -> Result<WriteReceipt> {
     let deadline = Instant::now() + opts.timeout.unwrap_or(inner.config.timeout);
-    let sent = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let attempt = retry_on_stale_ring(inner, || {
-        write_once(
-            inner,
-            bucket,
-            key.clone(),
-            value.clone(),
-            context,
-            opts,
-            sent.clone(),
-        )
-    });
-    match tokio::time::timeout_at(deadline, attempt).await {
+    let request = WriteRequest {
+        bucket,
+        key,
+        value,
+        context: context.map(|c| c.version_vector().clone()),
+        write_id: rand::random::<u64>(),
+        sent: Arc::new(AtomicBool::new(false)),
+    };
+    let attempts = with_retries(inner, deadline, || write_once(inner, &request, opts));
+    let result = match tokio::time::timeout_at(deadline, attempts).await {
         Ok(result) => result,
-        Err(_) => Err(Error::Timeout {
-            in_doubt: sent.load(Ordering::Acquire),
-        }),
-    }
+        Err(_) => Err(Error::Timeout { in_doubt: false }),
+    };
+    // Once any attempt reached a node, a failed write may have been applied.
+    result.map_err(|e| mark_in_doubt(e, request.sent.load(Ordering::Acquire)))
 }
 
-/// Runs `op`; if a node refused it because our ring is stale, refetches the ring and runs it
-/// once more.
-async fn retry_on_stale_ring<T, F, Fut>(inner: &Arc<Inner>, op: F) -> Result<T>
+/// Runs `op`, again after a jittered back-off while it fails with a retryable error and the
+/// deadline allows, at most `retries` more times; a `StaleRing` refusal refetches the ring and
+/// retries at once (once).
+async fn with_retries<T, F, Fut>(inner: &Arc<Inner>, deadline: Instant, op: F) -> Result<T>
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<T>>,
 {
-    match op().await {
-        Err(e) if is_stale_ring(&e) => {
+    let mut attempt = 0u32;
+    let mut refetched = false;
+    // The last error that says what happened at the replicas, so that a retry that ends in
+    // `Unavailable` (nothing sent) cannot hide an earlier attempt that reached some of them.
+    let mut informative: Option<Error> = None;
+    loop {
+        let error = match op().await {
+            Ok(value) => return Ok(value),
+            Err(e) => e,
+        };
+        if is_stale_ring(&error) && !refetched {
             debug!("a node refused a request for a stale ring; refetching");
+            refetched = true;
             inner
                 .ring
                 .refresh(&inner.pool, inner.config.connect_timeout)
                 .await?;
-            op().await
+            continue;
         }
-        other => other,
+        let error = match error {
+            Error::Unavailable { .. } if informative.is_some() => {
+                informative.take().unwrap_or(error)
+            }
+            other => other,
+        };
+        let pause = backoff(attempt);
+        if !error.is_retryable()
+            || attempt >= inner.config.retries
+            || Instant::now() + pause >= deadline
+        {
+            return Err(error);
+        }
+        debug!(attempt, error = %error, "retrying");
+        if matches!(error, Error::Quorum { .. }) {
+            informative = Some(error);
+        }
+        attempt += 1;
+        tokio::time::sleep(pause).await;
     }
+}
+
+/// Back-off before retry `attempt` (0-based): 25 ms doubling, capped at 500 ms, ±50% jitter.
+fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(25).saturating_mul(1 << attempt.min(5));
+    base.min(Duration::from_millis(500))
+        .mul_f64(rand::random_range(0.5..1.5))
 }
 
 fn is_stale_ring(e: &Error) -> bool {
@@ -115,11 +179,29 @@ fn is_stale_ring(e: &Error) -> bool {
     }
 }
 
-/// The quorum a call uses: per call, else client default, else the bucket's; refused with the
-/// parameter named when it cannot be met by `n` replicas.
-fn quorum(name: &str, asked: Option<u8>, props: &BucketProps, bucket: &str) -> Result<usize> {
-    let default = if name == "r" { props.r } else { props.w };
-    let value = asked.unwrap_or(default);
+fn mark_in_doubt(e: Error, sent: bool) -> Error {
+    match e {
+        Error::Quorum {
+            required,
+            succeeded,
+            errors,
+            in_doubt,
+        } => Error::Quorum {
+            required,
+            succeeded,
+            errors,
+            in_doubt: in_doubt || sent,
+        },
+        Error::Timeout { in_doubt } => Error::Timeout {
+            in_doubt: in_doubt || sent,
+        },
+        other => other,
+    }
+}
+
+/// A quorum size: per call, else client default, else the bucket's; refused with the
+/// parameter named when `n` replicas cannot meet it.
+fn quorum(name: &str, value: u8, props: &BucketProps, bucket: &str) -> Result<usize> {
     if value == 0 {
         return Err(Error::InvalidArgument(format!("{name} must be at least 1")));
     }
@@ -133,12 +215,15 @@ fn quorum(name: &str, asked: Option<u8>, props: &BucketProps, bucket: &str) -> R
     Ok(usize::from(value))
 }
 
-/// The bucket's properties and home replicas of `key` under the current ring.
-fn placement(
-    inner: &Inner,
-    bucket: &str,
-    key: &[u8],
-) -> Result<(BucketProps, Vec<Member>, ringkv_core::RingEpoch)> {
+/// Which kind of call a plan is for, with its sloppy and strict quorum sizes as asked.
+struct Ask {
+    name: &'static str,
+    strict_name: &'static str,
+    sloppy: Option<u8>,
+    strict: Option<u8>,
+}
+
+fn plan(inner: &Arc<Inner>, bucket: &str, key: &[u8], ask: Ask) -> Result<Plan> {
     let cluster = inner.ring.current();
     let ring = &cluster.ring;
     if ring.members().is_empty() {
@@ -148,31 +233,83 @@ fn placement(
         });
     }
     let props = *ring.bucket(bucket);
-    let replicas = ring
-        .home_replicas(bucket, key)
+    let default = if ask.name == "r" { props.r } else { props.w };
+    let mut required = quorum(ask.name, ask.sloppy.unwrap_or(default), &props, bucket)?;
+    let strict = ask
+        .strict
+        .map(|p| quorum(ask.strict_name, p, &props, bucket))
+        .transpose()?;
+    let healthy = |id: NodeId| match inner.health.check(id, &cluster.alive) {
+        Verdict::Up => true,
+        Verdict::Down => false,
+        Verdict::Probe => {
+            inner.probe(id);
+            false
+        }
+    };
+    let preference = ring.preference_list(bucket.as_bytes(), key);
+    let n = usize::from(props.n);
+    let chosen = match strict {
+        Some(_) => strict_targets(preference, n, healthy),
+        None => sloppy_targets(preference, n, healthy),
+    };
+    let targets: Vec<Target> = chosen
         .into_iter()
-        .cloned()
+        .map(|t| Target {
+            member: t.member.clone(),
+            hint: t.stands_in_for,
+        })
         .collect();
-    Ok((props, replicas, ring.epoch()))
+    required = required.max(strict.unwrap_or(0));
+    if targets.len() < required {
+        return Err(Error::Unavailable {
+            required,
+            alive: targets.len(),
+        });
+    }
+    Ok(Plan {
+        props,
+        epoch: ring.epoch(),
+        targets,
+        required,
+    })
 }
 
+/// Sends one request to one target, within `request_timeout`, and feeds the outcome to the
+/// failure detector.
 fn send(
     inner: &Arc<Inner>,
-    member: Member,
-    epoch: ringkv_core::RingEpoch,
+    target: Target,
+    epoch: RingEpoch,
     body: Request,
 ) -> Pin<Box<dyn Future<Output = Answer> + Send>> {
     let inner = inner.clone();
     Box::pin(async move {
-        let result = inner
-            .pool
-            .call(&member.addr, inner.config.connect_timeout, epoch, body)
-            .await;
+        let call = inner.pool.call(
+            &target.member.addr,
+            inner.config.connect_timeout,
+            epoch,
+            body,
+        );
+        let result = match tokio::time::timeout(inner.config.request_timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout { in_doubt: true }),
+        };
+        inner
+            .health
+            .record(target.member.id, result.as_ref().map(|_| ()));
         if let Ok((_, seen)) = &result {
             inner.note_epoch(*seen);
         }
-        (member, result)
+        (target, result)
     })
+}
+
+fn node_error(target: &Target, error: Error) -> NodeError {
+    NodeError {
+        node: target.member.id,
+        error: Box::new(error),
+    }
 }
 
 async fn get_once(
@@ -182,21 +319,21 @@ async fn get_once(
     opts: &ReadOptions,
     deadline: Instant,
 ) -> Result<Value> {
-    let (props, replicas, epoch) = placement(inner, bucket, &key)?;
-    let r = quorum("r", opts.r.or(inner.config.r), &props, bucket)?;
-    if replicas.len() < r {
-        return Err(Error::Unavailable {
-            required: r,
-            alive: replicas.len(),
-        });
-    }
-    let mut pending: Pending = replicas
+    let ask = Ask {
+        name: "r",
+        strict_name: "pr",
+        sloppy: opts.r.or(inner.config.r),
+        strict: opts.pr.or(inner.config.pr),
+    };
+    let plan = plan(inner, bucket, &key, ask)?;
+    let mut pending: Pending = plan
+        .targets
         .iter()
-        .map(|m| {
+        .map(|t| {
             send(
                 inner,
-                m.clone(),
-                epoch,
+                t.clone(),
+                plan.epoch,
                 Request::Get {
                     bucket: bucket.into(),
                     key: key.clone(),
@@ -204,45 +341,40 @@ async fn get_once(
             )
         })
         .collect();
-    let mut tally = Quorum::new(r, replicas.len());
-    let mut answers: Vec<(Member, Option<SiblingSet>)> = Vec::with_capacity(replicas.len());
+    let mut tally = Quorum::new(plan.required, plan.targets.len());
+    let mut answers: Vec<(Target, Option<SiblingSet>)> = Vec::with_capacity(plan.targets.len());
     let mut errors = Vec::new();
     while tally.state() == QuorumState::Pending {
-        let Some((member, result)) = pending.next().await else {
+        let Some((target, result)) = pending.next().await else {
             break;
         };
         match result {
             Ok((Response::Value { state }, _)) => {
-                answers.push((member, state));
+                answers.push((target, state));
                 tally.succeed();
             }
             Ok((other, _)) => {
-                errors.push(unexpected(member.id, "Get", &other));
+                errors.push(node_error(&target, unexpected("Get", &other)));
                 tally.fail();
             }
             Err(e) if e.is_about_the_request() => return Err(e),
             Err(e) => {
-                errors.push(NodeError {
-                    node: member.id,
-                    error: Box::new(e),
-                });
+                errors.push(node_error(&target, e));
                 tally.fail();
             }
         }
     }
     if tally.state() != QuorumState::Reached {
         return Err(Error::Quorum {
-            required: r,
+            required: plan.required,
             succeeded: tally.succeeded(),
             errors,
             in_doubt: false,
         });
     }
     let mut merged = SiblingSet::new();
-    for (_, state) in &answers {
-        if let Some(state) = state {
-            merged.merge(state, props.conflict);
-        }
+    for state in answers.iter().filter_map(|(_, s)| s.as_ref()) {
+        merged.merge(state, plan.props.conflict);
     }
     let live = merged.live_count();
     if live > inner.config.sibling_warning {
@@ -258,123 +390,140 @@ async fn get_once(
         Context::new(merged.version_vector().clone()),
     );
     if inner.config.read_repair {
-        tokio::spawn(read_repair(
-            inner.clone(),
-            bucket.to_string(),
+        let repair = Repair {
+            inner: inner.clone(),
+            bucket: bucket.to_string(),
             key,
-            props.conflict,
-            epoch,
+            plan,
             answers,
-            pending,
             merged,
             deadline,
-        ));
+        };
+        tokio::spawn(repair.run(pending));
     }
     Ok(value)
 }
 
-/// Waits (until `deadline`) for the replicas that had not answered, merges everything, and
-/// sends the result to every replica whose copy differs from it.
-#[allow(clippy::too_many_arguments)]
-async fn read_repair(
+/// Read repair after a read returned: see the module docs.
+struct Repair {
     inner: Arc<Inner>,
     bucket: String,
     key: Bytes,
-    policy: ConflictPolicy,
-    epoch: ringkv_core::RingEpoch,
-    mut answers: Vec<(Member, Option<SiblingSet>)>,
-    mut pending: Pending,
-    mut merged: SiblingSet,
+    plan: Plan,
+    answers: Vec<(Target, Option<SiblingSet>)>,
+    merged: SiblingSet,
     deadline: Instant,
-) {
-    while let Ok(Some((member, result))) = tokio::time::timeout_at(deadline, pending.next()).await {
-        if let Ok((Response::Value { state }, _)) = result {
-            if let Some(state) = &state {
-                merged.merge(state, policy);
+}
+
+impl Repair {
+    async fn run(mut self, mut pending: Pending) {
+        while let Ok(Some((target, result))) =
+            tokio::time::timeout_at(self.deadline, pending.next()).await
+        {
+            if let Ok((Response::Value { state }, _)) = result {
+                if let Some(state) = &state {
+                    self.merged.merge(state, self.plan.props.conflict);
+                }
+                self.answers.push((target, state));
             }
-            answers.push((member, state));
         }
-    }
-    if merged == SiblingSet::default() {
-        return; // Nothing anywhere: nothing to repair.
-    }
-    let mut repairs: Pending = FuturesUnordered::new();
-    for (member, state) in answers {
-        if state.as_ref() != Some(&merged) {
-            debug!(node = %member.id, bucket, "read repair");
-            inner.stats.read_repairs.fetch_add(1, Ordering::Relaxed);
-            let body = Request::Merge {
-                bucket: bucket.clone(),
-                key: key.clone(),
-                state: merged.clone(),
-            };
-            repairs.push(send(&inner, member, epoch, body));
+        if self.merged == SiblingSet::default() {
+            return; // Nothing anywhere: nothing to repair.
         }
-    }
-    while let Ok(Some((member, result))) = tokio::time::timeout_at(deadline, repairs.next()).await {
-        if let Err(e) = result {
-            debug!(node = %member.id, error = %e, "read repair failed");
+        let mut repairs: Pending = FuturesUnordered::new();
+        for (target, state) in self.answers {
+            if state.as_ref() != Some(&self.merged) {
+                debug!(node = %target.member.id, bucket = self.bucket, "read repair");
+                self.inner
+                    .stats
+                    .read_repairs
+                    .fetch_add(1, Ordering::Relaxed);
+                let body = Request::Merge {
+                    bucket: self.bucket.clone(),
+                    key: self.key.clone(),
+                    state: self.merged.clone(),
+                    hint: target.hint,
+                };
+                repairs.push(send(&self.inner, target, self.plan.epoch, body));
+            }
+        }
+        while let Ok(Some((target, result))) =
+            tokio::time::timeout_at(self.deadline, repairs.next()).await
+        {
+            if let Err(e) = result {
+                debug!(node = %target.member.id, error = %e, "read repair failed");
+            }
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn write_once(
-    inner: &Arc<Inner>,
-    bucket: &str,
+/// What one write is, the same across its retries.
+struct WriteRequest<'a> {
+    bucket: &'a str,
     key: Bytes,
     value: Option<Bytes>,
-    context: Option<&Context>,
+    context: Option<ringkv_core::VersionVector>,
+    write_id: u64,
+    /// Set once any request of this write may have been applied by a node (it was answered,
+    /// or it failed in a way that does not prove it was not).
+    sent: Arc<AtomicBool>,
+}
+
+async fn write_once(
+    inner: &Arc<Inner>,
+    write: &WriteRequest<'_>,
     opts: &WriteOptions,
-    sent: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<WriteReceipt> {
-    let (props, replicas, epoch) = placement(inner, bucket, &key)?;
-    let w = quorum("w", opts.w.or(inner.config.w), &props, bucket)?;
-    if replicas.len() < w {
-        return Err(Error::Unavailable {
-            required: w,
-            alive: replicas.len(),
-        });
-    }
-    let mut tally = Quorum::new(w, replicas.len());
+    let ask = Ask {
+        name: "w",
+        strict_name: "pw",
+        sloppy: opts.w.or(inner.config.w),
+        strict: opts.pw.or(inner.config.pw),
+    };
+    let plan = plan(inner, write.bucket, &write.key, ask)?;
+    let mut tally = Quorum::new(plan.required, plan.targets.len());
     let mut errors = Vec::new();
     let mut receipt = WriteReceipt::default();
 
-    let (state, others) = if props.conflict == ConflictPolicy::Lww {
+    let (state, others) = if plan.props.conflict == ConflictPolicy::Lww {
+        let counter = inner.lww_counter.fetch_add(1, Ordering::Relaxed) + 1;
         let dot = Dot {
             node: inner.lww_actor,
-            counter: inner.lww_counter.fetch_add(1, Ordering::Relaxed) + 1,
+            counter,
         };
-        (SiblingSet::lww(dot, now_ms(), value), replicas)
+        (
+            SiblingSet::lww(dot, now_ms(), write.value.clone()),
+            plan.targets.clone(),
+        )
     } else {
-        // Stamp at the first home replica that answers.
-        let context = context.map(|c| c.version_vector().clone());
-        let overwrite = opts.overwrite || (value.is_none() && context.is_none());
+        // Stamp at the first target that answers.
+        let overwrite = opts.overwrite || (write.value.is_none() && write.context.is_none());
         let mut stamped = None;
-        let mut remaining = replicas.into_iter();
-        for member in remaining.by_ref() {
-            sent.store(true, Ordering::Release);
+        let mut remaining = plan.targets.iter().cloned();
+        for target in remaining.by_ref() {
             let body = Request::Put {
-                bucket: bucket.into(),
-                key: key.clone(),
-                context: context.clone(),
-                value: value.clone(),
+                bucket: write.bucket.into(),
+                key: write.key.clone(),
+                context: write.context.clone(),
+                value: write.value.clone(),
                 overwrite,
+                write_id: Some(write.write_id),
+                hint: target.hint,
             };
-            let (member, result) = send(inner, member, epoch, body).await;
+            let (target, result) = send(inner, target, plan.epoch, body).await;
+            if result.as_ref().map_or_else(may_have_applied, |_| true) {
+                write.sent.store(true, Ordering::Release);
+            }
             match result {
                 Ok((Response::Stamped { state }, _)) => {
-                    receipt.home.push(member.id);
+                    acknowledge(&mut receipt, &target);
                     tally.succeed();
                     stamped = Some(state);
                     break;
                 }
-                Ok((other, _)) => errors.push(unexpected(member.id, "Put", &other)),
+                Ok((other, _)) => errors.push(node_error(&target, unexpected("Put", &other))),
                 Err(e) if e.is_about_the_request() => return Err(e),
-                Err(e) => errors.push(NodeError {
-                    node: member.id,
-                    error: Box::new(e),
-                }),
+                Err(e) => errors.push(node_error(&target, e)),
             }
             if tally.fail() == QuorumState::Failed {
                 break;
@@ -383,26 +532,27 @@ async fn write_once(
         let Some(state) = stamped else {
             let in_doubt = errors.iter().any(|e| may_have_applied(&e.error));
             return Err(Error::Quorum {
-                required: w,
+                required: plan.required,
                 succeeded: 0,
                 errors,
                 in_doubt,
             });
         };
-        (state, remaining.collect())
+        (state, remaining.collect::<Vec<_>>())
     };
 
     // Replicate with Merge. Spawned, so that merges still running when the quorum is reached
-    // complete anyway: every replica should hold the write, not just W of them.
+    // complete anyway: every target should hold the write, not just W of them.
     let (tx, mut rx) = tokio::sync::mpsc::channel(others.len().max(1));
-    for member in others {
-        sent.store(true, Ordering::Release);
+    for target in others {
+        write.sent.store(true, Ordering::Release);
         let body = Request::Merge {
-            bucket: bucket.into(),
-            key: key.clone(),
+            bucket: write.bucket.into(),
+            key: write.key.clone(),
             state: state.clone(),
+            hint: target.hint,
         };
-        let reply = send(inner, member, epoch, body);
+        let reply = send(inner, target, plan.epoch, body);
         let tx = tx.clone();
         tokio::spawn(async move {
             let _ = tx.send(reply.await).await;
@@ -410,24 +560,21 @@ async fn write_once(
     }
     drop(tx);
     while tally.state() == QuorumState::Pending {
-        let Some((member, result)) = rx.recv().await else {
+        let Some((target, result)) = rx.recv().await else {
             break;
         };
         match result {
             Ok((Response::Merged, _)) => {
-                receipt.home.push(member.id);
+                acknowledge(&mut receipt, &target);
                 tally.succeed();
             }
             Ok((other, _)) => {
-                errors.push(unexpected(member.id, "Merge", &other));
+                errors.push(node_error(&target, unexpected("Merge", &other)));
                 tally.fail();
             }
             Err(e) if e.is_about_the_request() && tally.succeeded() == 0 => return Err(e),
             Err(e) => {
-                errors.push(NodeError {
-                    node: member.id,
-                    error: Box::new(e),
-                });
+                errors.push(node_error(&target, e));
                 tally.fail();
             }
         }
@@ -435,14 +582,21 @@ async fn write_once(
     if tally.state() == QuorumState::Reached {
         Ok(receipt)
     } else {
-        // At least the stamping replica may hold the write (or, for lww, any that timed out).
+        // The stamping target holds the write (or, for lww, any target that timed out may).
         let in_doubt = tally.succeeded() > 0 || errors.iter().any(|e| may_have_applied(&e.error));
         Err(Error::Quorum {
-            required: w,
+            required: plan.required,
             succeeded: tally.succeeded(),
             errors,
             in_doubt,
         })
+    }
+}
+
+fn acknowledge(receipt: &mut WriteReceipt, target: &Target) {
+    match target.hint {
+        None => receipt.home.push(target.member.id),
+        Some(_) => receipt.fallback.push(target.member.id),
     }
 }
 
@@ -458,13 +612,8 @@ fn may_have_applied(e: &Error) -> bool {
     )
 }
 
-fn unexpected(node: NodeId, request: &str, response: &Response) -> NodeError {
-    NodeError {
-        node,
-        error: Box::new(Error::Protocol(format!(
-            "{request} answered with {response:?}"
-        ))),
-    }
+fn unexpected(request: &str, response: &Response) -> Error {
+    Error::Protocol(format!("{request} answered with {response:?}"))
 }
 
 fn now_ms() -> u64 {

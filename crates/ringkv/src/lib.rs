@@ -23,17 +23,25 @@
 //! - [`options`]: client defaults and per-call options (R, W, timeouts, overwrite).
 //! - [`value`]: [`Value`] (siblings and context) and [`WriteReceipt`].
 //! - [`error`]: [`Error`], with the facts of each failure.
-//! - `coordinator`: the quorum logic; `connection` and `pool`: multiplexed connections;
+//! - `coordinator`: the quorum logic; `health`: the client's failure detector;
+//!   `connection` and `pool`: multiplexed connections;
 //!   `ring_cache`: the ring and its refresh.
 
 pub mod client;
 mod connection;
 mod coordinator;
 pub mod error;
+mod health;
 pub mod options;
 mod pool;
 mod ring_cache;
 pub mod value;
+
+/// Requests to single nodes, outside any quorum (servers use it for hinted handoff).
+pub mod transport {
+    pub use crate::pool::Pool;
+    pub use ringkv_core::wire::{Request, Response};
+}
 
 pub use client::{Bucket, Client, ClientBuilder, ClientStats};
 pub use error::{Error, NodeError, Result};

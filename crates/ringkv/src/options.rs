@@ -4,6 +4,10 @@
 //! properties (which every client gets from the servers with the ring); a client default set
 //! here overrides those, and a per-call option overrides both. `R + W > N` gives
 //! read-your-writes in the absence of failures; `R = W = 1` the fastest, most available store.
+//!
+//! `r` and `w` count *sloppy* acknowledgements: a fallback node standing in for an unreachable
+//! home replica counts. `pr` and `pw` ask for a *strict* quorum instead: only home replicas
+//! are asked and counted, and a call fails fast with `Unavailable` when too few are up.
 
 use std::time::Duration;
 
@@ -15,8 +19,18 @@ pub struct ClientConfig {
     pub r: Option<u8>,
     /// Write quorum for every call; `None`: the bucket's `w`.
     pub w: Option<u8>,
-    /// Deadline of a whole operation (all its round trips).
+    /// Strict read quorum (home replicas only) for every call; `None`: sloppy reads.
+    pub pr: Option<u8>,
+    /// Strict write quorum (home replicas only) for every call; `None`: sloppy writes.
+    pub pw: Option<u8>,
+    /// Deadline of a whole operation (all its round trips and retries).
     pub timeout: Duration,
+    /// How long one request to one node may take before the node is considered slow, marked
+    /// down, and (for the coordinating step of a write) replaced by the next target.
+    pub request_timeout: Duration,
+    /// Times a failed call is tried again (errors that may pass only), with jittered
+    /// exponential back-off, within the call's deadline.
+    pub retries: u32,
     /// Deadline to open a connection and complete the handshake.
     pub connect_timeout: Duration,
     /// How often the ring and liveness are refetched in the background (a response carrying a
@@ -34,9 +48,13 @@ impl Default for ClientConfig {
         ClientConfig {
             r: None,
             w: None,
+            pr: None,
+            pw: None,
             timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(1),
+            retries: 2,
             connect_timeout: Duration::from_secs(1),
-            ring_refresh_interval: Duration::from_secs(5),
+            ring_refresh_interval: Duration::from_secs(2),
             read_repair: true,
             sibling_warning: 10,
         }
@@ -54,8 +72,28 @@ impl ClientConfig {
         self
     }
 
+    pub fn with_pr(mut self, pr: u8) -> Self {
+        self.pr = Some(pr);
+        self
+    }
+
+    pub fn with_pw(mut self, pw: u8) -> Self {
+        self.pw = Some(pw);
+        self
+    }
+
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    pub fn with_retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
         self
     }
 
@@ -85,12 +123,19 @@ impl ClientConfig {
 #[non_exhaustive]
 pub struct ReadOptions {
     pub r: Option<u8>,
+    /// Strict: this many home replicas must answer (fallbacks are not asked).
+    pub pr: Option<u8>,
     pub timeout: Option<Duration>,
 }
 
 impl ReadOptions {
     pub fn with_r(mut self, r: u8) -> Self {
         self.r = Some(r);
+        self
+    }
+
+    pub fn with_pr(mut self, pr: u8) -> Self {
+        self.pr = Some(pr);
         self
     }
 
@@ -105,6 +150,8 @@ impl ReadOptions {
 #[non_exhaustive]
 pub struct WriteOptions {
     pub w: Option<u8>,
+    /// Strict: this many home replicas must acknowledge (fallbacks are not used).
+    pub pw: Option<u8>,
     pub timeout: Option<Duration>,
     /// Replace every sibling the coordinating replica holds, whatever the context says. For
     /// callers who really mean "this is the value now" and accept losing concurrent updates.
@@ -114,6 +161,11 @@ pub struct WriteOptions {
 impl WriteOptions {
     pub fn with_w(mut self, w: u8) -> Self {
         self.w = Some(w);
+        self
+    }
+
+    pub fn with_pw(mut self, pw: u8) -> Self {
+        self.pw = Some(pw);
         self
     }
 

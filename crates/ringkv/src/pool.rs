@@ -1,4 +1,7 @@
 //! One connection per node, opened on first use and reopened after it breaks.
+//!
+//! Public as [`crate::transport`] for code that speaks to individual nodes rather than through
+//! a quorum: servers use it to hand hints off to their home nodes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,14 +16,19 @@ use crate::error::Result;
 /// Connections by address. Opening is serialised per address (a slot's async mutex), so a
 /// burst of calls to a node that has no connection yet opens one, not one per call.
 #[derive(Debug, Default)]
-pub(crate) struct Pool {
+pub struct Pool {
     /// Short critical sections (find or insert a slot), never across an await.
     slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Connection>>>>>,
 }
 
 impl Pool {
-    /// Sends `body` to the node at `addr`.
-    pub(crate) async fn call(
+    pub fn new() -> Pool {
+        Pool::default()
+    }
+
+    /// Sends `body` to the node at `addr` (connecting first if needed, within
+    /// `connect_timeout`) and returns its answer with the node's ring epoch.
+    pub async fn call(
         &self,
         addr: &str,
         connect_timeout: Duration,
@@ -46,7 +54,7 @@ impl Pool {
     }
 
     /// Drops every connection (their tasks end when the server sees the close).
-    pub(crate) fn clear(&self) {
+    pub fn clear(&self) {
         self.slots.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }

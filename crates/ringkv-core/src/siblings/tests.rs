@@ -19,40 +19,40 @@ fn live_values(set: &SiblingSet) -> BTreeSet<Bytes> {
 #[test]
 fn a_write_with_the_read_context_replaces_what_was_read() {
     let mut state = SiblingSet::new();
-    state.stamp(A, &VersionVector::new(), value("v1"), 1);
+    state.stamp(A, &VersionVector::new(), value("v1"), 1, None);
     let read = state.version_vector().clone();
-    state.stamp(A, &read, value("v2"), 2);
+    state.stamp(A, &read, value("v2"), 2, None);
     assert_eq!(live_values(&state), BTreeSet::from([Bytes::from("v2")]));
 }
 
 #[test]
 fn two_writes_from_one_context_both_survive() {
     let mut state = SiblingSet::new();
-    state.stamp(A, &VersionVector::new(), value("v1"), 1);
+    state.stamp(A, &VersionVector::new(), value("v1"), 1, None);
     let read = state.version_vector().clone();
-    state.stamp(A, &read, value("left"), 2);
-    state.stamp(B, &read, value("right"), 3);
+    state.stamp(A, &read, value("left"), 2, None);
+    state.stamp(B, &read, value("right"), 3, None);
     assert_eq!(
         live_values(&state),
         BTreeSet::from([Bytes::from("left"), Bytes::from("right")])
     );
     // Resolving with the merged context leaves exactly one value.
     let merged = state.version_vector().clone();
-    state.stamp(A, &merged, value("both"), 4);
+    state.stamp(A, &merged, value("both"), 4, None);
     assert_eq!(live_values(&state), BTreeSet::from([Bytes::from("both")]));
 }
 
 #[test]
 fn a_stale_context_never_overwrites_a_newer_value() {
     let mut state = SiblingSet::new();
-    state.stamp(A, &VersionVector::new(), value("v1"), 1);
+    state.stamp(A, &VersionVector::new(), value("v1"), 1, None);
     let stale = state.version_vector().clone();
     let fresh = {
-        state.stamp(A, &stale, value("v2"), 2);
+        state.stamp(A, &stale, value("v2"), 2, None);
         state.version_vector().clone()
     };
     assert!(fresh.descends(&stale));
-    state.stamp(B, &stale, value("late"), 3);
+    state.stamp(B, &stale, value("late"), 3, None);
     assert_eq!(
         live_values(&state),
         BTreeSet::from([Bytes::from("v2"), Bytes::from("late")])
@@ -62,15 +62,15 @@ fn a_stale_context_never_overwrites_a_newer_value() {
 #[test]
 fn a_delete_is_a_tombstone_that_reads_as_absent_with_a_context() {
     let mut state = SiblingSet::new();
-    state.stamp(A, &VersionVector::new(), value("v1"), 1);
+    state.stamp(A, &VersionVector::new(), value("v1"), 1, None);
     let read = state.version_vector().clone();
-    state.stamp(A, &read, None, 2);
+    state.stamp(A, &read, None, 2, None);
     assert!(state.is_absent());
     assert_eq!(state.siblings().len(), 1);
     assert!(!state.version_vector().is_empty());
     // A replica that missed the delete cannot bring the value back by merging.
     let mut stale_replica = SiblingSet::new();
-    stale_replica.stamp(A, &VersionVector::new(), value("v1"), 1);
+    stale_replica.stamp(A, &VersionVector::new(), value("v1"), 1, None);
     state.merge(&stale_replica, ConflictPolicy::Siblings);
     assert!(state.is_absent());
 }
@@ -104,18 +104,18 @@ fn lww_keeps_the_latest_timestamp_whatever_the_order() {
 #[test]
 fn merge_reports_whether_anything_changed() {
     let mut a = SiblingSet::new();
-    a.stamp(A, &VersionVector::new(), value("v1"), 1);
+    a.stamp(A, &VersionVector::new(), value("v1"), 1, None);
     let copy = a.clone();
     assert!(!a.merge(&copy, ConflictPolicy::Siblings));
     let mut b = SiblingSet::new();
-    b.stamp(B, &VersionVector::new(), value("v2"), 1);
+    b.stamp(B, &VersionVector::new(), value("v2"), 1, None);
     assert!(a.merge(&b, ConflictPolicy::Siblings));
 }
 
 #[test]
 fn validate_rejects_corrupt_states() {
     let mut good = SiblingSet::new();
-    good.stamp(A, &VersionVector::new(), value("v1"), 1);
+    good.stamp(A, &VersionVector::new(), value("v1"), 1, None);
     assert_eq!(good.validate(ConflictPolicy::Siblings), Ok(()));
     let uncovered = SiblingSet {
         vv: VersionVector::new(),
@@ -181,7 +181,7 @@ fn play(steps: &[Step]) -> ([SiblingSet; 3], Vec<(Dot, VersionVector)>) {
                 } else {
                     Some(Bytes::from(i.to_string()))
                 };
-                let dot = replicas[at].stamp(NodeId(at as u64 + 1), &ctx, v, i as u64);
+                let dot = replicas[at].stamp(NodeId(at as u64 + 1), &ctx, v, i as u64, None);
                 writes.push((dot, ctx));
             }
             Step::Merge { from, to } => {
@@ -276,7 +276,7 @@ proptest! {
         let (mut replicas, _) = play(&history);
         let read = replicas[reader].clone();
         let dot = replicas[writer].stamp(
-            NodeId(writer as u64 + 1), read.version_vector(), Some(Bytes::from("w")), 999);
+            NodeId(writer as u64 + 1), read.version_vector(), Some(Bytes::from("w")), 999, None);
         // Concurrent activity after the read, which the write must not hide.
         let mut concurrent = BTreeSet::new();
         for (i, s) in later.iter().enumerate() {
@@ -285,7 +285,7 @@ proptest! {
             {
                 let ctx = VersionVector::new();
                 concurrent.insert(replicas[at].stamp(
-                    NodeId(at as u64 + 1), &ctx, Some(Bytes::from(format!("c{i}"))), 1000));
+                    NodeId(at as u64 + 1), &ctx, Some(Bytes::from(format!("c{i}"))), 1000, None));
             }
         }
         let merged = merge_all(&replicas, &[0, 1, 2]);
@@ -296,6 +296,76 @@ proptest! {
         }
         for c in &concurrent {
             prop_assert!(survivors.contains(c), "concurrent write {:?} lost", c);
+        }
+    }
+}
+
+/// A history where some writes are retried: the same write id (and context) stamped again at
+/// another replica, as a client does when a coordinator timed out.
+#[derive(Clone, Debug)]
+enum RetryStep {
+    Put { at: usize, read_from: Option<usize> },
+    Retry { nth: usize, at: usize },
+    Merge { from: usize, to: usize },
+}
+
+fn retry_step() -> impl Strategy<Value = RetryStep> {
+    prop_oneof![
+        (0..3usize, prop::option::of(0..3usize))
+            .prop_map(|(at, read_from)| RetryStep::Put { at, read_from }),
+        (0..64usize, 0..3usize).prop_map(|(nth, at)| RetryStep::Retry { nth, at }),
+        (0..3usize, 0..3usize).prop_map(|(from, to)| RetryStep::Merge { from, to }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Retries never show up as two siblings, and a write none of whose stamps was seen by a
+    /// later writer is never lost, whatever the merge order.
+    #[test]
+    fn a_retried_write_is_one_sibling_and_is_never_lost(
+        history in prop::collection::vec(retry_step(), 0..40),
+        order in Just([0usize, 1, 2]).prop_shuffle(),
+    ) {
+        let mut replicas: [SiblingSet; 3] = Default::default();
+        // Per write id: its context and every dot it was stamped with.
+        let mut writes: Vec<(VersionVector, Vec<Dot>)> = Vec::new();
+        for step in &history {
+            match *step {
+                RetryStep::Put { at, read_from } => {
+                    let ctx = read_from
+                        .map(|r| replicas[r].version_vector().clone())
+                        .unwrap_or_default();
+                    let id = writes.len() as u64;
+                    let dot = replicas[at].stamp(
+                        NodeId(at as u64 + 1), &ctx, Some(Bytes::from(id.to_string())), 0, Some(id));
+                    writes.push((ctx, vec![dot]));
+                }
+                RetryStep::Retry { nth, at } if !writes.is_empty() => {
+                    let id = nth % writes.len();
+                    let ctx = writes[id].0.clone();
+                    let dot = replicas[at].stamp(
+                        NodeId(at as u64 + 1), &ctx, Some(Bytes::from(id.to_string())), 0,
+                        Some(id as u64));
+                    writes[id].1.push(dot);
+                }
+                RetryStep::Retry { .. } => {}
+                RetryStep::Merge { from, to } => {
+                    let src = replicas[from].clone();
+                    replicas[to].merge(&src, ConflictPolicy::Siblings);
+                }
+            }
+        }
+        let merged = merge_all(&replicas, &order);
+        let ids: Vec<u64> = merged.siblings().iter().filter_map(|s| s.write_id).collect();
+        let unique: BTreeSet<u64> = ids.iter().copied().collect();
+        prop_assert_eq!(ids.len(), unique.len(), "a write id appears twice");
+        for (id, (_, dots)) in writes.iter().enumerate() {
+            let seen = dots.iter().any(|d| writes.iter().any(|(ctx, _)| ctx.covers(*d)));
+            if !seen {
+                prop_assert!(unique.contains(&(id as u64)), "write {} lost", id);
+            }
         }
     }
 }

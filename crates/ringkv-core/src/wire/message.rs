@@ -73,17 +73,31 @@ pub enum Request {
         value: Option<Bytes>,
         /// Supersede everything this node holds for the key, whatever the context says.
         overwrite: bool,
+        /// The client's id for this write, the same on every retry of it, so that a retry
+        /// stamped by another node is recognised as the same write (see `siblings`).
+        #[serde(default)]
+        write_id: Option<u64>,
+        /// Set when every home replica is down and this node, a fallback, coordinates: it keeps
+        /// the result as a hint for that home node (see `Merge`).
+        #[serde(default)]
+        hint: Option<NodeId>,
     },
     /// Merge a state into the node's copy (replication, read repair, handoff).
     Merge {
         bucket: String,
         key: Bytes,
         state: SiblingSet,
+        /// Set when the node receives the state as a fallback standing in for this home
+        /// replica: it keeps the state as a hint and hands it off when the home is back.
+        #[serde(default)]
+        hint: Option<NodeId>,
     },
     /// The node's view of the cluster.
     Ring,
     /// Liveness probe.
     Ping,
+    /// The node's counters (hints pending and delivered...).
+    Stats,
 }
 
 impl Request {
@@ -95,6 +109,7 @@ impl Request {
             Request::Merge { .. } => "merge",
             Request::Ring => "ring",
             Request::Ping => "ping",
+            Request::Stats => "stats",
         }
     }
 }
@@ -116,6 +131,17 @@ pub enum Response {
     Pong {
         node: NodeId,
     },
+    Stats(NodeStats),
+}
+
+/// A node's counters, as answered to `Stats`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStats {
+    pub node: NodeId,
+    /// Hinted states held for other nodes and not yet handed off.
+    pub hints_pending: u64,
+    /// Hints handed off (acknowledged by their home node) since this node started.
+    pub hints_delivered: u64,
 }
 
 /// A node's view of the cluster: the ring config (members, buckets) and who is alive.

@@ -3,6 +3,8 @@ use ringkv_core::{
     BucketProps, Buckets, ConflictPolicy, Member, MemberStatus, NodeId, Ring, RingConfig,
 };
 
+use ringkv_core::wire::NodeStats;
+
 use super::*;
 use crate::storage::MemoryStore;
 
@@ -39,6 +41,8 @@ fn put(context: Option<VersionVector>, value: &str, overwrite: bool) -> Request 
         context,
         value: Some(Bytes::copy_from_slice(value.as_bytes())),
         overwrite,
+        write_id: None,
+        hint: None,
     }
 }
 
@@ -152,7 +156,13 @@ fn corrupt_merged_states_are_refused_and_nothing_is_written() {
     let epoch = svc.epoch();
     // A sibling its own version vector does not cover: impossible in a real state.
     let mut other = SiblingSet::new();
-    other.stamp(NodeId(9), &VersionVector::new(), Some(Bytes::from("x")), 1);
+    other.stamp(
+        NodeId(9),
+        &VersionVector::new(),
+        Some(Bytes::from("x")),
+        1,
+        None,
+    );
     let bytes = {
         let mut v = Vec::new();
         ciborium::into_writer(&other, &mut v).expect("encode");
@@ -173,6 +183,7 @@ fn corrupt_merged_states_are_refused_and_nothing_is_written() {
             bucket: "b".into(),
             key: Bytes::from_static(b"k"),
             state: corrupt,
+            hint: None,
         },
     );
     assert!(
@@ -257,4 +268,95 @@ fn a_node_that_has_not_heard_from_the_cluster_does_not_hand_out_its_ring() {
         svc.handle(svc.epoch(), Request::Ping),
         Ok(Response::Pong { .. })
     ));
+}
+
+fn stats(svc: &Service) -> NodeStats {
+    match svc.handle(svc.epoch(), Request::Stats) {
+        Ok(Response::Stats(stats)) => stats,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn a_hinted_merge_is_kept_as_a_hint_served_by_reads_and_removed_once_delivered() {
+    let svc = service_with(Buckets::default(), &[1, 2]);
+    let mut state = SiblingSet::new();
+    state.stamp(
+        NodeId(2),
+        &VersionVector::new(),
+        Some(Bytes::from("for 2")),
+        1,
+        None,
+    );
+    let merge = Request::Merge {
+        bucket: "b".into(),
+        key: Bytes::from_static(b"k"),
+        state: state.clone(),
+        hint: Some(NodeId(2)),
+    };
+    svc.handle(svc.epoch(), merge.clone())
+        .expect("hinted merge");
+    svc.handle(svc.epoch(), merge)
+        .expect("redelivery is idempotent");
+    assert_eq!(
+        svc.store().get("b", b"k").expect("get"),
+        None,
+        "a hint is not our own data"
+    );
+    assert_eq!(get(&svc), Some(state.clone()), "reads include hints");
+    assert_eq!(stats(&svc).hints_pending, 1);
+
+    let hint = HintKey {
+        bucket: "b".into(),
+        key: b"k".to_vec(),
+        home: NodeId(2),
+    };
+    let stale = SiblingSet::new();
+    assert!(
+        !svc.hint_delivered(&hint, &stale).expect("store"),
+        "a changed hint is kept"
+    );
+    assert!(svc.hint_delivered(&hint, &state).expect("store"));
+    let after = stats(&svc);
+    assert_eq!((after.hints_pending, after.hints_delivered), (0, 1));
+}
+
+#[test]
+fn a_retried_put_with_the_same_write_id_is_one_sibling() {
+    let svc = service();
+    let epoch = svc.epoch();
+    let retry = || Request::Put {
+        bucket: "b".into(),
+        key: Bytes::from_static(b"k"),
+        context: None,
+        value: Some(Bytes::from("once")),
+        overwrite: false,
+        write_id: Some(42),
+        hint: None,
+    };
+    svc.handle(epoch, retry()).expect("first attempt");
+    svc.handle(epoch, retry()).expect("retry");
+    assert_eq!(get(&svc).expect("state").live_count(), 1);
+}
+
+#[test]
+fn a_fallback_stamps_on_top_of_everything_it_holds_and_keeps_the_result_as_a_hint() {
+    let svc = service_with(Buckets::default(), &[1, 2, 3]);
+    let epoch = svc.epoch();
+    let put_for = |home: u64, value: &str| Request::Put {
+        bucket: "b".into(),
+        key: Bytes::from_static(b"k"),
+        context: None,
+        value: Some(Bytes::copy_from_slice(value.as_bytes())),
+        overwrite: false,
+        write_id: None,
+        hint: Some(NodeId(home)),
+    };
+    svc.handle(epoch, put_for(2, "for 2")).expect("stamp for 2");
+    svc.handle(epoch, put_for(3, "for 3")).expect("stamp for 3");
+    assert_eq!(svc.store().get("b", b"k").expect("get"), None, "hints only");
+    // Two writes stamped here for different homes must have different dots.
+    let state = get(&svc).expect("served from hints");
+    assert_eq!(state.live_count(), 2, "{state:?}");
+    assert_eq!(stats(&svc).hints_pending, 2);
 }

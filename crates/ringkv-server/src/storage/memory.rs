@@ -1,11 +1,11 @@
 //! An in-memory [`Store`] for tests and simulation.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use ringkv_core::{NodeId, SiblingSet};
 
-use super::{Store, StoreError, decode_state, encode_state, storage_key};
+use super::{HintKey, Store, StoreError, decode_state, encode_state, hint_prefix, storage_key};
 
 /// A store in a hash map. States are kept encoded, as on disk, so that encoding bugs show up
 /// in tests that use it.
@@ -16,6 +16,12 @@ pub struct MemoryStore {
     data: Mutex<HashMap<Vec<u8>, Vec<u8>>>,
     /// Same locking discipline as `data`.
     meta: Mutex<HashMap<String, Vec<u8>>>,
+    /// Ordered, like the RocksDB column family, so scans and prefixes behave the same.
+    hints: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
+}
+
+fn poisoned<T>(_: T) -> StoreError {
+    StoreError::Engine("poisoned".into())
 }
 
 impl MemoryStore {
@@ -24,6 +30,7 @@ impl MemoryStore {
             node_id,
             data: Mutex::new(HashMap::new()),
             meta: Mutex::new(HashMap::new()),
+            hints: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -54,6 +61,63 @@ impl Store for MemoryStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    fn put_hint(&self, hint: &HintKey, state: &SiblingSet) -> Result<(), StoreError> {
+        self.hints
+            .lock()
+            .map_err(poisoned)?
+            .insert(hint.encode(), encode_state(state));
+        Ok(())
+    }
+
+    fn get_hint(&self, hint: &HintKey) -> Result<Option<SiblingSet>, StoreError> {
+        let hints = self.hints.lock().map_err(poisoned)?;
+        hints
+            .get(&hint.encode())
+            .map(|b| decode_state(b))
+            .transpose()
+    }
+
+    fn hints_for_key(
+        &self,
+        bucket: &str,
+        key: &[u8],
+    ) -> Result<Vec<(HintKey, SiblingSet)>, StoreError> {
+        let prefix = hint_prefix(bucket, key);
+        let hints = self.hints.lock().map_err(poisoned)?;
+        hints
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, v)| Ok((HintKey::decode(k)?, decode_state(v)?)))
+            .collect()
+    }
+
+    fn delete_hint(&self, hint: &HintKey) -> Result<(), StoreError> {
+        self.hints.lock().map_err(poisoned)?.remove(&hint.encode());
+        Ok(())
+    }
+
+    fn scan_hints(
+        &self,
+        after: Option<&HintKey>,
+        limit: usize,
+    ) -> Result<Vec<(HintKey, SiblingSet)>, StoreError> {
+        use std::ops::Bound;
+        let hints = self.hints.lock().map_err(poisoned)?;
+        let start = match after {
+            Some(h) => Bound::Excluded(h.encode()),
+            None => Bound::Unbounded,
+        };
+        hints
+            .range((start, Bound::Unbounded))
+            .take(limit)
+            .map(|(k, v)| Ok((HintKey::decode(k)?, decode_state(v)?)))
+            .collect()
+    }
+
+    fn hint_count(&self) -> Result<u64, StoreError> {
+        Ok(self.hints.lock().map_err(poisoned)?.len() as u64)
     }
 
     fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {

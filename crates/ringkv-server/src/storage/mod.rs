@@ -8,6 +8,10 @@
 //!
 //! - Column family `data`: key = `u16 BE len(bucket) ‖ bucket ‖ key`, value =
 //!   `STATE_FORMAT (1 byte) ‖ CBOR(SiblingSet)`.
+//! - Column family `hints`: states held for another (home) node while it is unreachable. Key
+//!   = `u16 BE len(bucket) ‖ bucket ‖ u32 BE len(key) ‖ key ‖ u64 BE home node`, so all hints
+//!   for one key are one prefix (merged into reads) and every hint names its home; value as in
+//!   `data`.
 //! - Column family `meta`: `node_id` → `u64 BE` (created on first start), `format` → the
 //!   store's format version (refusing to open a store written by an unknown future format),
 //!   and node-level records such as `members` (the ring members last seen, so that a restarted
@@ -54,10 +58,73 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn put(&self, bucket: &str, key: &[u8], state: &SiblingSet) -> Result<(), StoreError>;
     /// Makes every acknowledged write durable on disk (used at shutdown).
     fn flush(&self) -> Result<(), StoreError>;
+    /// Merges nothing: stores `state` as the hint for `home` (callers merge under the key
+    /// lock first).
+    fn put_hint(&self, hint: &HintKey, state: &SiblingSet) -> Result<(), StoreError>;
+    fn get_hint(&self, hint: &HintKey) -> Result<Option<SiblingSet>, StoreError>;
+    /// Every hint held for `(bucket, key)`, whatever its home.
+    fn hints_for_key(
+        &self,
+        bucket: &str,
+        key: &[u8],
+    ) -> Result<Vec<(HintKey, SiblingSet)>, StoreError>;
+    fn delete_hint(&self, hint: &HintKey) -> Result<(), StoreError>;
+    /// Up to `limit` hints in key order, starting after `after` (a previous batch's last key).
+    fn scan_hints(
+        &self,
+        after: Option<&HintKey>,
+        limit: usize,
+    ) -> Result<Vec<(HintKey, SiblingSet)>, StoreError>;
+    /// How many hints are held.
+    fn hint_count(&self) -> Result<u64, StoreError>;
     /// Reads a node-level record (for example the members last seen), kept apart from data.
     fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Writes a node-level record, durably (synced) since it is rare and must survive a crash.
     fn put_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
+}
+
+/// Where a hint is filed: the key it is for and the home node it waits for.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HintKey {
+    pub bucket: String,
+    pub key: Vec<u8>,
+    pub home: NodeId,
+}
+
+impl HintKey {
+    /// The stored form; see the module docs.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = hint_prefix(&self.bucket, &self.key);
+        out.extend_from_slice(&self.home.0.to_be_bytes());
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<HintKey, StoreError> {
+        let corrupt = || StoreError::Corrupt("malformed hint key".into());
+        let (len, rest) = bytes.split_first_chunk::<2>().ok_or_else(corrupt)?;
+        let len = u16::from_be_bytes(*len) as usize;
+        let bucket = rest.get(..len).ok_or_else(corrupt)?;
+        let rest = &rest[len..];
+        let (klen, rest) = rest.split_first_chunk::<4>().ok_or_else(corrupt)?;
+        let klen = u32::from_be_bytes(*klen) as usize;
+        let key = rest.get(..klen).ok_or_else(corrupt)?;
+        let home: [u8; 8] = rest[klen..].try_into().map_err(|_| corrupt())?;
+        Ok(HintKey {
+            bucket: String::from_utf8(bucket.to_vec()).map_err(|_| corrupt())?,
+            key: key.to_vec(),
+            home: NodeId(u64::from_be_bytes(home)),
+        })
+    }
+}
+
+/// The stored prefix shared by every hint of `(bucket, key)`.
+pub(crate) fn hint_prefix(bucket: &str, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(14 + bucket.len() + key.len());
+    out.extend_from_slice(&(bucket.len() as u16).to_be_bytes());
+    out.extend_from_slice(bucket.as_bytes());
+    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    out.extend_from_slice(key);
+    out
 }
 
 /// The stored key of `(bucket, key)`.

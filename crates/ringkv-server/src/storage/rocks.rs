@@ -5,10 +5,11 @@ use std::path::Path;
 use ringkv_core::{NodeId, SiblingSet};
 use rocksdb::{ColumnFamilyDescriptor, DB, DBCompressionType, Options};
 
-use super::{Store, StoreError, decode_state, encode_state, storage_key};
+use super::{HintKey, Store, StoreError, decode_state, encode_state, hint_prefix, storage_key};
 
 const CF_DATA: &str = "data";
 const CF_META: &str = "meta";
+const CF_HINTS: &str = "hints";
 const META_NODE_ID: &[u8] = b"node_id";
 const META_FORMAT: &[u8] = b"format";
 /// The layout version of the whole store (column families and key encoding).
@@ -36,7 +37,7 @@ impl RocksStore {
         options.create_missing_column_families(true);
         options.set_compression_type(DBCompressionType::Lz4);
         options.set_keep_log_file_num(4);
-        let cfs = [CF_DATA, CF_META].map(|name| {
+        let cfs = [CF_DATA, CF_META, CF_HINTS].map(|name| {
             let mut cf = Options::default();
             cf.set_compression_type(DBCompressionType::Lz4);
             ColumnFamilyDescriptor::new(name, cf)
@@ -100,10 +101,85 @@ impl Store for RocksStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush_wal(true).map_err(engine)?;
-        for name in [CF_DATA, CF_META] {
+        for name in [CF_DATA, CF_META, CF_HINTS] {
             self.db.flush_cf(cf(&self.db, name)?).map_err(engine)?;
         }
         Ok(())
+    }
+
+    fn put_hint(&self, hint: &HintKey, state: &SiblingSet) -> Result<(), StoreError> {
+        let hints = cf(&self.db, CF_HINTS)?;
+        self.db
+            .put_cf(hints, hint.encode(), encode_state(state))
+            .map_err(engine)
+    }
+
+    fn get_hint(&self, hint: &HintKey) -> Result<Option<SiblingSet>, StoreError> {
+        let hints = cf(&self.db, CF_HINTS)?;
+        self.db
+            .get_pinned_cf(hints, hint.encode())
+            .map_err(engine)?
+            .map(|bytes| decode_state(&bytes))
+            .transpose()
+    }
+
+    fn hints_for_key(
+        &self,
+        bucket: &str,
+        key: &[u8],
+    ) -> Result<Vec<(HintKey, SiblingSet)>, StoreError> {
+        let prefix = hint_prefix(bucket, key);
+        let hints = cf(&self.db, CF_HINTS)?;
+        let mut out = Vec::new();
+        let mode = rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(hints, mode) {
+            let (k, v) = item.map_err(engine)?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            out.push((HintKey::decode(&k)?, decode_state(&v)?));
+        }
+        Ok(out)
+    }
+
+    fn delete_hint(&self, hint: &HintKey) -> Result<(), StoreError> {
+        let hints = cf(&self.db, CF_HINTS)?;
+        self.db.delete_cf(hints, hint.encode()).map_err(engine)
+    }
+
+    fn scan_hints(
+        &self,
+        after: Option<&HintKey>,
+        limit: usize,
+    ) -> Result<Vec<(HintKey, SiblingSet)>, StoreError> {
+        let hints = cf(&self.db, CF_HINTS)?;
+        let start = after.map(HintKey::encode);
+        let mode = match &start {
+            Some(k) => rocksdb::IteratorMode::From(k, rocksdb::Direction::Forward),
+            None => rocksdb::IteratorMode::Start,
+        };
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for item in self.db.iterator_cf(hints, mode) {
+            let (k, v) = item.map_err(engine)?;
+            if start.as_deref() == Some(&k[..]) {
+                continue;
+            }
+            if out.len() == limit {
+                break;
+            }
+            out.push((HintKey::decode(&k)?, decode_state(&v)?));
+        }
+        Ok(out)
+    }
+
+    fn hint_count(&self) -> Result<u64, StoreError> {
+        let hints = cf(&self.db, CF_HINTS)?;
+        let mut count = 0;
+        for item in self.db.iterator_cf(hints, rocksdb::IteratorMode::Start) {
+            item.map_err(engine)?;
+            count += 1;
+        }
+        Ok(count)
     }
 
     fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {

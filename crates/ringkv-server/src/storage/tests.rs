@@ -10,6 +10,7 @@ fn state(value: &str) -> SiblingSet {
         &VersionVector::new(),
         Some(Bytes::copy_from_slice(value.as_bytes())),
         1,
+        None,
     );
     s
 }
@@ -39,15 +40,66 @@ fn round_trips_and_separates_buckets(store: &dyn Store) {
     store.flush().expect("flush");
 }
 
+/// Hints: filed per (key, home), found by key, scanned in batches, deleted one by one.
+fn keeps_hints_by_key_and_home(store: &dyn Store) {
+    let hint = |key: &[u8], home: u64| HintKey {
+        bucket: "b".into(),
+        key: key.to_vec(),
+        home: NodeId(home),
+    };
+    store
+        .put_hint(&hint(b"k", 7), &state("for 7"))
+        .expect("put");
+    store
+        .put_hint(&hint(b"k", 8), &state("for 8"))
+        .expect("put");
+    // "k" must not pick up the hints of "k2".
+    store.put_hint(&hint(b"k2", 7), &state("k2")).expect("put");
+    let for_k = store.hints_for_key("b", b"k").expect("by key");
+    assert_eq!(
+        for_k.iter().map(|(h, _)| h.home.0).collect::<Vec<_>>(),
+        vec![7, 8]
+    );
+    assert_eq!(
+        store.get_hint(&hint(b"k", 8)).expect("get"),
+        Some(state("for 8"))
+    );
+    assert_eq!(store.hint_count().expect("count"), 3);
+    let first = store.scan_hints(None, 2).expect("scan");
+    assert_eq!(first.len(), 2);
+    let rest = store.scan_hints(Some(&first[1].0), 10).expect("scan");
+    assert_eq!(rest.len(), 1);
+    assert!(!first.iter().any(|(h, _)| h == &rest[0].0));
+    store.delete_hint(&hint(b"k", 7)).expect("delete");
+    assert_eq!(store.hint_count().expect("count"), 2);
+    assert_eq!(store.get_hint(&hint(b"k", 7)).expect("get"), None);
+}
+
 #[test]
 fn memory_store_behaves() {
     round_trips_and_separates_buckets(&MemoryStore::new(NodeId(5)));
+    keeps_hints_by_key_and_home(&MemoryStore::new(NodeId(5)));
 }
 
 #[test]
 fn rocks_store_behaves() {
     let dir = tempfile::tempdir().expect("tempdir");
     round_trips_and_separates_buckets(&RocksStore::open(dir.path()).expect("open"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    keeps_hints_by_key_and_home(&RocksStore::open(dir.path()).expect("open"));
+}
+
+#[test]
+fn hint_keys_round_trip_and_reject_garbage() {
+    let hint = HintKey {
+        bucket: "carts".into(),
+        key: b"\x00k".to_vec(),
+        home: NodeId(u64::MAX),
+    };
+    assert_eq!(HintKey::decode(&hint.encode()).expect("decodes"), hint);
+    for bad in [&b""[..], &[0, 9, 1], &[0, 0, 0, 0, 0, 1]] {
+        assert!(HintKey::decode(bad).is_err());
+    }
 }
 
 #[test]

@@ -19,6 +19,8 @@ fn put_frame(value_len: usize) -> ClientFrame {
             context: Some(VersionVector::new()),
             value: Some(Bytes::from(vec![0xab; value_len])),
             overwrite: false,
+            write_id: Some(1),
+            hint: None,
         },
     })
 }

@@ -1,0 +1,158 @@
+//! Hinted handoff: hand the writes this node took for unreachable nodes back to them.
+//!
+//! A fallback that received a `Merge` with a hint keeps the state in the `hints` column family
+//! (so it survives a restart). Every `handoff.interval_ms` the worker walks the hints in
+//! batches of [`HANDOFF_BATCH`]; each hint whose home node gossip shows alive is sent to it as
+//! a plain `Merge`, at most `handoff.max_in_flight` at once. A hint is deleted only once the
+//! home node has acknowledged it, and only if it did not change meanwhile
+//! ([`Service::hint_delivered`]); a failed delivery is retried on the next round. Merging is
+//! idempotent, so a delivery repeated after a crash does no harm.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use ringkv::transport::{Pool, Request, Response};
+use ringkv_core::NodeId;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::Handoff;
+use crate::service::Service;
+use crate::storage::HintKey;
+
+/// Hints read from the store per step of a round: bounds the memory one round holds.
+pub const HANDOFF_BATCH: usize = 256;
+
+/// How long a home node gets to accept a connection during handoff.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Starts the worker; it stops when `shutdown` is cancelled.
+pub fn spawn_handoff(
+    service: Arc<Service>,
+    config: Handoff,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let pool = Pool::new();
+        let interval = Duration::from_millis(config.interval_ms);
+        let mut last_pending = 0;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            let round = run_round(&service, &pool, config.max_in_flight.max(1), &shutdown).await;
+            match round {
+                Ok(Round { delivered, pending }) => {
+                    if delivered > 0 || pending != last_pending {
+                        info!(delivered, pending, "hinted handoff");
+                    }
+                    last_pending = pending;
+                }
+                Err(e) => warn!(error = %e, "hinted handoff round failed"),
+            }
+        }
+    })
+}
+
+struct Round {
+    delivered: u64,
+    pending: u64,
+}
+
+async fn run_round(
+    service: &Arc<Service>,
+    pool: &Pool,
+    max_in_flight: usize,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Round> {
+    let view = service.view();
+    let addresses: HashMap<NodeId, String> = view
+        .ring
+        .members()
+        .iter()
+        .filter(|m| view.alive.contains(&m.id) && m.id != service.node())
+        .map(|m| (m.id, m.addr.clone()))
+        .collect();
+    let epoch = view.ring.epoch();
+    let mut delivered = 0;
+    let mut after: Option<HintKey> = None;
+    loop {
+        let store = service.store().clone();
+        let cursor = after.clone();
+        let batch =
+            tokio::task::spawn_blocking(move || store.scan_hints(cursor.as_ref(), HANDOFF_BATCH))
+                .await??;
+        let Some((last, _)) = batch.last() else { break };
+        after = Some(last.clone());
+        let mut sends = FuturesUnordered::new();
+        for (hint, state) in batch {
+            let Some(addr) = addresses.get(&hint.home) else {
+                continue;
+            };
+            if shutdown.is_cancelled() {
+                break;
+            }
+            if sends.len() >= max_in_flight
+                && let Some(result) = sends.next().await
+            {
+                delivered += settle(service, result).await;
+            }
+            let body = Request::Merge {
+                bucket: hint.bucket.clone(),
+                key: hint.key.clone().into(),
+                state: state.clone(),
+                hint: None,
+            };
+            sends.push(async move {
+                let answer = pool.call(addr, CONNECT_TIMEOUT, epoch, body).await;
+                (hint, state, answer)
+            });
+        }
+        while let Some(result) = sends.next().await {
+            delivered += settle(service, result).await;
+        }
+    }
+    let store = service.store().clone();
+    let pending = tokio::task::spawn_blocking(move || store.hint_count()).await??;
+    Ok(Round { delivered, pending })
+}
+
+type Sent = (
+    HintKey,
+    ringkv_core::SiblingSet,
+    ringkv::Result<(Response, ringkv_core::RingEpoch)>,
+);
+
+/// Deletes a hint whose home node acknowledged it. Returns 1 if it was delivered.
+async fn settle(service: &Arc<Service>, (hint, state, answer): Sent) -> u64 {
+    match answer {
+        Ok((Response::Merged, _)) => {
+            let service = service.clone();
+            let home = hint.home;
+            match tokio::task::spawn_blocking(move || service.hint_delivered(&hint, &state)).await {
+                Ok(Ok(_)) => 1,
+                Ok(Err(e)) => {
+                    warn!(node = %home, error = %e, "could not delete a delivered hint; it will be sent again");
+                    0
+                }
+                Err(e) => {
+                    warn!(error = %e, "hint bookkeeping failed");
+                    0
+                }
+            }
+        }
+        Ok((other, _)) => {
+            warn!(node = %hint.home, answer = ?other, "unexpected answer to a handoff");
+            0
+        }
+        Err(e) => {
+            debug!(node = %hint.home, error = %e, "handoff failed; will retry");
+            0
+        }
+    }
+}
