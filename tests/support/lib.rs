@@ -235,6 +235,11 @@ impl TestCluster {
         Ok(views)
     }
 
+    /// Whether node `i` is started (and not killed or terminated).
+    pub fn is_running(&self, i: usize) -> bool {
+        self.nodes[i].child.is_some()
+    }
+
     fn running(&self) -> usize {
         self.nodes.iter().filter(|n| n.child.is_some()).count()
     }

@@ -64,6 +64,10 @@ struct Plan {
     props: BucketProps,
     epoch: RingEpoch,
     targets: Vec<Target>,
+    /// Healthy nodes after the targets in the preference list (sloppy calls only): a write
+    /// whose copy to a target fails sends it to the next spare instead, with a hint, so that
+    /// a crash the client had not yet noticed still leaves `n` copies and a hint to hand off.
+    spares: Vec<Member>,
     required: usize,
 }
 
@@ -260,6 +264,16 @@ fn plan(inner: &Arc<Inner>, bucket: &str, key: &[u8], ask: Ask) -> Result<Plan> 
             hint: t.stands_in_for,
         })
         .collect();
+    let spares = match strict {
+        Some(_) => Vec::new(),
+        None => ring
+            .preference_list(bucket.as_bytes(), key)
+            .filter(|m| !targets.iter().any(|t| t.member.id == m.id))
+            .filter(|m| healthy(m.id))
+            .take(n)
+            .cloned()
+            .collect(),
+    };
     required = required.max(strict.unwrap_or(0));
     if targets.len() < required {
         return Err(Error::Unavailable {
@@ -271,6 +285,7 @@ fn plan(inner: &Arc<Inner>, bucket: &str, key: &[u8], ask: Ask) -> Result<Plan> 
         props,
         epoch: ring.epoch(),
         targets,
+        spares,
         required,
     })
 }
@@ -481,9 +496,19 @@ async fn write_once(
         strict: opts.pw.or(inner.config.pw),
     };
     let plan = plan(inner, write.bucket, &write.key, ask)?;
-    let mut tally = Quorum::new(plan.required, plan.targets.len());
+    let mut tally = Quorum::new(plan.required, plan.targets.len() + plan.spares.len());
     let mut errors = Vec::new();
     let mut receipt = WriteReceipt::default();
+    let mut spares = plan.spares.iter().cloned();
+    // A spare stands in for a failed target: for the home replica itself, or for the home the
+    // failed fallback stood in for.
+    let mut replacement = |failed: &Target| {
+        spares.next().map(|member| Target {
+            member,
+            hint: Some(failed.hint.unwrap_or(failed.member.id)),
+        })
+    };
+    let mut failed_coordinators = Vec::new();
 
     let (state, others) = if plan.props.conflict == ConflictPolicy::Lww {
         let counter = inner.lww_counter.fetch_add(1, Ordering::Relaxed) + 1;
@@ -525,6 +550,7 @@ async fn write_once(
                 Err(e) if e.is_about_the_request() => return Err(e),
                 Err(e) => errors.push(node_error(&target, e)),
             }
+            failed_coordinators.push(target);
             if tally.fail() == QuorumState::Failed {
                 break;
             }
@@ -538,14 +564,15 @@ async fn write_once(
                 in_doubt,
             });
         };
-        (state, remaining.collect::<Vec<_>>())
+        let mut others: Vec<Target> = remaining.collect();
+        others.extend(failed_coordinators.iter().filter_map(&mut replacement));
+        (state, others)
     };
 
     // Replicate with Merge. Spawned, so that merges still running when the quorum is reached
     // complete anyway: every target should hold the write, not just W of them.
-    let (tx, mut rx) = tokio::sync::mpsc::channel(others.len().max(1));
-    for target in others {
-        write.sent.store(true, Ordering::Release);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(plan.targets.len() + plan.spares.len());
+    let launch = |target: Target| {
         let body = Request::Merge {
             bucket: write.bucket.into(),
             key: write.key.clone(),
@@ -557,12 +584,18 @@ async fn write_once(
         tokio::spawn(async move {
             let _ = tx.send(reply.await).await;
         });
+    };
+    let mut outstanding = 0;
+    for target in others {
+        write.sent.store(true, Ordering::Release);
+        launch(target);
+        outstanding += 1;
     }
-    drop(tx);
-    while tally.state() == QuorumState::Pending {
+    while tally.state() == QuorumState::Pending && outstanding > 0 {
         let Some((target, result)) = rx.recv().await else {
             break;
         };
+        outstanding -= 1;
         match result {
             Ok((Response::Merged, _)) => {
                 acknowledge(&mut receipt, &target);
@@ -574,6 +607,10 @@ async fn write_once(
             }
             Err(e) if e.is_about_the_request() && tally.succeeded() == 0 => return Err(e),
             Err(e) => {
+                if let Some(spare) = replacement(&target) {
+                    launch(spare);
+                    outstanding += 1;
+                }
                 errors.push(node_error(&target, e));
                 tally.fail();
             }

@@ -1,0 +1,313 @@
+//! Sloppy quorum, hinted handoff, strict mode and idempotent retries, on real processes.
+//! Five nodes, so that every key has fallbacks beyond its three home replicas.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use ringkv::{Client, ClientConfig, Error, ReadOptions, WriteOptions};
+use ringkv_core::wire::{NodeStats, Request, Response};
+use ringkv_tests::{ClusterSpec, RawConnection, TestCluster, eventually, until_replicas_answer};
+
+fn five() -> ClusterSpec {
+    ClusterSpec {
+        nodes: 5,
+        ..Default::default()
+    }
+}
+
+async fn stats(cluster: &TestCluster, i: usize) -> anyhow::Result<NodeStats> {
+    let mut raw = RawConnection::open(cluster.nodes[i].addr).await?;
+    match raw.request(Request::Stats).await? {
+        Ok(Response::Stats(stats)) => Ok(stats),
+        other => anyhow::bail!("unexpected {other:?}"),
+    }
+}
+
+/// What node `i` holds for `key` in the default bucket (its own data and hints), read directly.
+async fn held_by(cluster: &TestCluster, i: usize, key: &str) -> anyhow::Result<Option<Vec<Bytes>>> {
+    let mut raw = RawConnection::open(cluster.nodes[i].addr).await?;
+    match raw
+        .request(Request::Get {
+            bucket: "default".into(),
+            key: Bytes::from(key.to_string()),
+        })
+        .await?
+    {
+        Ok(Response::Value { state }) => {
+            Ok(state.map(|s| s.live().filter_map(|x| x.value.clone()).collect()))
+        }
+        other => anyhow::bail!("unexpected {other:?}"),
+    }
+}
+
+/// The index in `cluster.nodes` of each of `key`'s home replicas.
+fn homes(cluster: &TestCluster, client: &Client, key: &str) -> Vec<usize> {
+    client
+        .ring()
+        .home_replicas("default", key.as_bytes())
+        .iter()
+        .map(|m| {
+            cluster
+                .nodes
+                .iter()
+                .position(|n| n.addr.to_string() == m.addr)
+                .expect("a node of ours")
+        })
+        .collect()
+}
+
+fn total_hints(all: &[NodeStats]) -> u64 {
+    all.iter().map(|s| s.hints_pending).sum()
+}
+
+async fn all_stats(cluster: &TestCluster) -> anyhow::Result<Vec<NodeStats>> {
+    let mut out = Vec::new();
+    for i in (0..cluster.nodes.len()).filter(|&i| cluster.is_running(i)) {
+        out.push(stats(cluster, i).await?);
+    }
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_go_to_fallbacks_with_hints_that_are_handed_off_when_the_home_returns()
+-> anyhow::Result<()> {
+    let mut cluster = TestCluster::start(five()).await?;
+    let client = cluster.client().await?;
+    let victim = 0;
+    cluster.kill(victim);
+    let keys: Vec<String> = (0..300)
+        .map(|i| format!("hinted-{i}"))
+        .filter(|k| homes(&cluster, &client, k).contains(&victim))
+        .take(40)
+        .collect();
+    let mut fallback_acks = 0;
+    for key in &keys {
+        let receipt = client.put(key, key.clone(), None).await?;
+        fallback_acks += receipt.fallback.len();
+    }
+    assert!(fallback_acks > 0, "no write was acknowledged by a fallback");
+    let pending = total_hints(&all_stats(&cluster).await?);
+    assert!(
+        pending >= keys.len() as u64,
+        "{pending} hints for {} keys",
+        keys.len()
+    );
+
+    // The fallbacks serve the writes they hold: an R = 3 read sees every key.
+    for key in &keys {
+        let read = client
+            .get_with(key, &ReadOptions::default().with_r(3))
+            .await?;
+        assert_eq!(read.value(), Some(&Bytes::from(key.clone())), "{key}");
+    }
+
+    cluster.restart(victim).await?;
+    let drained = eventually(Duration::from_secs(30), || async {
+        all_stats(&cluster)
+            .await
+            .map(|s| total_hints(&s) == 0)
+            .unwrap_or(false)
+    })
+    .await;
+    assert!(
+        drained,
+        "hints were not handed off: {:?}",
+        all_stats(&cluster).await?
+    );
+    let delivered: u64 = all_stats(&cluster)
+        .await?
+        .iter()
+        .map(|s| s.hints_delivered)
+        .sum();
+    assert!(delivered >= keys.len() as u64);
+    for key in &keys {
+        let held = held_by(&cluster, victim, key).await?;
+        assert_eq!(
+            held,
+            Some(vec![Bytes::from(key.clone())]),
+            "{key} not on its home node"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hints_survive_a_crash_of_the_fallback_that_holds_them() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start(five()).await?;
+    let client = cluster.client().await?;
+    let victim = 1;
+    cluster.kill(victim);
+    let keys: Vec<String> = (0..300)
+        .map(|i| format!("durable-hint-{i}"))
+        .filter(|k| homes(&cluster, &client, k).contains(&victim))
+        .take(30)
+        .collect();
+    for key in &keys {
+        client.put(key, "v", None).await?;
+    }
+    let before = all_stats(&cluster).await?;
+    let holder_id = before
+        .iter()
+        .max_by_key(|s| s.hints_pending)
+        .expect("four nodes");
+    let held = holder_id.hints_pending;
+    let holder = cluster
+        .nodes
+        .iter()
+        .position(|n| {
+            client
+                .ring()
+                .members()
+                .iter()
+                .any(|m| m.id == holder_id.node && m.addr == n.addr.to_string())
+        })
+        .expect("the holder is one of ours");
+    assert!(held > 0);
+    cluster.kill(holder);
+    cluster.restart(holder).await?;
+    assert_eq!(
+        stats(&cluster, holder).await?.hints_pending,
+        held,
+        "hints lost in the crash"
+    );
+    cluster.restart(victim).await?;
+    let drained = eventually(Duration::from_secs(30), || async {
+        all_stats(&cluster)
+            .await
+            .map(|s| total_hints(&s) == 0)
+            .unwrap_or(false)
+    })
+    .await;
+    assert!(drained, "hints were not handed off after the restart");
+    for key in &keys {
+        assert!(
+            held_by(&cluster, victim, key).await?.is_some(),
+            "{key} never reached its home"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_succeed_while_enough_nodes_anywhere_are_up_and_strict_mode_refuses()
+-> anyhow::Result<()> {
+    let mut cluster = TestCluster::start(five()).await?;
+    let client = cluster.client().await?;
+    let key = "strict";
+    let home = homes(&cluster, &client, key);
+    cluster.kill(home[0]);
+    cluster.kill(home[1]);
+    // Wait until gossip reports both dead, so the client knows without trying them.
+    let known = eventually(Duration::from_secs(20), || async {
+        client.refresh_ring().await.is_ok()
+            && matches!(
+                client
+                    .put_with(key, "probe", None, &WriteOptions::default().with_pw(2))
+                    .await,
+                Err(Error::Unavailable { .. })
+            )
+    })
+    .await;
+    assert!(
+        known,
+        "the client never learned that two home replicas are down"
+    );
+
+    // Strict: fails at once, names the numbers, and writes nothing anywhere.
+    match client
+        .put_with(
+            key,
+            "strict-value",
+            None,
+            &WriteOptions::default().with_pw(2),
+        )
+        .await
+    {
+        Err(Error::Unavailable {
+            required: 2,
+            alive: 1,
+        }) => {}
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    match client
+        .get_with(key, &ReadOptions::default().with_pr(2))
+        .await
+    {
+        Err(Error::Unavailable {
+            required: 2,
+            alive: 1,
+        }) => {}
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    for i in 0..cluster.nodes.len() {
+        if i == home[0] || i == home[1] {
+            continue;
+        }
+        assert_eq!(
+            held_by(&cluster, i, key).await?,
+            None,
+            "node {i} holds a refused write"
+        );
+    }
+
+    // Sloppy: W = 2 and W = 1 succeed with fallbacks standing in.
+    let receipt = client.put(key, "sloppy", None).await?;
+    assert!(
+        receipt.acks() >= 2 && !receipt.fallback.is_empty(),
+        "{receipt:?}"
+    );
+    let receipt = client
+        .put_with("w1", "v", None, &WriteOptions::default().with_w(1))
+        .await?;
+    assert!(receipt.acks() >= 1);
+    assert_eq!(client.get(key).await?.value(), Some(&Bytes::from("sloppy")));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_retried_at_another_coordinator_is_one_sibling() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(ClusterSpec::default()).await?;
+    let config = ClientConfig::default()
+        .with_request_timeout(Duration::from_millis(500))
+        .with_timeout(Duration::from_secs(5));
+    let client = cluster.client_with(config).await?;
+    let key = "retried";
+    let coordinator = homes(&cluster, &client, key)[0];
+    // The coordinator hangs: the client times out on it and stamps at the next home replica
+    // with the same write id. Then the hung node wakes up and applies the original request.
+    cluster.pause(coordinator);
+    let receipt = client.put(key, "once", None).await?;
+    assert!(
+        !receipt.home.contains(
+            &client
+                .ring()
+                .members()
+                .iter()
+                .find(|m| m.addr == cluster.nodes[coordinator].addr.to_string())
+                .expect("member")
+                .id
+        )
+    );
+    cluster.resume(coordinator);
+    until_replicas_answer(&client, 3).await?;
+    // Let the woken node's stamp and the client's merges meet everywhere.
+    let converged = eventually(Duration::from_secs(10), || async {
+        match client
+            .get_with(key, &ReadOptions::default().with_r(3))
+            .await
+        {
+            Ok(read) => read.siblings() == [Bytes::from("once")],
+            Err(_) => false,
+        }
+    })
+    .await;
+    let read = client
+        .get_with(key, &ReadOptions::default().with_r(3))
+        .await?;
+    assert!(
+        converged,
+        "a retried write shows up as {:?}",
+        read.siblings()
+    );
+    Ok(())
+}
