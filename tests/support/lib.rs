@@ -47,6 +47,10 @@ pub struct ClusterSpec {
     pub nodes: usize,
     /// TOML appended to every node's config (e.g. a `[cluster.buckets.named.x]` table).
     pub extra_toml: String,
+    /// Give node `i` the address 127.0.0.`i + 2` (port 7400) instead of 127.0.0.1 and a free
+    /// port: inside a test's own network namespace, so that firewall rules can tell nodes and
+    /// the client (127.0.0.1) apart.
+    pub own_addresses: bool,
 }
 
 impl Default for ClusterSpec {
@@ -54,7 +58,17 @@ impl Default for ClusterSpec {
         ClusterSpec {
             nodes: 3,
             extra_toml: String::new(),
+            own_addresses: false,
         }
+    }
+}
+
+/// The address of node `i` in a cluster of `spec`.
+fn node_addr(spec: &ClusterSpec, i: usize) -> SocketAddr {
+    if spec.own_addresses {
+        SocketAddr::from(([127, 0, 0, 2 + i as u8], 7400))
+    } else {
+        SocketAddr::from(([127, 0, 0, 1], free_port()))
     }
 }
 
@@ -121,9 +135,7 @@ impl TestCluster {
             );
         }
         let dir = tempfile::Builder::new().prefix("ringkv-test-").tempdir()?;
-        let addrs: Vec<SocketAddr> = (0..spec.nodes)
-            .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
-            .collect();
+        let addrs: Vec<SocketAddr> = (0..spec.nodes).map(|i| node_addr(&spec, i)).collect();
         let cluster_name = format!("test-{}", addrs[0].port());
         let mut nodes = Vec::new();
         for (i, addr) in addrs.iter().enumerate() {
@@ -247,7 +259,7 @@ impl TestCluster {
     /// Starts one more node, seeded with the existing ones, and waits until every node sees it.
     pub async fn add_node(&mut self) -> anyhow::Result<usize> {
         let i = self.nodes.len();
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let addr = node_addr(&self.spec, i);
         let seeds: Vec<SocketAddr> = self.nodes.iter().map(|n| n.addr).collect();
         let root = self.path().to_path_buf();
         let node = Node::configure(
@@ -371,6 +383,8 @@ where
 
 pub use raw::RawConnection;
 
+pub mod faults;
+
 mod raw {
     //! A bare protocol connection, for reading one node directly and for hostile input.
 
@@ -394,23 +408,29 @@ mod raw {
     }
 
     impl RawConnection {
+        /// Connects and completes the handshake, giving up after two seconds (a firewalled
+        /// node would otherwise keep a connect hanging for minutes of SYN retries).
         pub async fn open(addr: SocketAddr) -> anyhow::Result<RawConnection> {
-            let stream = TcpStream::connect(addr).await?;
-            let mut framed = Framed::new(stream, FrameCodec::new());
-            framed
-                .send(ClientFrame::Hello(Hello {
+            let connect = async {
+                let stream = TcpStream::connect(addr).await?;
+                let mut framed = Framed::new(stream, FrameCodec::new());
+                let hello = Hello {
                     protocol_version: PROTOCOL_VERSION,
                     agent: "test".into(),
-                }))
-                .await?;
-            match framed.next().await {
-                Some(Ok(ServerFrame::Welcome(w))) => Ok(RawConnection {
-                    framed,
-                    next_id: 1,
-                    epoch: w.epoch,
-                }),
-                other => anyhow::bail!("bad handshake answer: {other:?}"),
-            }
+                };
+                framed.send(ClientFrame::Hello(hello)).await?;
+                match framed.next().await {
+                    Some(Ok(ServerFrame::Welcome(w))) => Ok(RawConnection {
+                        framed,
+                        next_id: 1,
+                        epoch: w.epoch,
+                    }),
+                    other => anyhow::bail!("bad handshake answer: {other:?}"),
+                }
+            };
+            tokio::time::timeout(std::time::Duration::from_secs(2), connect)
+                .await
+                .map_err(|_| anyhow::anyhow!("no handshake from {addr} within 2 s"))?
         }
 
         /// Sends one request with this connection's epoch (the node's own, from the welcome).

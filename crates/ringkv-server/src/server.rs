@@ -67,7 +67,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         "ringkvd ready"
     );
 
-    let handoff = spawn_handoff(service.clone(), config.handoff.clone(), shutdown.clone());
+    let handoff = spawn_handoff(
+        service.clone(),
+        config.handoff.clone(),
+        config.advertised().ip(),
+        shutdown.clone(),
+    );
     serve(listener, service, config.limits.clone(), shutdown).await;
     let _ = handoff.await;
 

@@ -320,6 +320,11 @@ impl Bucket {
         &self.name
     }
 
+    /// The client this bucket handle belongs to.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Value> {
         self.get_with(key, &ReadOptions::default()).await
     }

@@ -17,7 +17,7 @@ use ringkv_core::wire::{
     ClientFrame, FrameCodec, Hello, PROTOCOL_VERSION, Request, RequestFrame, Response, ServerFrame,
     Welcome,
 };
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Framed;
 use tracing::debug;
@@ -48,10 +48,15 @@ struct Inner {
 }
 
 impl Connection {
-    /// Connects to `addr` and completes the handshake within `timeout`.
-    pub(crate) async fn open(addr: &str, timeout: Duration) -> Result<(Connection, Welcome)> {
+    /// Connects to `addr` (from `local_ip`, if given) and completes the handshake within
+    /// `timeout`.
+    pub(crate) async fn open(
+        addr: &str,
+        local_ip: Option<std::net::IpAddr>,
+        timeout: Duration,
+    ) -> Result<(Connection, Welcome)> {
         let connect = async {
-            let stream = TcpStream::connect(addr)
+            let stream = connect(addr, local_ip)
                 .await
                 .map_err(|e| unreachable(addr, &e))?;
             let _ = stream.set_nodelay(true);
@@ -202,6 +207,27 @@ impl Inner {
             let _ = waiter.send(Err(self.lost(reason)));
         }
     }
+}
+
+/// Opens a TCP connection to `addr`, bound to `local_ip` when given.
+async fn connect(addr: &str, local_ip: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(ip) = local_ip else {
+        return TcpStream::connect(addr).await;
+    };
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address resolved");
+    for target in tokio::net::lookup_host(addr).await? {
+        let socket = if target.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.bind(std::net::SocketAddr::new(ip, 0))?;
+        match socket.connect(target).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// Removes an abandoned request's waiter when its caller stops waiting (timeout, cancel).

@@ -19,11 +19,23 @@ use crate::error::Result;
 pub struct Pool {
     /// Short critical sections (find or insert a slot), never across an await.
     slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Connection>>>>>,
+    /// The local address outgoing connections are bound to, if any (see `with_local_ip`).
+    local_ip: Option<std::net::IpAddr>,
 }
 
 impl Pool {
     pub fn new() -> Pool {
         Pool::default()
+    }
+
+    /// A pool whose connections leave from `ip`: a server uses its own address, so that peers
+    /// (and firewalls) see node-to-node traffic coming from the node, not from whichever
+    /// address the kernel would pick.
+    pub fn with_local_ip(ip: std::net::IpAddr) -> Pool {
+        Pool {
+            local_ip: Some(ip),
+            ..Pool::default()
+        }
     }
 
     /// Sends `body` to the node at `addr` (connecting first if needed, within
@@ -48,7 +60,7 @@ impl Pool {
         if let Some(connection) = slot.as_ref().filter(|c| !c.is_closed()) {
             return Ok(connection.clone());
         }
-        let (connection, _welcome) = Connection::open(addr, connect_timeout).await?;
+        let (connection, _welcome) = Connection::open(addr, self.local_ip, connect_timeout).await?;
         *slot = Some(connection.clone());
         Ok(connection)
     }
