@@ -256,11 +256,30 @@ async fn writes_succeed_while_enough_nodes_anywhere_are_up_and_strict_mode_refus
         receipt.acks() >= 2 && !receipt.fallback.is_empty(),
         "{receipt:?}"
     );
-    let receipt = client
-        .put_with("w1", "v", None, &WriteOptions::default().with_w(1))
-        .await?;
-    assert!(receipt.acks() >= 1);
     assert_eq!(client.get(key).await?.value(), Some(&Bytes::from("sloppy")));
+
+    // W = 1 succeeds while any single node of the cluster is up, even with every home replica
+    // of the key down: the surviving node stamps the write and keeps it as a hint.
+    let survivor = (0..cluster.nodes.len())
+        .find(|i| !home.contains(i))
+        .expect("a non-home node");
+    for i in 0..cluster.nodes.len() {
+        if i != survivor {
+            cluster.kill(i);
+        }
+    }
+    let w1 = WriteOptions::default()
+        .with_w(1)
+        .with_timeout(Duration::from_secs(10));
+    let receipt = client
+        .put_with(key, "last node standing", None, &w1)
+        .await?;
+    assert_eq!(receipt.fallback.len(), 1, "{receipt:?}");
+    assert!(
+        held_by(&cluster, survivor, key)
+            .await?
+            .is_some_and(|v| v.contains(&Bytes::from("last node standing")))
+    );
     Ok(())
 }
 
