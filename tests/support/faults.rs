@@ -10,6 +10,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::io::Write as _;
 use std::net::Ipv4Addr;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -43,15 +44,37 @@ pub fn in_own_netns(test: &str) -> bool {
     }
     let _one_at_a_time = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let exe = std::env::current_exe().expect("test binary path");
-    let status = Command::new("unshare")
+    let output = Command::new("unshare")
         .args(["--net", "--"])
         .arg(exe)
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(NETNS_ENV, "1")
-        .status()
+        .output()
         .expect("running unshare (util-linux; needs root or CAP_SYS_ADMIN)");
+    // Pass the scenario's own lines through (straight to stdout, past the test harness's
+    // capture, so they show in every run), but not the inner harness's summary lines: the
+    // outer harness reports this test once.
+    let mut out = std::io::stdout().lock();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let harness = line.starts_with("running ")
+            || line.starts_with("test result:")
+            || line.is_empty()
+            || line.ends_with(" ok")
+            || line == "ok";
+        if !harness {
+            let _ = writeln!(
+                out,
+                "{}",
+                line.trim_start_matches(&format!("test {test} ... "))
+            );
+        }
+    }
+    if !output.status.success() {
+        let _ = out.write_all(&output.stderr);
+    }
+    drop(out);
     assert!(
-        status.success(),
+        output.status.success(),
         "scenario {test} failed in its network namespace"
     );
     false

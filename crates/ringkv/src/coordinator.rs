@@ -151,7 +151,12 @@ where
             other => other,
         };
         let pause = backoff(attempt);
-        if !error.is_retryable()
+        // `Unavailable` comes from what the client already knows about the replicas, before
+        // anything is sent; a retry milliseconds later would know the same (probes take a
+        // back-off period), so the call fails fast instead, as strict mode promises.
+        let unavailable = matches!(error, Error::Unavailable { .. });
+        if unavailable
+            || !error.is_retryable()
             || attempt >= inner.config.retries
             || Instant::now() + pause >= deadline
         {
