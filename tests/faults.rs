@@ -42,6 +42,16 @@ fn client_config() -> ClientConfig {
     ClientConfig::default().with_timeout(Duration::from_secs(2))
 }
 
+/// What every scenario starts with: a cluster, a client, the default bucket, an empty history.
+async fn setup(
+    nodes: usize,
+) -> anyhow::Result<(TestCluster, ringkv::Client, ringkv::Bucket, Arc<History>)> {
+    let cluster = TestCluster::start(spec(nodes)).await?;
+    let client = cluster.client_with(client_config()).await?;
+    let bucket = client.bucket("default");
+    Ok((cluster, client, bucket, Arc::new(History::default())))
+}
+
 async fn node_stats(cluster: &TestCluster) -> Vec<NodeStats> {
     let mut out = Vec::new();
     for i in (0..cluster.nodes.len()).filter(|&i| cluster.is_running(i)) {
@@ -84,10 +94,7 @@ fn crash_one_of_three() {
         return;
     }
     run(async {
-        let mut cluster = TestCluster::start(spec(3)).await?;
-        let client = cluster.client_with(client_config()).await?;
-        let bucket = client.bucket("default");
-        let history = Arc::new(History::default());
+        let (mut cluster, client, bucket, history) = setup(3).await?;
         let load =
             tokio::spawn(Workload::new(500, 10_000, 1000.0).run(bucket.clone(), history.clone()));
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -118,10 +125,7 @@ fn client_partition() {
         return;
     }
     run(async {
-        let cluster = TestCluster::start(spec(4)).await?;
-        let client = cluster.client_with(client_config()).await?;
-        let bucket = client.bucket("default");
-        let history = Arc::new(History::default());
+        let (cluster, client, bucket, history) = setup(4).await?;
         let cut = 1;
         Firewall::drop(CLIENT_IP, node_ip(cut));
         Workload::new(400, 5_000, 1000.0)
@@ -199,10 +203,7 @@ fn hint_survives_crash() {
         return;
     }
     run(async {
-        let mut cluster = TestCluster::start(spec(4)).await?;
-        let client = cluster.client_with(client_config()).await?;
-        let bucket = client.bucket("default");
-        let history = Arc::new(History::default());
+        let (mut cluster, client, bucket, history) = setup(4).await?;
         let cut = 1;
         // Cut the node from everyone, so no hint can be handed off yet.
         Firewall::partition(CLIENT_IP, node_ip(cut));
@@ -229,15 +230,7 @@ fn hint_survives_crash() {
             .expect("nodes answered")
             .clone();
         let holder = cluster
-            .nodes
-            .iter()
-            .position(|n| {
-                client
-                    .ring()
-                    .members()
-                    .iter()
-                    .any(|m| m.id == holder_stats.node && m.addr == n.addr.to_string())
-            })
+            .index_of(&client, holder_stats.node)
             .expect("one of ours");
         assert!(holder_stats.hints_pending > 0, "no hints were taken");
         cluster.kill(holder);
@@ -327,10 +320,7 @@ fn pause_replica() {
         return;
     }
     run(async {
-        let cluster = TestCluster::start(spec(3)).await?;
-        let client = cluster.client_with(client_config()).await?;
-        let bucket = client.bucket("default");
-        let history = Arc::new(History::default());
+        let (cluster, client, bucket, history) = setup(3).await?;
         let load =
             tokio::spawn(Workload::new(300, 7_000, 500.0).run(bucket.clone(), history.clone()));
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -365,10 +355,7 @@ fn lossy_link() {
         return;
     }
     run(async {
-        let cluster = TestCluster::start(spec(3)).await?;
-        let client = cluster.client_with(client_config()).await?;
-        let bucket = client.bucket("default");
-        let history = Arc::new(History::default());
+        let (cluster, client, bucket, history) = setup(3).await?;
         Firewall::drop_randomly(CLIENT_IP, node_ip(1), 0.3);
         Workload::new(300, 3_000, 500.0)
             .run(bucket.clone(), history.clone())
@@ -395,10 +382,7 @@ fn read_repair() {
         return;
     }
     run(async {
-        let mut cluster = TestCluster::start(spec(3)).await?;
-        let client = cluster.client_with(client_config()).await?;
-        let bucket = client.bucket("default");
-        let history = Arc::new(History::default());
+        let (mut cluster, client, bucket, history) = setup(3).await?;
         cluster.kill(2);
         Workload::new(300, 300, 1000.0)
             .run(bucket.clone(), history.clone())

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use ringkv::{Client, ClientConfig, Error, ReadOptions, WriteOptions};
+use ringkv::{ClientConfig, Error, ReadOptions, WriteOptions};
 use ringkv_core::wire::{NodeStats, Request, Response};
 use ringkv_tests::{ClusterSpec, RawConnection, TestCluster, eventually, until_replicas_answer};
 
@@ -40,22 +40,6 @@ async fn held_by(cluster: &TestCluster, i: usize, key: &str) -> anyhow::Result<O
     }
 }
 
-/// The index in `cluster.nodes` of each of `key`'s home replicas.
-fn homes(cluster: &TestCluster, client: &Client, key: &str) -> Vec<usize> {
-    client
-        .ring()
-        .home_replicas("default", key.as_bytes())
-        .iter()
-        .map(|m| {
-            cluster
-                .nodes
-                .iter()
-                .position(|n| n.addr.to_string() == m.addr)
-                .expect("a node of ours")
-        })
-        .collect()
-}
-
 fn total_hints(all: &[NodeStats]) -> u64 {
     all.iter().map(|s| s.hints_pending).sum()
 }
@@ -75,11 +59,7 @@ async fn writes_go_to_fallbacks_with_hints_that_are_handed_off_when_the_home_ret
     let client = cluster.client().await?;
     let victim = 0;
     cluster.kill(victim);
-    let keys: Vec<String> = (0..300)
-        .map(|i| format!("hinted-{i}"))
-        .filter(|k| homes(&cluster, &client, k).contains(&victim))
-        .take(40)
-        .collect();
+    let keys = cluster.keys_homed_on(&client, victim, "hinted", 40);
     let mut fallback_acks = 0;
     for key in &keys {
         let receipt = client.put(key, key.clone(), None).await?;
@@ -137,11 +117,7 @@ async fn hints_survive_a_crash_of_the_fallback_that_holds_them() -> anyhow::Resu
     let client = cluster.client().await?;
     let victim = 1;
     cluster.kill(victim);
-    let keys: Vec<String> = (0..300)
-        .map(|i| format!("durable-hint-{i}"))
-        .filter(|k| homes(&cluster, &client, k).contains(&victim))
-        .take(30)
-        .collect();
+    let keys = cluster.keys_homed_on(&client, victim, "durable-hint", 30);
     for key in &keys {
         client.put(key, "v", None).await?;
     }
@@ -152,15 +128,7 @@ async fn hints_survive_a_crash_of_the_fallback_that_holds_them() -> anyhow::Resu
         .expect("four nodes");
     let held = holder_id.hints_pending;
     let holder = cluster
-        .nodes
-        .iter()
-        .position(|n| {
-            client
-                .ring()
-                .members()
-                .iter()
-                .any(|m| m.id == holder_id.node && m.addr == n.addr.to_string())
-        })
+        .index_of(&client, holder_id.node)
         .expect("the holder is one of ours");
     assert!(held > 0);
     cluster.kill(holder);
@@ -194,7 +162,7 @@ async fn writes_succeed_while_enough_nodes_anywhere_are_up_and_strict_mode_refus
     let mut cluster = TestCluster::start(five()).await?;
     let client = cluster.client().await?;
     let key = "strict";
-    let home = homes(&cluster, &client, key);
+    let home = cluster.homes_of(&client, key);
     cluster.kill(home[0]);
     cluster.kill(home[1]);
     // Wait until gossip reports both dead, so the client knows without trying them.
@@ -291,7 +259,7 @@ async fn a_write_retried_at_another_coordinator_is_one_sibling() -> anyhow::Resu
         .with_timeout(Duration::from_secs(5));
     let client = cluster.client_with(config).await?;
     let key = "retried";
-    let coordinator = homes(&cluster, &client, key)[0];
+    let coordinator = cluster.homes_of(&client, key)[0];
     // The coordinator hangs: the client times out on it and stamps at the next home replica
     // with the same write id. Then the hung node wakes up and applies the original request.
     cluster.pause(coordinator);

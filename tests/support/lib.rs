@@ -247,6 +247,37 @@ impl TestCluster {
         Ok(views)
     }
 
+    /// The index in `nodes` of the member with id `id` in `client`'s ring.
+    pub fn index_of(&self, client: &Client, id: ringkv::NodeId) -> Option<usize> {
+        let ring = client.ring();
+        let addr = &ring.member(id)?.addr;
+        self.nodes.iter().position(|n| &n.addr.to_string() == addr)
+    }
+
+    /// The indexes in `nodes` of `key`'s home replicas in the default bucket.
+    pub fn homes_of(&self, client: &Client, key: &str) -> Vec<usize> {
+        let ring = client.ring();
+        ring.home_replicas(ringkv::DEFAULT_BUCKET, key.as_bytes())
+            .iter()
+            .filter_map(|m| self.index_of(client, m.id))
+            .collect()
+    }
+
+    /// Up to `count` keys named `prefix-N` whose home replicas include node `i`.
+    pub fn keys_homed_on(
+        &self,
+        client: &Client,
+        i: usize,
+        prefix: &str,
+        count: usize,
+    ) -> Vec<String> {
+        (0..count * 20)
+            .map(|n| format!("{prefix}-{n}"))
+            .filter(|k| self.homes_of(client, k).contains(&i))
+            .take(count)
+            .collect()
+    }
+
     /// Whether node `i` is started (and not killed or terminated).
     pub fn is_running(&self, i: usize) -> bool {
         self.nodes[i].child.is_some()

@@ -75,14 +75,22 @@ impl Inner {
         if self.ring.is_stale(epoch) {
             let inner = self.clone();
             tokio::spawn(async move {
-                if let Err(e) = inner
-                    .ring
-                    .refresh_once(&inner.pool, inner.config.connect_timeout)
+                inner
+                    .refresh_ring_logged("ring refetch after a new epoch")
                     .await
-                {
-                    debug!(error = %e, "ring refetch failed");
-                }
             });
+        }
+    }
+
+    /// Refetches the ring unless a refetch is under way; a failure is only logged (the ring
+    /// in use stays, and the next trigger tries again).
+    async fn refresh_ring_logged(&self, why: &'static str) {
+        if let Err(e) = self
+            .ring
+            .refresh_once(&self.pool, self.config.connect_timeout)
+            .await
+        {
+            debug!(error = %e, why, "ring refetch failed");
         }
     }
 }
@@ -200,13 +208,7 @@ async fn refresh_periodically(inner: std::sync::Weak<Inner>) {
     loop {
         ticker.tick().await;
         let Some(inner) = inner.upgrade() else { return };
-        if let Err(e) = inner
-            .ring
-            .refresh_once(&inner.pool, inner.config.connect_timeout)
-            .await
-        {
-            debug!(error = %e, "periodic ring refresh failed");
-        }
+        inner.refresh_ring_logged("periodic ring refresh").await;
     }
 }
 
