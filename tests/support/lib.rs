@@ -29,12 +29,17 @@ pub fn ringkvd_bin() -> PathBuf {
     profile_dir.join("ringkvd")
 }
 
-/// A loopback port free for both TCP and UDP (ringkvd uses both on one port).
+/// A loopback port free for both TCP and UDP (ringkvd uses both on one port), and never
+/// handed out before by this process: the kernel may offer a just-released port again, and
+/// two nodes given one address would make a cluster that silently misses a member.
 pub fn free_port() -> u16 {
-    for _ in 0..100 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    for _ in 0..1000 {
         let tcp = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
         let port = tcp.local_addr().expect("addr").port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        if !given.contains(&port) && UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
             return port;
         }
     }

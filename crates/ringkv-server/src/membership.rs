@@ -43,14 +43,21 @@ const KEY_CLUSTER: &str = "cluster";
 const MEMBERS_RECORD: &str = "members";
 const MEMBERS_FORMAT: u8 = 1;
 
+/// How long a restarted node waits to hear a peer before it reports its (pessimistic) view of
+/// liveness anyway: long enough for a few gossip rounds, short enough for a node that really
+/// is the last one up.
+pub const READY_GRACE: Duration = Duration::from_secs(5);
+
 /// What a node knows of the cluster at one moment.
 #[derive(Debug)]
 pub struct ClusterView {
     pub ring: Arc<Ring>,
     /// Members this node's failure detector considers alive (itself included), sorted.
     pub alive: Vec<NodeId>,
-    /// Whether the view is worth handing to clients: false while a node that was given seeds
-    /// knows no member but itself (it has not heard from the cluster yet).
+    /// Whether the view is worth handing to clients. False while a node that was given seeds
+    /// knows no member but itself, and, for at most [`READY_GRACE`] after start, while it knows
+    /// other members but has not yet heard any of them alive: its failure detector would
+    /// report them all dead, and a client that believed it would stop using them.
     pub ready: bool,
 }
 
@@ -142,10 +149,11 @@ pub async fn spawn_membership(
         .with_context(|| format!("starting gossip on udp {}", config.listen))?;
 
     let has_seeds = !config.seeds.is_empty();
+    let started = tokio::time::Instant::now();
     let initial = {
         let guard = chitchat.chitchat();
         let state = guard.lock().await;
-        view_of(&state, None, &known, has_seeds).unwrap_or_else(|| {
+        view_of(&state, None, &known, Readiness { has_seeds, started }).unwrap_or_else(|| {
             Arc::new(ClusterView {
                 ring: Arc::new(Ring::empty()),
                 alive: vec![],
@@ -162,7 +170,7 @@ pub async fn spawn_membership(
             interval: config.gossip.interval(),
             store,
             known,
-            has_seeds,
+            readiness: Readiness { has_seeds, started },
         },
         stop.clone(),
     ));
@@ -180,7 +188,24 @@ struct Refresh {
     store: Arc<dyn Store>,
     /// Members seen before (persisted), by id.
     known: BTreeMap<NodeId, Member>,
+    readiness: Readiness,
+}
+
+/// What decides whether a view is ready (see [`ClusterView::ready`]).
+#[derive(Clone, Copy, Debug)]
+struct Readiness {
     has_seeds: bool,
+    started: tokio::time::Instant,
+}
+
+impl Readiness {
+    fn ready(&self, me: Option<NodeId>, members: &[Member], alive: &[NodeId]) -> bool {
+        let others_known = members.iter().any(|m| Some(m.id) != me);
+        if !others_known {
+            return !self.has_seeds;
+        }
+        alive.iter().any(|id| Some(*id) != me) || self.started.elapsed() > READY_GRACE
+    }
 }
 
 /// Recomputes the view every `interval` and publishes it when it changed.
@@ -199,7 +224,7 @@ async fn refresh_loop(
         let current = tx.borrow().clone();
         let next = {
             let state = chitchat.lock().await;
-            view_of(&state, Some(&current), &refresh.known, refresh.has_seeds)
+            view_of(&state, Some(&current), &refresh.known, refresh.readiness)
         };
         if let Some(next) = next {
             if next.ring.epoch() != current.ring.epoch() {
@@ -234,7 +259,7 @@ fn view_of(
     chitchat: &Chitchat,
     current: Option<&ClusterView>,
     known: &BTreeMap<NodeId, Member>,
-    has_seeds: bool,
+    readiness: Readiness,
 ) -> Option<Arc<ClusterView>> {
     // Newest generation of each node id.
     let mut newest: BTreeMap<NodeId, (&ChitchatId, &chitchat::NodeState)> = BTreeMap::new();
@@ -303,7 +328,8 @@ fn view_of(
     alive.sort_unstable();
     alive.dedup();
 
-    let ready = !has_seeds || config.members.len() > 1;
+    let me = chitchat.self_chitchat_id().node_id.parse::<NodeId>().ok();
+    let ready = readiness.ready(me, &config.members, &alive);
     if let Some(current) = current {
         let mut sorted = config.clone();
         sorted.members.sort_by_key(|m| m.id);
@@ -357,5 +383,56 @@ fn save_members(store: &dyn Store, members: &[Member]) {
     }
     if let Err(e) = store.put_meta(MEMBERS_RECORD, &bytes) {
         warn!(error = %e, "cannot persist the members; a restart will wait for gossip");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: u64) -> Member {
+        Member {
+            id: NodeId(id),
+            addr: format!("127.0.0.1:{id}"),
+            weight: 1,
+            status: MemberStatus::Active,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_hands_out_its_view_only_once_it_has_heard_the_cluster() {
+        let me = Some(NodeId(1));
+        let alone = [member(1)];
+        let three = [member(1), member(2), member(3)];
+        let lone = Readiness {
+            has_seeds: false,
+            started: tokio::time::Instant::now(),
+        };
+        assert!(
+            lone.ready(me, &alone, &[NodeId(1)]),
+            "a node started alone on purpose"
+        );
+        let joining = Readiness {
+            has_seeds: true,
+            started: tokio::time::Instant::now(),
+        };
+        assert!(
+            !joining.ready(me, &alone, &[NodeId(1)]),
+            "seeds given, nobody heard"
+        );
+        assert!(
+            !joining.ready(me, &three, &[NodeId(1)]),
+            "members known, none heard alive"
+        );
+        assert!(joining.ready(me, &three, &[NodeId(1), NodeId(3)]));
+        tokio::time::advance(READY_GRACE + Duration::from_millis(1)).await;
+        assert!(
+            joining.ready(me, &three, &[NodeId(1)]),
+            "the last node up answers after the grace"
+        );
+        assert!(
+            !joining.ready(me, &alone, &[NodeId(1)]),
+            "but never with a ring of itself alone"
+        );
     }
 }
