@@ -14,6 +14,8 @@ command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 # with unshare (util-linux, always present on Debian) and brings their loopback up with ip.
 command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || need+=(iptables)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need+=(iproute2)
+# The Python bindings are built and tested in a virtualenv (Debian splits venv out of python3).
+python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need[*]}"

@@ -23,12 +23,18 @@ passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4}
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 
 if [ -f python/pyproject.toml ] && [ -d python/tests ]; then
-  echo "== python tests"
+  echo "== python: pip install ./python, mypy --strict, stubtest, pytest"
   "$ROOT/scripts/python-env.sh"
+  py="$ROOT/.venv/bin/python"
+  (cd python && "$py" -m mypy --strict ringkv examples/quickstart.py) || status=1
+  # From outside the source tree, so that the installed extension is what is checked.
+  (cd "$(mktemp -d)" && "$py" -m mypy.stubtest ringkv._native) || status=1
   py_log="$(mktemp)"
-  (cd python && "$ROOT/.venv/bin/python" -m pytest -q tests) 2>&1 | tee "$py_log" || status=$?
-  passed=$((passed + $(grep -Eo '[0-9]+ passed' "$py_log" | tail -1 | awk '{print $1+0}')))
-  failed=$((failed + $(grep -Eo '[0-9]+ failed' "$py_log" | tail -1 | awk '{print $1+0}')))
+  # From the repository root: run inside python/, `python -m` would put the source package
+  # (which has no compiled extension) ahead of the installed one.
+  "$py" -m pytest -q -c python/pyproject.toml python/tests 2>&1 | tee "$py_log" || status=1
+  passed=$((passed + $(grep -Eo '[0-9]+ passed' "$py_log" | awk '{n=$1} END {print n+0}' || true)))
+  failed=$((failed + $(grep -Eo '[0-9]+ failed' "$py_log" | awk '{n=$1} END {print n+0}' || true)))
   rm -f "$py_log"
 fi
 

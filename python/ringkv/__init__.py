@@ -1,0 +1,38 @@
+"""ringkv: a Python client for the ringkv distributed key-value store.
+
+``ringkv.Client`` is synchronous and thread-safe; ``ringkv.asyncio.Client`` has the same
+methods as awaitables. Both are thin layers over the Rust SDK, which routes every key to its
+replicas, coordinates the quorum and repairs stale replicas.
+"""
+
+from ._client import Client
+from ._common import DEFAULT_BUCKET, Receipt, Result
+from .exceptions import (
+    ConnectionError,
+    ContextRequired,
+    InvalidArgument,
+    ProtocolError,
+    QuorumError,
+    RingkvError,
+    ServerError,
+    TimeoutError,
+    UnavailableError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_BUCKET",
+    "Client",
+    "ConnectionError",
+    "ContextRequired",
+    "InvalidArgument",
+    "ProtocolError",
+    "QuorumError",
+    "Receipt",
+    "Result",
+    "RingkvError",
+    "ServerError",
+    "TimeoutError",
+    "UnavailableError",
+]

@@ -1,0 +1,179 @@
+"""The synchronous client."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Dict, Iterable, List, Mapping, Optional, Type, Union
+
+from . import _native
+from ._common import (
+    DEFAULT_BUCKET,
+    Key,
+    Receipt,
+    Resolver,
+    Result,
+    Settings,
+    key_bytes,
+    make_result,
+    parse_url,
+    seed_list,
+    value_bytes,
+)
+from .exceptions import translate
+
+
+class Client:
+    """A ringkv client: the Rust SDK routes, coordinates quorums and repairs replicas.
+
+    Thread-safe: share one per process. Every call releases the GIL while it waits.
+
+    >>> with ringkv.Client(["127.0.0.1:7401"]) as kv:   # doctest: +SKIP
+    ...     kv.put("k", b"v")
+    ...     kv.get("k").value
+    """
+
+    def __init__(
+        self,
+        seeds: Union[str, Iterable[str]],
+        *,
+        r: Optional[int] = None,
+        w: Optional[int] = None,
+        pr: Optional[int] = None,
+        pw: Optional[int] = None,
+        timeout: Optional[float] = None,
+        resolver: Optional[Resolver] = None,
+        bucket: str = DEFAULT_BUCKET,
+    ) -> None:
+        settings = Settings(seeds=seed_list(seeds), r=r, w=w, pr=pr, pw=pw, timeout=timeout)
+        self._resolver = resolver
+        self._bucket = bucket
+        try:
+            self._native = settings.connect()
+        except _native.NativeError as e:
+            raise translate(e) from None
+
+    @classmethod
+    def from_url(cls, url: str, *, resolver: Optional[Resolver] = None, bucket: str = DEFAULT_BUCKET) -> "Client":
+        """``Client.from_url("ringkv://host:port,host:port/?r=2&w=2&timeout=1.5")``."""
+        s = parse_url(url)
+        return cls(s.seeds, r=s.r, w=s.w, pr=s.pr, pw=s.pw, timeout=s.timeout, resolver=resolver, bucket=bucket)
+
+    def get(
+        self,
+        key: Key,
+        *,
+        r: Optional[int] = None,
+        pr: Optional[int] = None,
+        timeout: Optional[float] = None,
+        resolver: Optional[Resolver] = None,
+        write_back: bool = False,
+        bucket: Optional[str] = None,
+    ) -> Result:
+        """Reads ``key``. With several siblings, ``resolver`` (this call's or the client's)
+        merges them into ``.value``; ``write_back=True`` then writes the merge with the read's
+        context, resolving the conflict for everyone."""
+        bucket = bucket or self._bucket
+        try:
+            siblings, context = self._native.get(bucket, key_bytes(key), r, pr, timeout)
+        except _native.NativeError as e:
+            raise translate(e) from None
+        result = make_result(siblings, context, resolver or self._resolver)
+        if write_back and len(siblings) > 1 and result.value is not None:
+            self.put(key, result.value, context=result.context, bucket=bucket, timeout=timeout)
+        return result
+
+    def put(
+        self,
+        key: Key,
+        value: bytes,
+        *,
+        context: Optional[bytes] = None,
+        w: Optional[int] = None,
+        pw: Optional[int] = None,
+        timeout: Optional[float] = None,
+        overwrite: bool = False,
+        bucket: Optional[str] = None,
+    ) -> Receipt:
+        """Writes ``value``; ``context`` (from a read) says which versions it replaces."""
+        return self._write(key, value_bytes(value), context, w, pw, timeout, overwrite, bucket)
+
+    def delete(
+        self,
+        key: Key,
+        *,
+        context: Optional[bytes] = None,
+        w: Optional[int] = None,
+        pw: Optional[int] = None,
+        timeout: Optional[float] = None,
+        bucket: Optional[str] = None,
+    ) -> Receipt:
+        """Deletes ``key``: what ``context`` saw, or (without one) every version."""
+        return self._write(key, None, context, w, pw, timeout, False, bucket)
+
+    def get_many(self, keys: Iterable[Key], **options: object) -> Dict[Key, Result]:
+        """Reads several keys; options as for :meth:`get`."""
+        return {key: self.get(key, **options) for key in keys}  # type: ignore[arg-type]
+
+    def put_many(self, items: Mapping[Key, bytes], **options: object) -> Dict[Key, Receipt]:
+        """Writes several keys (without contexts); options as for :meth:`put`."""
+        return {key: self.put(key, value, **options) for key, value in items.items()}  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        """Closes the connections. Idempotent."""
+        self._native.close()
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._native.closed)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __getitem__(self, key: Key) -> bytes:
+        result = self.get(key)
+        if not result.found:
+            raise KeyError(key)
+        if result.value is None:
+            raise KeyError(f"{key!r} has {len(result.siblings)} siblings; use get() with a resolver")
+        return result.value
+
+    def __setitem__(self, key: Key, value: bytes) -> None:
+        self.put(key, value, overwrite=True)
+
+    def __delitem__(self, key: Key) -> None:
+        self.delete(key)
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, (bytes, str)):
+            return False
+        return self.get(key).found
+
+    def _write(
+        self,
+        key: Key,
+        value: Optional[bytes],
+        context: Optional[bytes],
+        w: Optional[int],
+        pw: Optional[int],
+        timeout: Optional[float],
+        overwrite: bool,
+        bucket: Optional[str],
+    ) -> Receipt:
+        try:
+            home, fallback = self._native.put(
+                bucket or self._bucket, key_bytes(key), value, context, w, pw, timeout, overwrite
+            )
+        except _native.NativeError as e:
+            raise translate(e) from None
+        return Receipt(home=list(home), fallback=list(fallback))
+
+
+__all__: List[str] = ["Client"]

@@ -1,0 +1,112 @@
+"""What the sync and asyncio clients share: results, arguments, URLs, resolvers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Union
+from urllib.parse import parse_qs, urlsplit
+
+from . import _native
+from .exceptions import InvalidArgument
+
+Key = Union[bytes, str]
+Resolver = Callable[[List[bytes]], bytes]
+
+DEFAULT_BUCKET = "default"
+
+
+@dataclass(frozen=True)
+class Result:
+    """A read. ``siblings``: every concurrent value (usually one). ``value``: the value when
+    there is exactly one (or the resolver's merge of several), else None. ``context``: pass it
+    to the next write of this key, which then replaces exactly what this read saw."""
+
+    siblings: List[bytes]
+    context: bytes
+    value: Optional[bytes] = None
+
+    @property
+    def found(self) -> bool:
+        return bool(self.siblings)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Who acknowledged a write: node ids of home replicas and of fallbacks standing in."""
+
+    home: List[str] = field(default_factory=list)
+    fallback: List[str] = field(default_factory=list)
+
+
+def key_bytes(key: Key) -> bytes:
+    if isinstance(key, bytes):
+        return key
+    if isinstance(key, str):
+        return key.encode("utf-8")
+    raise TypeError(f"keys are bytes or str, not {type(key).__name__}")
+
+
+def value_bytes(value: object) -> bytes:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"values are bytes, not {type(value).__name__}")
+
+
+def seed_list(seeds: Union[str, Iterable[str]]) -> List[str]:
+    if isinstance(seeds, str):
+        seeds = [s for s in seeds.split(",") if s]
+    result = list(seeds)
+    if not result:
+        raise InvalidArgument("at least one seed address (host:port) is required")
+    return result
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Client-wide defaults, from keyword arguments or a URL."""
+
+    seeds: List[str]
+    r: Optional[int] = None
+    w: Optional[int] = None
+    pr: Optional[int] = None
+    pw: Optional[int] = None
+    timeout: Optional[float] = None
+
+    def connect(self) -> "_native.NativeClient":
+        """Connects (blocking, without the GIL)."""
+        return _native.NativeClient(self.seeds, self.r, self.w, self.pr, self.pw, self.timeout)
+
+    def connect_async(self) -> Any:
+        """An awaitable resolving to a connected NativeClient."""
+        return _native.NativeClient.connect_async(self.seeds, self.r, self.w, self.pr, self.pw, self.timeout)
+
+
+def parse_url(url: str) -> Settings:
+    """``ringkv://host:port,host:port/?r=2&w=2&timeout=1.5`` into settings."""
+    parts = urlsplit(url)
+    if parts.scheme != "ringkv":
+        raise InvalidArgument(f"a ringkv URL starts with ringkv://, not {url!r}")
+    if not parts.netloc:
+        raise InvalidArgument(f"no seed address in {url!r}")
+    query = {k: v[-1] for k, v in parse_qs(parts.query, strict_parsing=False).items()}
+    known = {"r", "w", "pr", "pw", "timeout"}
+    unknown = set(query) - known
+    if unknown:
+        raise InvalidArgument(f"unknown URL parameters {sorted(unknown)} (known: {sorted(known)})")
+    try:
+        ints = {k: int(query[k]) for k in ("r", "w", "pr", "pw") if k in query}
+        timeout = float(query["timeout"]) if "timeout" in query else None
+    except ValueError as e:
+        raise InvalidArgument(f"bad number in {url!r}: {e}") from None
+    return Settings(seeds=seed_list(parts.netloc), timeout=timeout, **ints)
+
+
+def make_result(siblings: Sequence[bytes], context: bytes, resolver: Optional[Resolver]) -> Result:
+    siblings = list(siblings)
+    if len(siblings) == 1:
+        value: Optional[bytes] = siblings[0]
+    elif len(siblings) > 1 and resolver is not None:
+        value = value_bytes(resolver(siblings))
+    else:
+        value = None
+    return Result(siblings=siblings, context=context, value=value)

@@ -1,0 +1,70 @@
+# Type stub of the private native module (python/src/lib.rs). Checked by mypy.stubtest.
+from typing import Any, List, Optional, Tuple
+
+from typing_extensions import final
+
+__all__ = ["NativeClient", "NativeError"]
+
+class NativeError(Exception): ...
+
+@final
+class NativeClient:
+    def __new__(
+        cls,
+        seeds: List[str],
+        r: Optional[int] = None,
+        w: Optional[int] = None,
+        pr: Optional[int] = None,
+        pw: Optional[int] = None,
+        timeout: Optional[float] = None,
+    ) -> NativeClient: ...
+    @staticmethod
+    def connect_async(
+        seeds: List[str],
+        r: Optional[int] = None,
+        w: Optional[int] = None,
+        pr: Optional[int] = None,
+        pw: Optional[int] = None,
+        timeout: Optional[float] = None,
+    ) -> Any: ...
+    def get(
+        self,
+        bucket: str,
+        key: bytes,
+        r: Optional[int] = None,
+        pr: Optional[int] = None,
+        timeout: Optional[float] = None,
+    ) -> Tuple[List[bytes], bytes]: ...
+    def get_async(
+        self,
+        bucket: str,
+        key: bytes,
+        r: Optional[int] = None,
+        pr: Optional[int] = None,
+        timeout: Optional[float] = None,
+    ) -> Any: ...
+    def put(
+        self,
+        bucket: str,
+        key: bytes,
+        value: Optional[bytes],
+        context: Optional[bytes] = None,
+        w: Optional[int] = None,
+        pw: Optional[int] = None,
+        timeout: Optional[float] = None,
+        overwrite: bool = False,
+    ) -> Tuple[List[str], List[str]]: ...
+    def put_async(
+        self,
+        bucket: str,
+        key: bytes,
+        value: Optional[bytes],
+        context: Optional[bytes] = None,
+        w: Optional[int] = None,
+        pw: Optional[int] = None,
+        timeout: Optional[float] = None,
+        overwrite: bool = False,
+    ) -> Any: ...
+    def close(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...

@@ -1,0 +1,353 @@
+//! `ringkv._native`: the Rust SDK, exposed to Python.
+//!
+//! This module is private. The public API is the pure-Python package around it (`ringkv`,
+//! `ringkv.asyncio`), which gives both clients the same names and turns [`NativeError`] into
+//! the exception hierarchy under `ringkv.RingkvError`. Everything here is thin: the ring,
+//! quorums and repair are the SDK's, once.
+//!
+//! - One tokio runtime for the process (pyo3-async-runtimes'), shared by every client.
+//! - Blocking methods release the GIL around the whole call (`Python::detach`), so other
+//!   Python threads run while one waits on the network.
+//! - `*_async` methods return asyncio awaitables; cancelling the asyncio task drops the Rust
+//!   future, which abandons its requests cleanly (the SDK's waiters deregister on drop).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use ringkv::{Client, ClientConfig, Context, Error, ReadOptions, WriteOptions};
+
+create_exception!(
+    _native,
+    NativeError,
+    PyException,
+    "Raised by the native module with (kind, message, fields); the ringkv package turns it into a RingkvError subclass."
+);
+
+/// A read: its live siblings and the context to write with.
+type ReadResult = (Vec<Vec<u8>>, Vec<u8>);
+/// A write receipt: node ids (hex) of home and fallback acknowledgements.
+type Receipt = (Vec<String>, Vec<String>);
+
+/// The SDK client. Thread-safe and cheap to share; `close()` is idempotent.
+#[pyclass(module = "ringkv._native", frozen)]
+struct NativeClient {
+    client: Client,
+    closed: AtomicBool,
+}
+
+/// The optional quorum and timeout settings every constructor takes.
+fn config(
+    r: Option<u8>,
+    w: Option<u8>,
+    pr: Option<u8>,
+    pw: Option<u8>,
+    timeout: Option<f64>,
+) -> PyResult<ClientConfig> {
+    let mut config = ClientConfig::default();
+    config.r = r;
+    config.w = w;
+    config.pr = pr;
+    config.pw = pw;
+    if let Some(t) = timeout {
+        config.timeout = seconds(t)?;
+    }
+    Ok(config)
+}
+
+fn seconds(value: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value).map_err(|_| {
+        into_py(Error::InvalidArgument(format!(
+            "timeout must be a positive number of seconds, not {value}"
+        )))
+    })
+}
+
+async fn connect(seeds: Vec<String>, config: ClientConfig) -> PyResult<NativeClient> {
+    let client = Client::builder()
+        .seeds(seeds)
+        .config(config)
+        .build()
+        .await
+        .map_err(into_py)?;
+    Ok(NativeClient {
+        client,
+        closed: AtomicBool::new(false),
+    })
+}
+
+#[pymethods]
+impl NativeClient {
+    /// Connects (blocking, without the GIL): fetches the ring from the seeds.
+    #[new]
+    #[pyo3(signature = (seeds, r=None, w=None, pr=None, pw=None, timeout=None))]
+    fn new(
+        py: Python<'_>,
+        seeds: Vec<String>,
+        r: Option<u8>,
+        w: Option<u8>,
+        pr: Option<u8>,
+        pw: Option<u8>,
+        timeout: Option<f64>,
+    ) -> PyResult<Self> {
+        let config = config(r, w, pr, pw, timeout)?;
+        let runtime = pyo3_async_runtimes::tokio::get_runtime();
+        py.detach(|| runtime.block_on(connect(seeds, config)))
+    }
+
+    /// Connects without blocking the event loop; resolves to a NativeClient.
+    #[staticmethod]
+    #[pyo3(signature = (seeds, r=None, w=None, pr=None, pw=None, timeout=None))]
+    fn connect_async<'py>(
+        py: Python<'py>,
+        seeds: Vec<String>,
+        r: Option<u8>,
+        w: Option<u8>,
+        pr: Option<u8>,
+        pw: Option<u8>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let config = config(r, w, pr, pw, timeout)?;
+        pyo3_async_runtimes::tokio::future_into_py(py, connect(seeds, config))
+    }
+
+    #[pyo3(signature = (bucket, key, r=None, pr=None, timeout=None))]
+    fn get(
+        &self,
+        py: Python<'_>,
+        bucket: String,
+        key: Vec<u8>,
+        r: Option<u8>,
+        pr: Option<u8>,
+        timeout: Option<f64>,
+    ) -> PyResult<ReadResult> {
+        let op = self.get_op(bucket, key, read_options(r, pr, timeout)?)?;
+        block(py, op)
+    }
+
+    #[pyo3(signature = (bucket, key, r=None, pr=None, timeout=None))]
+    fn get_async<'py>(
+        &self,
+        py: Python<'py>,
+        bucket: String,
+        key: Vec<u8>,
+        r: Option<u8>,
+        pr: Option<u8>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let op = self.get_op(bucket, key, read_options(r, pr, timeout)?)?;
+        pyo3_async_runtimes::tokio::future_into_py(py, op)
+    }
+
+    /// Writes `value` (None: a delete) with an optional context from an earlier read.
+    #[pyo3(signature = (bucket, key, value, context=None, w=None, pw=None, timeout=None, overwrite=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn put(
+        &self,
+        py: Python<'_>,
+        bucket: String,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        context: Option<Vec<u8>>,
+        w: Option<u8>,
+        pw: Option<u8>,
+        timeout: Option<f64>,
+        overwrite: bool,
+    ) -> PyResult<Receipt> {
+        let op = self.put_op(
+            bucket,
+            key,
+            value,
+            context,
+            write_options(w, pw, timeout, overwrite)?,
+        )?;
+        block(py, op)
+    }
+
+    #[pyo3(signature = (bucket, key, value, context=None, w=None, pw=None, timeout=None, overwrite=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn put_async<'py>(
+        &self,
+        py: Python<'py>,
+        bucket: String,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        context: Option<Vec<u8>>,
+        w: Option<u8>,
+        pw: Option<u8>,
+        timeout: Option<f64>,
+        overwrite: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let op = self.put_op(
+            bucket,
+            key,
+            value,
+            context,
+            write_options(w, pw, timeout, overwrite)?,
+        )?;
+        pyo3_async_runtimes::tokio::future_into_py(py, op)
+    }
+
+    /// Closes the client's connections. Idempotent; later calls raise a connection error.
+    fn close(&self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            self.client.close();
+        }
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+impl NativeClient {
+    fn open_client(&self) -> PyResult<Client> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(NativeError::new_err((
+                "connection",
+                "the client is closed".to_string(),
+                fields(),
+            )));
+        }
+        Ok(self.client.clone())
+    }
+
+    fn get_op(
+        &self,
+        bucket: String,
+        key: Vec<u8>,
+        opts: ReadOptions,
+    ) -> PyResult<impl Future<Output = PyResult<ReadResult>> + Send + 'static> {
+        let client = self.open_client()?;
+        Ok(async move {
+            let read = client
+                .bucket(bucket)
+                .get_with(key, &opts)
+                .await
+                .map_err(into_py)?;
+            let context = read.context().to_bytes();
+            Ok((
+                read.into_siblings()
+                    .into_iter()
+                    .map(|b| b.to_vec())
+                    .collect(),
+                context,
+            ))
+        })
+    }
+
+    fn put_op(
+        &self,
+        bucket: String,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        context: Option<Vec<u8>>,
+        opts: WriteOptions,
+    ) -> PyResult<impl Future<Output = PyResult<Receipt>> + Send + 'static> {
+        let client = self.open_client()?;
+        let context = context
+            .map(|c| Context::from_bytes(&c))
+            .transpose()
+            .map_err(|e| into_py(Error::InvalidArgument(format!("context: {e}"))))?;
+        Ok(async move {
+            let bucket = client.bucket(bucket);
+            let receipt = match value {
+                Some(value) => bucket.put_with(key, value, context.as_ref(), &opts).await,
+                None => bucket.delete_with(key, context.as_ref(), &opts).await,
+            }
+            .map_err(into_py)?;
+            let hex = |ids: Vec<ringkv::NodeId>| ids.into_iter().map(|id| id.to_string()).collect();
+            Ok((hex(receipt.home), hex(receipt.fallback)))
+        })
+    }
+}
+
+fn read_options(r: Option<u8>, pr: Option<u8>, timeout: Option<f64>) -> PyResult<ReadOptions> {
+    let mut opts = ReadOptions::default();
+    opts.r = r;
+    opts.pr = pr;
+    opts.timeout = timeout.map(seconds).transpose()?;
+    Ok(opts)
+}
+
+fn write_options(
+    w: Option<u8>,
+    pw: Option<u8>,
+    timeout: Option<f64>,
+    overwrite: bool,
+) -> PyResult<WriteOptions> {
+    let mut opts = WriteOptions::default();
+    opts.w = w;
+    opts.pw = pw;
+    opts.timeout = timeout.map(seconds).transpose()?;
+    opts.overwrite = overwrite;
+    Ok(opts)
+}
+
+/// Runs `op` on the shared runtime, with the GIL released.
+fn block<T: Send>(py: Python<'_>, op: impl Future<Output = PyResult<T>> + Send) -> PyResult<T> {
+    let runtime = pyo3_async_runtimes::tokio::get_runtime();
+    py.detach(|| runtime.block_on(op))
+}
+
+/// The structured fields of an error: (required, alive, succeeded, in_doubt, siblings).
+type Fields = (
+    Option<usize>,
+    Option<usize>,
+    Option<usize>,
+    Option<bool>,
+    Option<u32>,
+);
+
+fn fields() -> Fields {
+    (None, None, None, None, None)
+}
+
+/// Turns an SDK error into `NativeError(kind, message, fields)`.
+fn into_py(e: Error) -> PyErr {
+    let message = e.to_string();
+    let (kind, fields): (&str, Fields) = match &e {
+        Error::Quorum {
+            required,
+            succeeded,
+            in_doubt,
+            ..
+        } => (
+            "quorum",
+            (
+                Some(*required),
+                None,
+                Some(*succeeded),
+                Some(*in_doubt),
+                None,
+            ),
+        ),
+        Error::Unavailable { required, alive } => (
+            "unavailable",
+            (Some(*required), Some(*alive), None, None, None),
+        ),
+        Error::Timeout { in_doubt } => ("timeout", (None, None, None, Some(*in_doubt), None)),
+        Error::InvalidArgument(_) => ("invalid_argument", fields()),
+        Error::ContextRequired { siblings } => (
+            "context_required",
+            (None, None, None, None, Some(*siblings)),
+        ),
+        Error::Server(_) => ("server", fields()),
+        Error::Unreachable { .. } | Error::Connection { .. } | Error::NoRing { .. } => {
+            ("connection", fields())
+        }
+        Error::Protocol(_) => ("protocol", fields()),
+        _ => ("error", fields()),
+    };
+    NativeError::new_err((kind, message, fields))
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<NativeClient>()?;
+    m.add("NativeError", m.py().get_type::<NativeError>())?;
+    Ok(())
+}

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+
+import ringkv
+import ringkv.asyncio
+
+
+async def test_round_trip_and_context_manager(cluster) -> None:  # type: ignore[no-untyped-def]
+    key = f"a-{uuid.uuid4().hex}"
+    async with ringkv.asyncio.Client(cluster.addrs) as c:
+        receipt = await c.put(key, b"hello")
+        assert len(receipt.home) >= 2
+        result = await c.get(key)
+        assert result.value == b"hello"
+        await c.delete(key, context=result.context)
+        assert not (await c.get(key)).found
+    assert c.closed
+    with pytest.raises(ringkv.ConnectionError):
+        await c.get(key)
+
+
+async def test_a_thousand_concurrent_operations(cluster) -> None:  # type: ignore[no-untyped-def]
+    prefix = uuid.uuid4().hex
+    c = ringkv.asyncio.Client(cluster.addrs)
+    items = {f"{prefix}-{i}": str(i).encode() for i in range(500)}
+    await c.put_many(items)
+    results = await c.get_many(items)
+    assert {k: r.value for k, r in results.items()} == items
+    await c.close()
+    await c.close()
+
+
+async def test_same_exceptions_as_the_sync_client(cluster) -> None:  # type: ignore[no-untyped-def]
+    async with ringkv.asyncio.Client.from_url("ringkv://" + ",".join(cluster.addrs)) as c:
+        with pytest.raises(ringkv.InvalidArgument):
+            await c.get("k", r=4)
+    with pytest.raises(ringkv.ConnectionError):
+        await ringkv.asyncio.Client(["127.0.0.1:1"]).get("k")
+
+
+async def test_cancelling_a_task_cancels_the_call(own_cluster) -> None:  # type: ignore[no-untyped-def]
+    async with ringkv.asyncio.Client(own_cluster.addrs) as c:
+        await c.put("k", b"v")
+        own_cluster.pause(1)
+        task = asyncio.create_task(c.get("k", r=3, timeout=30))
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert time.monotonic() - started < 5, "cancellation waited for the call"
+        own_cluster.resume(1)
+        assert (await c.get("k")).value == b"v", "the client still works after a cancellation"

@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import builtins
+import threading
+import uuid
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import ringkv
+
+
+def unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex}"
+
+
+def test_round_trip_with_str_and_bytes_keys(client: ringkv.Client) -> None:
+    key = unique("k")
+    receipt = client.put(key, b"hello")
+    assert len(receipt.home) >= 2 and receipt.fallback == []
+    result = client.get(key.encode())
+    assert result.found and result.value == b"hello" and result.siblings == [b"hello"]
+    client.put(key, b"again", context=result.context)
+    assert client.get(key).value == b"again"
+    client.delete(key, context=client.get(key).context)
+    gone = client.get(key)
+    assert not gone.found and gone.value is None and gone.context
+
+
+def test_mapping_interface(client: ringkv.Client) -> None:
+    key = unique("m")
+    assert key not in client
+    client[key] = b"v1"
+    client[key] = b"v2"
+    assert key in client and client[key] == b"v2"
+    del client[key]
+    with pytest.raises(KeyError):
+        client[key]
+
+
+def test_concurrent_writes_become_siblings_and_a_resolver_merges_them(client: ringkv.Client) -> None:
+    key = unique("cart")
+    client.put(key, b"milk")
+    seen = client.get(key)
+    client.put(key, b"milk,eggs", context=seen.context)
+    client.put(key, b"milk,bread", context=seen.context)
+    both = client.get(key, r=3)
+    assert sorted(both.siblings) == [b"milk,bread", b"milk,eggs"] and both.value is None
+    with pytest.raises(ringkv.ContextRequired) as info:
+        client.put(key, b"blind")
+    assert info.value.siblings == 2
+
+    def union(siblings: list[bytes]) -> bytes:
+        return b",".join(sorted({item for s in siblings for item in s.split(b",")}))
+
+    merged = client.get(key, r=3, resolver=union, write_back=True)
+    assert merged.value == b"bread,eggs,milk"
+    assert client.get(key, r=3).siblings == [b"bread,eggs,milk"], "write_back resolved it"
+
+
+def test_buckets_and_url(cluster, client: ringkv.Client) -> None:  # type: ignore[no-untyped-def]
+    key = unique("b")
+    client.put(key, b"in carts", bucket="carts")
+    assert not client.get(key).found
+    url = "ringkv://" + ",".join(cluster.addrs) + "/?r=3&w=3&timeout=2.5"
+    with ringkv.Client.from_url(url, bucket="carts") as other:
+        assert other.get(key).value == b"in carts"
+        assert len(other.put(unique("w3"), b"x").home) == 3
+
+
+def test_bad_input_raises_the_right_exception_class(cluster, client: ringkv.Client) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ringkv.InvalidArgument, match="r = 4"):
+        client.get("k", r=4)
+    with pytest.raises(ValueError):
+        client.put("k", b"v", w=9)
+    for url in ["http://x:1", "ringkv://", "ringkv://h:1/?q=1", "ringkv://h:1/?r=two"]:
+        with pytest.raises(ringkv.InvalidArgument):
+            ringkv.Client.from_url(url)
+    with pytest.raises(ringkv.InvalidArgument):
+        client.put("k", b"v", context=b"\x09garbage")
+    with pytest.raises(ringkv.ServerError, match="exceeds the limit"):
+        client.put("x" * 70_000, b"v")
+    with pytest.raises(TypeError):
+        client.put("k", "not bytes")  # type: ignore[arg-type]
+    with pytest.raises(ringkv.ConnectionError) as info:
+        ringkv.Client([f"127.0.0.1:{_closed_port()}"])
+    assert isinstance(info.value, builtins.ConnectionError)
+
+
+def _closed_port() -> int:
+    from conftest import free_port
+
+    return free_port()
+
+
+def test_close_is_idempotent_and_later_calls_say_so(cluster) -> None:  # type: ignore[no-untyped-def]
+    c = ringkv.Client(cluster.addrs)
+    c.close()
+    c.close()
+    assert c.closed
+    with pytest.raises(ringkv.ConnectionError, match="closed"):
+        c.get("k")
+
+
+def test_many_threads_share_one_client(client: ringkv.Client) -> None:
+    errors: list[BaseException] = []
+    prefix = unique("t")
+
+    def work(n: int) -> None:
+        try:
+            for i in range(25):
+                key = f"{prefix}-{n}-{i}"
+                client.put(key, str(i).encode())
+                assert client.get(key).value == str(i).encode()
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors[:3]
+    assert len(client.get_many([f"{prefix}-{n}-0" for n in range(16)])) == 16
+
+
+@settings(max_examples=40, deadline=None)
+@given(key=st.binary(min_size=0, max_size=64), value=st.binary(max_size=2048))
+def test_any_bytes_round_trip(cluster, key: bytes, value: bytes) -> None:  # type: ignore[no-untyped-def]
+    with ringkv.Client(cluster.addrs) as c:
+        c.put(key, value, overwrite=True)
+        assert c.get(key, r=3).value == value
+
+
+def test_failures_raise_timeout_quorum_and_unavailable(own_cluster) -> None:  # type: ignore[no-untyped-def]
+    with ringkv.Client(own_cluster.addrs) as c:
+        c.put("k", b"v")
+        own_cluster.pause(2)
+        with pytest.raises(ringkv.TimeoutError) as timeout:
+            c.get("k", r=3, timeout=0.3)
+        assert isinstance(timeout.value, builtins.TimeoutError) and not timeout.value.in_doubt
+        own_cluster.resume(2)
+        own_cluster.kill(1)
+        own_cluster.kill(2)
+        with pytest.raises(ringkv.QuorumError) as quorum:
+            c.put("k2", b"v", w=2)
+        assert quorum.value.required == 2 and quorum.value.succeeded <= 1
+        with pytest.raises(ringkv.UnavailableError) as unavailable:
+            c.put("k3", b"v", pw=2)
+        assert (unavailable.value.required, unavailable.value.alive) == (2, 1)
+        receipt = c.put("k4", b"v", w=1)
+        assert len(receipt.home) + len(receipt.fallback) == 1, "one node left, one ack"
