@@ -1,5 +1,6 @@
 # Shortcuts for the scripts in scripts/ (which are what the README and CI run).
-.PHONY: help demo test bench build fmt clippy clean-demo
+SHELL := /bin/bash
+.PHONY: help demo test bench bench-python build fmt clippy clean-demo
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -24,3 +25,6 @@ clippy: ## Lint with warnings as errors
 
 clean-demo: ## Remove the demo cluster's data
 	rm -rf .demo
+
+bench-python: ## Python clients vs the Rust SDK, side by side, against a local cluster
+	. scripts/env.sh && cargo build -q -p ringkv-server --bin ringkvd && cargo build -q -p ringkv-examples --example sdk_load && ./scripts/python-env.sh && .venv/bin/python python/benches/bench.py

@@ -27,9 +27,9 @@ async def test_round_trip_and_context_manager(cluster) -> None:  # type: ignore[
 async def test_a_thousand_concurrent_operations(cluster) -> None:  # type: ignore[no-untyped-def]
     prefix = uuid.uuid4().hex
     c = ringkv.asyncio.Client(cluster.addrs)
-    items = {f"{prefix}-{i}": str(i).encode() for i in range(500)}
-    await c.put_many(items)
-    results = await c.get_many(items)
+    items = {f"{prefix}-{i}": str(i).encode() for i in range(1000)}
+    await c.put_many(items)  # 1,000 writes in flight at once
+    results = await c.get_many(items)  # then 1,000 reads
     assert {k: r.value for k, r in results.items()} == items
     await c.close()
     await c.close()

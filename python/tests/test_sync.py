@@ -88,7 +88,7 @@ def test_bad_input_raises_the_right_exception_class(cluster, client: ringkv.Clie
 
 
 def _closed_port() -> int:
-    from conftest import free_port
+    from cluster import free_port
 
     return free_port()
 
@@ -150,3 +150,48 @@ def test_failures_raise_timeout_quorum_and_unavailable(own_cluster) -> None:  # 
         assert (unavailable.value.required, unavailable.value.alive) == (2, 1)
         receipt = c.put("k4", b"v", w=1)
         assert len(receipt.home) + len(receipt.fallback) == 1, "one node left, one ack"
+
+
+def test_a_peer_that_speaks_another_protocol_raises_protocol_error() -> None:
+    """A server that answers the handshake with bytes that are not a ringkv frame."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        for _ in range(4):
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(1024)
+                conn.sendall(b"\x00\x00\x00\x03abc")
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        with pytest.raises(ringkv.ProtocolError):
+            ringkv.Client([f"127.0.0.1:{port}"])
+    finally:
+        listener.close()
+
+
+def test_the_process_exits_cleanly_with_open_clients(cluster) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    code = (
+        "import ringkv, ringkv.asyncio, asyncio\n"
+        f"c = ringkv.Client({cluster.addrs!r})\n"
+        "c.put('exit-test', b'v')\n"
+        f"a = ringkv.asyncio.Client({cluster.addrs!r})\n"
+        "asyncio.run(a.put('exit-test-2', b'v'))\n"
+        "print('done')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr.decode()
+    assert out.stdout.strip() == b"done"

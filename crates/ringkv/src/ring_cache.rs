@@ -89,6 +89,9 @@ impl RingCache {
             }
         }
         let mut last_error = String::from("no seeds configured");
+        // If every node answered in a protocol we do not speak, that is the error to report:
+        // "could not fetch the ring" would hide a version mismatch or a wrong port.
+        let mut protocol_errors: Vec<Error> = Vec::new();
         for addr in &candidates {
             let call = pool.call(addr, timeout, current.ring.epoch(), Request::Ring);
             match tokio::time::timeout(timeout, call).await {
@@ -100,10 +103,20 @@ impl RingCache {
                     Err(e) => last_error = format!("{addr} sent an invalid ring: {e}"),
                 },
                 Ok(Ok((other, _))) => last_error = format!("{addr} answered {other:?}"),
-                Ok(Err(e)) => last_error = e.to_string(),
+                Ok(Err(e)) => {
+                    last_error = e.to_string();
+                    if matches!(e, Error::Protocol(_)) {
+                        protocol_errors.push(e);
+                    }
+                }
                 Err(_) => last_error = format!("{addr} did not answer within {timeout:?}"),
             }
             debug!(addr, error = %last_error, "ring fetch failed");
+        }
+        if protocol_errors.len() == candidates.len()
+            && let Some(e) = protocol_errors.pop()
+        {
+            return Err(e);
         }
         Err(Error::NoRing {
             tried: candidates,
