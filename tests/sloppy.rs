@@ -40,6 +40,17 @@ async fn held_by(cluster: &TestCluster, i: usize, key: &str) -> anyhow::Result<O
     }
 }
 
+/// Whether every running node's hint queue empties within 30 s.
+async fn hints_drain(cluster: &TestCluster) -> bool {
+    eventually(Duration::from_secs(30), || async {
+        all_stats(cluster)
+            .await
+            .map(|s| total_hints(&s) == 0)
+            .unwrap_or(false)
+    })
+    .await
+}
+
 fn total_hints(all: &[NodeStats]) -> u64 {
     all.iter().map(|s| s.hints_pending).sum()
 }
@@ -82,13 +93,7 @@ async fn writes_go_to_fallbacks_with_hints_that_are_handed_off_when_the_home_ret
     }
 
     cluster.restart(victim).await?;
-    let drained = eventually(Duration::from_secs(30), || async {
-        all_stats(&cluster)
-            .await
-            .map(|s| total_hints(&s) == 0)
-            .unwrap_or(false)
-    })
-    .await;
+    let drained = hints_drain(&cluster).await;
     assert!(
         drained,
         "hints were not handed off: {:?}",
@@ -139,13 +144,7 @@ async fn hints_survive_a_crash_of_the_fallback_that_holds_them() -> anyhow::Resu
         "hints lost in the crash"
     );
     cluster.restart(victim).await?;
-    let drained = eventually(Duration::from_secs(30), || async {
-        all_stats(&cluster)
-            .await
-            .map(|s| total_hints(&s) == 0)
-            .unwrap_or(false)
-    })
-    .await;
+    let drained = hints_drain(&cluster).await;
     assert!(drained, "hints were not handed off after the restart");
     for key in &keys {
         assert!(
