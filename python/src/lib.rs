@@ -11,8 +11,13 @@
 //! - `*_async` methods return asyncio awaitables; cancelling the asyncio task drops the Rust
 //!   future, which abandons its requests cleanly (the SDK's waiters deregister on drop).
 
+mod bridge;
+
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use bridge::Bridge;
 
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
@@ -36,6 +41,8 @@ type Receipt = (Vec<String>, Vec<String>);
 struct NativeClient {
     client: Client,
     closed: AtomicBool,
+    /// The completion bridge of the event loop this client was last awaited on.
+    bridge: Mutex<Option<Arc<Bridge>>>,
 }
 
 /// The optional quorum and timeout settings every constructor takes.
@@ -75,6 +82,7 @@ async fn connect(seeds: Vec<String>, config: ClientConfig) -> PyResult<NativeCli
     Ok(NativeClient {
         client,
         closed: AtomicBool::new(false),
+        bridge: Mutex::new(None),
     })
 }
 
@@ -128,17 +136,17 @@ impl NativeClient {
     }
 
     #[pyo3(signature = (bucket, key, r=None, pr=None, timeout=None))]
-    fn get_async<'py>(
+    fn get_async(
         &self,
-        py: Python<'py>,
+        py: Python<'_>,
         bucket: String,
         key: Vec<u8>,
         r: Option<u8>,
         pr: Option<u8>,
         timeout: Option<f64>,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    ) -> PyResult<Py<PyAny>> {
         let op = self.get_op(bucket, key, read_options(r, pr, timeout)?)?;
-        pyo3_async_runtimes::tokio::future_into_py(py, op)
+        self.bridge(py)?.spawn(py, op)
     }
 
     /// Writes `value` (None: a delete) with an optional context from an earlier read.
@@ -168,9 +176,9 @@ impl NativeClient {
 
     #[pyo3(signature = (bucket, key, value, context=None, w=None, pw=None, timeout=None, overwrite=false))]
     #[allow(clippy::too_many_arguments)]
-    fn put_async<'py>(
+    fn put_async(
         &self,
-        py: Python<'py>,
+        py: Python<'_>,
         bucket: String,
         key: Vec<u8>,
         value: Option<Vec<u8>>,
@@ -179,7 +187,7 @@ impl NativeClient {
         pw: Option<u8>,
         timeout: Option<f64>,
         overwrite: bool,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    ) -> PyResult<Py<PyAny>> {
         let op = self.put_op(
             bucket,
             key,
@@ -187,7 +195,7 @@ impl NativeClient {
             context,
             write_options(w, pw, timeout, overwrite)?,
         )?;
-        pyo3_async_runtimes::tokio::future_into_py(py, op)
+        self.bridge(py)?.spawn(py, op)
     }
 
     /// Closes the client's connections. Idempotent; later calls raise a connection error.
@@ -204,6 +212,20 @@ impl NativeClient {
 }
 
 impl NativeClient {
+    /// The bridge of the running event loop (made on first use in that loop).
+    fn bridge(&self, py: Python<'_>) -> PyResult<Arc<Bridge>> {
+        let running = py.import("asyncio")?.call_method0("get_running_loop")?;
+        let mut slot = self.bridge.lock().unwrap_or_else(|p| p.into_inner());
+        match slot.as_ref() {
+            Some(bridge) if bridge.is_for(&running) => Ok(bridge.clone()),
+            _ => {
+                let bridge = Bridge::new(running.unbind());
+                *slot = Some(bridge.clone());
+                Ok(bridge)
+            }
+        }
+    }
+
     fn open_client(&self) -> PyResult<Client> {
         if self.closed.load(Ordering::Acquire) {
             return Err(NativeError::new_err((
