@@ -196,6 +196,34 @@ impl Ring {
             .collect()
     }
 
+    /// Each member's share of the ring as first home replica (0.0 to 1.0, summing to 1.0 over
+    /// a non-empty ring), in member order. A key at position `p` belongs to the first token at
+    /// or after `p`, so a token owns the arc from the previous token (exclusive) to itself.
+    pub fn ownership(&self) -> Vec<(NodeId, f64)> {
+        let mut owned = vec![0u128; self.config.members.len()];
+        for (i, &(position, member)) in self.tokens.iter().enumerate() {
+            let previous = if i == 0 {
+                self.tokens[self.tokens.len() - 1].0
+            } else {
+                self.tokens[i - 1].0
+            };
+            let arc = position.wrapping_sub(previous);
+            // A single token owns the whole ring (its arc computes as 0).
+            owned[member as usize] += if self.tokens.len() == 1 {
+                1u128 << 64
+            } else {
+                u128::from(arc)
+            };
+        }
+        let total = (1u128 << 64) as f64;
+        self.config
+            .members
+            .iter()
+            .zip(owned)
+            .map(|(m, o)| (m.id, o as f64 / total))
+            .collect()
+    }
+
     /// Whether `node` is one of the home replicas of `key`.
     pub fn is_home_replica(&self, node: NodeId, bucket: &str, key: &[u8]) -> bool {
         self.home_replicas(bucket, key).iter().any(|m| m.id == node)

@@ -286,6 +286,13 @@ impl Client {
         self.inner.ring.current().ring.clone()
     }
 
+    /// The members the servers' gossip reported alive with the last ring fetch.
+    pub fn alive_nodes(&self) -> Vec<NodeId> {
+        let mut alive: Vec<NodeId> = self.inner.ring.current().alive.iter().copied().collect();
+        alive.sort_unstable();
+        alive
+    }
+
     /// Refetches the ring now.
     pub async fn refresh_ring(&self) -> Result<()> {
         self.inner

@@ -298,3 +298,26 @@ proptest! {
         prop_assert_eq!(ids.iter().collect::<HashSet<_>>().len(), weights.len());
     }
 }
+
+#[test]
+fn ownership_sums_to_one_and_follows_weight() {
+    let ring = ring_of(0, &[1, 1, 2], DEFAULT_VNODES_PER_WEIGHT);
+    let shares = ring.ownership();
+    let total: f64 = shares.iter().map(|(_, s)| s).sum();
+    assert!((total - 1.0).abs() < 1e-9, "{total}");
+    let heavy = shares
+        .iter()
+        .find(|(id, _)| *id == NodeId(node_id(0, 2)))
+        .expect("member")
+        .1;
+    assert!((heavy - 0.5).abs() < 0.03, "weight 2 of 4 owns {heavy}");
+    // And it agrees with where keys actually go.
+    let load = primary_load(&ring);
+    let measured = load[&NodeId(node_id(0, 2))] as f64 / KEYS as f64;
+    assert!(
+        (measured - heavy).abs() < 0.01,
+        "ownership {heavy} vs keys {measured}"
+    );
+    let single = ring_of(0, &[1], 1);
+    assert_eq!(single.ownership()[0].1, 1.0);
+}
