@@ -95,36 +95,17 @@ pub struct Firewall;
 impl Firewall {
     /// Drops every packet from `from` to `to` (one direction).
     pub fn drop(from: Ipv4Addr, to: Ipv4Addr) {
-        iptables(&[
-            "-A",
-            "OUTPUT",
-            "-s",
-            &from.to_string(),
-            "-d",
-            &to.to_string(),
-            "-j",
-            "DROP",
-        ]);
+        drop_rule(from, to, &[]);
     }
 
     /// Drops packets from `from` to `to` with probability `p`.
     pub fn drop_randomly(from: Ipv4Addr, to: Ipv4Addr, p: f64) {
-        iptables(&[
-            "-A",
-            "OUTPUT",
-            "-s",
-            &from.to_string(),
-            "-d",
-            &to.to_string(),
-            "-m",
-            "statistic",
-            "--mode",
-            "random",
-            "--probability",
-            &p.to_string(),
-            "-j",
-            "DROP",
-        ]);
+        let p = p.to_string();
+        drop_rule(
+            from,
+            to,
+            &["-m", "statistic", "--mode", "random", "--probability", &p],
+        );
     }
 
     /// Cuts `a` and `b` apart in both directions.
@@ -137,6 +118,15 @@ impl Firewall {
     pub fn heal() {
         iptables(&["-F", "OUTPUT"]);
     }
+}
+
+/// Appends an OUTPUT rule dropping packets from `from` to `to` that match `matches`.
+fn drop_rule(from: Ipv4Addr, to: Ipv4Addr, matches: &[&str]) {
+    let (from, to) = (from.to_string(), to.to_string());
+    let mut args = vec!["-A", "OUTPUT", "-s", &from, "-d", &to];
+    args.extend_from_slice(matches);
+    args.extend_from_slice(&["-j", "DROP"]);
+    iptables(&args);
 }
 
 fn iptables(args: &[&str]) {

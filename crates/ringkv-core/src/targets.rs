@@ -30,6 +30,9 @@ impl Target<'_> {
 }
 
 /// The sloppy quorum's targets for a key whose preference list is `preference`.
+///
+/// Stops pulling from `preference` as soon as it has what it needs, so a caller that passes
+/// an iterator by reference can go on with the members after the targets (the spares).
 pub fn sloppy_targets<'a>(
     preference: impl IntoIterator<Item = &'a Member>,
     n: usize,
@@ -37,7 +40,12 @@ pub fn sloppy_targets<'a>(
 ) -> Vec<Target<'a>> {
     let mut targets = Vec::with_capacity(n);
     let mut down_homes = Vec::new();
-    for (position, member) in preference.into_iter().enumerate() {
+    let mut preference = preference.into_iter();
+    let mut position = 0;
+    while position < n || !down_homes.is_empty() {
+        let Some(member) = preference.next() else {
+            break;
+        };
         if position < n {
             if healthy(member.id) {
                 targets.push(Target {
@@ -47,8 +55,6 @@ pub fn sloppy_targets<'a>(
             } else {
                 down_homes.push(member.id);
             }
-        } else if down_homes.is_empty() {
-            break;
         } else if healthy(member.id) {
             let home = down_homes.remove(0);
             targets.push(Target {
@@ -56,6 +62,7 @@ pub fn sloppy_targets<'a>(
                 stands_in_for: Some(home),
             });
         }
+        position += 1;
     }
     targets
 }
@@ -108,6 +115,19 @@ mod tests {
             .collect();
         assert_eq!(got, vec![(1, None), (3, None), (5, Some(2))]);
         assert_eq!(strict_targets(&list, 3, |id| !down.contains(&id)).len(), 2);
+    }
+
+    #[test]
+    fn the_members_after_the_targets_are_left_to_the_caller() {
+        let list = members(6);
+        let mut walk = list.iter();
+        let targets = sloppy_targets(&mut walk, 3, |id| id != NodeId(2));
+        assert_eq!(targets.len(), 3);
+        assert_eq!(
+            walk.next().map(|m| m.id),
+            Some(NodeId(5)),
+            "node 5 is the first spare"
+        );
     }
 
     #[test]

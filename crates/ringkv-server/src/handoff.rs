@@ -83,6 +83,9 @@ async fn run_round(
         .collect();
     let epoch = view.ring.epoch();
     let mut delivered = 0;
+    // Counted during the scan rather than by a second scan of the column family: what this
+    // round saw, less what it delivered (a hint added meanwhile shows in the next round).
+    let mut scanned = 0;
     let mut after: Option<HintKey> = None;
     loop {
         let store = service.store().clone();
@@ -92,6 +95,7 @@ async fn run_round(
                 .await??;
         let Some((last, _)) = batch.last() else { break };
         after = Some(last.clone());
+        scanned += batch.len() as u64;
         let mut sends = FuturesUnordered::new();
         for (hint, state) in batch {
             let Some(addr) = addresses.get(&hint.home) else {
@@ -120,9 +124,10 @@ async fn run_round(
             delivered += settle(service, result).await;
         }
     }
-    let store = service.store().clone();
-    let pending = tokio::task::spawn_blocking(move || store.hint_count()).await??;
-    Ok(Round { delivered, pending })
+    Ok(Round {
+        delivered,
+        pending: scanned.saturating_sub(delivered),
+    })
 }
 
 type Sent = (
@@ -131,14 +136,15 @@ type Sent = (
     ringkv::Result<(Response, ringkv_core::RingEpoch)>,
 );
 
-/// Deletes a hint whose home node acknowledged it. Returns 1 if it was delivered.
+/// Deletes a hint whose home node acknowledged it. Returns 1 if it is gone (a hint that
+/// changed while in flight stays, and is sent again next round).
 async fn settle(service: &Arc<Service>, (hint, state, answer): Sent) -> u64 {
     match answer {
         Ok((Response::Merged, _)) => {
             let service = service.clone();
             let home = hint.home;
             match tokio::task::spawn_blocking(move || service.hint_delivered(&hint, &state)).await {
-                Ok(Ok(_)) => 1,
+                Ok(Ok(gone)) => u64::from(gone),
                 Ok(Err(e)) => {
                     warn!(node = %home, error = %e, "could not delete a delivered hint; it will be sent again");
                     0

@@ -256,11 +256,13 @@ fn plan(inner: &Arc<Inner>, bucket: &str, key: &[u8], ask: Ask) -> Result<Plan> 
             false
         }
     };
-    let preference = ring.preference_list(bucket.as_bytes(), key);
+    // One walk of the preference list: the targets first, then (sloppy calls) the spares
+    // from where the targets stopped.
+    let mut preference = ring.preference_list(bucket.as_bytes(), key);
     let n = usize::from(props.n);
     let chosen = match strict {
-        Some(_) => strict_targets(preference, n, healthy),
-        None => sloppy_targets(preference, n, healthy),
+        Some(_) => strict_targets(&mut preference, n, healthy),
+        None => sloppy_targets(&mut preference, n, healthy),
     };
     let targets: Vec<Target> = chosen
         .into_iter()
@@ -271,9 +273,7 @@ fn plan(inner: &Arc<Inner>, bucket: &str, key: &[u8], ask: Ask) -> Result<Plan> 
         .collect();
     let spares = match strict {
         Some(_) => Vec::new(),
-        None => ring
-            .preference_list(bucket.as_bytes(), key)
-            .filter(|m| !targets.iter().any(|t| t.member.id == m.id))
+        None => preference
             .filter(|m| healthy(m.id))
             .take(n)
             .cloned()
