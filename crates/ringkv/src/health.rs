@@ -14,6 +14,12 @@
 //!
 //! The second source is what makes a partition between this client and one node invisible to
 //! callers even while gossip, which runs between servers, still sees the node alive.
+//!
+//! And first-hand evidence outweighs second-hand in the other direction too: servers' views
+//! of a node that just came back converge over a few gossip rounds, and a ring refresh may
+//! come from one that has not yet seen it. A node that answered this client within
+//! [`FRESH_ANSWER`] is not dropped on gossip's word; if it really is gone, the client's own
+//! failing requests mark it down.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -28,6 +34,8 @@ use crate::error::Error;
 pub const BACKOFF_BASE: Duration = Duration::from_millis(250);
 /// Back-off never grows beyond this, so a node that comes back is used again within seconds.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(4);
+/// How long a node's last answer to this client outweighs gossip saying it is dead.
+pub const FRESH_ANSWER: Duration = Duration::from_secs(3);
 
 #[derive(Debug)]
 struct Down {
@@ -42,6 +50,8 @@ struct Down {
 pub(crate) struct Health {
     /// Short critical sections only (lookups and updates), never across an await.
     down: Mutex<HashMap<NodeId, Down>>,
+    /// When each node last answered a request of this client. Same locking discipline.
+    answered: Mutex<HashMap<NodeId, Instant>>,
 }
 
 /// What `Health::check` says about a node.
@@ -61,7 +71,8 @@ impl Health {
 
     /// Whether `node` may be sent requests. `gossip_alive` empty means "no gossip opinion".
     pub(crate) fn check(&self, node: NodeId, gossip_alive: &HashSet<NodeId>) -> Verdict {
-        if !gossip_alive.is_empty() && !gossip_alive.contains(&node) {
+        if !gossip_alive.is_empty() && !gossip_alive.contains(&node) && !self.answered_lately(node)
+        {
             return Verdict::Down;
         }
         let mut down = self.lock();
@@ -80,10 +91,21 @@ impl Health {
         match outcome {
             Ok(()) => {
                 self.lock().remove(&node);
+                self.answered
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(node, Instant::now());
             }
             Err(e) if says_node_is_down(e) => self.mark_down(node),
             Err(_) => {}
         }
+    }
+
+    fn answered_lately(&self, node: NodeId) -> bool {
+        let answered = self.answered.lock().unwrap_or_else(|p| p.into_inner());
+        answered
+            .get(&node)
+            .is_some_and(|at| at.elapsed() < FRESH_ANSWER)
     }
 
     /// Marks `node` down for its next back-off period.
@@ -170,6 +192,31 @@ mod tests {
         );
         tokio::time::advance(BACKOFF_MAX * 2).await;
         assert_eq!(health.check(node, &HashSet::new()), Verdict::Probe);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fresh_answer_outweighs_a_stale_gossip_verdict_for_a_while() {
+        let health = Health::default();
+        let gossip: HashSet<NodeId> = [NodeId(2)].into();
+        health.record(NodeId(1), Ok(()));
+        assert_eq!(
+            health.check(NodeId(1), &gossip),
+            Verdict::Up,
+            "it just answered us"
+        );
+        tokio::time::advance(FRESH_ANSWER * 2).await;
+        assert_eq!(
+            health.check(NodeId(1), &gossip),
+            Verdict::Down,
+            "gossip wins once stale"
+        );
+        health.record(NodeId(1), Ok(()));
+        health.record(NodeId(1), Err(&unreachable()));
+        assert_eq!(
+            health.check(NodeId(1), &gossip),
+            Verdict::Down,
+            "its own failure still counts"
+        );
     }
 
     #[test]
