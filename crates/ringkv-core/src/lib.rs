@@ -5,7 +5,9 @@
 //! cannot drift apart, and so that the logic can be tested as plain functions and properties.
 //!
 //! - [`hash`]: the fixed hash functions that place keys and tokens on the ring.
-//! - [`ring`]: members, tokens, preference lists, ring epochs.
+//! - [`ring`]: members, tokens, preference lists, ring epochs, transfers.
+//! - [`claim`]: the token allocator (joins, leaves, weights).
+//! - [`layout`]: the cluster layout and its staged, planned and committed changes.
 //! - [`bucket`]: bucket properties (`n`, conflict policy, default quorums).
 //! - [`version`] and [`siblings`]: dots, version vectors and the DVV sibling set with its
 //!   `stamp` and `merge` laws.
@@ -15,8 +17,10 @@
 //! - [`wire`]: messages, the error enum that crosses the wire, and the frame codec.
 
 pub mod bucket;
+pub mod claim;
 pub mod context;
 pub mod hash;
+pub mod layout;
 pub mod node;
 pub mod quorum;
 pub mod ring;
@@ -27,7 +31,10 @@ pub mod wire;
 
 pub use bucket::{BucketProps, Buckets, ConflictPolicy, DEFAULT_BUCKET};
 pub use context::Context;
-pub use node::{Member, MemberStatus, NodeId};
-pub use ring::{Ring, RingConfig, RingEpoch, RingError};
+pub use layout::{Change, Layout, LayoutError, Step};
+pub use node::{Member, NodeId};
+pub use ring::{
+    DEFAULT_TOKENS_PER_WEIGHT, Phase, Ring, RingConfig, RingEpoch, RingError, Route, Transition,
+};
 pub use siblings::{Sibling, SiblingSet};
 pub use version::{Dot, VersionVector};

@@ -4,6 +4,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::hash::Position;
+
 /// A node's identity: a random 64-bit number created on its first start and persisted in its
 /// data directory.
 ///
@@ -28,22 +30,11 @@ impl std::str::FromStr for NodeId {
     }
 }
 
-/// Where a member stands in the cluster's life cycle.
-///
-/// Only an explicit operator action changes it; a node that merely stops answering keeps its
-/// status (and its place in the ring) and is routed around by the sloppy quorum.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum MemberStatus {
-    /// Owns its share of the ring and serves requests.
-    #[default]
-    Active,
-}
-
 /// One member of the ring, as every client and server sees it.
+///
+/// A member's `tokens` are its places on the ring, chosen once by the token allocator
+/// ([`crate::claim`]) when the member joins or its weight changes, and carried in the
+/// committed cluster layout from then on: a ring is computed from the tokens, not re-derived.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Member {
     pub id: NodeId,
@@ -51,5 +42,7 @@ pub struct Member {
     pub addr: String,
     /// Relative capacity: a member of weight 2 owns twice the ring of a member of weight 1.
     pub weight: u32,
-    pub status: MemberStatus,
+    /// Ring positions, sorted. A token owns the arc from the previous token (exclusive) to
+    /// itself (inclusive).
+    pub tokens: Vec<Position>,
 }

@@ -1,57 +1,115 @@
 //! The ring: which nodes hold which keys.
 //!
-//! The ring is a pure function of its [`RingConfig`] (the member list, the bucket table and the
-//! number of tokens per unit of weight): every client and every server that holds the same
-//! config computes the same ring, and the config's digest is the ring's [`RingEpoch`].
+//! The ring is a pure function of its [`RingConfig`]: the members with their tokens, the
+//! transfer under way if any, and the bucket table. Every client and every server that holds
+//! the same config computes the same ring, and the config's [`RingEpoch`] names it.
 //!
 //! # Placement
 //!
-//! Member `m` owns `m.weight × vnodes_per_weight` tokens; token `i` sits at
-//! [`token_position`]`(m.id, i)`. A key sits at [`key_position`]`(bucket, key)`. Its
-//! *preference list* is the ring walked clockwise from that position, keeping each physical node
-//! the first time it is met: the first `n` are the key's home replicas, the rest its fallbacks,
-//! in order. Because tokens depend only on their own member, a join or a leave moves only the
-//! keys whose preference list gains or loses that member (close to the ideal `1/members`).
+//! Each member owns the tokens the allocator gave it ([`crate::claim`]): about
+//! `weight × tokens_per_weight` positions, chosen when it joined so that every member's share
+//! of the ring matches its weight. A key sits at [`key_position`]`(bucket, key)`. Its
+//! *preference list* is the ring walked clockwise from that position, keeping each physical
+//! node the first time it is met: the first `n` are the key's home replicas, the rest its
+//! fallbacks, in order.
 //!
-//! Balance is a matter of token count: a member's share varies by about `1/sqrt(tokens)`. The
-//! default of 1,024 tokens per unit of weight was picked by the figures in `ring::tests`
-//! (printed by `cargo test -p ringkv-core figures -- --nocapture`), on 100,000 keys, worst of 8
-//! random ten-node clusters: at 256 tokens the most loaded node owned 1.16 × the mean and a
-//! weight-2 node 1.84 × a weight-1 node; at 1,024, 1.10 × (1.05 × counting all three replicas)
-//! and 2.0 ± 0.08. A ten-node ring of 10,240 tokens takes 160 KiB. Rings of thousands of nodes
-//! will want fewer, better-placed tokens (an allocator, as Cassandra's); see ARCHITECTURE.md.
+//! Tokens used to be derived from the member id (1,024 hashed positions per unit of weight).
+//! That balanced by sheer numbers, and a ring of 10,000 nodes would have held 25 million
+//! tokens. Allocated tokens balance by construction, so 16 per unit of weight do (the figures
+//! are in `ring::tests` and `claim::tests`); the price is that tokens are state, carried in the
+//! committed layout, instead of something every node can recompute alone.
+//!
+//! # Transfers
+//!
+//! While a membership change is being applied ([`Transition`]), the ring holds both the new
+//! members and the previous ones. Reads go to the previous preference list until every node
+//! has streamed its data to the new owners ([`Phase::Streaming`]), then to the new one
+//! ([`Phase::Switching`]); writes go to the homes of both. See [`Ring::route`].
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::bucket::{BucketProps, Buckets, ConflictPolicy};
-use crate::hash::{Position, digest, key_position, token_position};
-use crate::node::{Member, MemberStatus, NodeId};
+use crate::hash::{Position, digest, key_position};
+use crate::node::{Member, NodeId};
 
-/// Tokens per unit of weight unless the cluster is configured otherwise.
-pub const DEFAULT_VNODES_PER_WEIGHT: u32 = 1024;
+/// Tokens per unit of weight the allocator hands out unless the cluster says otherwise.
+pub const DEFAULT_TOKENS_PER_WEIGHT: u32 = 16;
 
-/// The identity of a ring: a digest of its whole [`RingConfig`].
+/// The identity of a ring, ordered: a higher epoch is a newer ring.
 ///
-/// Two rings with the same epoch place every key identically. Every request carries the
-/// client's epoch and every response the server's, so a difference shows up on the next call.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct RingEpoch(pub u64);
+/// `version` counts committed membership changes and transfer phases; `settings` is the
+/// version of the bucket settings in force; `digest` covers the whole [`RingConfig`], so two
+/// rings with the same epoch place every key identically. Every request carries the client's
+/// epoch and every response the server's: a node refuses a request routed by an older ring
+/// (`StaleRing`), and a client that sees a newer one refetches.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct RingEpoch {
+    pub version: u64,
+    pub settings: u64,
+    pub digest: u64,
+}
 
 impl fmt::Display for RingEpoch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
+        write!(
+            f,
+            "v{}.{}-{:08x}",
+            self.version,
+            self.settings,
+            self.digest >> 32
+        )
     }
 }
 
-/// Everything a ring is computed from. This is what servers gossip and clients fetch.
+/// Where a membership change stands. See the module docs and `ARCHITECTURE.md`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Nodes stream the keys they no longer own to their new homes. Reads use the previous
+    /// preference lists, which still hold everything; writes reach the homes of both.
+    Streaming,
+    /// Every node has streamed. Reads use the new preference lists; writes still reach both,
+    /// because clients still in `Streaming` may read the previous lists until every node has
+    /// moved on (nodes refuse their requests from now on).
+    Switching,
+}
+
+/// A membership change being applied: the members before it, and how far it has got.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Transition {
+    /// The ring version the change was committed at; nodes report progress against it.
+    pub id: u64,
+    pub phase: Phase,
+    pub previous: Vec<Member>,
+}
+
+/// Everything a ring is computed from. This is what servers hold and clients fetch.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RingConfig {
+    /// Bumped by every commit and every transfer phase.
+    pub version: u64,
     pub members: Vec<Member>,
+    pub transition: Option<Transition>,
     pub buckets: Buckets,
-    pub vnodes_per_weight: u32,
+    /// The version of the bucket settings in `buckets`.
+    pub settings_version: u64,
+}
+
+impl RingConfig {
+    /// A config with `members` at version 1, default buckets, no transfer: for tests and tools.
+    pub fn of(members: Vec<Member>) -> RingConfig {
+        RingConfig {
+            version: 1,
+            members,
+            transition: None,
+            buckets: Buckets::default(),
+            settings_version: 0,
+        }
+    }
 }
 
 /// Why a [`RingConfig`] cannot make a ring.
@@ -63,64 +121,55 @@ pub enum RingError {
     /// A member of weight 0 would own nothing and yet be listed.
     #[error("node {0} has weight 0; weights start at 1")]
     ZeroWeight(NodeId),
-    /// The config asks for more tokens than a ring can index.
+    /// A member without tokens would own nothing.
+    #[error("node {0} has no tokens")]
+    NoTokens(NodeId),
+    /// The config holds more tokens than a ring can index.
     #[error("the ring would have more than {max} tokens", max = u32::MAX)]
     TooManyTokens,
     /// A bucket's default quorums do not fit its `n`.
     #[error("invalid bucket properties: {0}")]
     InvalidBucket(String),
-    /// `vnodes_per_weight` is 0, so nobody would own anything.
-    #[error("vnodes_per_weight must be at least 1")]
-    NoVnodes,
 }
 
 /// A computed ring. Cheap to query, immutable; build a new one when the config changes.
 #[derive(Clone, Debug)]
 pub struct Ring {
     config: RingConfig,
-    /// `(position, index into config.members)`, sorted by position then member id.
-    tokens: Vec<(Position, u32)>,
+    current: TokenTable,
+    /// The previous members' tokens, while a transfer is under way.
+    previous: Option<TokenTable>,
     epoch: RingEpoch,
+}
+
+/// Where one key's requests go. See [`Ring::route`].
+#[derive(Debug)]
+pub struct Route<'a> {
+    /// The preference list reads use (and writes, first).
+    pub preference: PreferenceList<'a>,
+    /// During a transfer: the home replicas under the other ring that are not homes under the
+    /// reading one. A write must reach them too, on top of its quorum.
+    pub extra_homes: Vec<&'a Member>,
 }
 
 impl Ring {
     /// Computes the ring of `config`. Members are sorted by id, so the order they come in does
     /// not matter.
     pub fn new(mut config: RingConfig) -> Result<Ring, RingError> {
-        config.members.sort_by_key(|m| m.id);
-        for pair in config.members.windows(2) {
-            if pair[0].id == pair[1].id {
-                return Err(RingError::DuplicateMember(pair[0].id));
-            }
-        }
-        if config.vnodes_per_weight == 0 {
-            return Err(RingError::NoVnodes);
-        }
         config
             .buckets
             .validate()
             .map_err(RingError::InvalidBucket)?;
-        let mut total: u64 = 0;
-        for member in &config.members {
-            if member.weight == 0 {
-                return Err(RingError::ZeroWeight(member.id));
-            }
-            total += u64::from(member.weight) * u64::from(config.vnodes_per_weight);
-        }
-        if total > u64::from(u32::MAX) {
-            return Err(RingError::TooManyTokens);
-        }
-        let mut tokens = Vec::with_capacity(total as usize);
-        for (index, member) in config.members.iter().enumerate() {
-            let count = member.weight * config.vnodes_per_weight;
-            tokens.extend((0..count).map(|i| (token_position(member.id.0, i), index as u32)));
-        }
-        // Ties (two tokens on one position) are broken by member order, which is by id.
-        tokens.sort_unstable();
+        let current = TokenTable::new(&mut config.members)?;
+        let previous = match &mut config.transition {
+            Some(t) => Some(TokenTable::new(&mut t.previous)?),
+            None => None,
+        };
         let epoch = epoch_of(&config);
         Ok(Ring {
             config,
-            tokens,
+            current,
+            previous,
             epoch,
         })
     }
@@ -129,12 +178,15 @@ impl Ring {
     pub fn empty() -> Ring {
         Ring {
             config: RingConfig {
+                version: 0,
                 members: Vec::new(),
+                transition: None,
                 buckets: Buckets::default(),
-                vnodes_per_weight: DEFAULT_VNODES_PER_WEIGHT,
+                settings_version: 0,
             },
-            tokens: Vec::new(),
-            epoch: RingEpoch(0),
+            current: TokenTable::default(),
+            previous: None,
+            epoch: RingEpoch::default(),
         }
     }
 
@@ -146,17 +198,39 @@ impl Ring {
         &self.config
     }
 
-    /// Members sorted by id.
+    /// Members sorted by id (the new members during a transfer).
     pub fn members(&self) -> &[Member] {
         &self.config.members
     }
 
+    /// The transfer under way, if any.
+    pub fn transition(&self) -> Option<&Transition> {
+        self.config.transition.as_ref()
+    }
+
+    /// Every node that holds data under this ring: the members, and during a transfer the
+    /// previous members too. Sorted by id.
+    pub fn all_members(&self) -> Vec<&Member> {
+        let mut all: Vec<&Member> = self.config.members.iter().collect();
+        if let Some(t) = &self.config.transition {
+            for m in &t.previous {
+                if self.member(m.id).is_none() {
+                    all.push(m);
+                }
+            }
+        }
+        all.sort_by_key(|m| m.id);
+        all
+    }
+
+    /// The member with this id, in the current members or (during a transfer) the previous.
     pub fn member(&self, id: NodeId) -> Option<&Member> {
-        self.config
-            .members
-            .binary_search_by_key(&id, |m| m.id)
-            .ok()
-            .map(|i| &self.config.members[i])
+        find(&self.config.members, id).or_else(|| {
+            self.config
+                .transition
+                .as_ref()
+                .and_then(|t| find(&t.previous, id))
+        })
     }
 
     pub fn bucket(&self, bucket: &str) -> &BucketProps {
@@ -168,27 +242,59 @@ impl Ring {
     }
 
     pub fn token_count(&self) -> usize {
-        self.tokens.len()
+        self.current.tokens.len()
     }
 
-    /// The preference list of `key` in `bucket`: distinct members, home replicas first.
+    /// The preference list of `key` in `bucket` under the current members: distinct members,
+    /// home replicas first.
     pub fn preference_list(&self, bucket: &[u8], key: &[u8]) -> PreferenceList<'_> {
         self.preference_list_at(key_position(bucket, key))
     }
 
-    /// The preference list of whatever sits at `position`.
+    /// The preference list of whatever sits at `position`, under the current members.
     pub fn preference_list_at(&self, position: Position) -> PreferenceList<'_> {
-        let start = self.tokens.partition_point(|(p, _)| *p < position);
-        PreferenceList {
-            ring: self,
-            next: start,
-            walked: 0,
-            seen: Seen::default(),
+        self.current.walk(&self.config.members, position)
+    }
+
+    /// The preference list under the previous members, during a transfer.
+    pub fn previous_preference_list(
+        &self,
+        bucket: &[u8],
+        key: &[u8],
+    ) -> Option<PreferenceList<'_>> {
+        let (table, transition) = (self.previous.as_ref()?, self.config.transition.as_ref()?);
+        Some(table.walk(&transition.previous, key_position(bucket, key)))
+    }
+
+    /// Where requests for `key` go: the preference list reads use (the previous one while a
+    /// transfer is streaming, else the current one) and the homes a write must reach besides.
+    pub fn route(&self, bucket: &str, key: &[u8]) -> Route<'_> {
+        let n = usize::from(self.bucket(bucket).n);
+        let current = self.preference_list(bucket.as_bytes(), key);
+        let Some(previous) = self.previous_preference_list(bucket.as_bytes(), key) else {
+            return Route {
+                preference: current,
+                extra_homes: Vec::new(),
+            };
+        };
+        let streaming = self
+            .transition()
+            .is_some_and(|t| t.phase == Phase::Streaming);
+        let (reading, other) = if streaming {
+            (previous, current)
+        } else {
+            (current, previous)
+        };
+        let homes: Vec<NodeId> = reading.clone().take(n).map(|m| m.id).collect();
+        let extra_homes = other.take(n).filter(|m| !homes.contains(&m.id)).collect();
+        Route {
+            preference: reading,
+            extra_homes,
         }
     }
 
-    /// The home replicas of `key`: the first `n` distinct members of its preference list
-    /// (fewer when the ring has fewer members).
+    /// The home replicas of `key` under the current members: the first `n` distinct members
+    /// of its preference list (fewer when the ring has fewer members).
     pub fn home_replicas(&self, bucket: &str, key: &[u8]) -> Vec<&Member> {
         let n = usize::from(self.bucket(bucket).n);
         self.preference_list(bucket.as_bytes(), key)
@@ -196,44 +302,163 @@ impl Ring {
             .collect()
     }
 
-    /// Each member's share of the ring as first home replica (0.0 to 1.0, summing to 1.0 over
-    /// a non-empty ring), in member order. A key at position `p` belongs to the first token at
-    /// or after `p`, so a token owns the arc from the previous token (exclusive) to itself.
+    /// The home replicas of `key` under the previous members (empty without a transfer).
+    pub fn previous_home_replicas(&self, bucket: &str, key: &[u8]) -> Vec<&Member> {
+        let n = usize::from(self.bucket(bucket).n);
+        self.previous_preference_list(bucket.as_bytes(), key)
+            .map(|list| list.take(n).collect())
+            .unwrap_or_default()
+    }
+
+    /// Each current member's share of the ring as first home replica (0.0 to 1.0, summing to
+    /// 1.0 over a non-empty ring), in member order.
     pub fn ownership(&self) -> Vec<(NodeId, f64)> {
-        let mut owned = vec![0u128; self.config.members.len()];
-        for (i, &(position, member)) in self.tokens.iter().enumerate() {
+        self.replica_shares(1)
+    }
+
+    /// Each current member's share of the ring counting every one of the first `n` replicas
+    /// (summing to `min(n, members)`), in member order: what each member stores.
+    pub fn replica_shares(&self, n: usize) -> Vec<(NodeId, f64)> {
+        let members = &self.config.members;
+        let tokens = &self.current.tokens;
+        let mut owned = vec![0u128; members.len()];
+        for (i, &(position, _)) in tokens.iter().enumerate() {
             let previous = if i == 0 {
-                self.tokens[self.tokens.len() - 1].0
+                tokens[tokens.len() - 1].0
             } else {
-                self.tokens[i - 1].0
+                tokens[i - 1].0
             };
-            let arc = position.wrapping_sub(previous);
             // A single token owns the whole ring (its arc computes as 0).
-            owned[member as usize] += if self.tokens.len() == 1 {
+            let arc = if tokens.len() == 1 {
                 1u128 << 64
             } else {
-                u128::from(arc)
+                u128::from(position.wrapping_sub(previous))
             };
+            for (index, _) in self.current.walk_indexes(members.len(), i).take(n) {
+                owned[index as usize] += arc;
+            }
         }
         let total = (1u128 << 64) as f64;
-        self.config
-            .members
+        members
             .iter()
             .zip(owned)
             .map(|(m, o)| (m.id, o as f64 / total))
             .collect()
     }
 
-    /// Whether `node` is one of the home replicas of `key`.
+    /// Whether `node` is one of the home replicas of `key` under the current members.
     pub fn is_home_replica(&self, node: NodeId, bucket: &str, key: &[u8]) -> bool {
         self.home_replicas(bucket, key).iter().any(|m| m.id == node)
+    }
+
+    /// How much memory the ring's own tables take (tokens and members), in bytes.
+    pub fn heap_bytes(&self) -> usize {
+        fn members_bytes(members: &[Member]) -> usize {
+            members
+                .iter()
+                .map(|m| {
+                    std::mem::size_of::<Member>()
+                        + m.addr.capacity()
+                        + m.tokens.capacity() * std::mem::size_of::<Position>()
+                })
+                .sum()
+        }
+        let tables =
+            self.current.heap_bytes() + self.previous.as_ref().map_or(0, |t| t.heap_bytes());
+        let previous = self
+            .config
+            .transition
+            .as_ref()
+            .map_or(0, |t| members_bytes(&t.previous));
+        tables + members_bytes(&self.config.members) + previous
+    }
+}
+
+fn find(members: &[Member], id: NodeId) -> Option<&Member> {
+    members
+        .binary_search_by_key(&id, |m| m.id)
+        .ok()
+        .map(|i| &members[i])
+}
+
+/// The tokens of one member list, sorted by position.
+#[derive(Clone, Debug, Default)]
+struct TokenTable {
+    /// `(position, index into the member list)`, sorted by position then member id.
+    tokens: Vec<(Position, u32)>,
+}
+
+impl TokenTable {
+    /// Sorts `members` by id, checks them, and indexes their tokens.
+    fn new(members: &mut [Member]) -> Result<TokenTable, RingError> {
+        members.sort_by_key(|m| m.id);
+        for pair in members.windows(2) {
+            if pair[0].id == pair[1].id {
+                return Err(RingError::DuplicateMember(pair[0].id));
+            }
+        }
+        let mut total = 0usize;
+        for member in members.iter() {
+            if member.weight == 0 {
+                return Err(RingError::ZeroWeight(member.id));
+            }
+            if member.tokens.is_empty() {
+                return Err(RingError::NoTokens(member.id));
+            }
+            total += member.tokens.len();
+        }
+        if total > u32::MAX as usize {
+            return Err(RingError::TooManyTokens);
+        }
+        let mut tokens = Vec::with_capacity(total);
+        for (index, member) in members.iter().enumerate() {
+            tokens.extend(member.tokens.iter().map(|&p| (p, index as u32)));
+        }
+        // Ties (two tokens on one position) are broken by member order, which is by id.
+        tokens.sort_unstable();
+        Ok(TokenTable { tokens })
+    }
+
+    fn walk<'a>(&'a self, members: &'a [Member], position: Position) -> PreferenceList<'a> {
+        let start = self.tokens.partition_point(|(p, _)| *p < position);
+        PreferenceList {
+            tokens: &self.tokens,
+            members,
+            next: start,
+            walked: 0,
+            seen: Seen::default(),
+        }
+    }
+
+    /// The distinct member indexes met walking from token `start`, with the token index where
+    /// each was met.
+    fn walk_indexes(
+        &self,
+        members: usize,
+        start: usize,
+    ) -> impl Iterator<Item = (u32, usize)> + '_ {
+        let mut seen = Seen::default();
+        let len = self.tokens.len();
+        (0..len).filter_map(move |step| {
+            if seen.len() >= members {
+                return None;
+            }
+            let at = (start + step) % len;
+            let index = self.tokens[at].1;
+            seen.insert(index).then_some((index, at))
+        })
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.tokens.capacity() * std::mem::size_of::<(Position, u32)>()
     }
 }
 
 /// The distinct members met walking clockwise from a position. See [`Ring::preference_list`].
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct PreferenceList<'a> {
-    ring: &'a Ring,
+    tokens: &'a [(Position, u32)],
+    members: &'a [Member],
     /// Index of the next token to look at (modulo the token count).
     next: usize,
     /// Tokens looked at so far; the walk ends after one full turn.
@@ -245,14 +470,12 @@ impl<'a> Iterator for PreferenceList<'a> {
     type Item = &'a Member;
 
     fn next(&mut self) -> Option<&'a Member> {
-        let tokens = &self.ring.tokens;
-        let members = &self.ring.config.members;
-        while self.walked < tokens.len() && self.seen.len() < members.len() {
-            let (_, index) = tokens[self.next % tokens.len()];
+        while self.walked < self.tokens.len() && self.seen.len() < self.members.len() {
+            let (_, index) = self.tokens[self.next % self.tokens.len()];
             self.next += 1;
             self.walked += 1;
             if self.seen.insert(index) {
-                return Some(&members[index as usize]);
+                return Some(&self.members[index as usize]);
             }
         }
         None
@@ -261,7 +484,7 @@ impl<'a> Iterator for PreferenceList<'a> {
 
 /// The member indexes a walk has met: a short list while it is short (the common case, `n` of 3
 /// to 5), a bitmap once a walk goes on to the fallbacks of a large ring.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Seen {
     list: Vec<u32>,
     bits: Vec<u64>,
@@ -308,18 +531,37 @@ fn set_bit(bits: &mut [u64], index: u32) {
     bits[index as usize / 64] |= 1 << (index % 64);
 }
 
-/// The digest of a config's canonical byte form (members sorted by id, buckets by name).
+/// The epoch of a config: its versions, and a digest of its canonical byte form (members
+/// sorted by id, buckets by name).
 fn epoch_of(config: &RingConfig) -> RingEpoch {
-    let mut bytes = Vec::with_capacity(64 + config.members.len() * 48);
-    bytes.extend_from_slice(&config.vnodes_per_weight.to_be_bytes());
-    for m in &config.members {
-        bytes.extend_from_slice(&m.id.0.to_be_bytes());
-        bytes.extend_from_slice(&(m.addr.len() as u32).to_be_bytes());
-        bytes.extend_from_slice(m.addr.as_bytes());
-        bytes.extend_from_slice(&m.weight.to_be_bytes());
-        bytes.push(match m.status {
-            MemberStatus::Active => 0,
-        });
+    fn push_members(bytes: &mut Vec<u8>, members: &[Member]) {
+        bytes.extend_from_slice(&(members.len() as u64).to_be_bytes());
+        for m in members {
+            bytes.extend_from_slice(&m.id.0.to_be_bytes());
+            bytes.extend_from_slice(&(m.addr.len() as u32).to_be_bytes());
+            bytes.extend_from_slice(m.addr.as_bytes());
+            bytes.extend_from_slice(&m.weight.to_be_bytes());
+            bytes.extend_from_slice(&(m.tokens.len() as u32).to_be_bytes());
+            for t in &m.tokens {
+                bytes.extend_from_slice(&t.to_be_bytes());
+            }
+        }
+    }
+    let tokens: usize = config.members.iter().map(|m| m.tokens.len()).sum();
+    let mut bytes = Vec::with_capacity(64 + config.members.len() * 48 + tokens * 8);
+    bytes.extend_from_slice(&config.version.to_be_bytes());
+    bytes.extend_from_slice(&config.settings_version.to_be_bytes());
+    push_members(&mut bytes, &config.members);
+    match &config.transition {
+        None => bytes.push(0),
+        Some(t) => {
+            bytes.push(match t.phase {
+                Phase::Streaming => 1,
+                Phase::Switching => 2,
+            });
+            bytes.extend_from_slice(&t.id.to_be_bytes());
+            push_members(&mut bytes, &t.previous);
+        }
     }
     push_props(&mut bytes, &config.buckets.default);
     for (name, props) in &config.buckets.named {
@@ -327,7 +569,11 @@ fn epoch_of(config: &RingConfig) -> RingEpoch {
         bytes.extend_from_slice(name.as_bytes());
         push_props(&mut bytes, props);
     }
-    RingEpoch(digest(&bytes))
+    RingEpoch {
+        version: config.version,
+        settings: config.settings_version,
+        digest: digest(&bytes),
+    }
 }
 
 fn push_props(bytes: &mut Vec<u8>, props: &BucketProps) {

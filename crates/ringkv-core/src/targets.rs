@@ -91,7 +91,6 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::node::MemberStatus;
 
     fn members(count: u64) -> Vec<Member> {
         (1..=count)
@@ -99,7 +98,7 @@ mod tests {
                 id: NodeId(id),
                 addr: format!("127.0.0.1:{id}"),
                 weight: 1,
-                status: MemberStatus::Active,
+                tokens: vec![id],
             })
             .collect()
     }

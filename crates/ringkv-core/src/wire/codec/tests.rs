@@ -12,7 +12,11 @@ type ServerSide = FrameCodec<ClientFrame, ClientFrame>;
 fn put_frame(value_len: usize) -> ClientFrame {
     ClientFrame::Request(RequestFrame {
         id: 42,
-        epoch: RingEpoch(7),
+        epoch: RingEpoch {
+            version: 7,
+            settings: 0,
+            digest: 7,
+        },
         body: Request::Put {
             bucket: "default".into(),
             key: Bytes::from_static(b"user:1"),

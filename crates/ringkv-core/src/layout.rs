@@ -1,0 +1,286 @@
+//! The cluster layout: who the members are, with which tokens, the transfer under way, and the
+//! changes staged for the next commit.
+//!
+//! Membership changes are operator actions in three steps, as in Riak: *stage* joins, leaves
+//! and weight changes ([`Layout::stage`]), look at the *plan* (the members and tokens the
+//! changes would give, [`Layout::plan`]), then *commit* ([`Layout::commit`]). A commit makes
+//! the planned members the ring's members and opens a [`Transition`] that keeps the previous
+//! ones until every node has streamed its data to the new owners.
+//!
+//! The layout is a value with a version. Nodes gossip `(version, digest)` and fetch a newer
+//! layout from the peer that has it; a node adopts a layout when it is newer by that order, so
+//! every node ends up with the same one. Two operators staging on two nodes at once produce two
+//! layouts of the same version; the higher digest wins and the other change is dropped, which
+//! the CLI detects by reading the layout back (staging carries the version it was based on).
+//!
+//! Transfer phases advance by [`Layout::advance`], a pure function of the layout and of the
+//! progress nodes report in gossip: every node computes the same next layout on its own.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bucket::Buckets;
+use crate::claim::{self, ClaimError};
+use crate::hash::digest;
+use crate::node::{Member, NodeId};
+use crate::ring::{DEFAULT_TOKENS_PER_WEIGHT, Phase, RingConfig, Transition};
+
+/// One staged membership change.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    /// A running node becomes a member with this weight.
+    Join {
+        id: NodeId,
+        addr: String,
+        weight: u32,
+    },
+    /// A member hands its data to the others and leaves.
+    Leave { id: NodeId },
+    /// A member's weight changes (its share of the ring follows).
+    Weight { id: NodeId, weight: u32 },
+}
+
+impl Change {
+    pub fn node(&self) -> NodeId {
+        match self {
+            Change::Join { id, .. } | Change::Leave { id } | Change::Weight { id, .. } => *id,
+        }
+    }
+}
+
+/// How far one node has got with the transfer of transition `id`, as it reports in gossip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Step {
+    /// It has streamed every key it no longer owns to the new owners, and they acknowledged.
+    Streamed,
+    /// It routes by the new preference lists and refuses requests routed by the old ones.
+    Switched,
+}
+
+/// Why a layout operation was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutError {
+    #[error(transparent)]
+    Claim(#[from] ClaimError),
+    #[error("a change for node {0} is already staged; `cluster clear` first")]
+    AlreadyStaged(NodeId),
+    #[error("nothing is staged")]
+    NothingStaged,
+    #[error(
+        "a transfer is under way (ring version {0}); wait for it to finish before committing again"
+    )]
+    TransferUnderWay(u64),
+    #[error("the cluster already exists (layout version {0})")]
+    AlreadyFounded(u64),
+    #[error("the layout changed meanwhile (version {actual}, expected {expected}); look again")]
+    Moved { expected: u64, actual: u64 },
+}
+
+/// See the module docs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Layout {
+    /// Bumped by every change to the layout: a staged change, a commit, a transfer phase.
+    pub version: u64,
+    /// The version of the ring the members make (see [`RingConfig::version`]).
+    pub ring_version: u64,
+    pub members: Vec<Member>,
+    pub transition: Option<Transition>,
+    pub staged: Vec<Change>,
+    pub tokens_per_weight: u32,
+}
+
+impl Default for Layout {
+    fn default() -> Layout {
+        Layout::empty(DEFAULT_TOKENS_PER_WEIGHT)
+    }
+}
+
+impl Layout {
+    /// No cluster yet: what a node holds before it founds one or hears of one.
+    pub fn empty(tokens_per_weight: u32) -> Layout {
+        Layout {
+            version: 0,
+            ring_version: 0,
+            members: Vec::new(),
+            transition: None,
+            staged: Vec::new(),
+            tokens_per_weight,
+        }
+    }
+
+    /// Whether a cluster exists in this layout.
+    pub fn is_founded(&self) -> bool {
+        self.version > 0
+    }
+
+    /// Founds a cluster of `members` (their weights; tokens are allocated here).
+    pub fn found(&mut self, members: &[Member]) -> Result<(), LayoutError> {
+        if self.is_founded() {
+            return Err(LayoutError::AlreadyFounded(self.version));
+        }
+        self.members = claim::found(members, self.tokens_per_weight)?;
+        self.version = 1;
+        self.ring_version = 1;
+        Ok(())
+    }
+
+    /// Refuses an operation based on another version of the layout than this one.
+    pub fn expect_version(&self, expected: u64) -> Result<(), LayoutError> {
+        if expected == self.version {
+            Ok(())
+        } else {
+            Err(LayoutError::Moved {
+                expected,
+                actual: self.version,
+            })
+        }
+    }
+
+    /// Stages `change` for the next commit, after checking it against the members and the
+    /// changes already staged (by planning with it).
+    pub fn stage(&mut self, change: Change) -> Result<(), LayoutError> {
+        if self.staged.iter().any(|c| c.node() == change.node()) {
+            return Err(LayoutError::AlreadyStaged(change.node()));
+        }
+        self.staged.push(change);
+        if let Err(e) = self.plan() {
+            self.staged.pop();
+            return Err(e);
+        }
+        self.version += 1;
+        Ok(())
+    }
+
+    /// Drops every staged change.
+    pub fn clear(&mut self) -> Result<(), LayoutError> {
+        if self.staged.is_empty() {
+            return Err(LayoutError::NothingStaged);
+        }
+        self.staged.clear();
+        self.version += 1;
+        Ok(())
+    }
+
+    /// The members (with their tokens) the staged changes would give, applied in order.
+    pub fn plan(&self) -> Result<Vec<Member>, LayoutError> {
+        let mut members = self.members.clone();
+        for change in &self.staged {
+            members = match change {
+                Change::Join { id, addr, weight } => {
+                    let joining = Member {
+                        id: *id,
+                        addr: addr.clone(),
+                        weight: *weight,
+                        tokens: Vec::new(),
+                    };
+                    if members.is_empty() {
+                        claim::found(&[joining], self.tokens_per_weight)?
+                    } else {
+                        claim::join(&members, joining, self.tokens_per_weight)?
+                    }
+                }
+                Change::Leave { id } => claim::leave(&members, *id)?,
+                Change::Weight { id, weight } => {
+                    claim::reweight(&members, *id, *weight, self.tokens_per_weight)?
+                }
+            };
+        }
+        Ok(members)
+    }
+
+    /// Makes the plan the ring and opens the transfer from the previous members.
+    pub fn commit(&mut self) -> Result<(), LayoutError> {
+        if self.staged.is_empty() {
+            return Err(LayoutError::NothingStaged);
+        }
+        if let Some(t) = &self.transition {
+            return Err(LayoutError::TransferUnderWay(t.id));
+        }
+        let members = self.plan()?;
+        let previous = std::mem::replace(&mut self.members, members);
+        self.ring_version += 1;
+        self.transition = Some(Transition {
+            id: self.ring_version,
+            phase: Phase::Streaming,
+            previous,
+        });
+        self.staged.clear();
+        self.version += 1;
+        Ok(())
+    }
+
+    /// Every node the transfer involves: the members before and after. Sorted, distinct.
+    pub fn involved(&self) -> Vec<NodeId> {
+        let mut ids: Vec<NodeId> = self.members.iter().map(|m| m.id).collect();
+        if let Some(t) = &self.transition {
+            ids.extend(t.previous.iter().map(|m| m.id));
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Moves the transfer on when every involved node has reported the step its phase waits
+    /// for (`reported(node)`: the transition id and step it last reported). Returns whether
+    /// the layout changed.
+    pub fn advance(&mut self, reported: impl Fn(NodeId) -> Option<(u64, Step)>) -> bool {
+        let Some(transition) = &self.transition else {
+            return false;
+        };
+        let needed = match transition.phase {
+            Phase::Streaming => Step::Streamed,
+            Phase::Switching => Step::Switched,
+        };
+        let id = transition.id;
+        let done = self
+            .involved()
+            .into_iter()
+            .all(|node| matches!(reported(node), Some((t, step)) if t == id && step >= needed));
+        if !done {
+            return false;
+        }
+        match transition.phase {
+            Phase::Streaming => {
+                if let Some(t) = &mut self.transition {
+                    t.phase = Phase::Switching;
+                }
+            }
+            Phase::Switching => self.transition = None,
+        }
+        self.ring_version += 1;
+        self.version += 1;
+        true
+    }
+
+    /// The ring config this layout gives, with the cluster's bucket settings.
+    pub fn ring_config(&self, buckets: Buckets, settings_version: u64) -> RingConfig {
+        RingConfig {
+            version: self.ring_version,
+            members: self.members.clone(),
+            transition: self.transition.clone(),
+            buckets,
+            settings_version,
+        }
+    }
+
+    /// A digest of the whole layout: with `version`, what nodes gossip about it.
+    pub fn digest(&self) -> u64 {
+        let mut bytes = Vec::new();
+        // Encoding a plain struct into a Vec cannot fail; an empty digest input would only
+        // make two layouts of one version compare equal, and the fetch would then find out.
+        let _ = ciborium::into_writer(self, &mut bytes);
+        digest(&bytes)
+    }
+
+    /// The order in which layouts replace each other: by version, then by digest.
+    pub fn rank(&self) -> (u64, u64) {
+        (self.version, self.digest())
+    }
+
+    pub fn member(&self, id: NodeId) -> Option<&Member> {
+        self.members.iter().find(|m| m.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests;
