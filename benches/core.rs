@@ -12,7 +12,7 @@ use tokio_util::codec::{Decoder, Encoder};
 
 fn preference_list(c: &mut Criterion) {
     let keys: Vec<Vec<u8>> = (0..1024).map(|i| format!("user{i}").into_bytes()).collect();
-    for vnodes in [256, ringkv_core::ring::DEFAULT_VNODES_PER_WEIGHT] {
+    for vnodes in [ringkv_core::ring::DEFAULT_TOKENS_PER_WEIGHT, 256] {
         let ring = ring(100, vnodes);
         let mut i = 0;
         c.bench_function(

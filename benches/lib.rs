@@ -3,26 +3,25 @@
 
 use bytes::Bytes;
 use ringkv_core::wire::{ClientFrame, Request, RequestFrame};
-use ringkv_core::{
-    Buckets, Member, MemberStatus, NodeId, Ring, RingConfig, RingEpoch, SiblingSet, VersionVector,
-};
+use ringkv_core::{Member, NodeId, Ring, RingConfig, RingEpoch, SiblingSet, VersionVector};
 
-/// A ring of `nodes` members of weight 1 with `vnodes` tokens each.
-pub fn ring(nodes: u64, vnodes: u32) -> Ring {
-    let members = (1..=nodes)
+/// The members of a cluster of `nodes` nodes with weights cycling through `weights`, with
+/// their tokens allocated (`tokens_per_weight` per unit of weight) as a founded cluster's.
+pub fn members(nodes: u64, weights: &[u32], tokens_per_weight: u32) -> Vec<Member> {
+    let members: Vec<Member> = (1..=nodes)
         .map(|i| Member {
             id: NodeId(ringkv_core::hash::digest(&i.to_be_bytes())),
-            addr: format!("10.0.{}.{}:7400", i / 256, i % 256),
-            weight: 1,
-            status: MemberStatus::Active,
+            addr: format!("10.{}.{}.{}:7400", i / 65536, (i / 256) % 256, i % 256),
+            weight: weights[(i as usize) % weights.len()],
+            tokens: Vec::new(),
         })
         .collect();
-    Ring::new(RingConfig {
-        members,
-        buckets: Buckets::default(),
-        vnodes_per_weight: vnodes,
-    })
-    .expect("valid ring")
+    ringkv_core::claim::found(&members, tokens_per_weight).expect("valid members")
+}
+
+/// A ring of `nodes` members of weight 1 with `tokens_per_weight` tokens each.
+pub fn ring(nodes: u64, tokens_per_weight: u32) -> Ring {
+    Ring::new(RingConfig::of(members(nodes, &[1], tokens_per_weight))).expect("valid ring")
 }
 
 /// Two replicas' states of one key, each with three concurrent siblings (two shared, one
@@ -44,7 +43,11 @@ pub fn three_sibling_states() -> (SiblingSet, SiblingSet) {
 pub fn put_frame() -> ClientFrame {
     ClientFrame::Request(RequestFrame {
         id: 7,
-        epoch: RingEpoch(42),
+        epoch: RingEpoch {
+            version: 42,
+            settings: 0,
+            digest: 42,
+        },
         body: Request::Put {
             bucket: "default".into(),
             key: Bytes::from_static(b"user:1234567"),

@@ -4,8 +4,10 @@
 set -euo pipefail
 
 need=()
-# RocksDB's bindings are generated with bindgen, which needs libclang; its C++ needs g++.
-if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so'; then
+# RocksDB's bindings are generated with bindgen, which needs libclang itself (libclang.so or
+# libclang-N.so; libclang-cpp.so, which other LLVM packages bring, is not it); its C++ needs g++.
+if ! ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* >/dev/null 2>&1 \
+  && ! ldconfig -p 2>/dev/null | grep -Eq 'libclang(-[0-9.]+)?\.so'; then
   need+=(libclang-dev)
 fi
 command -v c++ >/dev/null 2>&1 || need+=(g++)

@@ -10,6 +10,7 @@ BASE_PORT="${RINGKV_DEMO_PORT:-7401}"
 DEMO_DIR="$ROOT/.demo"
 echo "building (the first build compiles RocksDB: 15+ minutes on two cores)..."
 cargo build -q -p ringkv-server --bin ringkvd
+cargo build -q -p ringkv-cli --bin ringkv
 cargo build -q -p ringkv-examples --example walkthrough
 
 rm -rf "$DEMO_DIR"
@@ -36,6 +37,17 @@ for i in 0 1 2; do
     --cluster-name demo >"$DEMO_DIR/node$i.log" 2>&1 &
   pids+=($!)
   echo "started ringkvd node$i on ${addrs[$i]} (pid $!, log .demo/node$i.log)"
+done
+
+# Gossip makes the nodes known to each other; `cluster init` makes them one cluster (retried
+# while the nodes are still opening their stores).
+seeds=$(IFS=,; echo "${addrs[*]}")
+for attempt in $(seq 1 100); do
+  if out=$("$CARGO_TARGET_DIR/debug/ringkv" --seeds "$seeds" cluster init 2>&1); then
+    echo "$ ringkv cluster init"; echo "$out"; break
+  fi
+  [ "$attempt" -lt 100 ] || { echo "$out" >&2; exit 1; }
+  sleep 0.2
 done
 
 "$CARGO_TARGET_DIR/debug/examples/walkthrough" "${addrs[@]}"

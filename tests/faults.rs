@@ -15,7 +15,7 @@ use bytes::Bytes;
 use ringkv::{ClientConfig, Error, WriteOptions};
 use ringkv_core::wire::{NodeStats, Request, Response};
 use ringkv_tests::faults::{
-    CLIENT_IP, Firewall, History, Report, Workload, check, in_own_netns, node_ip,
+    CLIENT_IP, Firewall, History, Reader, Report, Workload, check, in_own_netns, node_ip,
 };
 use ringkv_tests::{ClusterSpec, RawConnection, TestCluster, eventually, until_replicas_answer};
 
@@ -35,6 +35,7 @@ fn spec(nodes: usize) -> ClusterSpec {
         nodes,
         own_addresses: true,
         extra_toml: "[cluster.buckets.named.lww]\nconflict = \"lww\"\n".into(),
+        ..ClusterSpec::default()
     }
 }
 
@@ -543,6 +544,92 @@ fn strict_mode() {
         );
         assert_eq!(refused, keys.len());
         assert_eq!(written, 0);
+        Ok(())
+    });
+}
+
+/// join-leave-under-load: a fourth node joins a three-node cluster, then one of the original
+/// nodes leaves, both staged and committed while a read-modify-write load (R=2, W=2) and a
+/// reader run. Nothing acknowledged may be lost, no read may miss an acknowledged write, and
+/// every key must end on its new home replicas only.
+#[test]
+fn join_leave_under_load() {
+    if !in_own_netns("join_leave_under_load") {
+        return;
+    }
+    run(async {
+        let (mut cluster, client, bucket, history) = setup(3).await?;
+        let workload = Workload::new(300, 9_000, 250.0);
+        let keys = workload.keys.clone();
+        let load = tokio::spawn(workload.run(bucket.clone(), history.clone()));
+        let reader = Reader {
+            keys: keys.clone(),
+            rate: 100.0,
+            max_reads: 4_000,
+            limit: Duration::from_secs(60),
+        };
+        let reads = tokio::spawn(reader.run(bucket.clone(), history.clone()));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+
+        let change_started = Instant::now();
+        let joining = cluster.start_node()?;
+        cluster.stage_join(0, joining, 1).await?;
+        cluster.commit(0).await?;
+        let grown = cluster.wait_settled(Duration::from_secs(45)).await?;
+        assert_eq!(grown.members.len(), 4);
+        let joined = change_started.elapsed();
+
+        let leaving = cluster.member_of(0).await?.id;
+        cluster
+            .stage(1, ringkv_core::Change::Leave { id: leaving })
+            .await?;
+        cluster.commit(1).await?;
+        let shrunk = cluster.wait_settled(Duration::from_secs(45)).await?;
+        assert!(shrunk.member(leaving).is_none());
+        assert_eq!(shrunk.members.len(), 3);
+        let change_ended = Instant::now();
+        println!(
+            "  join settled after {:.1} s, leave after {:.1} s more",
+            joined.as_secs_f64(),
+            (change_ended - change_started - joined).as_secs_f64()
+        );
+
+        load.await?;
+        let reads = reads.await?;
+        // The node that left has handed everything off: it can go for good.
+        cluster.terminate(0, Duration::from_secs(10))?;
+        client.refresh_ring().await?;
+        until_replicas_answer(&client, 3).await?;
+        let report = check("join-leave-under-load", &history, &bucket, &cluster, 3).await?;
+
+        let failed: Vec<_> = history
+            .ops()
+            .into_iter()
+            .filter(|o| o.started >= change_started && o.started < change_ended)
+            .filter(|o| o.outcome != ringkv_tests::faults::Outcome::Ok)
+            .collect();
+        println!(
+            "  operations failed during the change: {}; reads {} (errors {}, missing an acknowledged write {})",
+            failed.len(),
+            reads.reads,
+            reads.errors,
+            reads.missing
+        );
+        assert_eq!(report.lost, 0, "{report}");
+        assert_eq!(reads.missing, 0, "a read missed an acknowledged write");
+        assert_eq!(report.divergent_after_repair, 0, "{report}");
+
+        // Keys end on their new owners, and only there once the clean-up has run.
+        let ring = client.ring();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut placement = cluster.placement(&ring, "default", &keys).await?;
+        while placement != ringkv_tests::Placement::default() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            placement = cluster.placement(&ring, "default", &keys).await?;
+        }
+        let placed = placement == ringkv_tests::Placement::default();
+        println!("  placement after the change: {placement:?}");
+        assert!(placed, "keys not on (only) their new owners: {placement:?}");
         Ok(())
     });
 }

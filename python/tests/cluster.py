@@ -14,11 +14,22 @@ from typing import List
 import ringkv
 
 
+def _target_bin(name: str) -> Path:
+    target = os.environ.get("CARGO_TARGET_DIR") or str(Path.home() / ".cache" / "ringkv" / "target")
+    return Path(target) / "debug" / name
+
+
 def ringkvd_bin() -> Path:
     if "RINGKVD_BIN" in os.environ:
         return Path(os.environ["RINGKVD_BIN"])
-    target = os.environ.get("CARGO_TARGET_DIR") or str(Path.home() / ".cache" / "ringkv" / "target")
-    return Path(target) / "debug" / "ringkvd"
+    return _target_bin("ringkvd")
+
+
+def ringkv_cli_bin() -> Path:
+    """The `ringkv` command line, built next to `ringkvd`."""
+    if "RINGKV_CLI_BIN" in os.environ:
+        return Path(os.environ["RINGKV_CLI_BIN"])
+    return ringkvd_bin().parent / "ringkv"
 
 
 _given: List[int] = []
@@ -60,7 +71,24 @@ class Cluster:
                     stdout=log, stderr=log, env={**os.environ, "RUST_LOG": "warn"},
                 )
             )
+        self.found()
         self.wait_until_all_answer()
+
+    def found(self, seconds: float = 30.0) -> None:
+        """Makes the running nodes one cluster with `ringkv cluster init`, as an operator would
+        (gossip makes nodes known to each other; only the layout makes them members)."""
+        deadline = time.monotonic() + seconds
+        cli = ringkv_cli_bin()
+        while True:
+            done = subprocess.run(
+                [str(cli), "--seeds", ",".join(self.addrs), "cluster", "init"],
+                capture_output=True, text=True,
+            )
+            if done.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"ringkv cluster init failed: {done.stderr}")
+            time.sleep(0.1)
 
     def wait_until_all_answer(self, seconds: float = 30.0) -> None:
         deadline = time.monotonic() + seconds

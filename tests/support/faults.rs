@@ -159,6 +159,8 @@ pub struct Op {
     pub element: u64,
     pub outcome: Outcome,
     pub started: Instant,
+    /// When the call returned (for an acknowledged write: from then on every read must see it).
+    pub finished: Instant,
 }
 
 /// Every operation of a scenario, and what was seen on the way.
@@ -190,6 +192,17 @@ impl History {
         if took > deadline.mul_f64(1.1) {
             self.overruns.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// The elements of `key` whose writes were acknowledged before `before`.
+    pub fn acknowledged_before(&self, key: &str, before: Instant) -> Vec<u64> {
+        self.ops
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|o| o.key == key && o.outcome == Outcome::Ok && o.finished < before)
+            .map(|o| o.element)
+            .collect()
     }
 
     /// Fraction of the operations started in `[from, to)` that did not succeed.
@@ -315,6 +328,7 @@ impl Workload {
                         element,
                         outcome,
                         started,
+                        finished: Instant::now(),
                     });
                 }
             }));
@@ -462,4 +476,54 @@ pub async fn divergent(
         }
     }
     Ok(count)
+}
+
+/// What a [`Reader`] saw.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadCheck {
+    pub reads: usize,
+    /// Reads that failed (no answer from `r` replicas in time).
+    pub errors: usize,
+    /// Reads that missed an element whose write had been acknowledged before the read began:
+    /// a read-your-acknowledged-writes violation (with R + W > N, never allowed).
+    pub missing: usize,
+}
+
+/// Reads keys of a running [`Workload`] while it runs, checking each read against the
+/// writes acknowledged before it started. Bounded in count and in time.
+#[derive(Clone, Debug)]
+pub struct Reader {
+    pub keys: Vec<String>,
+    pub rate: f64,
+    pub max_reads: usize,
+    pub limit: Duration,
+}
+
+impl Reader {
+    pub async fn run(self, bucket: Bucket, history: Arc<History>) -> ReadCheck {
+        let mut check = ReadCheck::default();
+        let start = tokio::time::Instant::now();
+        let opts = ReadOptions::default().with_timeout(Duration::from_secs(2));
+        for i in 0..self.max_reads {
+            if start.elapsed() > self.limit {
+                break;
+            }
+            tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / self.rate)).await;
+            // Stride through the keys so that every one is read a few times.
+            let key = &self.keys[(i * 7919) % self.keys.len()];
+            let before = Instant::now();
+            let acknowledged = history.acknowledged_before(key, before);
+            check.reads += 1;
+            match bucket.get_with(key, &opts).await {
+                Ok(read) => {
+                    let seen = union(read.siblings());
+                    if acknowledged.iter().any(|e| !seen.contains(e)) {
+                        check.missing += 1;
+                    }
+                }
+                Err(_) => check.errors += 1,
+            }
+        }
+        check
+    }
 }

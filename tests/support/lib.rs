@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use ringkv::{Client, ClientConfig};
+use ringkv_core::wire::{Request, Response};
+use ringkv_core::{Change, Layout, RingEpoch};
 
 /// How long a node gets to start answering.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -56,6 +58,9 @@ pub struct ClusterSpec {
     /// port: inside a test's own network namespace, so that firewall rules can tell nodes and
     /// the client (127.0.0.1) apart.
     pub own_addresses: bool,
+    /// Make the nodes one cluster once they run (as `ringkv cluster init` does). Off, they
+    /// only gossip, members of nothing, until a test founds the cluster itself.
+    pub found: bool,
 }
 
 impl Default for ClusterSpec {
@@ -64,6 +69,7 @@ impl Default for ClusterSpec {
             nodes: 3,
             extra_toml: String::new(),
             own_addresses: false,
+            found: true,
         }
     }
 }
@@ -163,8 +169,113 @@ impl TestCluster {
         for i in 0..spec.nodes {
             cluster.spawn(i)?;
         }
-        cluster.wait_converged(spec.nodes).await?;
+        // Gossip makes the nodes known to each other; founding makes them members.
+        let mut members = Vec::new();
+        for i in 0..spec.nodes {
+            members.push(cluster.member_of(i).await?);
+        }
+        if spec.found {
+            cluster
+                .admin(0, Request::Found { members })
+                .await
+                .context("founding the cluster")?;
+            cluster.wait_converged(spec.nodes).await?;
+        }
         Ok(cluster)
+    }
+
+    /// Node `i` as a member would list it: its id, address and configured weight (tokens
+    /// are the allocator's business). Waits for it to answer.
+    pub async fn member_of(&self, i: usize) -> anyhow::Result<ringkv_core::Member> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let answer = match RawConnection::open(self.nodes[i].addr).await {
+                Ok(mut raw) => raw.request(Request::Stats).await.ok(),
+                Err(_) => None,
+            };
+            if let Some(Ok(Response::Stats(stats))) = answer {
+                return Ok(ringkv_core::Member {
+                    id: stats.node,
+                    addr: self.nodes[i].addr.to_string(),
+                    weight: stats.weight,
+                    tokens: Vec::new(),
+                });
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "node {i} did not answer (log {})",
+                    self.nodes[i].log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends a membership request to node `i` and returns the layout it answers with.
+    pub async fn admin(&self, i: usize, request: Request) -> anyhow::Result<Layout> {
+        let mut raw = RawConnection::open(self.nodes[i].addr).await?;
+        match raw.request(request).await? {
+            Ok(Response::Layout(layout)) => Ok(layout),
+            other => bail!("unexpected answer to a membership request: {other:?}"),
+        }
+    }
+
+    /// Stages `change` on node `via` (based on the layout it holds now).
+    pub async fn stage(&self, via: usize, change: Change) -> anyhow::Result<Layout> {
+        let base = self.admin(via, Request::Layout).await?.version;
+        self.admin(via, Request::Stage { change, base }).await
+    }
+
+    /// Commits what is staged on node `via`.
+    pub async fn commit(&self, via: usize) -> anyhow::Result<Layout> {
+        let base = self.admin(via, Request::Layout).await?.version;
+        self.admin(via, Request::Commit { base }).await
+    }
+
+    /// Stages the join of node `i` (running, known by gossip) with `weight`, through `via`.
+    pub async fn stage_join(&self, via: usize, i: usize, weight: u32) -> anyhow::Result<Layout> {
+        let member = self.member_of(i).await?;
+        self.stage(
+            via,
+            Change::Join {
+                id: member.id,
+                addr: member.addr,
+                weight,
+            },
+        )
+        .await
+    }
+
+    /// Waits (up to `timeout`) until every running node holds the same layout, with no
+    /// transfer under way, and returns it.
+    pub async fn wait_settled(&self, timeout: Duration) -> anyhow::Result<Layout> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut layouts = Vec::new();
+            for i in (0..self.nodes.len()).filter(|&i| self.is_running(i)) {
+                if let Ok(layout) = self.admin(i, Request::Layout).await {
+                    layouts.push(layout);
+                }
+            }
+            let settled = layouts.len() == self.running()
+                && layouts
+                    .iter()
+                    .all(|l| l == &layouts[0] && l.transition.is_none());
+            if settled {
+                return Ok(layouts.swap_remove(0));
+            }
+            if Instant::now() > deadline {
+                let seen: Vec<_> = layouts
+                    .iter()
+                    .map(|l| (l.version, l.transition.as_ref().map(|t| t.phase)))
+                    .collect();
+                bail!(
+                    "the cluster did not settle within {timeout:?}: {seen:?}\n{}",
+                    self.log_tails(12)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
@@ -237,14 +348,14 @@ impl TestCluster {
     }
 
     /// Each running node's (ring epoch, member count, alive count).
-    pub async fn ring_views(&self) -> anyhow::Result<Vec<(u64, usize, usize)>> {
+    pub async fn ring_views(&self) -> anyhow::Result<Vec<(RingEpoch, usize, usize)>> {
         let mut views = Vec::new();
         for node in self.nodes.iter().filter(|n| n.child.is_some()) {
             let mut raw = RawConnection::open(node.addr).await?;
-            match raw.request(ringkv_core::wire::Request::Ring).await? {
-                Ok(ringkv_core::wire::Response::Ring(snapshot)) => {
+            match raw.request(Request::Ring).await? {
+                Ok(Response::Ring(snapshot)) => {
                     let ring = ringkv_core::Ring::new(snapshot.config)?;
-                    views.push((ring.epoch().0, ring.members().len(), snapshot.alive.len()));
+                    views.push((ring.epoch(), ring.members().len(), snapshot.alive.len()));
                 }
                 other => bail!("unexpected ring answer {other:?}"),
             }
@@ -292,8 +403,19 @@ impl TestCluster {
         self.nodes.iter().filter(|n| n.child.is_some()).count()
     }
 
-    /// Starts one more node, seeded with the existing ones, and waits until every node sees it.
+    /// Starts one more node, seeded with the existing ones, joins it (weight 1) and waits
+    /// until the change has settled and every node sees it.
     pub async fn add_node(&mut self) -> anyhow::Result<usize> {
+        let i = self.start_node()?;
+        self.stage_join(0, i, 1).await?;
+        self.commit(0).await?;
+        self.wait_settled(START_TIMEOUT).await?;
+        self.wait_converged(self.nodes.len()).await?;
+        Ok(i)
+    }
+
+    /// Starts one more node, seeded with the existing ones, without making it a member.
+    pub fn start_node(&mut self) -> anyhow::Result<usize> {
         let i = self.nodes.len();
         let addr = node_addr(&self.spec, i);
         let seeds: Vec<SocketAddr> = self.nodes.iter().map(|n| n.addr).collect();
@@ -308,7 +430,6 @@ impl TestCluster {
         )?;
         self.nodes.push(node);
         self.spawn(i)?;
-        self.wait_converged(self.nodes.len()).await?;
         Ok(i)
     }
 
@@ -368,6 +489,68 @@ impl TestCluster {
         Ok(())
     }
 
+    /// Where `keys` of `bucket` sit compared with `ring`, asking every running member for its
+    /// own copy (hints aside): how many home copies are missing, and how many copies remain on
+    /// running members that are not homes of their key.
+    pub async fn placement(
+        &self,
+        ring: &ringkv_core::Ring,
+        bucket: &str,
+        keys: &[String],
+    ) -> anyhow::Result<Placement> {
+        let mut placement = Placement::default();
+        let mut connections = std::collections::HashMap::new();
+        for member in ring.members() {
+            let Some(node) = self
+                .nodes
+                .iter()
+                .find(|n| n.addr.to_string() == member.addr && n.child.is_some())
+            else {
+                continue;
+            };
+            connections.insert(member.id, RawConnection::open(node.addr).await?);
+        }
+        for key in keys {
+            let homes: Vec<ringkv::NodeId> = ring
+                .home_replicas(bucket, key.as_bytes())
+                .iter()
+                .map(|m| m.id)
+                .collect();
+            for (id, raw) in connections.iter_mut() {
+                let request = Request::Inspect {
+                    bucket: bucket.into(),
+                    key: key.clone().into_bytes().into(),
+                };
+                let holds = match raw.request(request).await? {
+                    Ok(Response::Inspection { data, .. }) => data.is_some(),
+                    other => bail!("unexpected answer to Inspect: {other:?}"),
+                };
+                match (homes.contains(id), holds) {
+                    (true, false) => placement.missing_on_homes += 1,
+                    (false, true) => placement.left_elsewhere += 1,
+                    _ => {}
+                }
+            }
+        }
+        Ok(placement)
+    }
+
+    /// The last `lines` lines of every node's log above DEBUG, for error messages: a test
+    /// that fails by returning an error removes its directory, logs included.
+    pub fn log_tails(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let text = std::fs::read_to_string(&node.log).unwrap_or_default();
+            let kept: Vec<&str> = text.lines().filter(|l| !l.contains("DEBUG")).collect();
+            out.push_str(&format!("--- node {i} ({}):\n", node.addr));
+            for line in &kept[kept.len().saturating_sub(lines)..] {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
     pub fn path(&self) -> &Path {
         self.dir
             .as_ref()
@@ -390,13 +573,21 @@ impl Drop for TestCluster {
             self.resume(i);
             self.kill(i);
         }
-        if std::thread::panicking()
-            && let Some(dir) = self.dir.take()
-        {
+        // Kept when the test panics, or always with RINGKV_KEEP_TEST_DIRS set (a test that
+        // fails by returning an error drops its cluster before the harness panics).
+        let keep = std::thread::panicking() || std::env::var_os("RINGKV_KEEP_TEST_DIRS").is_some();
+        if keep && let Some(dir) = self.dir.take() {
             let path = dir.keep();
             eprintln!("test failed; node data and logs kept in {}", path.display());
         }
     }
+}
+
+/// See [`TestCluster::placement`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Placement {
+    pub missing_on_homes: usize,
+    pub left_elsewhere: usize,
 }
 
 /// Polls `check` every 50 ms until it returns true or `timeout` passes.

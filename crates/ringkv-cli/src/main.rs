@@ -1,28 +1,37 @@
 //! `ringkv`: the command-line tool.
 //!
-//! - `ringkv get KEY`, `put KEY VALUE`, `delete KEY`: through the SDK, with `--r`/`--w`,
-//!   showing every sibling and the context (hex) to write with.
-//! - `ringkv status`: the members, like `nodetool status`: liveness, address, ring ownership,
-//!   weight, tokens, hints pending, node id.
-//! - `ringkv ring --key KEY`: a key's preference list, home replicas and fallbacks, with
-//!   liveness.
+//! - [`data`]: `get`, `put`, `delete` through the SDK, with `--r`/`--w`, showing every
+//!   sibling and the context (hex) to write with.
+//! - [`inspect`]: `status` (the members, like `nodetool status`), `ring --key` (a key's
+//!   preference list) and `explain KEY` (what every replica holds for one key, and whether a
+//!   read would repair anything).
+//! - [`cluster`]: staged membership changes, as in Riak: `cluster init`, `join`, `leave`,
+//!   `weight`, then `plan` to see what would change and `commit` (or `clear`).
+//! - [`watch`]: `handoff --watch`, the progress of data streaming and hinted handoff.
 //!
-//! Human-readable by default, JSON with `--json`. Staged membership changes (`cluster
-//! join/leave/plan/commit`) and `handoff --watch` come with issue 5.
+//! Human-readable by default, JSON with `--json`. Every command talks to whichever of
+//! `--seeds` answers; membership commands go to the seed holding the newest layout.
+
+mod admin;
+mod cluster;
+mod data;
+mod format;
+mod inspect;
+mod watch;
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use ringkv::transport::{Pool, Request, Response};
-use ringkv::{Client, ClientConfig, Context, ReadOptions, WriteOptions};
-use serde_json::json;
+use ringkv::{Client, ClientConfig};
+
+use crate::admin::Admin;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "ringkv",
     version,
-    about = "Read, write and inspect a ringkv cluster"
+    about = "Read, write, inspect and reshape a ringkv cluster"
 )]
 struct Cli {
     /// Any nodes of the cluster, comma-separated host:port.
@@ -34,7 +43,7 @@ struct Cli {
         global = true
     )]
     seeds: Vec<String>,
-    /// Bucket of get/put/delete/ring.
+    /// Bucket of get/put/delete/ring/explain.
     #[arg(long, default_value = ringkv::DEFAULT_BUCKET, global = true)]
     bucket: String,
     /// Machine-readable output.
@@ -75,12 +84,26 @@ enum Command {
         #[arg(long)]
         w: Option<u8>,
     },
-    /// The members of the cluster.
+    /// The members of the cluster: state, address, load, ownership, weight.
     Status,
     /// Where a key lives: its preference list, home replicas first.
     Ring {
         #[arg(long)]
         key: String,
+    },
+    /// What every replica of one key holds, the hints for it, and what a read would repair.
+    Explain { key: String },
+    /// Staged membership changes: init, join, leave, weight, then plan and commit.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// Progress of data streaming after a membership change, and of hinted handoff.
+    Handoff {
+        /// Keep watching (refreshing every second) until nothing is left to hand off.
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: stop after this many seconds even if work remains.
+        #[arg(long, default_value_t = 3600.0)]
+        max_wait: f64,
     },
 }
 
@@ -95,6 +118,15 @@ async fn main() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let timeout = Duration::try_from_secs_f64(cli.timeout).context("--timeout")?;
+    let admin = Admin::new(cli.seeds.clone(), timeout);
+    match cli.command {
+        Command::Cluster(command) => return cluster::run(&admin, command, cli.json).await,
+        Command::Handoff { watch, max_wait } => {
+            let max_wait = Duration::try_from_secs_f64(max_wait).context("--max-wait")?;
+            return watch::run(&admin, watch, max_wait, cli.json).await;
+        }
+        _ => {}
+    }
     let client = Client::builder()
         .seeds(cli.seeds.clone())
         .config(ClientConfig::default().with_timeout(timeout))
@@ -103,30 +135,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .context("connecting to the cluster")?;
     let bucket = client.bucket(cli.bucket.clone());
     match cli.command {
-        Command::Get { key, r } => {
-            let mut opts = ReadOptions::default();
-            opts.r = r;
-            let read = bucket.get_with(&key, &opts).await?;
-            let context = hex(&read.context().to_bytes());
-            let siblings: Vec<String> = read
-                .siblings()
-                .iter()
-                .map(|s| String::from_utf8_lossy(s).into_owned())
-                .collect();
-            if cli.json {
-                println!(
-                    "{}",
-                    json!({ "key": key, "found": read.is_found(), "siblings": siblings, "context": context })
-                );
-            } else if !read.is_found() {
-                println!("not found\ncontext {context}");
-            } else {
-                for (i, s) in siblings.iter().enumerate() {
-                    println!("sibling {}: {s}", i + 1);
-                }
-                println!("context {context}");
-            }
-        }
+        Command::Get { key, r } => data::get(&bucket, &key, r, cli.json).await,
         Command::Put {
             key,
             value,
@@ -134,182 +143,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             w,
             overwrite,
         } => {
-            let context = context.map(|c| parse_context(&c)).transpose()?;
-            let opts = WriteOptions::default().with_overwrite(overwrite);
-            let opts = match w {
-                Some(w) => opts.with_w(w),
-                None => opts,
+            let write = data::WriteArgs {
+                context,
+                w,
+                overwrite,
             };
-            let receipt = bucket
-                .put_with(&key, value.into_bytes(), context.as_ref(), &opts)
-                .await?;
-            print_receipt(cli.json, "put", &key, &receipt);
+            data::put(&bucket, &key, Some(value), write, cli.json).await
         }
         Command::Delete { key, context, w } => {
-            let context = context.map(|c| parse_context(&c)).transpose()?;
-            let opts = match w {
-                Some(w) => WriteOptions::default().with_w(w),
-                None => WriteOptions::default(),
+            let write = data::WriteArgs {
+                context,
+                w,
+                overwrite: false,
             };
-            let receipt = bucket.delete_with(&key, context.as_ref(), &opts).await?;
-            print_receipt(cli.json, "delete", &key, &receipt);
+            data::put(&bucket, &key, None, write, cli.json).await
         }
-        Command::Status => status(&client, cli.json).await?,
-        Command::Ring { key } => {
-            let ring = client.ring();
-            let alive = client.alive_nodes();
-            let n = usize::from(ring.bucket(&cli.bucket).n);
-            let rows: Vec<serde_json::Value> = ring
-                .preference_list(cli.bucket.as_bytes(), key.as_bytes())
-                .enumerate()
-                .map(|(i, m)| {
-                    json!({
-                        "position": i + 1,
-                        "role": if i < n { "home" } else { "fallback" },
-                        "node": m.id.to_string(),
-                        "address": m.addr,
-                        "alive": alive.contains(&m.id),
-                    })
-                })
-                .collect();
-            if cli.json {
-                println!(
-                    "{}",
-                    json!({ "key": key, "bucket": cli.bucket, "n": n, "preference_list": rows })
-                );
-            } else {
-                println!(
-                    "{:<4} {:<9} {:<6} {:<22} node",
-                    "#", "role", "state", "address"
-                );
-                for r in rows {
-                    println!(
-                        "{:<4} {:<9} {:<6} {:<22} {}",
-                        r["position"].to_string(),
-                        r["role"].as_str().unwrap_or(""),
-                        if r["alive"].as_bool().unwrap_or(false) {
-                            "up"
-                        } else {
-                            "down"
-                        },
-                        r["address"].as_str().unwrap_or(""),
-                        r["node"].as_str().unwrap_or("")
-                    );
-                }
-            }
+        Command::Status => inspect::status(&client, &admin, cli.json).await,
+        Command::Ring { key } => inspect::ring(&client, &cli.bucket, &key, cli.json),
+        Command::Explain { key } => {
+            inspect::explain(&client, &admin, &cli.bucket, &key, cli.json).await
         }
-    }
-    Ok(())
-}
-
-async fn status(client: &Client, as_json: bool) -> anyhow::Result<()> {
-    let ring = client.ring();
-    let alive = client.alive_nodes();
-    let ownership = ring.ownership();
-    let pool = Pool::new();
-    let mut rows = Vec::new();
-    for (member, (_, share)) in ring.members().iter().zip(ownership) {
-        let hints = match pool
-            .call(
-                &member.addr,
-                Duration::from_secs(1),
-                ring.epoch(),
-                Request::Stats,
-            )
-            .await
-        {
-            Ok((Response::Stats(stats), _)) => Some(stats.hints_pending),
-            _ => None,
-        };
-        rows.push(json!({
-            "node": member.id.to_string(),
-            "address": member.addr,
-            "state": if alive.contains(&member.id) { "up" } else { "down" },
-            "ownership": share,
-            "weight": member.weight,
-            "tokens": member.weight * ring.config().vnodes_per_weight,
-            "hints_pending": hints,
-        }));
-    }
-    if as_json {
-        println!(
-            "{}",
-            json!({ "epoch": ring.epoch().to_string(), "members": rows })
-        );
-        return Ok(());
-    }
-    println!("ring epoch {}, {} members", ring.epoch(), rows.len());
-    println!(
-        "{:<6} {:<22} {:>9} {:>6} {:>7} {:>6}  node",
-        "state", "address", "owns", "weight", "tokens", "hints"
-    );
-    for r in rows {
-        println!(
-            "{:<6} {:<22} {:>8.1}% {:>6} {:>7} {:>6}  {}",
-            r["state"].as_str().unwrap_or(""),
-            r["address"].as_str().unwrap_or(""),
-            r["ownership"].as_f64().unwrap_or(0.0) * 100.0,
-            r["weight"].to_string(),
-            r["tokens"].to_string(),
-            r["hints_pending"]
-                .as_u64()
-                .map_or("?".to_string(), |h| h.to_string()),
-            r["node"].as_str().unwrap_or("")
-        );
-    }
-    Ok(())
-}
-
-fn print_receipt(as_json: bool, op: &str, key: &str, receipt: &ringkv::WriteReceipt) {
-    let ids = |v: &[ringkv::NodeId]| v.iter().map(|id| id.to_string()).collect::<Vec<_>>();
-    if as_json {
-        println!(
-            "{}",
-            json!({ "op": op, "key": key, "home": ids(&receipt.home), "fallback": ids(&receipt.fallback) })
-        );
-    } else {
-        println!(
-            "{op} {key}: acknowledged by {} home replica(s){}",
-            receipt.home.len(),
-            if receipt.fallback.is_empty() {
-                String::new()
-            } else {
-                format!(" and {} fallback(s)", receipt.fallback.len())
-            }
-        );
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn parse_context(text: &str) -> anyhow::Result<Context> {
-    // ASCII first: slicing by bytes below must never split a multi-byte character.
-    if !text.is_ascii() || !text.len().is_multiple_of(2) {
-        anyhow::bail!("--context is hex, as `ringkv get` prints it");
-    }
-    let bytes = (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16))
-        .collect::<Result<Vec<u8>, _>>()
-        .context("--context is hex, as `ringkv get` prints it")?;
-    Context::from_bytes(&bytes).context("--context")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn contexts_round_trip_through_hex_and_garbage_is_an_error_not_a_panic() {
-        let ctx = Context::new([(ringkv::NodeId(7), 3)].into_iter().collect());
-        assert_eq!(
-            parse_context(&hex(&ctx.to_bytes())).expect("round trip"),
-            ctx
-        );
-        for bad in ["", "0", "zz", "é1", "01ff"] {
-            assert!(parse_context(bad).is_err(), "{bad:?}");
-        }
+        Command::Cluster(_) | Command::Handoff { .. } => Ok(()),
     }
 }

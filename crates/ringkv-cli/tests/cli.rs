@@ -87,3 +87,123 @@ async fn get_put_delete_status_and_ring_from_the_command_line() -> anyhow::Resul
     assert!(!ok && err.contains("r = 9"), "{err}");
     Ok(())
 }
+
+/// The lines of JSON `ringkv --json ...` printed (one per snapshot for `handoff --watch`).
+fn json_lines(cluster: &TestCluster, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let (ok, stdout, stderr) = ringkv(cluster, &all);
+    assert!(ok, "ringkv {args:?} failed: {stderr}");
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_is_founded_grown_and_shrunk_from_the_command_line() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start(ClusterSpec {
+        found: false,
+        ..ClusterSpec::default()
+    })
+    .await?;
+    // Nodes that only gossip belong to no cluster: clients are told what to do.
+    let (ok, _, err) = ringkv(&cluster, &["get", "k"]);
+    assert!(!ok && err.contains("cluster init"), "{err}");
+    let founded = json(&cluster, &["cluster", "init"]);
+    assert_eq!(founded["members"].as_array().map(Vec::len), Some(3));
+    // Founding again what exists is a no-op, so scripts may retry.
+    let again = json(&cluster, &["cluster", "init"]);
+    assert_eq!(again["done"], "already a cluster of these nodes");
+    cluster.wait_converged(3).await?;
+
+    let client = cluster.client().await?;
+    let keys: Vec<String> = (0..300).map(|i| format!("cli-{i}")).collect();
+    for key in &keys {
+        client.put(key, key.clone(), None).await?;
+    }
+
+    // Grow: join, plan, commit, watch.
+    let fourth = cluster.start_node()?;
+    cluster.member_of(fourth).await?; // waits until it answers
+    let addr = cluster.nodes[fourth].addr.to_string();
+    let (ok, _, err) = ringkv(&cluster, &["cluster", "commit"]);
+    assert!(!ok && err.contains("nothing is staged"), "{err}");
+    json(&cluster, &["cluster", "join", &addr, "--weight", "1"]);
+    let plan = json(&cluster, &["cluster", "plan"]);
+    let nodes = plan["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 4, "{plan}");
+    let newcomer = nodes
+        .iter()
+        .find(|n| n["address"] == addr.as_str())
+        .expect("the newcomer is in the plan");
+    assert_eq!(newcomer["share_before"].as_f64(), Some(0.0));
+    let after = newcomer["share_after"].as_f64().unwrap_or(0.0);
+    assert!((after - 0.25).abs() < 0.05, "{plan}");
+    // With n = 3 on four nodes the newcomer holds 3/4 of the keys: a quarter of all copies.
+    let moved = plan["moved_fraction"].as_f64().unwrap_or(0.0);
+    assert!((moved - 0.25).abs() < 0.05, "{plan}");
+    assert!(plan["moved_keys"].as_u64().unwrap_or(0) > 0, "{plan}");
+    let (ok, text, _) = ringkv(&cluster, &["cluster", "plan"]);
+    assert!(
+        ok && text.contains("would move") && text.contains(&addr),
+        "{text}"
+    );
+
+    json(&cluster, &["cluster", "commit"]);
+    let watched = json_lines(&cluster, &["handoff", "--watch", "--max-wait", "60"]);
+    let last = watched.last().expect("a snapshot");
+    assert_eq!(last["finished"], true, "{last}");
+    cluster
+        .wait_settled(std::time::Duration::from_secs(30))
+        .await?;
+    let status = json(&cluster, &["status"]);
+    assert_eq!(
+        status["members"].as_array().map(Vec::len),
+        Some(4),
+        "{status}"
+    );
+
+    // Explain: three home replicas agree, so a read would repair nothing.
+    let explained = json(&cluster, &["explain", "cli-7"]);
+    let replicas = explained["replicas"].as_array().expect("replicas");
+    let homes: Vec<&Value> = replicas.iter().filter(|r| r["role"] == "home").collect();
+    assert_eq!(homes.len(), 3, "{explained}");
+    assert!(homes.iter().all(|r| r["holds"]["live"] == 1), "{explained}");
+    assert_eq!(explained["read_would_repair"], serde_json::json!([]));
+    assert_eq!(explained["merged"]["values"], serde_json::json!(["cli-7"]));
+
+    // Shrink: the first node leaves, by address.
+    let first = cluster.nodes[0].addr.to_string();
+    let (ok, _, err) = ringkv(&cluster, &["cluster", "leave", "no-such-node"]);
+    assert!(!ok && err.contains("no member"), "{err}");
+    json(&cluster, &["cluster", "leave", &first]);
+    json(&cluster, &["cluster", "commit"]);
+    let watched = json_lines(&cluster, &["handoff", "--watch", "--max-wait", "60"]);
+    assert_eq!(
+        watched.last().map(|l| l["finished"].clone()),
+        Some(Value::Bool(true))
+    );
+    cluster
+        .wait_settled(std::time::Duration::from_secs(30))
+        .await?;
+    let status = json(&cluster, &["status"]);
+    let members = status["members"].as_array().expect("members");
+    assert_eq!(members.len(), 3, "{status}");
+    assert!(
+        members.iter().all(|m| m["address"] != first.as_str()),
+        "{status}"
+    );
+
+    // Every key survived both changes, with the node that left gone for good.
+    cluster.kill(0);
+    client.refresh_ring().await?;
+    for key in &keys {
+        let read = client.get(key).await?;
+        assert_eq!(read.siblings().len(), 1, "{key}");
+        assert_eq!(&read.siblings()[0][..], key.as_bytes());
+    }
+    let (ok, _, err) = ringkv(&cluster, &["cluster", "join", "127.0.0.1:1"]);
+    assert!(!ok && err.contains("is ringkvd running there"), "{err}");
+    Ok(())
+}

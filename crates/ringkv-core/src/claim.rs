@@ -17,7 +17,8 @@
 //! The allocator is deterministic: the same member list and change give the same tokens, so
 //! `cluster plan` shows exactly what `cluster commit` will do.
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 
 use crate::hash::{Position, token_position};
 use crate::node::{Member, NodeId};
@@ -65,28 +66,53 @@ pub fn found(members: &[Member], tokens_per_weight: u32) -> Result<Vec<Member>, 
         return Ok(Vec::new());
     };
     // Deal the slots like cards: each to the member with the most tokens still to place
-    // (ties by a hash of id and slot, so no member is always first), never to one of the last
-    // `SPREAD - 1` owners when another can take it, so that consecutive replicas are distinct.
+    // (ties by a hash of id and that count, so no member is always first), never to one of
+    // the last `SPREAD - 1` owners when another can take it, so that consecutive replicas are
+    // distinct. A heap keeps this O(slots × log members): a 10,000-node ring founds at once.
     let start = token_position(first.id.0, 0);
     let step = RING / u128::from(total);
+    let priority = |members: &[Member], i: usize, left: u32| {
+        (left, token_position(members[i].id.0, left), Reverse(i))
+    };
+    let mut heap: BinaryHeap<(u32, Position, Reverse<usize>)> = (0..members.len())
+        .map(|i| priority(&members, i, remaining[i]))
+        .collect();
     let mut recent: Vec<usize> = Vec::new();
+    let mut skipped = Vec::with_capacity(SPREAD);
     for m in &mut members {
         m.tokens.clear();
     }
     for slot in 0..total {
-        let Some(index) = (0..members.len())
-            .filter(|&i| remaining[i] > 0)
-            .max_by_key(|&i| {
-                (
-                    !recent.contains(&i),
-                    remaining[i],
-                    token_position(members[i].id.0, slot),
-                )
-            })
-        else {
+        // The best member not dealt one of the last few slots, or failing that the best.
+        let mut chosen = None;
+        while let Some(top) = heap.pop() {
+            if recent.contains(&top.2.0) && skipped.len() < SPREAD {
+                skipped.push(top);
+                continue;
+            }
+            chosen = Some(top);
             break;
+        }
+        let chosen = match chosen {
+            Some(c) => {
+                heap.extend(skipped.drain(..));
+                c
+            }
+            None => {
+                // Only recent owners are left: take the best of them.
+                skipped.sort();
+                let Some(best) = skipped.pop() else {
+                    break;
+                };
+                heap.extend(skipped.drain(..));
+                best
+            }
         };
+        let index = chosen.2.0;
         remaining[index] -= 1;
+        if remaining[index] > 0 {
+            heap.push(priority(&members, index, remaining[index]));
+        }
         let position = start.wrapping_add((step * u128::from(slot)) as u64);
         members[index].tokens.push(position);
         recent.push(index);

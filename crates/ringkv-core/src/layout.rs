@@ -66,6 +66,8 @@ pub enum LayoutError {
     AlreadyStaged(NodeId),
     #[error("nothing is staged")]
     NothingStaged,
+    #[error("this node is not part of a cluster yet: `ringkv cluster init` founds one")]
+    NotFounded,
     #[error(
         "a transfer is under way (ring version {0}); wait for it to finish before committing again"
     )]
@@ -139,6 +141,9 @@ impl Layout {
     /// Stages `change` for the next commit, after checking it against the members and the
     /// changes already staged (by planning with it).
     pub fn stage(&mut self, change: Change) -> Result<(), LayoutError> {
+        if !self.is_founded() {
+            return Err(LayoutError::NotFounded);
+        }
         if self.staged.iter().any(|c| c.node() == change.node()) {
             return Err(LayoutError::AlreadyStaged(change.node()));
         }
@@ -153,6 +158,9 @@ impl Layout {
 
     /// Drops every staged change.
     pub fn clear(&mut self) -> Result<(), LayoutError> {
+        if !self.is_founded() {
+            return Err(LayoutError::NotFounded);
+        }
         if self.staged.is_empty() {
             return Err(LayoutError::NothingStaged);
         }
@@ -190,6 +198,9 @@ impl Layout {
 
     /// Makes the plan the ring and opens the transfer from the previous members.
     pub fn commit(&mut self) -> Result<(), LayoutError> {
+        if !self.is_founded() {
+            return Err(LayoutError::NotFounded);
+        }
         if self.staged.is_empty() {
             return Err(LayoutError::NothingStaged);
         }

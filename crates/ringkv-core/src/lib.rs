@@ -21,6 +21,7 @@ pub mod claim;
 pub mod context;
 pub mod hash;
 pub mod layout;
+pub mod movement;
 pub mod node;
 pub mod quorum;
 pub mod ring;

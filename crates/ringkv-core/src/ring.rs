@@ -214,7 +214,8 @@ impl Ring {
         let mut all: Vec<&Member> = self.config.members.iter().collect();
         if let Some(t) = &self.config.transition {
             for m in &t.previous {
-                if self.member(m.id).is_none() {
+                // Only the current members: `member()` would find `m` among the previous.
+                if find(&self.config.members, m.id).is_none() {
                     all.push(m);
                 }
             }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use ringkv_core::Buckets;
-use ringkv_core::ring::DEFAULT_VNODES_PER_WEIGHT;
+use ringkv_core::ring::DEFAULT_TOKENS_PER_WEIGHT;
 use serde::{Deserialize, Serialize};
 
 /// Everything a node needs to run. Build it with [`Config::load`] or by hand in tests.
@@ -24,16 +24,45 @@ pub struct Config {
     pub advertise: Option<SocketAddr>,
     /// Where RocksDB keeps this node's data and identity.
     pub data_dir: PathBuf,
-    /// Gossip addresses of nodes to join through. Empty: start a new cluster.
+    /// Gossip addresses of nodes to gossip with at start. A node becomes a member of the ring
+    /// only through `ringkv cluster init` or `ringkv cluster join` + `commit`.
     pub seeds: Vec<String>,
     /// Nodes only gossip with nodes of the same cluster name.
     pub cluster_name: String,
-    /// This node's share of the ring relative to others (a bigger machine, a bigger weight).
+    /// This node's share of the ring relative to others (a bigger machine, a bigger weight),
+    /// used when it joins unless `cluster join --weight` says otherwise.
     pub weight: u32,
     pub limits: Limits,
     pub gossip: Gossip,
     pub handoff: Handoff,
+    pub transfer: Transfer,
     pub cluster: ClusterSettings,
+}
+
+/// Streaming data to new owners after a membership change.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Transfer {
+    /// How often the node checks whether a transfer or a clean-up is due.
+    pub interval_ms: u64,
+    /// Keys read from the store per step (bounds the memory a transfer holds).
+    pub batch: usize,
+    /// Copies sent at once to new owners.
+    pub max_in_flight: usize,
+    /// Keys streamed per second at most, so that a transfer leaves room for client traffic;
+    /// 0: unlimited.
+    pub max_keys_per_sec: u64,
+}
+
+impl Default for Transfer {
+    fn default() -> Self {
+        Transfer {
+            interval_ms: 200,
+            batch: 256,
+            max_in_flight: 32,
+            max_keys_per_sec: 0,
+        }
+    }
 }
 
 /// Hinted handoff: how often the hint queue is drained to home nodes that are back.
@@ -86,7 +115,7 @@ pub struct Gossip {
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterSettings {
     pub version: u64,
-    pub vnodes_per_weight: u32,
+    pub tokens_per_weight: u32,
     pub buckets: Buckets,
 }
 
@@ -102,6 +131,7 @@ impl Default for Config {
             limits: Limits::default(),
             gossip: Gossip::default(),
             handoff: Handoff::default(),
+            transfer: Transfer::default(),
             cluster: ClusterSettings::default(),
         }
     }
@@ -132,7 +162,7 @@ impl Default for ClusterSettings {
     fn default() -> Self {
         ClusterSettings {
             version: 0,
-            vnodes_per_weight: DEFAULT_VNODES_PER_WEIGHT,
+            tokens_per_weight: DEFAULT_TOKENS_PER_WEIGHT,
             buckets: Buckets::default(),
         }
     }
@@ -219,8 +249,11 @@ impl Config {
         if self.weight == 0 {
             bail!("weight must be at least 1");
         }
-        if self.cluster.vnodes_per_weight == 0 {
-            bail!("cluster.vnodes_per_weight must be at least 1");
+        if self.cluster.tokens_per_weight == 0 {
+            bail!("cluster.tokens_per_weight must be at least 1");
+        }
+        if self.transfer.batch == 0 || self.transfer.max_in_flight == 0 {
+            bail!("transfer.batch and transfer.max_in_flight must be at least 1");
         }
         if self.advertised().ip().is_unspecified() {
             bail!(

@@ -6,7 +6,8 @@
 //! a plain `Merge`, at most `handoff.max_in_flight` at once. A hint is deleted only once the
 //! home node has acknowledged it, and only if it did not change meanwhile
 //! ([`Service::hint_delivered`]); a failed delivery is retried on the next round. Merging is
-//! idempotent, so a delivery repeated after a crash does no harm.
+//! idempotent, so a delivery repeated after a crash does no harm. A hint whose home node has
+//! left the ring since goes to the key's current home replicas instead.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::Handoff;
+use crate::membership::ClusterView;
 use crate::service::Service;
 use crate::storage::HintKey;
 
@@ -76,8 +78,8 @@ async fn run_round(
     let view = service.view();
     let addresses: HashMap<NodeId, String> = view
         .ring
-        .members()
-        .iter()
+        .all_members()
+        .into_iter()
         .filter(|m| view.alive.contains(&m.id) && m.id != service.node())
         .map(|m| (m.id, m.addr.clone()))
         .collect();
@@ -98,7 +100,7 @@ async fn run_round(
         scanned += batch.len() as u64;
         let mut sends = FuturesUnordered::new();
         for (hint, state) in batch {
-            let Some(addr) = addresses.get(&hint.home) else {
+            let Some(destinations) = destinations(&view, &addresses, &hint) else {
                 continue;
             };
             if shutdown.is_cancelled() {
@@ -116,7 +118,13 @@ async fn run_round(
                 hint: None,
             };
             sends.push(async move {
-                let answer = pool.call(addr, CONNECT_TIMEOUT, epoch, body).await;
+                let mut answer = Ok((Response::Merged, epoch));
+                for addr in destinations {
+                    let result = pool.call(&addr, CONNECT_TIMEOUT, epoch, body.clone()).await;
+                    if !matches!(result, Ok((Response::Merged, _))) {
+                        answer = result;
+                    }
+                }
                 (hint, state, answer)
             });
         }
@@ -128,6 +136,27 @@ async fn run_round(
         delivered,
         pending: scanned.saturating_sub(delivered),
     })
+}
+
+/// Where a hint goes: its home node if that is alive; if the home has left the ring since
+/// (its share was handed to others), every current home replica of the key, all alive.
+/// `None`: not now.
+fn destinations(
+    view: &ClusterView,
+    alive_addresses: &HashMap<NodeId, String>,
+    hint: &HintKey,
+) -> Option<Vec<String>> {
+    if let Some(addr) = alive_addresses.get(&hint.home) {
+        return Some(vec![addr.clone()]);
+    }
+    if view.ring.member(hint.home).is_some() || view.ring.members().is_empty() {
+        return None; // Still a member (or a node we cannot place yet): wait for it.
+    }
+    view.ring
+        .home_replicas(&hint.bucket, &hint.key)
+        .iter()
+        .map(|m| alive_addresses.get(&m.id).cloned())
+        .collect()
 }
 
 type Sent = (

@@ -6,8 +6,9 @@
 //! - [`config`]: settings from defaults, a TOML file, environment and flags.
 //! - [`storage`]: the [`storage::Store`] interface, on RocksDB or in memory.
 //! - [`service`]: what a node does with one request (stamp, merge, read), without I/O.
-//! - [`membership`]: gossip (chitchat) turned into the ring and liveness.
+//! - [`membership`]: the cluster layout, spread by gossip (chitchat), turned into the ring.
 //! - [`handoff`]: delivering hints to their home nodes once they are back.
+//! - [`transfer`]: streaming data to new owners after a membership change, then cleaning up.
 //! - [`server`]: connections, multiplexing, limits, graceful shutdown.
 
 pub mod config;
@@ -16,5 +17,6 @@ pub mod membership;
 pub mod server;
 pub mod service;
 pub mod storage;
+pub mod transfer;
 
 pub use config::{Args, Config};

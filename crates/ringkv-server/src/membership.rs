@@ -1,63 +1,72 @@
-//! Cluster membership by gossip (chitchat), turned into a [`Ring`].
+//! Cluster membership: the committed [`Layout`], spread by gossip (chitchat), turned into a
+//! [`Ring`].
 //!
-//! Each node gossips a few keys about itself: its data address, weight and status, and the
-//! cluster settings it proposes (bucket table, tokens per weight). From the gossiped state
-//! every node derives the same [`RingConfig`]:
+//! Gossip makes a node *known*; only the layout makes it a *member*. Each node gossips a few
+//! small keys about itself:
 //!
-//! - members: every node gossip knows of, alive or not (a node that stops answering keeps its
-//!   place; the sloppy quorum routes around it), plus every member this node has seen before
-//!   and persisted in its store. A restarted node appears under a new gossip generation; only
-//!   its newest generation counts. Persisting the members means a node that restarts knows
-//!   the whole ring at once, instead of serving a ring of one until gossip catches up (a
-//!   client that fetched that ring would route every key to the wrong place).
-//! - settings: the proposal with the highest `version`, ties broken by the lowest node id.
+//! - `addr` and `weight`: where clients reach it, the weight it was started with;
+//! - `layout`: the version and digest of the layout it holds. A node that sees a higher one
+//!   fetches the whole layout from that peer over the data protocol (`Request::Layout`):
+//!   gossip stays small however many tokens the layout carries;
+//! - `transfer`: how far it has got with the transfer under way (`Step`), from which every
+//!   node advances the layout's transfer phases on its own ([`Layout::advance`]);
+//! - `cluster`: the bucket settings it proposes (highest `version` wins, ties by lowest id).
 //!
-//! Liveness comes from chitchat's phi-accrual failure detector and travels beside the ring,
-//! never inside it: a crash must not move data.
+//! The layout is persisted in the store, so a restarted node routes by it at once. Liveness
+//! comes from chitchat's phi-accrual failure detector and travels beside the ring, never
+//! inside it: a crash must not move data.
 //!
 //! [`spawn_membership`] starts gossip and a task that recomputes the [`ClusterView`] every
-//! gossip interval and publishes it on a `watch` channel when it changes.
+//! gossip interval (or at once after an operator changed the layout on this node).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use chitchat::transport::UdpTransport;
 use chitchat::{Chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
-use ringkv_core::{Member, MemberStatus, NodeId, Ring, RingConfig};
-use tokio::sync::watch;
+use ringkv::transport::{Pool, Request, Response};
+use ringkv_core::{Layout, LayoutError, NodeId, Phase, Ring, Step};
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::{ClusterSettings, Config};
 use crate::storage::Store;
 
 const KEY_ADDR: &str = "addr";
 const KEY_WEIGHT: &str = "weight";
-const KEY_STATUS: &str = "status";
 const KEY_CLUSTER: &str = "cluster";
+const KEY_LAYOUT: &str = "layout";
+const KEY_TRANSFER: &str = "transfer";
 
-/// The store record holding the members this node has seen (format byte, then CBOR).
-const MEMBERS_RECORD: &str = "members";
-const MEMBERS_FORMAT: u8 = 1;
+/// The store record holding the layout (format byte, then CBOR).
+const LAYOUT_RECORD: &str = "layout";
+const LAYOUT_FORMAT: u8 = 1;
+/// The store record holding this node's last transfer report (`Step` for a transition id).
+const REPORT_RECORD: &str = "transfer-report";
 
 /// How long a restarted node waits to hear a peer before it reports its (pessimistic) view of
 /// liveness anyway: long enough for a few gossip rounds, short enough for a node that really
 /// is the last one up.
 pub const READY_GRACE: Duration = Duration::from_secs(5);
 
+/// How long fetching a layout from a peer may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// What a node knows of the cluster at one moment.
 #[derive(Debug)]
 pub struct ClusterView {
     pub ring: Arc<Ring>,
+    pub layout: Arc<Layout>,
     /// Members this node's failure detector considers alive (itself included), sorted.
     pub alive: Vec<NodeId>,
-    /// Whether the view is worth handing to clients. False while a node that was given seeds
-    /// knows no member but itself, and, for at most [`READY_GRACE`] after start, while it knows
-    /// other members but has not yet heard any of them alive: its failure detector would
-    /// report them all dead, and a client that believed it would stop using them.
+    /// Whether the view is worth handing to clients. False while the node belongs to no
+    /// cluster, and, for at most [`READY_GRACE`] after start, while it knows other members but
+    /// has not yet heard any of them alive: its failure detector would report them all dead,
+    /// and a client that believed it would stop using them.
     pub ready: bool,
 }
 
@@ -66,6 +75,13 @@ impl ClusterView {
     pub fn fixed(ring: Ring) -> ClusterView {
         let alive = ring.members().iter().map(|m| m.id).collect();
         ClusterView {
+            layout: Arc::new(Layout {
+                version: 1,
+                ring_version: ring.config().version,
+                members: ring.members().to_vec(),
+                transition: ring.transition().cloned(),
+                ..Layout::default()
+            }),
             ring: Arc::new(ring),
             alive,
             ready: true,
@@ -73,9 +89,104 @@ impl ClusterView {
     }
 }
 
+/// The layout this node holds, and the operations that change it. Shared by the request
+/// handlers (operator commands), the transfer worker (progress reports) and the refresh loop.
+#[derive(Debug)]
+pub struct Keeper {
+    store: Arc<dyn Store>,
+    layout: Mutex<Arc<Layout>>,
+    /// This node's transfer report: the transition id and the step reached.
+    report: Mutex<Option<(u64, Step)>>,
+    /// Wakes the refresh loop after a local change, so it is gossiped at once.
+    changed: Notify,
+}
+
+impl Keeper {
+    fn load(store: Arc<dyn Store>, tokens_per_weight: u32) -> Keeper {
+        let layout = load_record::<Layout>(store.as_ref(), LAYOUT_RECORD)
+            .unwrap_or_else(|| Layout::empty(tokens_per_weight));
+        if layout.is_founded() {
+            info!(
+                version = layout.version,
+                members = layout.members.len(),
+                "loaded the cluster layout"
+            );
+        }
+        let report = load_record::<(u64, Step)>(store.as_ref(), REPORT_RECORD);
+        Keeper {
+            store,
+            layout: Mutex::new(Arc::new(layout)),
+            report: Mutex::new(report),
+            changed: Notify::new(),
+        }
+    }
+
+    /// A keeper for a node that is not running gossip (tests of the request handlers).
+    pub fn detached(store: Arc<dyn Store>, layout: Layout) -> Keeper {
+        Keeper {
+            store,
+            layout: Mutex::new(Arc::new(layout)),
+            report: Mutex::new(None),
+            changed: Notify::new(),
+        }
+    }
+
+    pub fn layout(&self) -> Arc<Layout> {
+        self.layout
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Applies an operator's change to the layout, persists it and has it gossiped.
+    pub fn update(
+        &self,
+        change: impl FnOnce(&mut Layout) -> Result<(), LayoutError>,
+    ) -> Result<Arc<Layout>, LayoutError> {
+        let mut guard = self.layout.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = (**guard).clone();
+        change(&mut next)?;
+        save_record(self.store.as_ref(), LAYOUT_RECORD, &next);
+        let next = Arc::new(next);
+        *guard = next.clone();
+        drop(guard);
+        self.changed.notify_one();
+        Ok(next)
+    }
+
+    /// Replaces the layout with `layout` if it ranks higher. Returns whether it did.
+    fn adopt(&self, layout: Layout) -> bool {
+        let mut guard = self.layout.lock().unwrap_or_else(|p| p.into_inner());
+        if layout.rank() <= guard.rank() {
+            return false;
+        }
+        save_record(self.store.as_ref(), LAYOUT_RECORD, &layout);
+        *guard = Arc::new(layout);
+        true
+    }
+
+    /// This node's last transfer report.
+    pub fn report(&self) -> Option<(u64, Step)> {
+        *self.report.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records (persistently) that this node reached `step` of transition `id`.
+    pub fn set_report(&self, id: u64, step: Step) {
+        let mut guard = self.report.lock().unwrap_or_else(|p| p.into_inner());
+        if *guard >= Some((id, step)) {
+            return;
+        }
+        *guard = Some((id, step));
+        save_record(self.store.as_ref(), REPORT_RECORD, &(id, step));
+        drop(guard);
+        self.changed.notify_one();
+    }
+}
+
 /// The running membership component.
 pub struct MembershipHandle {
     view: watch::Receiver<Arc<ClusterView>>,
+    keeper: Arc<Keeper>,
     chitchat: ChitchatHandle,
     task: tokio::task::JoinHandle<()>,
     stop: CancellationToken,
@@ -95,6 +206,10 @@ impl MembershipHandle {
         self.view.clone()
     }
 
+    pub fn keeper(&self) -> Arc<Keeper> {
+        self.keeper.clone()
+    }
+
     /// Stops gossiping. Peers will see this node as dead after their detection timeout.
     pub async fn shutdown(self) {
         self.stop.cancel();
@@ -106,13 +221,13 @@ impl MembershipHandle {
 }
 
 /// Starts gossip for the node that owns `store`, and the task that keeps its [`ClusterView`]
-/// current (and the members it has seen persisted in `store`).
+/// current.
 pub async fn spawn_membership(
     config: &Config,
     store: Arc<dyn Store>,
 ) -> anyhow::Result<MembershipHandle> {
     let id = store.node_id();
-    let known = load_members(store.as_ref());
+    let keeper = Arc::new(Keeper::load(store, config.cluster.tokens_per_weight));
     let generation = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -141,41 +256,43 @@ pub async fn spawn_membership(
     let keys = vec![
         (KEY_ADDR.to_string(), advertised.to_string()),
         (KEY_WEIGHT.to_string(), config.weight.to_string()),
-        (KEY_STATUS.to_string(), "active".to_string()),
         (KEY_CLUSTER.to_string(), settings),
+        (KEY_LAYOUT.to_string(), layout_key(&keeper.layout())),
+        (KEY_TRANSFER.to_string(), report_key(keeper.report())),
     ];
     let chitchat = chitchat::spawn_chitchat(chitchat_config, keys, &UdpTransport)
         .await
         .with_context(|| format!("starting gossip on udp {}", config.listen))?;
 
-    let has_seeds = !config.seeds.is_empty();
     let started = tokio::time::Instant::now();
+    let refresh = Refresh {
+        me: id,
+        interval: config.gossip.interval(),
+        keeper: keeper.clone(),
+        pool: Pool::with_local_ip(advertised.ip()),
+        started,
+        published: (String::new(), String::new()),
+    };
     let initial = {
         let guard = chitchat.chitchat();
         let state = guard.lock().await;
-        view_of(&state, None, &known, Readiness { has_seeds, started }).unwrap_or_else(|| {
-            Arc::new(ClusterView {
-                ring: Arc::new(Ring::empty()),
-                alive: vec![],
-                ready: false,
-            })
+        let gossip = Gossip::read(&state);
+        refresh.view_of(&gossip, &keeper.layout(), None)
+    }
+    .unwrap_or_else(|| {
+        Arc::new(ClusterView {
+            ring: Arc::new(Ring::empty()),
+            layout: keeper.layout(),
+            alive: vec![],
+            ready: false,
         })
-    };
+    });
     let (tx, rx) = watch::channel(initial);
     let stop = CancellationToken::new();
-    let task = tokio::spawn(refresh_loop(
-        chitchat.chitchat(),
-        tx,
-        Refresh {
-            interval: config.gossip.interval(),
-            store,
-            known,
-            readiness: Readiness { has_seeds, started },
-        },
-        stop.clone(),
-    ));
+    let task = tokio::spawn(refresh_loop(chitchat.chitchat(), tx, refresh, stop.clone()));
     Ok(MembershipHandle {
         view: rx,
+        keeper,
         chitchat,
         task,
         stop,
@@ -184,31 +301,87 @@ pub async fn spawn_membership(
 
 /// What the refresh loop needs besides gossip.
 struct Refresh {
+    me: NodeId,
     interval: Duration,
-    store: Arc<dyn Store>,
-    /// Members seen before (persisted), by id.
-    known: BTreeMap<NodeId, Member>,
-    readiness: Readiness,
-}
-
-/// What decides whether a view is ready (see [`ClusterView::ready`]).
-#[derive(Clone, Copy, Debug)]
-struct Readiness {
-    has_seeds: bool,
+    keeper: Arc<Keeper>,
+    /// For fetching a newer layout from the peer that has it.
+    pool: Pool,
     started: tokio::time::Instant,
+    /// The layout and transfer keys last gossiped.
+    published: (String, String),
 }
 
-impl Readiness {
-    fn ready(&self, me: Option<NodeId>, members: &[Member], alive: &[NodeId]) -> bool {
-        let others_known = members.iter().any(|m| Some(m.id) != me);
-        if !others_known {
-            return !self.has_seeds;
+/// What gossip says about every node, read in one pass under the chitchat lock.
+#[derive(Debug, Default)]
+struct Gossip {
+    /// Per node (newest generation only): its data address, layout rank and transfer report.
+    peers: BTreeMap<NodeId, Peer>,
+    settings: ClusterSettings,
+    live: Vec<NodeId>,
+}
+
+#[derive(Debug, Default)]
+struct Peer {
+    addr: Option<String>,
+    layout: Option<(u64, u64)>,
+    report: Option<(u64, Step)>,
+}
+
+impl Gossip {
+    fn read(chitchat: &Chitchat) -> Gossip {
+        let mut newest: BTreeMap<NodeId, (&ChitchatId, &chitchat::NodeState)> = BTreeMap::new();
+        for (cid, state) in chitchat.node_states() {
+            let Ok(id) = cid.node_id.parse::<NodeId>() else {
+                warn!(node = %cid.node_id, "ignoring a gossip member whose id is not a ringkv node id");
+                continue;
+            };
+            match newest.get(&id) {
+                Some((seen, _)) if seen.generation_id >= cid.generation_id => {}
+                _ => {
+                    newest.insert(id, (cid, state));
+                }
+            }
         }
-        alive.iter().any(|id| Some(*id) != me) || self.started.elapsed() > READY_GRACE
+        let mut gossip = Gossip::default();
+        let mut proposals: Vec<(u64, NodeId, ClusterSettings)> = Vec::new();
+        for (&id, (_, state)) in &newest {
+            let peer = Peer {
+                addr: state
+                    .get(KEY_ADDR)
+                    .and_then(|a| a.parse::<SocketAddr>().ok())
+                    .map(|a| a.to_string()),
+                layout: state.get(KEY_LAYOUT).and_then(parse_layout_key),
+                report: state.get(KEY_TRANSFER).and_then(parse_report_key),
+            };
+            gossip.peers.insert(id, peer);
+            if let Some(text) = state.get(KEY_CLUSTER) {
+                match toml::from_str::<ClusterSettings>(text) {
+                    Ok(settings) => proposals.push((settings.version, id, settings)),
+                    Err(e) => {
+                        debug!(node = %id, error = %e, "ignoring unparseable cluster settings")
+                    }
+                }
+            }
+        }
+        // Highest version wins; among equal versions, the lowest node id.
+        proposals.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        gossip.settings = proposals
+            .into_iter()
+            .next()
+            .map(|p| p.2)
+            .unwrap_or_default();
+        gossip.live = chitchat
+            .live_nodes()
+            .filter_map(|cid| cid.node_id.parse::<NodeId>().ok())
+            .collect();
+        gossip.live.sort_unstable();
+        gossip.live.dedup();
+        gossip
     }
 }
 
-/// Recomputes the view every `interval` and publishes it when it changed.
+/// Recomputes the view every `interval` (or when the keeper says the layout changed) and
+/// publishes it when it changed.
 async fn refresh_loop(
     chitchat: Arc<tokio::sync::Mutex<Chitchat>>,
     tx: watch::Sender<Arc<ClusterView>>,
@@ -216,30 +389,47 @@ async fn refresh_loop(
     stop: CancellationToken,
 ) {
     let mut ticker = tokio::time::interval(refresh.interval);
+    let keeper = refresh.keeper.clone();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = ticker.tick() => {}
+            _ = keeper.changed.notified() => {}
         }
-        let current = tx.borrow().clone();
-        let next = {
+        let gossip = {
             let state = chitchat.lock().await;
-            view_of(&state, Some(&current), &refresh.known, refresh.readiness)
+            Gossip::read(&state)
         };
-        if let Some(next) = next {
+        refresh.catch_up(&gossip).await;
+        // Move the transfer on if every node has reported what its phase waits for.
+        let mut layout = (*keeper.layout()).clone();
+        let me = refresh.me;
+        let advanced = layout.advance(|node| {
+            if node == me {
+                keeper.report()
+            } else {
+                gossip.peers.get(&node).and_then(|p| p.report)
+            }
+        });
+        if advanced {
+            info!(
+                version = layout.version,
+                ring_version = layout.ring_version,
+                phase = ?layout.transition.as_ref().map(|t| t.phase),
+                "transfer moved on"
+            );
+            keeper.adopt(layout);
+        }
+        let layout = keeper.layout();
+        let current = tx.borrow().clone();
+        if let Some(next) = refresh.view_of(&gossip, &layout, Some(&current)) {
             if next.ring.epoch() != current.ring.epoch() {
                 info!(
                     epoch = %next.ring.epoch(),
                     members = next.ring.members().len(),
+                    transfer = ?next.ring.transition().map(|t| t.phase),
                     "ring changed"
                 );
-                refresh.known = next
-                    .ring
-                    .members()
-                    .iter()
-                    .map(|m| (m.id, m.clone()))
-                    .collect();
-                save_members(refresh.store.as_ref(), next.ring.members());
             }
             if next.alive != current.alive {
                 info!(
@@ -250,139 +440,176 @@ async fn refresh_loop(
             }
             let _ = tx.send(next);
         }
+        // Only once this node routes (and refuses) by the switched ring does it say so.
+        if let Some(t) = &layout.transition
+            && t.phase == Phase::Switching
+            && layout.involved().contains(&me)
+        {
+            keeper.set_report(t.id, Step::Switched);
+        }
+        refresh.publish(&chitchat).await;
     }
 }
 
-/// The view gossip (and the `known` members) describe, or `None` if it equals `current` (or
-/// cannot make a ring).
-fn view_of(
-    chitchat: &Chitchat,
-    current: Option<&ClusterView>,
-    known: &BTreeMap<NodeId, Member>,
-    readiness: Readiness,
-) -> Option<Arc<ClusterView>> {
-    // Newest generation of each node id.
-    let mut newest: BTreeMap<NodeId, (&ChitchatId, &chitchat::NodeState)> = BTreeMap::new();
-    for (cid, state) in chitchat.node_states() {
-        let Ok(id) = cid.node_id.parse::<NodeId>() else {
-            warn!(node = %cid.node_id, "ignoring a gossip member whose id is not a ringkv node id");
-            continue;
-        };
-        match newest.get(&id) {
-            Some((seen, _)) if seen.generation_id >= cid.generation_id => {}
-            _ => {
-                newest.insert(id, (cid, state));
+impl Refresh {
+    /// Fetches a newer layout from a peer that gossips one, if any.
+    async fn catch_up(&self, gossip: &Gossip) {
+        let mine = self.keeper.layout().rank();
+        let mut newer: Vec<(&(u64, u64), &String)> = gossip
+            .peers
+            .iter()
+            .filter(|(id, _)| **id != self.me)
+            .filter_map(|(_, p)| Some((p.layout.as_ref()?, p.addr.as_ref()?)))
+            .filter(|(rank, _)| **rank > mine)
+            .collect();
+        newer.sort_by(|a, b| b.0.cmp(a.0));
+        for (rank, addr) in newer {
+            let epoch = Default::default();
+            match self
+                .pool
+                .call(addr, FETCH_TIMEOUT, epoch, Request::Layout)
+                .await
+            {
+                Ok((Response::Layout(layout), _)) => {
+                    let version = layout.version;
+                    if self.keeper.adopt(layout) {
+                        info!(version, from = %addr, "adopted a newer cluster layout");
+                        return;
+                    }
+                }
+                Ok((other, _)) => debug!(from = %addr, answer = ?other, "unexpected layout answer"),
+                Err(e) => debug!(from = %addr, ?rank, error = %e, "could not fetch a layout"),
             }
         }
     }
-    let mut members = Vec::with_capacity(newest.len());
-    let mut proposals: Vec<(u64, NodeId, ClusterSettings)> = Vec::new();
-    for (&id, (_, state)) in &newest {
-        let (Some(addr), Some(weight)) = (state.get(KEY_ADDR), state.get(KEY_WEIGHT)) else {
-            continue; // Its keys have not reached us yet.
-        };
-        let (Ok(addr), Ok(weight)) = (addr.parse::<SocketAddr>(), weight.parse::<u32>()) else {
-            warn!(node = %id, "ignoring a member with an unparseable address or weight");
-            continue;
-        };
-        if weight == 0 {
-            warn!(node = %id, "ignoring a member with weight 0");
-            continue;
-        }
-        members.push(Member {
-            id,
-            addr: addr.to_string(),
-            weight,
-            status: MemberStatus::Active,
-        });
-        if let Some(text) = state.get(KEY_CLUSTER) {
-            match toml::from_str::<ClusterSettings>(text) {
-                Ok(settings) => proposals.push((settings.version, id, settings)),
-                Err(e) => warn!(node = %id, error = %e, "ignoring unparseable cluster settings"),
-            }
-        }
-    }
-    // Members seen before and not (yet) in gossip keep their place.
-    for (id, member) in known {
-        if !newest.contains_key(id) {
-            members.push(member.clone());
-        }
-    }
-    // Highest version wins; among equal versions, the lowest node id.
-    proposals.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    let settings = proposals
-        .into_iter()
-        .next()
-        .map(|p| p.2)
-        .unwrap_or_default();
-    let config = RingConfig {
-        members,
-        buckets: settings.buckets,
-        vnodes_per_weight: settings.vnodes_per_weight,
-    };
-    let mut alive: Vec<NodeId> = chitchat
-        .live_nodes()
-        .filter_map(|cid| cid.node_id.parse::<NodeId>().ok())
-        .filter(|id| config.members.iter().any(|m| m.id == *id))
-        .collect();
-    alive.sort_unstable();
-    alive.dedup();
 
-    let me = chitchat.self_chitchat_id().node_id.parse::<NodeId>().ok();
-    let ready = readiness.ready(me, &config.members, &alive);
-    if let Some(current) = current {
-        let mut sorted = config.clone();
-        sorted.members.sort_by_key(|m| m.id);
-        if &sorted == current.ring.config() && alive == current.alive && ready == current.ready {
+    /// Gossips this node's layout rank and transfer report if they changed.
+    async fn publish(&mut self, chitchat: &tokio::sync::Mutex<Chitchat>) {
+        let keys = (
+            layout_key(&self.keeper.layout()),
+            report_key(self.keeper.report()),
+        );
+        if keys == self.published {
+            return;
+        }
+        let mut state = chitchat.lock().await;
+        let node = state.self_node_state();
+        node.set(KEY_LAYOUT, keys.0.clone());
+        node.set(KEY_TRANSFER, keys.1.clone());
+        self.published = keys;
+    }
+
+    /// The view the layout and gossip describe, or `None` if it equals `current` (or cannot
+    /// make a ring).
+    fn view_of(
+        &self,
+        gossip: &Gossip,
+        layout: &Arc<Layout>,
+        current: Option<&ClusterView>,
+    ) -> Option<Arc<ClusterView>> {
+        let settings = &gossip.settings;
+        let config = layout.ring_config(settings.buckets.clone(), settings.version);
+        let ring = match Ring::new(config) {
+            Ok(ring) => ring,
+            Err(e) => {
+                warn!(error = %e, "the layout does not make a valid ring; keeping the last one");
+                return None;
+            }
+        };
+        let involved: Vec<NodeId> = ring.all_members().iter().map(|m| m.id).collect();
+        let alive: Vec<NodeId> = gossip
+            .live
+            .iter()
+            .copied()
+            .filter(|id| involved.contains(id))
+            .collect();
+        let ready = self.ready(layout, &involved, &alive);
+        if let Some(current) = current
+            && current.ring.epoch() == ring.epoch()
+            && current.alive == alive
+            && current.ready == ready
+            && Arc::ptr_eq(&current.layout, layout)
+        {
             return None;
         }
-    }
-    match Ring::new(config) {
-        Ok(ring) => Some(Arc::new(ClusterView {
+        Some(Arc::new(ClusterView {
             ring: Arc::new(ring),
+            layout: layout.clone(),
             alive,
             ready,
-        })),
+        }))
+    }
+
+    /// See [`ClusterView::ready`].
+    fn ready(&self, layout: &Layout, members: &[NodeId], alive: &[NodeId]) -> bool {
+        if !layout.is_founded() {
+            return false;
+        }
+        let others = members.iter().any(|id| *id != self.me);
+        !others || alive.iter().any(|id| *id != self.me) || self.started.elapsed() > READY_GRACE
+    }
+}
+
+fn layout_key(layout: &Layout) -> String {
+    let (version, digest) = layout.rank();
+    format!("{version}:{digest:016x}")
+}
+
+fn parse_layout_key(text: &str) -> Option<(u64, u64)> {
+    let (version, digest) = text.split_once(':')?;
+    Some((version.parse().ok()?, u64::from_str_radix(digest, 16).ok()?))
+}
+
+fn report_key(report: Option<(u64, Step)>) -> String {
+    match report {
+        None => String::new(),
+        Some((id, Step::Streamed)) => format!("{id}:streamed"),
+        Some((id, Step::Switched)) => format!("{id}:switched"),
+    }
+}
+
+fn parse_report_key(text: &str) -> Option<(u64, Step)> {
+    let (id, step) = text.split_once(':')?;
+    let step = match step {
+        "streamed" => Step::Streamed,
+        "switched" => Step::Switched,
+        _ => return None,
+    };
+    Some((id.parse().ok()?, step))
+}
+
+/// A record persisted by an earlier run (none if absent or unreadable: logged, not fatal).
+fn load_record<T: serde::de::DeserializeOwned>(store: &dyn Store, name: &str) -> Option<T> {
+    let bytes = match store.get_meta(name) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return None,
         Err(e) => {
-            warn!(error = %e, "gossiped membership does not make a valid ring; keeping the last one");
+            warn!(record = name, error = %e, "cannot read a persisted record");
+            return None;
+        }
+    };
+    match bytes.split_first() {
+        Some((&LAYOUT_FORMAT, body)) => match ciborium::from_reader(body) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                warn!(record = name, error = %e, "ignoring an unreadable record");
+                None
+            }
+        },
+        _ => {
+            warn!(record = name, "ignoring a record of an unknown format");
             None
         }
     }
 }
 
-/// The members persisted by an earlier run, by id (none if there are none or they are unreadable).
-fn load_members(store: &dyn Store) -> BTreeMap<NodeId, Member> {
-    let bytes = match store.get_meta(MEMBERS_RECORD) {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => return BTreeMap::new(),
-        Err(e) => {
-            warn!(error = %e, "cannot read the members seen before; starting from gossip alone");
-            return BTreeMap::new();
-        }
-    };
-    let members: Result<Vec<Member>, String> = match bytes.split_first() {
-        Some((&MEMBERS_FORMAT, body)) => ciborium::from_reader(body).map_err(|e| e.to_string()),
-        _ => Err("unknown format".into()),
-    };
-    match members {
-        Ok(members) => {
-            info!(members = members.len(), "loaded the members seen before");
-            members.into_iter().map(|m| (m.id, m)).collect()
-        }
-        Err(e) => {
-            warn!(error = %e, "ignoring an unreadable members record");
-            BTreeMap::new()
-        }
-    }
-}
-
-fn save_members(store: &dyn Store, members: &[Member]) {
-    let mut bytes = vec![MEMBERS_FORMAT];
-    if ciborium::into_writer(&members, &mut bytes).is_err() {
+fn save_record<T: serde::Serialize>(store: &dyn Store, name: &str, value: &T) {
+    let mut bytes = vec![LAYOUT_FORMAT];
+    if ciborium::into_writer(value, &mut bytes).is_err() {
         return;
     }
-    if let Err(e) = store.put_meta(MEMBERS_RECORD, &bytes) {
-        warn!(error = %e, "cannot persist the members; a restart will wait for gossip");
+    if let Err(e) = store.put_meta(name, &bytes) {
+        warn!(record = name, error = %e, "cannot persist a record");
     }
 }
 
@@ -390,49 +617,15 @@ fn save_members(store: &dyn Store, members: &[Member]) {
 mod tests {
     use super::*;
 
-    fn member(id: u64) -> Member {
-        Member {
-            id: NodeId(id),
-            addr: format!("127.0.0.1:{id}"),
-            weight: 1,
-            status: MemberStatus::Active,
+    #[test]
+    fn gossip_keys_round_trip_and_garbage_is_ignored() {
+        let layout = Layout::default();
+        assert_eq!(parse_layout_key(&layout_key(&layout)), Some(layout.rank()));
+        for report in [(7, Step::Streamed), (9, Step::Switched)] {
+            assert_eq!(parse_report_key(&report_key(Some(report))), Some(report));
         }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_node_hands_out_its_view_only_once_it_has_heard_the_cluster() {
-        let me = Some(NodeId(1));
-        let alone = [member(1)];
-        let three = [member(1), member(2), member(3)];
-        let lone = Readiness {
-            has_seeds: false,
-            started: tokio::time::Instant::now(),
-        };
-        assert!(
-            lone.ready(me, &alone, &[NodeId(1)]),
-            "a node started alone on purpose"
-        );
-        let joining = Readiness {
-            has_seeds: true,
-            started: tokio::time::Instant::now(),
-        };
-        assert!(
-            !joining.ready(me, &alone, &[NodeId(1)]),
-            "seeds given, nobody heard"
-        );
-        assert!(
-            !joining.ready(me, &three, &[NodeId(1)]),
-            "members known, none heard alive"
-        );
-        assert!(joining.ready(me, &three, &[NodeId(1), NodeId(3)]));
-        tokio::time::advance(READY_GRACE + Duration::from_millis(1)).await;
-        assert!(
-            joining.ready(me, &three, &[NodeId(1)]),
-            "the last node up answers after the grace"
-        );
-        assert!(
-            !joining.ready(me, &alone, &[NodeId(1)]),
-            "but never with a ring of itself alone"
-        );
+        assert_eq!(parse_report_key(""), None);
+        assert_eq!(parse_report_key("7:flying"), None);
+        assert_eq!(parse_layout_key("x:y"), None);
     }
 }

@@ -32,6 +32,7 @@ use crate::handoff::spawn_handoff;
 use crate::membership::spawn_membership;
 use crate::service::Service;
 use crate::storage::{RocksStore, Store};
+use crate::transfer::spawn_transfer;
 
 /// How long shutdown waits for connections to finish their requests before giving up on them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,11 +54,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .await
         .with_context(|| format!("listening on tcp {}", config.listen))?;
     let membership = spawn_membership(&config, store.clone()).await?;
-    let service = Arc::new(Service::new(
-        store.clone(),
-        membership.subscribe(),
-        config.limits.clone(),
-    ));
+    let service = Arc::new(
+        Service::new(store.clone(), membership.subscribe(), config.limits.clone())
+            .with_keeper(membership.keeper(), config.weight),
+    );
     info!(
         node = %node,
         listen = %config.listen,
@@ -73,8 +73,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         config.advertised().ip(),
         shutdown.clone(),
     );
+    let transfer = spawn_transfer(
+        service.clone(),
+        config.transfer.clone(),
+        config.advertised().ip(),
+        shutdown.clone(),
+    );
     serve(listener, service, config.limits.clone(), shutdown).await;
     let _ = handoff.await;
+    let _ = transfer.await;
 
     info!("stopping gossip");
     membership.shutdown().await;

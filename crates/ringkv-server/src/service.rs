@@ -12,13 +12,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use ringkv_core::hash::key_position;
 use ringkv_core::siblings::MAX_SIBLINGS;
-use ringkv_core::wire::{NodeStats, Request, Response, RingSnapshot, WireError};
-use ringkv_core::{ConflictPolicy, NodeId, RingEpoch, SiblingSet, VersionVector};
+use ringkv_core::wire::{NodeStats, Request, Response, RingSnapshot, TransferStats, WireError};
+use ringkv_core::{
+    ConflictPolicy, Layout, LayoutError, NodeId, RingEpoch, SiblingSet, VersionVector,
+};
 use tokio::sync::watch;
 use tracing::{debug, error};
 
 use crate::config::Limits;
-use crate::membership::ClusterView;
+use crate::membership::{ClusterView, Keeper};
 use crate::storage::{HintKey, Store, StoreError};
 
 /// Longest bucket name accepted.
@@ -33,6 +35,12 @@ pub struct Service {
     limits: Limits,
     locks: KeyLocks,
     hints_delivered: AtomicU64,
+    /// The layout and its operations; `None` in tests that run without membership.
+    keeper: Option<Arc<Keeper>>,
+    /// The weight this node was started with.
+    weight: u32,
+    /// Progress of this node's transfer, written by the transfer worker.
+    transfer: Mutex<Option<TransferStats>>,
 }
 
 /// The parts of a `Put` request that say what to write.
@@ -60,7 +68,53 @@ impl Service {
             limits,
             locks: KeyLocks::new(),
             hints_delivered: AtomicU64::new(0),
+            keeper: None,
+            weight: 1,
+            transfer: Mutex::new(None),
         }
+    }
+
+    /// Lets the service answer and apply membership operations through `keeper`.
+    pub fn with_keeper(mut self, keeper: Arc<Keeper>, weight: u32) -> Service {
+        self.keeper = Some(keeper);
+        self.weight = weight;
+        self
+    }
+
+    pub fn keeper(&self) -> Option<&Arc<Keeper>> {
+        self.keeper.as_ref()
+    }
+
+    /// The transfer worker's last recorded progress.
+    pub fn transfer_stats(&self) -> Option<TransferStats> {
+        self.transfer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Deletes the key's copy if it still is `expected` (a write that arrived meanwhile keeps
+    /// it). Returns whether it is gone.
+    pub fn delete_if_unchanged(
+        &self,
+        bucket: &str,
+        key: &[u8],
+        expected: &SiblingSet,
+    ) -> Result<bool, StoreError> {
+        let _guard = self.locks.lock(bucket, key);
+        match self.store.get(bucket, key)? {
+            Some(current) if &current == expected => {
+                self.store.delete(bucket, key)?;
+                Ok(true)
+            }
+            Some(_) => Ok(false),
+            None => Ok(true),
+        }
+    }
+
+    /// Records the transfer worker's progress, for `Stats`.
+    pub fn set_transfer(&self, stats: TransferStats) {
+        *self.transfer.lock().unwrap_or_else(|p| p.into_inner()) = Some(stats);
     }
 
     pub fn node(&self) -> NodeId {
@@ -82,7 +136,7 @@ impl Service {
         match request {
             Request::Get { bucket, key } => {
                 self.check_key(&bucket, &key)?;
-                self.check_responsible(client_epoch, &bucket, &key)?;
+                self.check_epoch(client_epoch)?;
                 Ok(Response::Value {
                     state: self.read(&bucket, &key)?,
                 })
@@ -98,10 +152,8 @@ impl Service {
             } => {
                 self.check_key(&bucket, &key)?;
                 self.check_value(value.as_ref())?;
+                self.check_epoch(client_epoch)?;
                 let hint = hint.filter(|home| *home != self.node);
-                if hint.is_none() {
-                    self.check_responsible(client_epoch, &bucket, &key)?;
-                }
                 let write = Write {
                     context,
                     value,
@@ -122,14 +174,10 @@ impl Service {
                 for sibling in state.siblings() {
                     self.check_value(sibling.value.as_ref())?;
                 }
+                self.check_epoch(client_epoch)?;
                 match hint.filter(|home| *home != self.node) {
-                    // A fallback keeps what it holds for another node whatever the ring says:
-                    // refusing would lose the write's only extra copy.
                     Some(home) => self.merge_hint(&bucket, &key, home, &state)?,
-                    None => {
-                        self.check_responsible(client_epoch, &bucket, &key)?;
-                        self.merge(&bucket, &key, &state)?;
-                    }
+                    None => self.merge(&bucket, &key, &state)?,
                 }
                 Ok(Response::Merged)
             }
@@ -137,7 +185,7 @@ impl Service {
                 let view = self.view.borrow().clone();
                 if !view.ready {
                     return Err(WireError::NotReady {
-                        reason: "joining: no other member heard from yet".into(),
+                        reason: not_ready_reason(&view),
                     });
                 }
                 Ok(Response::Ring(RingSnapshot {
@@ -147,12 +195,66 @@ impl Service {
                 }))
             }
             Request::Ping => Ok(Response::Pong { node: self.node }),
-            Request::Stats => Ok(Response::Stats(NodeStats {
-                node: self.node,
-                hints_pending: self.store.hint_count().map_err(store_error)?,
-                hints_delivered: self.hints_delivered.load(Ordering::Relaxed),
-            })),
+            Request::Stats => {
+                let (keys, bytes) = self.store.estimate().map_err(store_error)?;
+                Ok(Response::Stats(NodeStats {
+                    node: self.node,
+                    hints_pending: self.store.hint_count().map_err(store_error)?,
+                    hints_delivered: self.hints_delivered.load(Ordering::Relaxed),
+                    keys,
+                    bytes,
+                    weight: self.weight,
+                    transfer: self.transfer_stats(),
+                }))
+            }
+            Request::Inspect { bucket, key } => {
+                self.check_key(&bucket, &key)?;
+                let data = self.store.get(&bucket, &key).map_err(store_error)?;
+                let hints = self
+                    .store
+                    .hints_for_key(&bucket, &key)
+                    .map_err(store_error)?
+                    .into_iter()
+                    .map(|(hint, state)| (hint.home, state))
+                    .collect();
+                Ok(Response::Inspection { data, hints })
+            }
+            Request::Layout => Ok(Response::Layout((*self.admin()?.layout()).clone())),
+            Request::Found { members } => self.change_layout(|layout| layout.found(&members)),
+            Request::Stage { change, base } => self.change_layout(|layout| {
+                layout.expect_version(base)?;
+                layout.stage(change)
+            }),
+            Request::Commit { base } => self.change_layout(|layout| {
+                layout.expect_version(base)?;
+                layout.commit()
+            }),
+            Request::Clear { base } => self.change_layout(|layout| {
+                layout.expect_version(base)?;
+                layout.clear()
+            }),
         }
+    }
+
+    fn admin(&self) -> Result<&Arc<Keeper>, WireError> {
+        self.keeper
+            .as_ref()
+            .ok_or_else(|| WireError::InvalidRequest {
+                reason: "this node runs without membership".into(),
+            })
+    }
+
+    fn change_layout(
+        &self,
+        change: impl FnOnce(&mut Layout) -> Result<(), LayoutError>,
+    ) -> Result<Response, WireError> {
+        let layout = self
+            .admin()?
+            .update(change)
+            .map_err(|e| WireError::Layout {
+                reason: e.to_string(),
+            })?;
+        Ok(Response::Layout((*layout).clone()))
     }
 
     /// The key's state as this node can answer it: its own copy merged with any hints it
@@ -331,27 +433,31 @@ impl Service {
         }
     }
 
-    /// A client that routed by another ring may have picked this node wrongly. If, under this
-    /// node's ring, the key is not ours, say so instead of answering from a copy we may not
-    /// hold. (Same epoch: the client computed exactly what we would.)
-    fn check_responsible(
-        &self,
-        client: RingEpoch,
-        bucket: &str,
-        key: &[u8],
-    ) -> Result<(), WireError> {
+    /// A client that routed by an older ring than this node's may have picked the wrong
+    /// replicas, or may be reading the previous owners after a transfer switched: refuse, so
+    /// that it refetches the ring and retries. A client with a newer ring than ours is served
+    /// (we will catch up; what it asks of us is what the newer ring wants).
+    fn check_epoch(&self, client: RingEpoch) -> Result<(), WireError> {
         let view = self.view.borrow();
-        let ring = &view.ring;
-        if client == ring.epoch() || ring.members().is_empty() {
-            return Ok(());
+        if view.ring.members().is_empty() {
+            return Err(WireError::NotReady {
+                reason: not_ready_reason(&view),
+            });
         }
-        if ring.is_home_replica(self.node, bucket, key) {
-            Ok(())
+        let ours = view.ring.epoch();
+        if client < ours {
+            Err(WireError::StaleRing { epoch: ours })
         } else {
-            Err(WireError::StaleRing {
-                epoch: ring.epoch(),
-            })
+            Ok(())
         }
+    }
+}
+
+fn not_ready_reason(view: &ClusterView) -> String {
+    if view.layout.is_founded() {
+        "starting: no other member heard from yet".into()
+    } else {
+        "not part of a cluster yet: run `ringkv cluster init` or `ringkv cluster join`".into()
     }
 }
 

@@ -191,7 +191,11 @@ impl ClientBuilder {
         });
         inner
             .ring
-            .refresh(&inner.pool, inner.config.connect_timeout)
+            .refresh(
+                &inner.pool,
+                inner.config.connect_timeout,
+                RingEpoch::default(),
+            )
             .await?;
         tokio::spawn(refresh_periodically(Arc::downgrade(&inner)));
         Ok(Client { inner })
@@ -297,7 +301,11 @@ impl Client {
     pub async fn refresh_ring(&self) -> Result<()> {
         self.inner
             .ring
-            .refresh(&self.inner.pool, self.inner.config.connect_timeout)
+            .refresh(
+                &self.inner.pool,
+                self.inner.config.connect_timeout,
+                RingEpoch::default(),
+            )
             .await
     }
 

@@ -135,12 +135,14 @@ where
             Ok(value) => return Ok(value),
             Err(e) => e,
         };
-        if is_stale_ring(&error) && !refetched {
-            debug!("a node refused a request for a stale ring; refetching");
+        if let Some(newer) = stale_ring(&error)
+            && !refetched
+        {
+            debug!(%newer, "a node refused a request routed by an older ring; refetching");
             refetched = true;
             inner
                 .ring
-                .refresh(&inner.pool, inner.config.connect_timeout)
+                .refresh(&inner.pool, inner.config.connect_timeout, newer)
                 .await?;
             continue;
         }
@@ -178,13 +180,12 @@ fn backoff(attempt: u32) -> Duration {
         .mul_f64(rand::random_range(0.5..1.5))
 }
 
-fn is_stale_ring(e: &Error) -> bool {
+/// The newest ring epoch a `StaleRing` refusal in `e` named, if any.
+fn stale_ring(e: &Error) -> Option<RingEpoch> {
     match e {
-        Error::Server(WireError::StaleRing { .. }) => true,
-        Error::Quorum { errors, .. } => errors
-            .iter()
-            .any(|n| matches!(*n.error, Error::Server(WireError::StaleRing { .. }))),
-        _ => false,
+        Error::Server(WireError::StaleRing { epoch }) => Some(*epoch),
+        Error::Quorum { errors, .. } => errors.iter().filter_map(|n| stale_ring(&n.error)).max(),
+        _ => None,
     }
 }
 
@@ -257,12 +258,26 @@ fn plan(inner: &Arc<Inner>, bucket: &str, key: &[u8], ask: Ask) -> Result<Plan> 
         }
     };
     // One walk of the preference list: the targets first, then (sloppy calls) the spares
-    // from where the targets stopped.
-    let mut preference = ring.preference_list(bucket.as_bytes(), key);
+    // from where the targets stopped. During a transfer, a write also goes to the homes the
+    // other ring gives the key, which count on top of its quorum (see `Ring::route`).
+    let route = ring.route(bucket, key);
     let n = usize::from(props.n);
+    let extra = if ask.name == "w" {
+        route.extra_homes
+    } else {
+        Vec::new()
+    };
+    let mut reading = route.preference;
+    let homes: Vec<&Member> = reading.by_ref().take(n).collect();
+    let mut preference = homes
+        .iter()
+        .copied()
+        .chain(extra.iter().copied())
+        .chain(reading.filter(|m| !extra.iter().any(|e| e.id == m.id)));
+    let slots = homes.len() + extra.len();
     let chosen = match strict {
-        Some(_) => strict_targets(&mut preference, n, healthy),
-        None => sloppy_targets(&mut preference, n, healthy),
+        Some(_) => strict_targets(&mut preference, slots, healthy),
+        None => sloppy_targets(&mut preference, slots, healthy),
     };
     let targets: Vec<Target> = chosen
         .into_iter()
@@ -279,6 +294,8 @@ fn plan(inner: &Arc<Inner>, bucket: &str, key: &[u8], ask: Ask) -> Result<Plan> 
             .cloned()
             .collect(),
     };
+    required += extra.len();
+    let strict = strict.map(|s| s + extra.len());
     required = required.max(strict.unwrap_or(0));
     if targets.len() < required {
         return Err(Error::Unavailable {

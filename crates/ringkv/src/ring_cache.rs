@@ -1,9 +1,11 @@
 //! The client's copy of the ring and of who is alive.
 //!
 //! Fetched from any seed at start, refetched in the background every
-//! `ClientConfig::ring_refresh_interval`, and at once when a response carries a ring epoch
-//! other than ours. A refetch asks the ring's own members first (the live cluster), then the
-//! seeds; the first answer wins. Concurrent triggers share one refetch.
+//! `ClientConfig::ring_refresh_interval`, and at once when a response carries a newer ring
+//! epoch than ours. A refetch asks the ring's own members first (the live cluster), then the
+//! seeds, until one answers with a ring at least as new as ours (and as the epoch that
+//! prompted it, if any): epochs are ordered, and a client never goes back to an older ring.
+//! Concurrent triggers share one refetch.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -61,14 +63,21 @@ impl RingCache {
         if self.refreshing.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        let result = self.refresh(pool, timeout).await;
+        let result = self.refresh(pool, timeout, RingEpoch::default()).await;
         self.refreshing.store(false, Ordering::Release);
         result
     }
 
-    /// Fetches the ring from the first member or seed that answers.
-    pub(crate) async fn refresh(&self, pool: &Pool, timeout: Duration) -> Result<()> {
+    /// Fetches the ring from the first member or seed that answers with one at least as new
+    /// as ours and as `at_least`.
+    pub(crate) async fn refresh(
+        &self,
+        pool: &Pool,
+        timeout: Duration,
+        at_least: RingEpoch,
+    ) -> Result<()> {
         let current = self.current();
+        let wanted = at_least.max(current.ring.epoch());
         let mut candidates: Vec<String> = current
             .ring
             .members()
@@ -96,9 +105,12 @@ impl RingCache {
             let call = pool.call(addr, timeout, current.ring.epoch(), Request::Ring);
             match tokio::time::timeout(timeout, call).await {
                 Ok(Ok((Response::Ring(snapshot), _))) => match Ring::new(snapshot.config) {
-                    Ok(ring) => {
+                    Ok(ring) if ring.epoch() >= wanted => {
                         self.install(ring, snapshot.alive.into_iter().collect());
                         return Ok(());
+                    }
+                    Ok(ring) => {
+                        last_error = format!("{addr} is behind (ring {})", ring.epoch());
                     }
                     Err(e) => last_error = format!("{addr} sent an invalid ring: {e}"),
                 },
@@ -138,6 +150,6 @@ impl RingCache {
 
     /// Whether `epoch`, seen on a response, says our ring is out of date.
     pub(crate) fn is_stale(&self, epoch: RingEpoch) -> bool {
-        self.current().ring.epoch() != epoch
+        self.current().ring.epoch() < epoch
     }
 }

@@ -63,8 +63,12 @@ fn stage_plan_commit_then_the_transfer_advances_in_two_phases() {
 #[test]
 fn refusals_name_the_reason() {
     let mut empty = Layout::default();
-    assert_eq!(empty.commit(), Err(LayoutError::NothingStaged));
+    assert_eq!(empty.commit(), Err(LayoutError::NotFounded));
+    assert_eq!(empty.stage(join(1, 1)), Err(LayoutError::NotFounded));
+    assert_eq!(empty.clear(), Err(LayoutError::NotFounded));
+    assert!(!empty.is_founded(), "a refused stage founds nothing");
     let mut layout = founded(&[1, 2]);
+    assert_eq!(layout.commit(), Err(LayoutError::NothingStaged));
     assert_eq!(
         layout.found(&[member(9, 1)]),
         Err(LayoutError::AlreadyFounded(1))

@@ -211,6 +211,26 @@ fn a_transfer_routes_reads_by_its_phase_and_writes_to_both_rings() {
 }
 
 #[test]
+fn during_a_leave_the_leaving_node_is_still_involved_and_found() {
+    let before = members_of(6, &[1, 1, 1, 1], 16);
+    let leaving = before[0].id;
+    let after = claim::leave(&before, leaving).expect("leave");
+    let mut config = RingConfig::of(after);
+    config.transition = Some(Transition {
+        id: 2,
+        phase: Phase::Streaming,
+        previous: before,
+    });
+    let ring = Ring::new(config).expect("valid");
+    assert_eq!(ring.members().len(), 3);
+    let all: Vec<NodeId> = ring.all_members().iter().map(|m| m.id).collect();
+    assert_eq!(all.len(), 4, "the leaving node must stream what it holds");
+    assert!(all.contains(&leaving));
+    assert!(ring.member(leaving).is_some());
+    assert!(ring.members().iter().all(|m| m.id != leaving));
+}
+
+#[test]
 fn empty_ring_has_an_empty_preference_list() {
     assert_eq!(Ring::empty().preference_list(b"", b"k").count(), 0);
 }

@@ -47,7 +47,7 @@ pub enum WireError {
     TooManySiblings { count: u32, max: u32 },
     /// The node's ring differs from the client's and, under its own ring, the node does not
     /// hold this key. The client should refetch the ring and retry.
-    #[error("this node does not hold the key under ring {epoch}; refetch the ring")]
+    #[error("the request was routed by an older ring than this node's ({epoch}); refetch the ring")]
     StaleRing { epoch: RingEpoch },
     /// The request is well-formed but makes no sense (an empty bucket name, a corrupt state).
     #[error("invalid request: {reason}")]
@@ -68,6 +68,9 @@ pub enum WireError {
     /// ring would be incomplete; ask another node.
     #[error("the node is not ready: {reason}")]
     NotReady { reason: String },
+    /// A membership operation (`cluster join`, `commit`...) was refused.
+    #[error("{reason}")]
+    Layout { reason: String },
 }
 
 impl WireError {

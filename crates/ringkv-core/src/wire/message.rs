@@ -4,7 +4,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::error::WireError;
-use crate::node::NodeId;
+use crate::layout::{Change, Layout};
+use crate::node::{Member, NodeId};
 use crate::ring::{RingConfig, RingEpoch};
 use crate::siblings::SiblingSet;
 use crate::version::VersionVector;
@@ -98,6 +99,20 @@ pub enum Request {
     Ping,
     /// The node's counters (hints pending and delivered...).
     Stats,
+    /// The node's cluster layout: members, tokens, staged changes, transfer under way.
+    Layout,
+    /// Found a cluster of these members (ids, addresses, weights; tokens are allocated).
+    /// Refused if the node already belongs to one.
+    Found { members: Vec<Member> },
+    /// Stage a membership change, based on layout version `base`.
+    Stage { change: Change, base: u64 },
+    /// Commit the staged changes, based on layout version `base`.
+    Commit { base: u64 },
+    /// Drop the staged changes, based on layout version `base`.
+    Clear { base: u64 },
+    /// What this node holds for one key, its own copy and each hint apart (`ringkv explain`).
+    /// Unlike `Get` it merges nothing and is never refused for a stale ring.
+    Inspect { bucket: String, key: Bytes },
 }
 
 impl Request {
@@ -110,6 +125,12 @@ impl Request {
             Request::Ring => "ring",
             Request::Ping => "ping",
             Request::Stats => "stats",
+            Request::Layout => "layout",
+            Request::Found { .. } => "found",
+            Request::Stage { .. } => "stage",
+            Request::Commit { .. } => "commit",
+            Request::Clear { .. } => "clear",
+            Request::Inspect { .. } => "inspect",
         }
     }
 }
@@ -132,6 +153,13 @@ pub enum Response {
         node: NodeId,
     },
     Stats(NodeStats),
+    /// The layout (after the change, for `Found`, `Stage`, `Commit` and `Clear`).
+    Layout(Layout),
+    /// The answer to `Inspect`: the node's own copy, and the hints it holds for other nodes.
+    Inspection {
+        data: Option<SiblingSet>,
+        hints: Vec<(NodeId, SiblingSet)>,
+    },
 }
 
 /// A node's counters, as answered to `Stats`.
@@ -142,6 +170,39 @@ pub struct NodeStats {
     pub hints_pending: u64,
     /// Hints handed off (acknowledged by their home node) since this node started.
     pub hints_delivered: u64,
+    /// About how many keys the node stores (the storage engine's estimate).
+    #[serde(default)]
+    pub keys: u64,
+    /// About how many bytes they take.
+    #[serde(default)]
+    pub bytes: u64,
+    /// The weight the node was started with (what `cluster join` uses unless told).
+    #[serde(default)]
+    pub weight: u32,
+    /// The transfer this node is streaming or last streamed, if any.
+    #[serde(default)]
+    pub transfer: Option<TransferStats>,
+}
+
+/// One node's progress streaming its data after a membership change.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferStats {
+    /// The ring version of the change (the transition id).
+    pub id: u64,
+    /// Keys looked at so far, and bytes.
+    pub scanned_keys: u64,
+    pub scanned_bytes: u64,
+    /// Keys sent to new owners and acknowledged, and their bytes.
+    pub sent_keys: u64,
+    pub sent_bytes: u64,
+    /// The node's estimate of its keys when the scan started (for a progress bar).
+    pub total_keys: u64,
+    /// Milliseconds since the transfer started on this node (until it finished).
+    pub elapsed_ms: u64,
+    /// Every key has been looked at and every copy acknowledged.
+    pub done: bool,
+    /// Copies this node deleted after the change settled (keys it no longer owns).
+    pub cleaned_keys: u64,
 }
 
 /// A node's view of the cluster: the ring config (members, buckets) and who is alive.

@@ -18,5 +18,5 @@ pub use codec::{CodecError, FrameCodec, MAX_FRAME_LEN, PROTOCOL_VERSION};
 pub use error::WireError;
 pub use message::{
     ClientFrame, Hello, NodeStats, Request, RequestFrame, Response, ResponseFrame, RingSnapshot,
-    ServerFrame, Welcome,
+    ServerFrame, TransferStats, Welcome,
 };

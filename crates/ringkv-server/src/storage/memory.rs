@@ -5,7 +5,9 @@ use std::sync::Mutex;
 
 use ringkv_core::{NodeId, SiblingSet};
 
-use super::{HintKey, Store, StoreError, decode_state, encode_state, hint_prefix, storage_key};
+use super::{
+    DataKey, HintKey, Store, StoreError, decode_state, encode_state, hint_prefix, storage_key,
+};
 
 /// A store in a hash map. States are kept encoded, as on disk, so that encoding bugs show up
 /// in tests that use it.
@@ -13,7 +15,7 @@ use super::{HintKey, Store, StoreError, decode_state, encode_state, hint_prefix,
 pub struct MemoryStore {
     node_id: NodeId,
     /// Short critical sections only (a map lookup or insert); never held across an await.
-    data: Mutex<HashMap<Vec<u8>, Vec<u8>>>,
+    data: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
     /// Same locking discipline as `data`.
     meta: Mutex<HashMap<String, Vec<u8>>>,
     /// Ordered, like the RocksDB column family, so scans and prefixes behave the same.
@@ -28,7 +30,7 @@ impl MemoryStore {
     pub fn new(node_id: NodeId) -> MemoryStore {
         MemoryStore {
             node_id,
-            data: Mutex::new(HashMap::new()),
+            data: Mutex::new(BTreeMap::new()),
             meta: Mutex::new(HashMap::new()),
             hints: Mutex::new(BTreeMap::new()),
         }
@@ -57,6 +59,37 @@ impl Store for MemoryStore {
             .map_err(|_| StoreError::Engine("poisoned".into()))?;
         data.insert(storage_key(bucket, key), encode_state(state));
         Ok(())
+    }
+
+    fn delete(&self, bucket: &str, key: &[u8]) -> Result<(), StoreError> {
+        self.data
+            .lock()
+            .map_err(poisoned)?
+            .remove(&storage_key(bucket, key));
+        Ok(())
+    }
+
+    fn scan(
+        &self,
+        after: Option<&DataKey>,
+        limit: usize,
+    ) -> Result<Vec<(DataKey, SiblingSet, usize)>, StoreError> {
+        use std::ops::Bound;
+        let data = self.data.lock().map_err(poisoned)?;
+        let start = match after {
+            Some(k) => Bound::Excluded(k.encode()),
+            None => Bound::Unbounded,
+        };
+        data.range((start, Bound::Unbounded))
+            .take(limit)
+            .map(|(k, v)| Ok((DataKey::decode(k)?, decode_state(v)?, k.len() + v.len())))
+            .collect()
+    }
+
+    fn estimate(&self) -> Result<(u64, u64), StoreError> {
+        let data = self.data.lock().map_err(poisoned)?;
+        let bytes = data.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+        Ok((data.len() as u64, bytes))
     }
 
     fn flush(&self) -> Result<(), StoreError> {

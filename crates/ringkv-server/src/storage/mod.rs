@@ -56,6 +56,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn node_id(&self) -> NodeId;
     fn get(&self, bucket: &str, key: &[u8]) -> Result<Option<SiblingSet>, StoreError>;
     fn put(&self, bucket: &str, key: &[u8], state: &SiblingSet) -> Result<(), StoreError>;
+    /// Removes the key's state (a copy this node no longer owns, after a transfer).
+    fn delete(&self, bucket: &str, key: &[u8]) -> Result<(), StoreError>;
+    /// Up to `limit` keys in storage order, starting after `after` (a previous batch's last
+    /// key), with their states and stored sizes in bytes.
+    fn scan(
+        &self,
+        after: Option<&DataKey>,
+        limit: usize,
+    ) -> Result<Vec<(DataKey, SiblingSet, usize)>, StoreError>;
+    /// About how many keys the node stores and how many bytes they take (the engine's
+    /// estimates: cheap, not exact).
+    fn estimate(&self) -> Result<(u64, u64), StoreError>;
     /// Makes every acknowledged write durable on disk (used at shutdown).
     fn flush(&self) -> Result<(), StoreError>;
     /// Merges nothing: stores `state` as the hint for `home` (callers merge under the key
@@ -113,6 +125,33 @@ impl HintKey {
             bucket: String::from_utf8(bucket.to_vec()).map_err(|_| corrupt())?,
             key: key.to_vec(),
             home: NodeId(u64::from_be_bytes(home)),
+        })
+    }
+}
+
+/// A key as stored in the `data` column family.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DataKey {
+    pub bucket: String,
+    pub key: Vec<u8>,
+}
+
+impl DataKey {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        storage_key(&self.bucket, &self.key)
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<DataKey, StoreError> {
+        let corrupt = || StoreError::Corrupt("malformed data key".into());
+        let (len, rest) = bytes.split_first_chunk::<2>().ok_or_else(corrupt)?;
+        let len = usize::from(u16::from_be_bytes(*len));
+        if rest.len() < len {
+            return Err(corrupt());
+        }
+        let (bucket, key) = rest.split_at(len);
+        Ok(DataKey {
+            bucket: String::from_utf8(bucket.to_vec()).map_err(|_| corrupt())?,
+            key: key.to_vec(),
         })
     }
 }

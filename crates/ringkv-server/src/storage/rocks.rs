@@ -5,7 +5,9 @@ use std::path::Path;
 use ringkv_core::{NodeId, SiblingSet};
 use rocksdb::{ColumnFamilyDescriptor, DB, DBCompressionType, Options};
 
-use super::{HintKey, Store, StoreError, decode_state, encode_state, hint_prefix, storage_key};
+use super::{
+    DataKey, HintKey, Store, StoreError, decode_state, encode_state, hint_prefix, storage_key,
+};
 
 const CF_DATA: &str = "data";
 const CF_META: &str = "meta";
@@ -97,6 +99,53 @@ impl Store for RocksStore {
         self.db
             .put_cf(data, storage_key(bucket, key), encode_state(state))
             .map_err(engine)
+    }
+
+    fn delete(&self, bucket: &str, key: &[u8]) -> Result<(), StoreError> {
+        let data = cf(&self.db, CF_DATA)?;
+        self.db
+            .delete_cf(data, storage_key(bucket, key))
+            .map_err(engine)
+    }
+
+    fn scan(
+        &self,
+        after: Option<&DataKey>,
+        limit: usize,
+    ) -> Result<Vec<(DataKey, SiblingSet, usize)>, StoreError> {
+        let data = cf(&self.db, CF_DATA)?;
+        let start = after.map(DataKey::encode);
+        let mode = match &start {
+            Some(k) => rocksdb::IteratorMode::From(k, rocksdb::Direction::Forward),
+            None => rocksdb::IteratorMode::Start,
+        };
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for item in self.db.iterator_cf(data, mode) {
+            let (k, v) = item.map_err(engine)?;
+            if start.as_deref() == Some(&k[..]) {
+                continue;
+            }
+            if out.len() == limit {
+                break;
+            }
+            out.push((DataKey::decode(&k)?, decode_state(&v)?, k.len() + v.len()));
+        }
+        Ok(out)
+    }
+
+    fn estimate(&self) -> Result<(u64, u64), StoreError> {
+        let data = cf(&self.db, CF_DATA)?;
+        let property = |name: &str| {
+            self.db
+                .property_int_value_cf(data, name)
+                .map(|v| v.unwrap_or(0))
+                .map_err(engine)
+        };
+        let keys = property("rocksdb.estimate-num-keys")?;
+        // Live SST data plus what still sits in memtables.
+        let bytes = property("rocksdb.estimate-live-data-size")?
+            + property("rocksdb.cur-size-all-mem-tables")?;
+        Ok((keys, bytes))
     }
 
     fn flush(&self) -> Result<(), StoreError> {

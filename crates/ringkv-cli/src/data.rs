@@ -1,0 +1,116 @@
+//! `get`, `put` and `delete` through the SDK.
+
+use anyhow::Context as _;
+use ringkv::{Bucket, Context, ReadOptions, WriteOptions};
+use serde_json::json;
+
+use crate::format::hex;
+
+/// What `put` and `delete` share.
+#[derive(Debug)]
+pub struct WriteArgs {
+    pub context: Option<String>,
+    pub w: Option<u8>,
+    pub overwrite: bool,
+}
+
+pub async fn get(bucket: &Bucket, key: &str, r: Option<u8>, as_json: bool) -> anyhow::Result<()> {
+    let mut opts = ReadOptions::default();
+    opts.r = r;
+    let read = bucket.get_with(key, &opts).await?;
+    let context = hex(&read.context().to_bytes());
+    let siblings: Vec<String> = read
+        .siblings()
+        .iter()
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
+    if as_json {
+        println!(
+            "{}",
+            json!({ "key": key, "found": read.is_found(), "siblings": siblings, "context": context })
+        );
+    } else if !read.is_found() {
+        println!("not found\ncontext {context}");
+    } else {
+        for (i, s) in siblings.iter().enumerate() {
+            println!("sibling {}: {s}", i + 1);
+        }
+        println!("context {context}");
+    }
+    Ok(())
+}
+
+/// Writes `value`, or deletes the key when `value` is `None`.
+pub async fn put(
+    bucket: &Bucket,
+    key: &str,
+    value: Option<String>,
+    args: WriteArgs,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let context = args.context.map(|c| parse_context(&c)).transpose()?;
+    let mut opts = WriteOptions::default().with_overwrite(args.overwrite);
+    if let Some(w) = args.w {
+        opts = opts.with_w(w);
+    }
+    let (op, receipt) = match value {
+        Some(value) => (
+            "put",
+            bucket
+                .put_with(key, value.into_bytes(), context.as_ref(), &opts)
+                .await?,
+        ),
+        None => (
+            "delete",
+            bucket.delete_with(key, context.as_ref(), &opts).await?,
+        ),
+    };
+    let ids = |v: &[ringkv::NodeId]| v.iter().map(|id| id.to_string()).collect::<Vec<_>>();
+    if as_json {
+        println!(
+            "{}",
+            json!({ "op": op, "key": key, "home": ids(&receipt.home), "fallback": ids(&receipt.fallback) })
+        );
+    } else {
+        println!(
+            "{op} {key}: acknowledged by {} home replica(s){}",
+            receipt.home.len(),
+            if receipt.fallback.is_empty() {
+                String::new()
+            } else {
+                format!(" and {} fallback(s)", receipt.fallback.len())
+            }
+        );
+    }
+    Ok(())
+}
+
+fn parse_context(text: &str) -> anyhow::Result<Context> {
+    // ASCII first: slicing by bytes below must never split a multi-byte character.
+    if !text.is_ascii() || !text.len().is_multiple_of(2) {
+        anyhow::bail!("--context is hex, as `ringkv get` prints it");
+    }
+    let bytes = (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .context("--context is hex, as `ringkv get` prints it")?;
+    Context::from_bytes(&bytes).context("--context")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contexts_round_trip_through_hex_and_garbage_is_an_error_not_a_panic() {
+        let ctx = Context::new([(ringkv::NodeId(7), 3)].into_iter().collect());
+        assert_eq!(
+            parse_context(&hex(&ctx.to_bytes())).expect("round trip"),
+            ctx
+        );
+        for bad in ["", "0", "zz", "é1", "01ff"] {
+            assert!(parse_context(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! `status`, `ring --key` and `explain`: looking at the cluster without changing it.
+
+use ringkv::Client;
+use ringkv::transport::{Request, Response};
+use ringkv_core::{ConflictPolicy, Member, NodeId, Phase, SiblingSet};
+use serde_json::{Value, json};
+
+use crate::admin::Admin;
+use crate::format;
+
+/// `ringkv status`: one row per node the ring involves, as `nodetool status` shows them.
+pub async fn status(client: &Client, admin: &Admin, as_json: bool) -> anyhow::Result<()> {
+    let ring = client.ring();
+    let alive = client.alive_nodes();
+    let n = usize::from(ring.bucket(ringkv::DEFAULT_BUCKET).n);
+    let ownership = ring.ownership();
+    let effective = ring.replica_shares(n);
+    let transition = ring.transition();
+    let previous: &[Member] = transition.map_or(&[], |t| &t.previous);
+    let staged = match admin.layout().await {
+        Ok((layout, _)) => layout.staged.len(),
+        Err(_) => 0,
+    };
+    let mut rows = Vec::new();
+    for member in ring.all_members() {
+        let share = |shares: &[(NodeId, f64)]| {
+            shares
+                .iter()
+                .find(|(id, _)| *id == member.id)
+                .map_or(0.0, |s| s.1)
+        };
+        let current = ring.members().iter().any(|m| m.id == member.id);
+        let before = previous.iter().any(|m| m.id == member.id);
+        let role = match (transition.is_some(), current, before) {
+            (true, true, false) => "joining",
+            (true, false, true) => "leaving",
+            _ => "normal",
+        };
+        let stats = admin.stats(&member.addr).await.ok();
+        rows.push(json!({
+            "node": member.id.to_string(),
+            "address": member.addr,
+            "state": if alive.contains(&member.id) { "up" } else { "down" },
+            "role": role,
+            "load_bytes": stats.as_ref().map(|s| s.bytes),
+            "keys": stats.as_ref().map(|s| s.keys),
+            "ownership": share(&ownership),
+            "effective_ownership": share(&effective) ,
+            "weight": member.weight,
+            "vnodes": member.tokens.len(),
+            "hints_pending": stats.as_ref().map(|s| s.hints_pending),
+        }));
+    }
+    let transfer = transition.map(|t| {
+        json!({ "id": t.id, "phase": match t.phase { Phase::Streaming => "streaming", Phase::Switching => "switching" } })
+    });
+    if as_json {
+        println!(
+            "{}",
+            json!({ "epoch": ring.epoch().to_string(), "n": n, "members": rows, "transfer": transfer, "staged": staged })
+        );
+        return Ok(());
+    }
+    println!(
+        "ring {} · {} members · n={n} (default bucket)",
+        ring.epoch(),
+        ring.members().len()
+    );
+    if let Some(t) = transition {
+        println!(
+            "transfer of ring version {} under way ({:?}): `ringkv handoff --watch` shows its progress",
+            t.id, t.phase
+        );
+    }
+    if staged > 0 {
+        println!("{staged} change(s) staged: `ringkv cluster plan` shows them");
+    }
+    println!(
+        "{:<5} {:<8} {:<21} {:>10} {:>8} {:>6} {:>6} {:>7} {:>6} {:>6}  node",
+        "state", "role", "address", "load", "keys", "vnodes", "owns", "eff.", "weight", "hints"
+    );
+    let unknown = || "?".to_string();
+    for r in rows {
+        println!(
+            "{:<5} {:<8} {:<21} {:>10} {:>8} {:>6} {:>5.1}% {:>6.1}% {:>6} {:>6}  {}",
+            text(&r["state"]),
+            text(&r["role"]),
+            text(&r["address"]),
+            r["load_bytes"].as_u64().map_or_else(unknown, format::bytes),
+            r["keys"].as_u64().map_or_else(unknown, |k| k.to_string()),
+            r["vnodes"],
+            r["ownership"].as_f64().unwrap_or(0.0) * 100.0,
+            r["effective_ownership"].as_f64().unwrap_or(0.0) * 100.0,
+            r["weight"],
+            r["hints_pending"]
+                .as_u64()
+                .map_or_else(unknown, |h| h.to_string()),
+            text(&r["node"]),
+        );
+    }
+    Ok(())
+}
+
+/// `ringkv ring --key K`: the preference list reads use, with the homes a write also needs
+/// during a transfer.
+pub fn ring(client: &Client, bucket: &str, key: &str, as_json: bool) -> anyhow::Result<()> {
+    let rows = placement(client, bucket, key.as_bytes());
+    let n = usize::from(client.ring().bucket(bucket).n);
+    if as_json {
+        println!(
+            "{}",
+            json!({ "key": key, "bucket": bucket, "n": n, "preference_list": rows })
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<4} {:<10} {:<6} {:<22} node",
+        "#", "role", "state", "address"
+    );
+    for r in rows {
+        println!(
+            "{:<4} {:<10} {:<6} {:<22} {}",
+            r["position"],
+            text(&r["role"]),
+            if r["alive"].as_bool().unwrap_or(false) {
+                "up"
+            } else {
+                "down"
+            },
+            text(&r["address"]),
+            text(&r["node"])
+        );
+    }
+    Ok(())
+}
+
+/// Where a key's requests go: home replicas, during a transfer the extra homes writes reach,
+/// then the fallbacks.
+fn placement(client: &Client, bucket: &str, key: &[u8]) -> Vec<Value> {
+    let ring = client.ring();
+    let alive = client.alive_nodes();
+    let n = usize::from(ring.bucket(bucket).n);
+    let route = ring.route(bucket, key);
+    let mut rows = Vec::new();
+    let mut push = |m: &Member, role: &str| {
+        rows.push(json!({
+            "position": rows.len() + 1,
+            "role": role,
+            "node": m.id.to_string(),
+            "address": m.addr,
+            "alive": alive.contains(&m.id),
+        }));
+    };
+    let mut list = route.preference;
+    for m in list.by_ref().take(n) {
+        push(m, "home");
+    }
+    for m in &route.extra_homes {
+        push(m, "new-home");
+    }
+    for m in list.filter(|m| !route.extra_homes.iter().any(|e| e.id == m.id)) {
+        push(m, "fallback");
+    }
+    rows
+}
+
+/// `ringkv explain KEY`: asks every node of the key's preference list what it holds, its
+/// own copy and its hints apart, and shows what a read merging them all would repair.
+pub async fn explain(
+    client: &Client,
+    admin: &Admin,
+    bucket: &str,
+    key: &str,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let ring = client.ring();
+    let policy = ring.conflict_policy(bucket);
+    let props = *ring.bucket(bucket);
+    let rows = placement(client, bucket, key.as_bytes());
+    let mut merged = SiblingSet::new();
+    let mut replicas = Vec::new();
+    for row in &rows {
+        let addr = text(&row["address"]);
+        let request = Request::Inspect {
+            bucket: bucket.to_string(),
+            key: key.as_bytes().to_vec().into(),
+        };
+        let answer = match admin.call(&addr, request).await {
+            Ok(Response::Inspection { data, hints }) => Ok((data, hints)),
+            Ok(other) => Err(format!("unexpected answer {other:?}")),
+            Err(e) => Err(format!("{e:#}")),
+        };
+        if let Ok((data, hints)) = &answer {
+            let homes = text(&row["role"]) != "fallback";
+            if homes && let Some(data) = data {
+                merged.merge(data, policy);
+            }
+            for (_, state) in hints {
+                merged.merge(state, policy);
+            }
+        }
+        replicas.push((row, answer));
+    }
+    let mut out = Vec::new();
+    for (row, answer) in &replicas {
+        let homes = text(&row["role"]) != "fallback";
+        let entry = match answer {
+            Ok((data, hints)) => {
+                // A home replica that would end up different after merging the read's
+                // result is one a read now would repair.
+                let repair = homes && {
+                    let mut copy = data.clone().unwrap_or_default();
+                    copy.merge(&merged, policy)
+                };
+                json!({
+                    "node": row["node"], "address": row["address"], "role": row["role"],
+                    "alive": row["alive"],
+                    "holds": data.as_ref().map(state_json),
+                    "hints": hints.iter().map(|(home, s)| json!({ "for": home.to_string(), "state": state_json(s) })).collect::<Vec<_>>(),
+                    "would_repair": repair,
+                })
+            }
+            Err(e) => json!({
+                "node": row["node"], "address": row["address"], "role": row["role"],
+                "alive": row["alive"], "error": e,
+            }),
+        };
+        out.push(entry);
+    }
+    let repairs: Vec<String> = out
+        .iter()
+        .filter(|e| e["would_repair"].as_bool() == Some(true))
+        .map(|e| text(&e["address"]))
+        .collect();
+    if as_json {
+        println!(
+            "{}",
+            json!({
+                "key": key, "bucket": bucket, "n": props.n, "r": props.r, "w": props.w,
+                "conflict": if policy == ConflictPolicy::Lww { "lww" } else { "siblings" },
+                "epoch": ring.epoch().to_string(),
+                "replicas": out,
+                "merged": state_json(&merged),
+                "read_would_repair": repairs,
+            })
+        );
+        return Ok(());
+    }
+    println!(
+        "key {key:?} in bucket {bucket:?}: n={} r={} w={}, ring {}",
+        props.n,
+        props.r,
+        props.w,
+        ring.epoch()
+    );
+    println!(
+        "{:<3} {:<9} {:<5} {:<21} {:<17} {:>8}  version vector / values",
+        "#", "role", "state", "address", "node", "siblings"
+    );
+    for (i, e) in out.iter().enumerate() {
+        let state = if e["alive"].as_bool() == Some(true) {
+            "up"
+        } else {
+            "down"
+        };
+        let (siblings, detail) = match (&e["error"], &e["holds"]) {
+            (Value::String(err), _) => ("?".to_string(), format!("error: {err}")),
+            (_, Value::Null) => ("-".to_string(), "holds nothing".to_string()),
+            (_, holds) => (
+                holds["live"].to_string(),
+                format!("{} {}", text(&holds["vv"]), holds["values"]),
+            ),
+        };
+        println!(
+            "{:<3} {:<9} {:<5} {:<21} {:<17} {:>8}  {detail}",
+            i + 1,
+            text(&e["role"]),
+            state,
+            text(&e["address"]),
+            text(&e["node"]),
+            siblings,
+        );
+        for hint in e["hints"].as_array().into_iter().flatten() {
+            println!(
+                "      holds a hint for {}: {} {}",
+                text(&hint["for"]),
+                text(&hint["state"]["vv"]),
+                hint["state"]["values"]
+            );
+        }
+    }
+    let merged_json = state_json(&merged);
+    println!(
+        "a read of every replica merges to {} live sibling(s): {} {}",
+        merged_json["live"],
+        text(&merged_json["vv"]),
+        merged_json["values"]
+    );
+    if repairs.is_empty() {
+        println!("a read now would repair nothing: the home replicas agree");
+    } else {
+        println!("a read now would repair {}", repairs.join(", "));
+    }
+    Ok(())
+}
+
+fn state_json(state: &SiblingSet) -> Value {
+    json!({
+        "live": state.live_count(),
+        "siblings": state.siblings().len(),
+        "vv": format::version_vector(state.version_vector()),
+        "values": format::values(state),
+    })
+}
+
+/// A JSON string's text (empty for anything else).
+fn text(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}
