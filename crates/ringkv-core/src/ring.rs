@@ -347,6 +347,15 @@ impl Ring {
             .collect()
     }
 
+    /// The range of the ring `position` falls in, named by the token that ends it (the first
+    /// token at or after `position`, wrapping around): every key of a range has the same
+    /// preference list. `None` on an empty ring. Anti-entropy compares replicas range by range.
+    pub fn range_of(&self, position: Position) -> Option<Position> {
+        let tokens = &self.current.tokens;
+        let at = tokens.partition_point(|(p, _)| *p < position);
+        tokens.get(at).or_else(|| tokens.first()).map(|(p, _)| *p)
+    }
+
     /// Whether `node` is one of the home replicas of `key` under the current members.
     pub fn is_home_replica(&self, node: NodeId, bucket: &str, key: &[u8]) -> bool {
         self.home_replicas(bucket, key).iter().any(|m| m.id == node)

@@ -36,7 +36,29 @@ pub struct Config {
     pub gossip: Gossip,
     pub handoff: Handoff,
     pub transfer: Transfer,
+    pub anti_entropy: AntiEntropy,
     pub cluster: ClusterSettings,
+}
+
+/// Anti-entropy: replicas comparing their data range by range (see `antientropy.rs`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AntiEntropy {
+    /// How often this node runs one exchange with the next peer; 0 disables anti-entropy.
+    /// Each exchange scans the node's data, so this is seconds, not milliseconds, in
+    /// production.
+    pub interval_ms: u64,
+    /// Keys repaired per second at most, so that repairs leave room for client traffic.
+    pub max_keys_per_sec: u64,
+}
+
+impl Default for AntiEntropy {
+    fn default() -> Self {
+        AntiEntropy {
+            interval_ms: 30_000,
+            max_keys_per_sec: 1_000,
+        }
+    }
 }
 
 /// Streaming data to new owners after a membership change.
@@ -132,6 +154,7 @@ impl Default for Config {
             gossip: Gossip::default(),
             handoff: Handoff::default(),
             transfer: Transfer::default(),
+            anti_entropy: AntiEntropy::default(),
             cluster: ClusterSettings::default(),
         }
     }

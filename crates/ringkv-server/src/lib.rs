@@ -9,8 +9,10 @@
 //! - [`membership`]: the cluster layout, spread by gossip (chitchat), turned into the ring.
 //! - [`handoff`]: delivering hints to their home nodes once they are back.
 //! - [`transfer`]: streaming data to new owners after a membership change, then cleaning up.
+//! - [`antientropy`]: replicas comparing their data range by range, repairing differences.
 //! - [`server`]: connections, multiplexing, limits, graceful shutdown.
 
+pub mod antientropy;
 pub mod config;
 pub mod handoff;
 pub mod membership;

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::antientropy::spawn_anti_entropy;
 use crate::config::{Config, Limits};
 use crate::handoff::spawn_handoff;
 use crate::membership::spawn_membership;
@@ -79,9 +80,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         config.advertised().ip(),
         shutdown.clone(),
     );
+    let anti_entropy = spawn_anti_entropy(
+        service.clone(),
+        config.anti_entropy.clone(),
+        config.advertised().ip(),
+        shutdown.clone(),
+    );
     serve(listener, service, config.limits.clone(), shutdown).await;
     let _ = handoff.await;
     let _ = transfer.await;
+    let _ = anti_entropy.await;
 
     info!("stopping gossip");
     membership.shutdown().await;

@@ -12,13 +12,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use ringkv_core::hash::key_position;
 use ringkv_core::siblings::MAX_SIBLINGS;
-use ringkv_core::wire::{NodeStats, Request, Response, RingSnapshot, TransferStats, WireError};
+use ringkv_core::wire::{
+    AntiEntropyStats, NodeStats, Request, Response, RingSnapshot, TransferStats, WireError,
+};
 use ringkv_core::{
     ConflictPolicy, Layout, LayoutError, NodeId, RingEpoch, SiblingSet, VersionVector,
 };
 use tokio::sync::watch;
 use tracing::{debug, error};
 
+use crate::antientropy;
 use crate::config::Limits;
 use crate::membership::{ClusterView, Keeper};
 use crate::storage::{HintKey, Store, StoreError};
@@ -35,6 +38,10 @@ pub struct Service {
     limits: Limits,
     locks: KeyLocks,
     hints_delivered: AtomicU64,
+    /// Anti-entropy counters: exchanges, ranges found differing, keys repaired.
+    ae_exchanges: AtomicU64,
+    ae_ranges: AtomicU64,
+    ae_repaired: AtomicU64,
     /// The layout and its operations; `None` in tests that run without membership.
     keeper: Option<Arc<Keeper>>,
     /// The weight this node was started with.
@@ -68,6 +75,9 @@ impl Service {
             limits,
             locks: KeyLocks::new(),
             hints_delivered: AtomicU64::new(0),
+            ae_exchanges: AtomicU64::new(0),
+            ae_ranges: AtomicU64::new(0),
+            ae_repaired: AtomicU64::new(0),
             keeper: None,
             weight: 1,
             transfer: Mutex::new(None),
@@ -110,6 +120,14 @@ impl Service {
             Some(_) => Ok(false),
             None => Ok(true),
         }
+    }
+
+    /// Counts one finished anti-entropy exchange, for `Stats`.
+    pub fn record_anti_entropy(&self, ranges_differing: u64, keys_repaired: u64) {
+        self.ae_exchanges.fetch_add(1, Ordering::Relaxed);
+        self.ae_ranges
+            .fetch_add(ranges_differing, Ordering::Relaxed);
+        self.ae_repaired.fetch_add(keys_repaired, Ordering::Relaxed);
     }
 
     /// Records the transfer worker's progress, for `Stats`.
@@ -205,6 +223,11 @@ impl Service {
                     bytes,
                     weight: self.weight,
                     transfer: self.transfer_stats(),
+                    anti_entropy: AntiEntropyStats {
+                        exchanges: self.ae_exchanges.load(Ordering::Relaxed),
+                        ranges_differing: self.ae_ranges.load(Ordering::Relaxed),
+                        keys_repaired: self.ae_repaired.load(Ordering::Relaxed),
+                    },
                 }))
             }
             Request::Inspect { bucket, key } => {
@@ -218,6 +241,17 @@ impl Service {
                     .map(|(hint, state)| (hint.home, state))
                     .collect();
                 Ok(Response::Inspection { data, hints })
+            }
+            Request::AeTree { peer } => {
+                self.check_same_ring(client_epoch)?;
+                let ranges = antientropy::tree(self, peer).map_err(store_error)?;
+                Ok(Response::AeTree { ranges })
+            }
+            Request::AeKeys { peer, mut ranges } => {
+                self.check_same_ring(client_epoch)?;
+                ranges.sort_unstable();
+                let keys = antientropy::keys(self, peer, &ranges).map_err(store_error)?;
+                Ok(Response::AeKeys { keys })
             }
             Request::Layout => Ok(Response::Layout((*self.admin()?.layout()).clone())),
             Request::Found { members } => self.change_layout(|layout| layout.found(&members)),
@@ -449,6 +483,18 @@ impl Service {
             Err(WireError::StaleRing { epoch: ours })
         } else {
             Ok(())
+        }
+    }
+}
+
+impl Service {
+    /// Anti-entropy compares ranges of one ring: both sides must hold the same one.
+    fn check_same_ring(&self, client: RingEpoch) -> Result<(), WireError> {
+        let ours = self.view.borrow().ring.epoch();
+        if client == ours {
+            Ok(())
+        } else {
+            Err(WireError::StaleRing { epoch: ours })
         }
     }
 }

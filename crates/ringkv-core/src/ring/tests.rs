@@ -231,6 +231,25 @@ fn during_a_leave_the_leaving_node_is_still_involved_and_found() {
 }
 
 #[test]
+fn keys_of_one_range_share_their_preference_list() {
+    let ring = ring_of(7, &[1, 2, 1], 16);
+    assert_eq!(Ring::empty().range_of(42), None);
+    let mut ranges = std::collections::BTreeMap::new();
+    for i in 0..5000 {
+        let k = key(i);
+        let position = crate::hash::key_position(b"default", &k);
+        let range = ring.range_of(position).expect("a range");
+        let list: Vec<NodeId> = ring.preference_list(b"default", &k).map(|m| m.id).collect();
+        assert_eq!(
+            ranges.entry(range).or_insert_with(|| list.clone()),
+            &list,
+            "two keys of range {range:x} route differently"
+        );
+    }
+    assert!(ranges.len() > 32, "keys spread over many ranges");
+}
+
+#[test]
 fn empty_ring_has_an_empty_preference_list() {
     assert_eq!(Ring::empty().preference_list(b"", b"k").count(), 0);
 }

@@ -113,6 +113,13 @@ pub enum Request {
     /// What this node holds for one key, its own copy and each hint apart (`ringkv explain`).
     /// Unlike `Get` it merges nothing and is never refused for a stale ring.
     Inspect { bucket: String, key: Bytes },
+    /// Anti-entropy, node to node: for every range of the ring (named by the token that ends
+    /// it) where this node stores keys that `peer` is also a home replica of, a hash of those
+    /// keys and their states. Refused unless both rings are the same.
+    AeTree { peer: NodeId },
+    /// Anti-entropy: the digest of every key in `ranges` this node stores that `peer` is also
+    /// a home replica of.
+    AeKeys { peer: NodeId, ranges: Vec<u64> },
 }
 
 impl Request {
@@ -131,6 +138,8 @@ impl Request {
             Request::Commit { .. } => "commit",
             Request::Clear { .. } => "clear",
             Request::Inspect { .. } => "inspect",
+            Request::AeTree { .. } => "ae-tree",
+            Request::AeKeys { .. } => "ae-keys",
         }
     }
 }
@@ -160,6 +169,14 @@ pub enum Response {
         data: Option<SiblingSet>,
         hints: Vec<(NodeId, SiblingSet)>,
     },
+    /// The answer to `AeTree`: `(range, hash)` pairs, sorted by range.
+    AeTree {
+        ranges: Vec<(u64, u64)>,
+    },
+    /// The answer to `AeKeys`: `(bucket, key, digest of the state)`, sorted.
+    AeKeys {
+        keys: Vec<(String, Bytes, u64)>,
+    },
 }
 
 /// A node's counters, as answered to `Stats`.
@@ -182,6 +199,8 @@ pub struct NodeStats {
     /// The transfer this node is streaming or last streamed, if any.
     #[serde(default)]
     pub transfer: Option<TransferStats>,
+    #[serde(default)]
+    pub anti_entropy: AntiEntropyStats,
 }
 
 /// One node's progress streaming its data after a membership change.
@@ -203,6 +222,17 @@ pub struct TransferStats {
     pub done: bool,
     /// Copies this node deleted after the change settled (keys it no longer owns).
     pub cleaned_keys: u64,
+}
+
+/// A node's anti-entropy counters since it started.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AntiEntropyStats {
+    /// Exchanges completed with a peer (trees compared, differences repaired).
+    pub exchanges: u64,
+    /// Ranges found to differ.
+    pub ranges_differing: u64,
+    /// Keys repaired, in either direction.
+    pub keys_repaired: u64,
 }
 
 /// A node's view of the cluster: the ring config (members, buckets) and who is alive.
