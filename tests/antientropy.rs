@@ -95,3 +95,79 @@ async fn anti_entropy_restores_lost_and_stale_copies_without_any_read() -> anyho
     assert!(repaired >= 200, "only {repaired} repairs counted");
     Ok(())
 }
+
+/// Hints are never dropped silently: a hint whose home stays down past
+/// `handoff.max_hint_age_secs` is copied to the key's live home replicas, deleted and
+/// counted; once the home returns, anti-entropy brings it the data, again with no read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overdue_hints_become_anti_entropy_and_the_home_still_gets_every_write()
+-> anyhow::Result<()> {
+    let mut cluster = TestCluster::start(ClusterSpec {
+        nodes: 4,
+        extra_toml: "[handoff]\nmax_hint_age_secs = 1\n\
+                     [anti_entropy]\ninterval_ms = 300\nmax_keys_per_sec = 0\n"
+            .into(),
+        ..ClusterSpec::default()
+    })
+    .await?;
+    let client = cluster.client().await?;
+    let victim = 1;
+    let keys = cluster.keys_homed_on(&client, victim, "overdue", 100);
+    assert_eq!(keys.len(), 100);
+    cluster.kill(victim);
+    for key in &keys {
+        client
+            .put(key, "written while its home was down", None)
+            .await?;
+    }
+    // Every hint for the victim ends up handed to anti-entropy, none pending, none dropped.
+    let stats = |cluster: &TestCluster| {
+        let addrs: Vec<_> = (0..cluster.nodes.len())
+            .filter(|&i| cluster.is_running(i))
+            .map(|i| cluster.nodes[i].addr)
+            .collect();
+        async move {
+            let (mut pending, mut converted) = (0, 0);
+            for addr in addrs {
+                let mut raw = RawConnection::open(addr).await?;
+                if let Ok(Response::Stats(s)) = raw.request(Request::Stats).await? {
+                    pending += s.hints_pending;
+                    converted += s.hints_converted;
+                }
+            }
+            anyhow::Ok((pending, converted))
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut pending, mut converted) = stats(&cluster).await?;
+    while (pending > 0 || converted < keys.len() as u64) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        (pending, converted) = stats(&cluster).await?;
+    }
+    println!("  hints handed to anti-entropy: {converted}, still pending: {pending}");
+    assert_eq!(pending, 0);
+    assert!(converted >= keys.len() as u64, "only {converted} converted");
+
+    cluster.restart(victim).await?;
+    let restarted = Instant::now();
+    let mut missing = keys.len();
+    while restarted.elapsed() < Duration::from_secs(60) {
+        missing = 0;
+        for key in &keys {
+            if copy_on(&cluster, victim, key).await?.is_none() {
+                missing += 1;
+            }
+        }
+        if missing == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!(
+        "figure: the returning home got all {} writes from anti-entropy in {:.1} s",
+        keys.len(),
+        restarted.elapsed().as_secs_f64()
+    );
+    assert_eq!(missing, 0, "the home never received {missing} writes");
+    Ok(())
+}

@@ -94,6 +94,10 @@ pub struct Handoff {
     pub interval_ms: u64,
     /// Hints sent at once to home nodes (a bound on the memory and connections a drain uses).
     pub max_in_flight: usize,
+    /// A hint whose home node has been unreachable this long (by the newest write it holds)
+    /// is handed to anti-entropy: copied to the key's live home replicas, then deleted. The
+    /// home gets it from them by anti-entropy when it returns. Never dropped otherwise.
+    pub max_hint_age_secs: u64,
 }
 
 impl Default for Handoff {
@@ -101,6 +105,7 @@ impl Default for Handoff {
         Handoff {
             interval_ms: 500,
             max_in_flight: 32,
+            max_hint_age_secs: 3 * 3600,
         }
     }
 }
@@ -118,6 +123,10 @@ pub struct Limits {
     pub max_value_bytes: usize,
     /// A connection that has not sent `Hello` by then is closed.
     pub handshake_timeout_ms: u64,
+    /// Bytes of hints this node keeps for unreachable nodes. Beyond it new hints are refused
+    /// (`Overloaded`: the writer uses another node) and the handoff worker hands the hints of
+    /// down nodes to anti-entropy (see `handoff.rs`) until the queue is back under it.
+    pub max_hint_queue_bytes: u64,
 }
 
 /// Gossip timing.
@@ -168,6 +177,7 @@ impl Default for Limits {
             max_key_bytes: 64 * 1024,
             max_value_bytes: 4 * 1024 * 1024,
             handshake_timeout_ms: 5_000,
+            max_hint_queue_bytes: 1 << 30,
         }
     }
 }

@@ -50,11 +50,18 @@ pub fn spawn_handoff(
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(interval) => {}
             }
-            let round = run_round(&service, &pool, config.max_in_flight.max(1), &shutdown).await;
+            let round = run_round(&service, &pool, &config, &shutdown).await;
             match round {
-                Ok(Round { delivered, pending }) => {
-                    if delivered > 0 || pending != last_pending {
-                        info!(delivered, pending, "hinted handoff");
+                Ok(Round {
+                    delivered,
+                    converted,
+                    pending,
+                }) => {
+                    if delivered > 0 || converted > 0 || pending != last_pending {
+                        info!(delivered, converted, pending, "hinted handoff");
+                    }
+                    if converted > 0 {
+                        service.record_hints_converted(converted);
                     }
                     last_pending = pending;
                 }
@@ -66,15 +73,25 @@ pub fn spawn_handoff(
 
 struct Round {
     delivered: u64,
+    /// Hints handed to anti-entropy (copied to the key's live homes, then deleted).
+    converted: u64,
     pending: u64,
 }
 
 async fn run_round(
     service: &Arc<Service>,
     pool: &Pool,
-    max_in_flight: usize,
+    config: &Handoff,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Round> {
+    let max_in_flight = config.max_in_flight.max(1);
+    let max_age_ms = config.max_hint_age_secs.saturating_mul(1000);
+    let over_cap = service.hint_bytes() > service.limits().max_hint_queue_bytes;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut bytes = 0u64;
+    let mut converted = 0;
     let view = service.view();
     let addresses: HashMap<NodeId, String> = view
         .ring
@@ -100,16 +117,27 @@ async fn run_round(
         scanned += batch.len() as u64;
         let mut sends = FuturesUnordered::new();
         for (hint, state) in batch {
-            let Some(destinations) = destinations(&view, &addresses, &hint) else {
-                continue;
+            bytes += (crate::storage::encode_state(&state).len() + hint.key.len()) as u64;
+            let newest = state.siblings().iter().map(|s| s.timestamp_ms).max();
+            let overdue = newest.is_some_and(|t| now_ms.saturating_sub(t) > max_age_ms);
+            let me = service.node();
+            let (destinations, converting) = match destinations(&view, &addresses, &hint) {
+                Some(destinations) => (destinations, false),
+                None if overdue || over_cap => match live_other_homes(&view, &addresses, &hint, me)
+                {
+                    Some(homes) => (homes, true),
+                    None => continue, // No live home to hand it to: keep it, however old.
+                },
+                None => continue,
             };
             if shutdown.is_cancelled() {
                 break;
             }
             if sends.len() >= max_in_flight
-                && let Some(result) = sends.next().await
+                && let Some((hint, state, answer, converting)) = sends.next().await
             {
-                delivered += settle(service, result).await;
+                let gone: u64 = settle(service, (hint, state, answer)).await;
+                tally(gone, converting, &mut delivered, &mut converted);
             }
             let body = Request::Merge {
                 bucket: hint.bucket.clone(),
@@ -125,17 +153,46 @@ async fn run_round(
                         answer = result;
                     }
                 }
-                (hint, state, answer)
+                (hint, state, answer, converting)
             });
         }
-        while let Some(result) = sends.next().await {
-            delivered += settle(service, result).await;
+        while let Some((hint, state, answer, converting)) = sends.next().await {
+            let gone = settle(service, (hint, state, answer)).await;
+            tally(gone, converting, &mut delivered, &mut converted);
         }
     }
+    service.set_hint_bytes(bytes);
     Ok(Round {
         delivered,
-        pending: scanned.saturating_sub(delivered),
+        converted,
+        pending: scanned.saturating_sub(delivered + converted),
     })
+}
+
+fn tally(gone: u64, converting: bool, delivered: &mut u64, converted: &mut u64) {
+    if converting {
+        *converted += gone;
+    } else {
+        *delivered += gone;
+    }
+}
+
+/// The key's live home replicas other than the hint's (down) home and this node: where a hint
+/// goes when it is handed to anti-entropy. `None` if there are none: then it must wait.
+fn live_other_homes(
+    view: &ClusterView,
+    alive_addresses: &HashMap<NodeId, String>,
+    hint: &HintKey,
+    me: NodeId,
+) -> Option<Vec<String>> {
+    let homes: Vec<String> = view
+        .ring
+        .home_replicas(&hint.bucket, &hint.key)
+        .iter()
+        .filter(|m| m.id != hint.home && m.id != me)
+        .filter_map(|m| alive_addresses.get(&m.id).cloned())
+        .collect();
+    (!homes.is_empty()).then_some(homes)
 }
 
 /// Where a hint goes: its home node if that is alive; if the home has left the ring since

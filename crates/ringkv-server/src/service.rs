@@ -42,6 +42,10 @@ pub struct Service {
     ae_exchanges: AtomicU64,
     ae_ranges: AtomicU64,
     ae_repaired: AtomicU64,
+    /// Bytes of hints held, as the last handoff round measured them plus hints taken since.
+    hint_bytes: AtomicU64,
+    /// Hints handed to anti-entropy (too old, or the queue too full) since start.
+    hints_converted: AtomicU64,
     /// The layout and its operations; `None` in tests that run without membership.
     keeper: Option<Arc<Keeper>>,
     /// The weight this node was started with.
@@ -78,6 +82,8 @@ impl Service {
             ae_exchanges: AtomicU64::new(0),
             ae_ranges: AtomicU64::new(0),
             ae_repaired: AtomicU64::new(0),
+            hint_bytes: AtomicU64::new(0),
+            hints_converted: AtomicU64::new(0),
             keeper: None,
             weight: 1,
             transfer: Mutex::new(None),
@@ -120,6 +126,24 @@ impl Service {
             Some(_) => Ok(false),
             None => Ok(true),
         }
+    }
+
+    /// What the handoff worker measured: the bytes of hints held.
+    pub fn set_hint_bytes(&self, bytes: u64) {
+        self.hint_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    pub fn hint_bytes(&self) -> u64 {
+        self.hint_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Counts hints handed to anti-entropy, for `Stats`.
+    pub fn record_hints_converted(&self, count: u64) {
+        self.hints_converted.fetch_add(count, Ordering::Relaxed);
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// Counts one finished anti-entropy exchange, for `Stats`.
@@ -219,6 +243,8 @@ impl Service {
                     node: self.node,
                     hints_pending: self.store.hint_count().map_err(store_error)?,
                     hints_delivered: self.hints_delivered.load(Ordering::Relaxed),
+                    hint_bytes: self.hint_bytes.load(Ordering::Relaxed),
+                    hints_converted: self.hints_converted.load(Ordering::Relaxed),
                     keys,
                     bytes,
                     weight: self.weight,
@@ -371,6 +397,16 @@ impl Service {
         incoming: &SiblingSet,
     ) -> Result<(), WireError> {
         let policy = self.validated_policy(bucket, incoming)?;
+        let held = self.hint_bytes.load(Ordering::Relaxed);
+        if held > self.limits.max_hint_queue_bytes {
+            // Refusing is safe: the writer counts this copy as failed and uses another node.
+            return Err(WireError::Overloaded {
+                reason: format!(
+                    "the hint queue holds {held} bytes, over its cap of {}",
+                    self.limits.max_hint_queue_bytes
+                ),
+            });
+        }
         let hint = HintKey {
             bucket: bucket.to_string(),
             key: key.to_vec(),
@@ -384,6 +420,8 @@ impl Service {
             .unwrap_or_default();
         if state.merge(incoming, policy) {
             self.store.put_hint(&hint, &state).map_err(store_error)?;
+            let added = crate::storage::encode_state(incoming).len() + key.len();
+            self.hint_bytes.fetch_add(added as u64, Ordering::Relaxed);
         }
         Ok(())
     }

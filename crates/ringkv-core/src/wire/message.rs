@@ -187,6 +187,14 @@ pub struct NodeStats {
     pub hints_pending: u64,
     /// Hints handed off (acknowledged by their home node) since this node started.
     pub hints_delivered: u64,
+    /// Bytes the hints held take (as the last handoff round measured them).
+    #[serde(default)]
+    pub hint_bytes: u64,
+    /// Hints handed to anti-entropy since this node started: their home was down longer than
+    /// `handoff.max_hint_age_secs`, or the queue was over its byte cap. Each was first copied
+    /// to every live home replica of its key; none is ever dropped silently.
+    #[serde(default)]
+    pub hints_converted: u64,
     /// About how many keys the node stores (the storage engine's estimate).
     #[serde(default)]
     pub keys: u64,
