@@ -1,12 +1,18 @@
 # Shortcuts for the scripts in scripts/ (which are what the README and CI run).
 SHELL := /bin/bash
-.PHONY: help demo test bench bench-python build fmt clippy clean-demo
+.PHONY: help demo cluster-demo scale test bench bench-python build fmt clippy clean-demo
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 demo: ## Start a local 3-node cluster, run the walkthrough, stop the cluster
 	./scripts/demo.sh
+
+cluster-demo: ## Grow a local cluster from 3 nodes to 4 and back with `ringkv cluster ...`
+	./scripts/cluster-demo.sh
+
+scale: ## Print the scale figures: a 10,000-node ring, a 1,000-node gossip simulation
+	. scripts/env.sh && cargo run -q -p ringkv-examples --example scale
 
 test: ## Everything CI runs: fmt, clippy -D warnings, all Rust and Python tests
 	./scripts/test.sh
@@ -23,8 +29,8 @@ fmt: ## Format the code
 clippy: ## Lint with warnings as errors
 	. scripts/env.sh && cargo clippy --workspace --all-targets -- -D warnings
 
-clean-demo: ## Remove the demo cluster's data
-	rm -rf .demo
+clean-demo: ## Remove the demo clusters' data
+	rm -rf .demo .cluster-demo
 
 bench-python: ## Python clients vs the Rust SDK, side by side, against a local cluster
 	. scripts/env.sh && cargo build -q -p ringkv-server --bin ringkvd && cargo build -q -p ringkv-examples --example sdk_load && ./scripts/python-env.sh && .venv/bin/python python/benches/bench.py

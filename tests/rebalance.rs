@@ -286,3 +286,47 @@ async fn streaming_a_hundred_thousand_keys_to_a_joining_node() -> anyhow::Result
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_while_streaming_resumes_where_it_stopped() -> anyhow::Result<()> {
+    // Throttled, so that the stream is still running when the node is killed.
+    let mut cluster = TestCluster::start(ClusterSpec {
+        extra_toml: "[transfer]\nbatch = 50\nmax_keys_per_sec = 200\n".into(),
+        ..ClusterSpec::default()
+    })
+    .await?;
+    let client = cluster.client().await?;
+    let keys = fill(&client.bucket("default"), "resume-", 3_000, 100, 32).await?;
+    let joining = cluster.start_node()?;
+    cluster.stage_join(0, joining, 1).await?;
+    let id = cluster.commit(0).await?.ring_version;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let victim = 0;
+    cluster.kill(victim);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.restart(victim).await?;
+    cluster.wait_settled(SETTLE).await?;
+
+    let mut raw = RawConnection::open(cluster.nodes[victim].addr).await?;
+    let transfer = match raw.request(Request::Stats).await? {
+        Ok(Response::Stats(stats)) => stats.transfer,
+        other => anyhow::bail!("unexpected answer to Stats: {other:?}"),
+    };
+    let transfer = transfer
+        .filter(|t| t.id == id)
+        .expect("the restarted node streamed");
+    println!(
+        "figure: killed mid-stream, the node resumed={} and sent {} more keys after its restart",
+        transfer.resumed, transfer.sent_keys
+    );
+    assert!(
+        transfer.resumed,
+        "the restarted node started its stream over"
+    );
+    assert!(transfer.done);
+    settled_placement(&cluster, &client, "default", &keys).await?;
+    for key in keys.iter().step_by(97) {
+        assert!(client.get(key).await?.is_found(), "{key}");
+    }
+    Ok(())
+}

@@ -5,6 +5,9 @@ methods as awaitables. Both are thin layers over the Rust SDK, which routes ever
 replicas, coordinates the quorum and repairs stale replicas.
 """
 
+import atexit
+
+from . import _native
 from ._client import Client
 from ._common import DEFAULT_BUCKET, Receipt, Result
 from .exceptions import (
@@ -20,6 +23,10 @@ from .exceptions import (
 )
 
 __version__ = "0.1.0"
+
+# Before the interpreter finalizes, stop the runtime's threads from calling into Python (a
+# thread ended mid-call by finalization would abort the process).
+atexit.register(_native._at_exit)
 
 __all__ = [
     "DEFAULT_BUCKET",

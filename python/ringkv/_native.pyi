@@ -5,6 +5,8 @@ from typing_extensions import final
 
 __all__ = ["NativeClient", "NativeError"]
 
+def _at_exit() -> None: ...
+
 class NativeError(Exception): ...
 
 @final

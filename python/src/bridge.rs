@@ -8,13 +8,33 @@
 //! completes every queued future in one loop iteration.
 //!
 //! Cancelling the asyncio future aborts the tokio task, which drops the SDK future.
+//!
+//! At interpreter exit ([`at_exit`], registered with `atexit` by the package) tokio threads
+//! stop calling into Python: a thread caught waiting for the GIL once finalization has begun
+//! is ended by CPython with `pthread_exit`, whose unwinding through Rust frames aborts the
+//! process (seen as a flaky SIGABRT at exit with an asyncio client open).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use pyo3::IntoPyObjectExt;
 use pyo3::prelude::*;
+
+/// Set when the interpreter begins to exit: no completion calls into Python any more.
+static EXITING: AtomicBool = AtomicBool::new(false);
+
+/// How long [`at_exit`] lets completions already inside Python finish (they hold or wait for
+/// the GIL for microseconds).
+const EXIT_GRACE: Duration = Duration::from_millis(50);
+
+/// Called by `atexit`: stops completions from calling into Python, then releases the GIL for
+/// a moment so that those already under way finish before finalization begins.
+pub(crate) fn at_exit(py: Python<'_>) {
+    EXITING.store(true, Ordering::Release);
+    py.detach(|| std::thread::sleep(EXIT_GRACE));
+}
 
 /// Turns a Rust result into a Python object, under the GIL.
 type Complete = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
@@ -77,6 +97,9 @@ impl Bridge {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((future, complete));
+        if EXITING.load(Ordering::Acquire) {
+            return; // Nobody is left to await it, and Python may be finalizing.
+        }
         if !self.scheduled.swap(true, Ordering::AcqRel) {
             Python::attach(|py| {
                 let drain = Drain {

@@ -367,9 +367,16 @@ fn into_py(e: Error) -> PyErr {
     NativeError::new_err((kind, message, fields))
 }
 
+/// Registered with `atexit` by the package: see `bridge::at_exit`.
+#[pyfunction]
+fn _at_exit(py: Python<'_>) {
+    bridge::at_exit(py);
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeClient>()?;
+    m.add_function(wrap_pyfunction!(_at_exit, m)?)?;
     m.add("NativeError", m.py().get_type::<NativeError>())?;
     Ok(())
 }

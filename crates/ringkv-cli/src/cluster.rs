@@ -67,6 +67,9 @@ pub async fn run(admin: &Admin, command: ClusterCommand, as_json: bool) -> anyho
                 return Ok(());
             }
             let layout = expect_layout(admin.call(first, Request::Found { members }).await?)?;
+            // Return a usable cluster: every founding node has heard of the layout and
+            // serves the ring (gossip takes a few rounds).
+            wait_until_serving(admin, &addrs, INIT_WAIT).await?;
             report(&layout, "founded a cluster", as_json);
             Ok(())
         }
@@ -118,6 +121,30 @@ pub async fn run(admin: &Admin, command: ClusterCommand, as_json: bool) -> anyho
             Ok(())
         }
     }
+}
+
+/// How long `cluster init` waits for the founding nodes to serve the new ring.
+const INIT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn wait_until_serving(
+    admin: &Admin,
+    addrs: &[String],
+    timeout: std::time::Duration,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    for addr in addrs {
+        loop {
+            match admin.call(addr, Request::Ring).await {
+                Ok(Response::Ring(_)) => break,
+                Ok(other) => bail!("{addr} answered a ring request with {other:?}"),
+                Err(e) if tokio::time::Instant::now() > deadline => {
+                    bail!("the cluster is founded, but {addr} does not serve it yet: {e:#}")
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn stage(admin: &Admin, change: Change, as_json: bool) -> anyhow::Result<()> {
@@ -314,7 +341,7 @@ async fn plan(admin: &Admin, as_json: bool) -> anyhow::Result<()> {
             r["share_before"].as_f64().unwrap_or(0.0) * 100.0,
             r["share_after"].as_f64().unwrap_or(0.0) * 100.0,
             r["receives"].as_f64().unwrap_or(0.0) * 100.0,
-            r["receives_keys"],
+            r["receives_keys"].to_string(),
             r["node"].as_str().unwrap_or_default(),
         );
     }

@@ -88,10 +88,10 @@ pub async fn status(client: &Client, admin: &Admin, as_json: bool) -> anyhow::Re
             text(&r["address"]),
             r["load_bytes"].as_u64().map_or_else(unknown, format::bytes),
             r["keys"].as_u64().map_or_else(unknown, |k| k.to_string()),
-            r["vnodes"],
+            r["vnodes"].to_string(),
             r["ownership"].as_f64().unwrap_or(0.0) * 100.0,
             r["effective_ownership"].as_f64().unwrap_or(0.0) * 100.0,
-            r["weight"],
+            r["weight"].to_string(),
             r["hints_pending"]
                 .as_u64()
                 .map_or_else(unknown, |h| h.to_string()),
@@ -120,7 +120,7 @@ pub fn ring(client: &Client, bucket: &str, key: &str, as_json: bool) -> anyhow::
     for r in rows {
         println!(
             "{:<4} {:<10} {:<6} {:<22} {}",
-            r["position"],
+            r["position"].to_string(),
             text(&r["role"]),
             if r["alive"].as_bool().unwrap_or(false) {
                 "up"

@@ -137,9 +137,15 @@ fn render(s: &Value) -> String {
         let hints = n["hints_pending"].as_u64().unwrap_or(0);
         let t = &n["transfer"];
         if t.is_null() {
+            // During a transfer: this node has not reported progress on it yet.
+            let progress = if s["transfer"].is_null() {
+                "-"
+            } else {
+                "starting"
+            };
             out.push_str(&format!(
-                "{addr:<21} {:<24} {:>15} {:>10} {:>8} {:>11} {hints:>6}\n",
-                "-", "-", "-", "-", "-"
+                "{addr:<21} {progress:<24} {:>15} {:>10} {:>8} {:>11} {hints:>6}\n",
+                "-", "-", "-", "-"
             ));
             continue;
         }
@@ -157,8 +163,8 @@ fn render(s: &Value) -> String {
         out.push_str(&format!(
             "{addr:<21} {bar:<24} {:>15} {:>10} {:>8} {:>11} {hints:>6}\n",
             format!("{scanned}/{total}"),
-            t["sent_keys"],
-            t["keys_per_sec"],
+            t["sent_keys"].as_u64().unwrap_or(0),
+            t["keys_per_sec"].as_f64().unwrap_or(0.0) as u64,
             format!(
                 "{}/s",
                 format::bytes(t["bytes_per_sec"].as_f64().unwrap_or(0.0) as u64)

@@ -173,6 +173,34 @@ async fn a_cluster_is_founded_grown_and_shrunk_from_the_command_line() -> anyhow
     assert_eq!(explained["read_would_repair"], serde_json::json!([]));
     assert_eq!(explained["merged"]["values"], serde_json::json!(["cli-7"]));
 
+    // A weight changed later: the fourth node doubles its share.
+    json(&cluster, &["cluster", "weight", &addr, "2"]);
+    let plan = json(&cluster, &["cluster", "plan"]);
+    let heavier = plan["nodes"]
+        .as_array()
+        .and_then(|nodes| nodes.iter().find(|n| n["address"] == addr.as_str()))
+        .expect("the node is in the plan");
+    let (now, then) = (
+        heavier["share_before"].as_f64().unwrap_or(0.0),
+        heavier["share_after"].as_f64().unwrap_or(0.0),
+    );
+    assert!(then > now * 1.2, "weight 2 should own more: {plan}");
+    json(&cluster, &["cluster", "commit"]);
+    let watched = json_lines(&cluster, &["handoff", "--watch", "--max-wait", "60"]);
+    assert_eq!(
+        watched.last().map(|l| l["finished"].clone()),
+        Some(Value::Bool(true))
+    );
+    cluster
+        .wait_settled(std::time::Duration::from_secs(30))
+        .await?;
+    let status = json(&cluster, &["status"]);
+    let row = status["members"]
+        .as_array()
+        .and_then(|m| m.iter().find(|r| r["address"] == addr.as_str()).cloned())
+        .expect("status row");
+    assert_eq!(row["weight"], 2, "{status}");
+
     // Shrink: the first node leaves, by address.
     let first = cluster.nodes[0].addr.to_string();
     let (ok, _, err) = ringkv(&cluster, &["cluster", "leave", "no-such-node"]);

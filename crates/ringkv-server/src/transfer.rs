@@ -148,6 +148,7 @@ impl Worker<'_> {
         let mut stats = TransferStats {
             id,
             total_keys,
+            resumed: after.is_some(),
             ..TransferStats::default()
         };
         let started = Instant::now();

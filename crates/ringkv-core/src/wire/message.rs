@@ -230,6 +230,9 @@ pub struct TransferStats {
     pub done: bool,
     /// Copies this node deleted after the change settled (keys it no longer owns).
     pub cleaned_keys: u64,
+    /// The stream picked up where an earlier run of this node stopped (a restart mid-way).
+    #[serde(default)]
+    pub resumed: bool,
 }
 
 /// A node's anti-entropy counters since it started.
