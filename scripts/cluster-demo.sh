@@ -18,45 +18,23 @@ rm -rf "$DIR"
 mkdir -p "$DIR"
 addrs=()
 for i in 0 1 2 3; do addrs+=("127.0.0.1:$((BASE_PORT + i))"); done
-seeds=$(IFS=,; echo "${addrs[*]:0:3}")
-
-pids=()
-stop_cluster() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  pids=()
-}
-trap stop_cluster EXIT INT TERM
-
-start_node() {
-  RUST_LOG="${RUST_LOG:-info}" "$CARGO_TARGET_DIR/debug/ringkvd" \
-    --listen "${addrs[$1]}" --data-dir "$DIR/node$1" --seeds "$seeds" \
-    --cluster-name cluster-demo >"$DIR/node$1.log" 2>&1 &
-  pids+=($!)
-}
+seeds_of_cluster=$(IFS=,; echo "${addrs[*]:0:3}")
+source "$ROOT/scripts/local-cluster.sh"
 
 # Shown as a transcript: the command, then what it printed.
 ringkv() {
   echo "\$ ringkv $*"
-  "$CARGO_TARGET_DIR/debug/ringkv" --seeds "$seeds" "$@"
+  "$CARGO_TARGET_DIR/debug/ringkv" --seeds "$seeds_of_cluster" "$@"
   echo
 }
 
-for i in 0 1 2; do start_node "$i"; done
-for attempt in $(seq 1 100); do
-  "$CARGO_TARGET_DIR/debug/ringkv" --seeds "$seeds" cluster init >/dev/null 2>&1 && break
-  [ "$attempt" -lt 100 ] || { echo "cluster init failed; logs in $DIR" >&2; exit 1; }
-  sleep 0.2
-done
-"$CARGO_TARGET_DIR/debug/examples/sdk_load" "$seeds" put 20000 32 1024 >/dev/null
+for i in 0 1 2; do start_node "$i" "$DIR" cluster-demo; done
+found_cluster >/dev/null
+"$CARGO_TARGET_DIR/debug/examples/sdk_load" "$seeds_of_cluster" put 20000 32 1024 >/dev/null
 sleep 1
 ringkv status
 
-start_node 3
+start_node 3 "$DIR" cluster-demo
 sleep 1
 ringkv cluster join "${addrs[3]}"
 ringkv cluster plan

@@ -18,37 +18,17 @@ mkdir -p "$DEMO_DIR"
 addrs=()
 for i in 0 1 2; do addrs+=("127.0.0.1:$((BASE_PORT + i))"); done
 
-pids=()
-stop_cluster() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  pids=()
-}
-trap stop_cluster EXIT INT TERM
+seeds_of_cluster=$(IFS=,; echo "${addrs[*]}")
+source "$ROOT/scripts/local-cluster.sh"
 
 for i in 0 1 2; do
-  seeds=$(IFS=,; echo "${addrs[*]}")
-  RUST_LOG="${RUST_LOG:-info}" "$CARGO_TARGET_DIR/debug/ringkvd" \
-    --listen "${addrs[$i]}" --data-dir "$DEMO_DIR/node$i" --seeds "$seeds" \
-    --cluster-name demo >"$DEMO_DIR/node$i.log" 2>&1 &
-  pids+=($!)
-  echo "started ringkvd node$i on ${addrs[$i]} (pid $!, log .demo/node$i.log)"
+  start_node "$i" "$DEMO_DIR" demo
+  echo "started ringkvd node$i on ${addrs[$i]} (pid ${pids[-1]}, log .demo/node$i.log)"
 done
 
-# Gossip makes the nodes known to each other; `cluster init` makes them one cluster (retried
-# while the nodes are still opening their stores).
-seeds=$(IFS=,; echo "${addrs[*]}")
-for attempt in $(seq 1 100); do
-  if out=$("$CARGO_TARGET_DIR/debug/ringkv" --seeds "$seeds" cluster init 2>&1); then
-    echo "$ ringkv cluster init"; echo "$out"; break
-  fi
-  [ "$attempt" -lt 100 ] || { echo "$out" >&2; exit 1; }
-  sleep 0.2
-done
+# Gossip makes the nodes known to each other; `cluster init` makes them one cluster.
+echo "$ ringkv cluster init"
+found_cluster
 
 "$CARGO_TARGET_DIR/debug/examples/walkthrough" "${addrs[@]}"
 

@@ -137,9 +137,8 @@ pub fn spawn_anti_entropy(
         let interval = Duration::from_millis(config.interval_ms);
         let mut round = 0usize;
         loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(interval) => {}
+            if !crate::worker::pause(interval, &shutdown).await {
+                return;
             }
             let view = service.view();
             if !view.ready || view.ring.transition().is_some() {

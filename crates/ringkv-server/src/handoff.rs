@@ -46,9 +46,8 @@ pub fn spawn_handoff(
         let interval = Duration::from_millis(config.interval_ms);
         let mut last_pending = 0;
         loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(interval) => {}
+            if !crate::worker::pause(interval, &shutdown).await {
+                return;
             }
             let round = run_round(&service, &pool, &config, &shutdown).await;
             match round {

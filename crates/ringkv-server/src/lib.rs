@@ -20,5 +20,6 @@ pub mod server;
 pub mod service;
 pub mod storage;
 pub mod transfer;
+mod worker;
 
 pub use config::{Args, Config};

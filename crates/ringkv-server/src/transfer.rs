@@ -64,9 +64,8 @@ pub fn spawn_transfer(
         let pool = Pool::with_local_ip(local_ip);
         let interval = Duration::from_millis(config.interval_ms);
         loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(interval) => {}
+            if !crate::worker::pause(interval, &shutdown).await {
+                return;
             }
             let view = service.view();
             let Some(keeper) = service.keeper().cloned() else {
@@ -158,7 +157,7 @@ impl Worker<'_> {
             "streaming data to new owners"
         );
         loop {
-            if self.shutdown.is_cancelled() || self.service.view().ring.epoch() != ring.epoch() {
+            if self.interrupted(&ring) {
                 return Ok(false);
             }
             let batch = self.batch(after.as_ref()).await?;
@@ -229,14 +228,15 @@ impl Worker<'_> {
         Ok(true)
     }
 
-    /// Deletes the copies of keys this node does not own under the settled ring.
+    /// Deletes the copies of keys this node does not own under the settled ring. Returns
+    /// `Ok(true)` once a whole pass deleted every such copy.
     async fn clean_up(&self) -> anyhow::Result<bool> {
         let ring = self.view.ring.clone();
         let me = self.service.node();
         let mut after: Option<DataKey> = None;
-        let mut cleaned = 0u64;
+        let (mut cleaned, mut kept) = (0u64, 0u64);
         loop {
-            if self.shutdown.is_cancelled() || self.service.view().ring.epoch() != ring.epoch() {
+            if self.interrupted(&ring) {
                 return Ok(false);
             }
             let batch = self.batch(after.as_ref()).await?;
@@ -253,7 +253,8 @@ impl Worker<'_> {
                 continue;
             }
             let service = self.service.clone();
-            cleaned += tokio::task::spawn_blocking(move || {
+            let candidates = stale.len() as u64;
+            let gone = tokio::task::spawn_blocking(move || {
                 let mut gone = 0;
                 for (key, state) in stale {
                     if service.delete_if_unchanged(&key.bucket, &key.key, &state)? {
@@ -263,18 +264,28 @@ impl Worker<'_> {
                 Ok::<u64, crate::storage::StoreError>(gone)
             })
             .await??;
+            cleaned += gone;
+            kept += candidates - gone;
         }
-        if cleaned > 0 {
+        if cleaned > 0 || kept > 0 {
             info!(
                 deleted = cleaned,
-                "deleted the copies this node no longer owns"
+                kept, "deleted the copies this node no longer owns"
             );
         }
         if let Some(mut stats) = self.service.transfer_stats() {
             stats.cleaned_keys += cleaned;
             self.service.set_transfer(stats);
         }
-        Ok(true)
+        // A copy that changed while it was looked at is kept, and looked at again next time:
+        // the clean-up is done only once a pass found nothing to keep.
+        Ok(kept == 0)
+    }
+
+    /// Whether to stop a walk: the node is shutting down, or the ring moved on (the walk
+    /// starts over under the new one).
+    fn interrupted(&self, ring: &Ring) -> bool {
+        self.shutdown.is_cancelled() || self.service.view().ring.epoch() != ring.epoch()
     }
 
     async fn batch(
