@@ -3,7 +3,7 @@ from typing import Any, List, Optional, Tuple
 
 from typing_extensions import final
 
-__all__ = ["NativeClient", "NativeError"]
+__all__ = ["NativeClient", "NativeError", "_at_exit"]
 
 def _at_exit() -> None: ...
 
