@@ -584,3 +584,77 @@ async fn connections_over_the_cap_get_an_overloaded_error() -> anyhow::Result<()
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_port_serves_health_readiness_and_prometheus_metrics() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start(ClusterSpec {
+        admin: true,
+        ..three()
+    })
+    .await?;
+    let client = cluster.client().await?;
+    for i in 0..20 {
+        client.put(format!("metrics-{i}"), "v", None).await?;
+        client.get(format!("metrics-{i}")).await?;
+    }
+    let admin = cluster.nodes[0].admin.expect("an admin port");
+    assert_eq!(ringkv_tests::http_get(admin, "/health")?.0, 200);
+    let ready = ringkv_tests::eventually(Duration::from_secs(10), || async {
+        ringkv_tests::http_get(admin, "/ready").is_ok_and(|(status, _)| status == 200)
+    })
+    .await;
+    assert!(ready, "a healthy three-node cluster is not ready");
+
+    let (status, text) = ringkv_tests::http_get(admin, "/metrics")?;
+    assert_eq!(status, 200);
+    for family in [
+        "# TYPE ringkv_requests counter",
+        "# TYPE ringkv_request_errors counter",
+        "ringkv_request_duration_seconds_bucket{",
+        "ringkv_connections ",
+        "ringkv_hints_pending ",
+        "ringkv_hints_delivered_total ",
+        "ringkv_hint_bytes ",
+        "ringkv_hints_converted_total ",
+        "ringkv_anti_entropy_keys_repaired_total ",
+        "ringkv_transfer_sent_keys ",
+        "ringkv_store_keys ",
+        "ringkv_rocksdb_write_stopped 0",
+        "ringkv_ready 1",
+        "ringkv_ring_members 3",
+        "# EOF",
+    ] {
+        assert!(text.contains(family), "{family:?} missing from:\n{text}");
+    }
+    // Node 0 took part in the writes: its request counter for them is not zero.
+    let handled: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("ringkv_requests_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(handled >= 20.0, "{handled} requests counted:\n{text}");
+
+    // Two of three down: the default quorum (2) cannot be met, and /ready says so.
+    cluster.kill(1);
+    cluster.kill(2);
+    let mut reason = String::new();
+    let unready = ringkv_tests::eventually(Duration::from_secs(30), || {
+        let answer = ringkv_tests::http_get(admin, "/ready");
+        if let Ok((_, body)) = &answer {
+            reason = body.clone();
+        }
+        async move { answer.is_ok_and(|(status, _)| status == 503) }
+    })
+    .await;
+    assert!(
+        unready,
+        "still ready with two of three nodes down: {reason}"
+    );
+    // Why: the quorum, or (within its first seconds) no other member heard from.
+    assert!(
+        reason.starts_with("not ready: ") && reason.len() > "not ready: ".len() + 10,
+        "{reason}"
+    );
+    assert_eq!(ringkv_tests::http_get(admin, "/health")?.0, 200);
+    Ok(())
+}

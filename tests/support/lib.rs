@@ -61,6 +61,8 @@ pub struct ClusterSpec {
     /// Make the nodes one cluster once they run (as `ringkv cluster init` does). Off, they
     /// only gossip, members of nothing, until a test founds the cluster itself.
     pub found: bool,
+    /// Give every node an admin HTTP port (`Node::admin`).
+    pub admin: bool,
 }
 
 impl Default for ClusterSpec {
@@ -70,6 +72,7 @@ impl Default for ClusterSpec {
             extra_toml: String::new(),
             own_addresses: false,
             found: true,
+            admin: false,
         }
     }
 }
@@ -87,6 +90,8 @@ fn node_addr(spec: &ClusterSpec, i: usize) -> SocketAddr {
 #[derive(Debug)]
 pub struct Node {
     pub addr: SocketAddr,
+    /// The admin HTTP endpoint, with `ClusterSpec::admin`.
+    pub admin: Option<SocketAddr>,
     pub dir: PathBuf,
     config: PathBuf,
     log: PathBuf,
@@ -101,23 +106,27 @@ impl Node {
         addr: SocketAddr,
         seeds: &[SocketAddr],
         cluster_name: &str,
-        extra_toml: &str,
+        spec: &ClusterSpec,
     ) -> anyhow::Result<Node> {
         let dir = root.join(format!("node{i}"));
         std::fs::create_dir_all(&dir)?;
         let seeds: Vec<String> = seeds.iter().map(|a| format!("\"{a}\"")).collect();
         let config = dir.join("ringkvd.toml");
+        let admin = spec.admin.then(|| SocketAddr::new(addr.ip(), free_port()));
+        let admin_line = admin.map_or(String::new(), |a| format!("admin_listen = \"{a}\"\n"));
         std::fs::write(
             &config,
             format!(
                 "listen = \"{addr}\"\ndata_dir = \"{}\"\nseeds = [{}]\ncluster_name = \"{cluster_name}\"\n\
-                 [gossip]\ninterval_ms = 100\n{extra_toml}\n",
+                 {admin_line}[gossip]\ninterval_ms = 100\n{}\n",
                 dir.join("data").display(),
                 seeds.join(", "),
+                spec.extra_toml,
             ),
         )?;
         Ok(Node {
             addr,
+            admin,
             log: dir.join("ringkvd.log"),
             dir,
             config,
@@ -157,7 +166,7 @@ impl TestCluster {
                 *addr,
                 &seeds,
                 &cluster_name,
-                &spec.extra_toml,
+                &spec,
             )?);
         }
         let mut cluster = TestCluster {
@@ -420,14 +429,7 @@ impl TestCluster {
         let addr = node_addr(&self.spec, i);
         let seeds: Vec<SocketAddr> = self.nodes.iter().map(|n| n.addr).collect();
         let root = self.path().to_path_buf();
-        let node = Node::configure(
-            &root,
-            i,
-            addr,
-            &seeds,
-            &self.cluster_name,
-            &self.spec.extra_toml,
-        )?;
+        let node = Node::configure(&root, i, addr, &seeds, &self.cluster_name, &self.spec)?;
         self.nodes.push(node);
         self.spawn(i)?;
         Ok(i)
@@ -581,6 +583,28 @@ impl Drop for TestCluster {
             eprintln!("test failed; node data and logs kept in {}", path.display());
         }
     }
+}
+
+/// `GET path` from an HTTP server at `addr` (the admin endpoint): its status and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .context("an HTTP answer without a blank line")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("an HTTP status line")?;
+    Ok((status, body.to_string()))
 }
 
 /// See [`TestCluster::placement`].

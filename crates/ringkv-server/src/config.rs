@@ -32,6 +32,9 @@ pub struct Config {
     /// This node's share of the ring relative to others (a bigger machine, a bigger weight),
     /// used when it joins unless `cluster join --weight` says otherwise.
     pub weight: u32,
+    /// Where the admin HTTP endpoint listens (`/health`, `/ready`, `/metrics`); none: off.
+    /// Bind it to a private address: it is not authenticated.
+    pub admin_listen: Option<SocketAddr>,
     pub limits: Limits,
     pub gossip: Gossip,
     pub handoff: Handoff,
@@ -159,6 +162,7 @@ impl Default for Config {
             seeds: Vec::new(),
             cluster_name: "ringkv".into(),
             weight: 1,
+            admin_listen: None,
             limits: Limits::default(),
             gossip: Gossip::default(),
             handoff: Handoff::default(),
@@ -232,6 +236,9 @@ pub struct Args {
     /// This node's weight (share of the ring).
     #[arg(long, env = "RINGKVD_WEIGHT")]
     pub weight: Option<u32>,
+    /// host:port of the admin HTTP endpoint (/health, /ready, /metrics).
+    #[arg(long, env = "RINGKVD_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -259,6 +266,9 @@ impl Config {
         }
         if let Some(v) = &args.cluster_name {
             config.cluster_name = v.clone();
+        }
+        if let Some(v) = args.admin_listen {
+            config.admin_listen = Some(v);
         }
         if let Some(v) = args.weight {
             config.weight = v;

@@ -11,11 +11,14 @@
 //! - [`transfer`]: streaming data to new owners after a membership change, then cleaning up.
 //! - [`antientropy`]: replicas comparing their data range by range, repairing differences.
 //! - [`server`]: connections, multiplexing, limits, graceful shutdown.
+//! - [`admin`] and [`metrics`]: `/health`, `/ready` and Prometheus `/metrics` over HTTP.
 
+pub mod admin;
 pub mod antientropy;
 pub mod config;
 pub mod handoff;
 pub mod membership;
+pub mod metrics;
 pub mod server;
 pub mod service;
 pub mod storage;

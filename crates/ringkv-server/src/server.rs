@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::admin::spawn_admin;
 use crate::antientropy::spawn_anti_entropy;
 use crate::config::{Config, Limits};
 use crate::handoff::spawn_handoff;
@@ -86,7 +87,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         config.advertised().ip(),
         shutdown.clone(),
     );
+    let admin = match config.admin_listen {
+        Some(addr) => Some(spawn_admin(addr, service.clone(), shutdown.clone()).await?),
+        None => None,
+    };
     serve(listener, service, config.limits.clone(), shutdown).await;
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     let _ = handoff.await;
     let _ = transfer.await;
     let _ = anti_entropy.await;
@@ -129,7 +137,12 @@ pub async fn serve(
         tracker.spawn(async move {
             let mut framed = Framed::new(stream, FrameCodec::new());
             match permit {
-                Ok(_permit) => serve_connection(framed, peer, service, limits, shutdown).await,
+                Ok(_permit) => {
+                    service.metrics().connection_opened();
+                    let counted = service.clone();
+                    serve_connection(framed, peer, service, limits, shutdown).await;
+                    counted.metrics().connection_closed();
+                }
                 Err(_) => {
                     warn!(%peer, max = limits.max_connections, "refusing connection over the cap");
                     let error = WireError::Overloaded {
@@ -274,15 +287,24 @@ async fn execute(
     epoch: ringkv_core::RingEpoch,
     request: Request,
 ) -> Result<ringkv_core::wire::Response, WireError> {
-    match request {
+    let name = request.kind();
+    let started = std::time::Instant::now();
+    let result = match request {
         Request::Ring | Request::Ping => service.handle(epoch, request),
-        _ => tokio::task::spawn_blocking(move || service.handle(epoch, request))
-            .await
-            .unwrap_or_else(|e| {
-                warn!(error = %e, "request handler failed");
-                Err(WireError::Storage {
-                    reason: "the request handler failed".into(),
+        _ => {
+            let handler = service.clone();
+            tokio::task::spawn_blocking(move || handler.handle(epoch, request))
+                .await
+                .unwrap_or_else(|e| {
+                    warn!(error = %e, "request handler failed");
+                    Err(WireError::Storage {
+                        reason: "the request handler failed".into(),
+                    })
                 })
-            }),
-    }
+        }
+    };
+    service
+        .metrics()
+        .observe(name, started.elapsed(), result.is_ok());
+    result
 }

@@ -52,6 +52,7 @@ pub struct Service {
     weight: u32,
     /// Progress of this node's transfer, written by the transfer worker.
     transfer: Mutex<Option<TransferStats>>,
+    metrics: crate::metrics::Metrics,
 }
 
 /// The parts of a `Put` request that say what to write.
@@ -87,6 +88,7 @@ impl Service {
             keeper: None,
             weight: 1,
             transfer: Mutex::new(None),
+            metrics: crate::metrics::Metrics::new(),
         }
     }
 
@@ -126,6 +128,56 @@ impl Service {
             Some(_) => Ok(false),
             None => Ok(true),
         }
+    }
+
+    /// The node's counters, as `Stats` answers them and `/metrics` exposes them.
+    pub fn stats(&self) -> Result<NodeStats, WireError> {
+        let (keys, bytes) = self.store.estimate().map_err(store_error)?;
+        Ok(NodeStats {
+            node: self.node,
+            hints_pending: self.store.hint_count().map_err(store_error)?,
+            hints_delivered: self.hints_delivered.load(Ordering::Relaxed),
+            hint_bytes: self.hint_bytes.load(Ordering::Relaxed),
+            hints_converted: self.hints_converted.load(Ordering::Relaxed),
+            keys,
+            bytes,
+            weight: self.weight,
+            transfer: self.transfer_stats(),
+            anti_entropy: AntiEntropyStats {
+                exchanges: self.ae_exchanges.load(Ordering::Relaxed),
+                ranges_differing: self.ae_ranges.load(Ordering::Relaxed),
+                keys_repaired: self.ae_repaired.load(Ordering::Relaxed),
+            },
+        })
+    }
+
+    /// `Ok` while the node can serve clients: it belongs to a cluster and hands out its ring,
+    /// and enough members are alive for the default bucket's quorums. Else why not.
+    pub fn readiness(&self) -> Result<(), String> {
+        let view = self.view.borrow().clone();
+        if !view.ready || view.ring.members().is_empty() {
+            return Err(not_ready_reason(&view));
+        }
+        let props = view.ring.bucket(ringkv_core::DEFAULT_BUCKET);
+        let needed = usize::from(props.r.max(props.w)).min(view.ring.members().len());
+        let alive = view
+            .ring
+            .members()
+            .iter()
+            .filter(|m| view.alive.contains(&m.id))
+            .count();
+        if alive < needed {
+            return Err(format!(
+                "{alive} of {} members alive, the default quorum needs {needed}",
+                view.ring.members().len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The request-path metrics, updated by the server.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
 
     /// What the handoff worker measured: the bytes of hints held.
@@ -237,25 +289,7 @@ impl Service {
                 }))
             }
             Request::Ping => Ok(Response::Pong { node: self.node }),
-            Request::Stats => {
-                let (keys, bytes) = self.store.estimate().map_err(store_error)?;
-                Ok(Response::Stats(NodeStats {
-                    node: self.node,
-                    hints_pending: self.store.hint_count().map_err(store_error)?,
-                    hints_delivered: self.hints_delivered.load(Ordering::Relaxed),
-                    hint_bytes: self.hint_bytes.load(Ordering::Relaxed),
-                    hints_converted: self.hints_converted.load(Ordering::Relaxed),
-                    keys,
-                    bytes,
-                    weight: self.weight,
-                    transfer: self.transfer_stats(),
-                    anti_entropy: AntiEntropyStats {
-                        exchanges: self.ae_exchanges.load(Ordering::Relaxed),
-                        ranges_differing: self.ae_ranges.load(Ordering::Relaxed),
-                        keys_repaired: self.ae_repaired.load(Ordering::Relaxed),
-                    },
-                }))
-            }
+            Request::Stats => Ok(Response::Stats(self.stats()?)),
             Request::Inspect { bucket, key } => {
                 self.check_key(&bucket, &key)?;
                 let data = self.store.get(&bucket, &key).map_err(store_error)?;

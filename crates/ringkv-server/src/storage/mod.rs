@@ -68,6 +68,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// About how many keys the node stores and how many bytes they take (the engine's
     /// estimates: cheap, not exact).
     fn estimate(&self) -> Result<(u64, u64), StoreError>;
+    /// Whether the engine is stalling writes, for `/metrics`. Engines that never stall keep
+    /// the default (no stall).
+    fn engine_stats(&self) -> Result<EngineStats, StoreError> {
+        Ok(EngineStats::default())
+    }
     /// Makes every acknowledged write durable on disk (used at shutdown).
     fn flush(&self) -> Result<(), StoreError>;
     /// Merges nothing: stores `state` as the hint for `home` (callers merge under the key
@@ -127,6 +132,15 @@ impl HintKey {
             home: NodeId(u64::from_be_bytes(home)),
         })
     }
+}
+
+/// Write stalls of the storage engine (RocksDB slows, then stops, writes when compaction
+/// falls behind).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub write_stopped: bool,
+    /// Bytes per second writes are slowed to while a stall lasts; 0 when not stalling.
+    pub delayed_write_rate: u64,
 }
 
 /// A key as stored in the `data` column family.

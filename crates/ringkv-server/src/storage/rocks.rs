@@ -148,6 +148,19 @@ impl Store for RocksStore {
         Ok((keys, bytes))
     }
 
+    fn engine_stats(&self) -> Result<super::EngineStats, StoreError> {
+        let property = |name: &str| {
+            self.db
+                .property_int_value(name)
+                .map(|v| v.unwrap_or(0))
+                .map_err(engine)
+        };
+        Ok(super::EngineStats {
+            write_stopped: property("rocksdb.is-write-stopped")? != 0,
+            delayed_write_rate: property("rocksdb.actual-delayed-write-rate")?,
+        })
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush_wal(true).map_err(engine)?;
         for name in [CF_DATA, CF_META, CF_HINTS] {
