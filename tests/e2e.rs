@@ -597,6 +597,20 @@ async fn the_admin_port_serves_health_readiness_and_prometheus_metrics() -> anyh
         client.put(format!("metrics-{i}"), "v", None).await?;
         client.get(format!("metrics-{i}")).await?;
     }
+    // The SDK's own snapshot of those calls.
+    let stats = client.stats();
+    assert_eq!(
+        (stats.gets, stats.writes, stats.errors),
+        (20, 20, 0),
+        "{stats:?}"
+    );
+    assert_eq!(stats.get_latency.count, 20);
+    assert_eq!(stats.write_latency.count, 20);
+    let get = stats.get_latency;
+    assert!(
+        get.p50_us > 0 && get.p50_us <= get.p99_us && get.p99_us <= get.max_us,
+        "{get:?}"
+    );
     let admin = cluster.nodes[0].admin.expect("an admin port");
     assert_eq!(ringkv_tests::http_get(admin, "/health")?.0, 200);
     let ready = ringkv_tests::eventually(Duration::from_secs(10), || async {

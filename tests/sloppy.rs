@@ -77,6 +77,10 @@ async fn writes_go_to_fallbacks_with_hints_that_are_handed_off_when_the_home_ret
         fallback_acks += receipt.fallback.len();
     }
     assert!(fallback_acks > 0, "no write was acknowledged by a fallback");
+    // The client's own counters say the same.
+    let stats = client.stats();
+    assert_eq!(stats.fallback_acks, fallback_acks as u64, "{stats:?}");
+    assert!(stats.sloppy_writes > 0 && stats.sloppy_writes <= keys.len() as u64);
     let pending = total_hints(&all_stats(&cluster).await?);
     assert!(
         pending >= keys.len() as u64,

@@ -242,6 +242,18 @@ pub struct Args {
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// How logs are written to stderr: `text` for people, `json` (one object per line) for
+    /// log shippers. What is logged follows `RUST_LOG` (default `info`).
+    #[arg(long, env = "RINGKVD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// See [`Args::log_format`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl Config {

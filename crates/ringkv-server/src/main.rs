@@ -1,6 +1,7 @@
 //! `ringkvd`: run one ringkv storage node. See `ringkvd --help` and ringkvd.example.toml.
 
 use clap::Parser;
+use ringkv_server::config::LogFormat;
 use ringkv_server::{Args, Config, server};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -8,13 +9,16 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let config = Config::load(&args)?;
     if args.print_config {
         print!("{}", toml::to_string_pretty(&config)?);

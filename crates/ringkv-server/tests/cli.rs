@@ -88,3 +88,55 @@ fn bad_settings_are_refused_with_a_message_naming_them() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut child = ringkvd()
+        .args([
+            "--log-format",
+            "json",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start ringkvd");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut ready = None;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while ready.is_none() && std::time::Instant::now() < deadline {
+        let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(1)) else {
+            continue;
+        };
+        let event: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if event["fields"]["message"] == "ringkvd ready" {
+            ready = Some(event);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let ready = ready.expect("ringkvd logged its start");
+    assert_eq!(ready["level"], "INFO", "{ready}");
+    assert!(ready["timestamp"].is_string(), "{ready}");
+}

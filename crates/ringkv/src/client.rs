@@ -12,6 +12,7 @@ use tracing::debug;
 use crate::coordinator;
 use crate::error::{Error, Result};
 use crate::health::Health;
+use crate::metrics::{Latency, Stats};
 use crate::options::{ClientConfig, ReadOptions, WriteOptions};
 use crate::pool::Pool;
 use crate::ring_cache::RingCache;
@@ -49,12 +50,6 @@ pub(crate) struct Inner {
     pub(crate) lww_counter: AtomicU64,
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct Stats {
-    pub(crate) read_repairs: AtomicU64,
-    pub(crate) sibling_warnings: AtomicU64,
-}
-
 /// Counters of what a client has done, for tests, dashboards and curiosity.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -67,6 +62,19 @@ pub struct ClientStats {
     pub sibling_warnings: u64,
     /// Nodes this client currently skips because requests to them failed.
     pub nodes_marked_down: usize,
+    /// Reads (`get`) and writes (`put`, `delete`) made, and how many of them failed.
+    pub gets: u64,
+    pub writes: u64,
+    pub errors: u64,
+    /// Attempts repeated within a call's deadline after a retryable failure.
+    pub retries: u64,
+    /// Writes a fallback acknowledged in place of a home replica (a sloppy quorum), and the
+    /// fallback acknowledgements in all.
+    pub sloppy_writes: u64,
+    pub fallback_acks: u64,
+    /// Latency percentiles of successful reads and writes.
+    pub get_latency: Latency,
+    pub write_latency: Latency,
 }
 
 impl Inner {
@@ -316,6 +324,14 @@ impl Client {
             ring_refreshes: self.inner.ring.refresh_count(),
             sibling_warnings: s.sibling_warnings.load(Ordering::Relaxed),
             nodes_marked_down: self.inner.health.down_count(),
+            gets: s.gets.load(Ordering::Relaxed),
+            writes: s.writes.load(Ordering::Relaxed),
+            errors: s.errors.load(Ordering::Relaxed),
+            retries: s.retries.load(Ordering::Relaxed),
+            sloppy_writes: s.sloppy_writes.load(Ordering::Relaxed),
+            fallback_acks: s.fallback_acks.load(Ordering::Relaxed),
+            get_latency: s.get_latency(),
+            write_latency: s.write_latency(),
         }
     }
 

@@ -81,13 +81,16 @@ pub(crate) async fn get(
     key: Bytes,
     opts: &ReadOptions,
 ) -> Result<Value> {
-    let deadline = Instant::now() + opts.timeout.unwrap_or(inner.config.timeout);
+    let started = Instant::now();
+    let deadline = started + opts.timeout.unwrap_or(inner.config.timeout);
     let attempts = with_retries(inner, deadline, || {
         get_once(inner, bucket, key.clone(), opts, deadline)
     });
-    tokio::time::timeout_at(deadline, attempts)
+    let result = tokio::time::timeout_at(deadline, attempts)
         .await
-        .unwrap_or(Err(Error::Timeout { in_doubt: false }))
+        .unwrap_or(Err(Error::Timeout { in_doubt: false }));
+    inner.stats.read(started.elapsed(), result.is_ok());
+    result
 }
 
 /// Writes `value` (`None`: a delete) to `key`; see the module docs.
@@ -99,7 +102,8 @@ pub(crate) async fn write(
     context: Option<&Context>,
     opts: &WriteOptions,
 ) -> Result<WriteReceipt> {
-    let deadline = Instant::now() + opts.timeout.unwrap_or(inner.config.timeout);
+    let started = Instant::now();
+    let deadline = started + opts.timeout.unwrap_or(inner.config.timeout);
     let request = WriteRequest {
         bucket,
         key,
@@ -113,6 +117,10 @@ pub(crate) async fn write(
         Ok(result) => result,
         Err(_) => Err(Error::Timeout { in_doubt: false }),
     };
+    let fallbacks = result.as_ref().map_or(0, |r| r.fallback.len());
+    inner
+        .stats
+        .write(started.elapsed(), result.is_ok(), fallbacks);
     // Once any attempt reached a node, a failed write may have been applied.
     result.map_err(|e| mark_in_doubt(e, request.sent.load(Ordering::Acquire)))
 }
@@ -165,6 +173,7 @@ where
             return Err(error);
         }
         debug!(attempt, error = %error, "retrying");
+        inner.stats.retries.fetch_add(1, Ordering::Relaxed);
         if matches!(error, Error::Quorum { .. }) {
             informative = Some(error);
         }

@@ -32,6 +32,7 @@ mod connection;
 mod coordinator;
 pub mod error;
 mod health;
+pub mod metrics;
 pub mod options;
 mod pool;
 mod ring_cache;
@@ -45,6 +46,7 @@ pub mod transport {
 
 pub use client::{Bucket, Client, ClientBuilder, ClientStats};
 pub use error::{Error, NodeError, Result};
+pub use metrics::Latency;
 pub use options::{ClientConfig, ReadOptions, WriteOptions};
 pub use ringkv_core::{ConflictPolicy, Context, DEFAULT_BUCKET, NodeId};
 pub use value::{Value, WriteReceipt};
