@@ -42,7 +42,8 @@ use ringkv_core::{
     BucketProps, ConflictPolicy, Context, Dot, Member, NodeId, RingEpoch, SiblingSet,
 };
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::field::{Empty, display};
+use tracing::{Instrument as _, Span, debug, debug_span, warn};
 
 use crate::client::Inner;
 use crate::error::{Error, NodeError, Result};
@@ -83,10 +84,19 @@ pub(crate) async fn get(
 ) -> Result<Value> {
     let started = Instant::now();
     let deadline = started + opts.timeout.unwrap_or(inner.config.timeout);
+    let span = debug_span!(
+        "ringkv.get",
+        bucket,
+        key_len = key.len(),
+        targets = Empty,
+        answered = Empty,
+        repaired = Empty
+    );
     let attempts = with_retries(inner, deadline, || {
         get_once(inner, bucket, key.clone(), opts, deadline)
     });
     let result = tokio::time::timeout_at(deadline, attempts)
+        .instrument(span)
         .await
         .unwrap_or(Err(Error::Timeout { in_doubt: false }));
     inner.stats.read(started.elapsed(), result.is_ok());
@@ -112,12 +122,30 @@ pub(crate) async fn write(
         write_id: rand::random::<u64>(),
         sent: Arc::new(AtomicBool::new(false)),
     };
+    let span = debug_span!(
+        "ringkv.write",
+        bucket,
+        key_len = request.key.len(),
+        delete = request.value.is_none(),
+        targets = Empty,
+        home_acks = Empty,
+        fallback_acks = Empty
+    );
     let attempts = with_retries(inner, deadline, || write_once(inner, &request, opts));
-    let result = match tokio::time::timeout_at(deadline, attempts).await {
+    let result = match tokio::time::timeout_at(deadline, attempts)
+        .instrument(span.clone())
+        .await
+    {
         Ok(result) => result,
         Err(_) => Err(Error::Timeout { in_doubt: false }),
     };
     let fallbacks = result.as_ref().map_or(0, |r| r.fallback.len());
+    if let Ok(receipt) = &result
+        && !span.is_disabled()
+    {
+        span.record("home_acks", display(ids(&receipt.home)));
+        span.record("fallback_acks", display(ids(&receipt.fallback)));
+    }
     inner
         .stats
         .write(started.elapsed(), result.is_ok(), fallbacks);
@@ -180,6 +208,16 @@ where
         attempt += 1;
         tokio::time::sleep(pause).await;
     }
+}
+
+/// `[ed14..., 9ebc...]`: node ids for a span field.
+fn ids(nodes: &[NodeId]) -> String {
+    let ids: Vec<String> = nodes.iter().map(|n| n.to_string()).collect();
+    format!("[{}]", ids.join(", "))
+}
+
+fn target_ids(targets: &[Target]) -> String {
+    ids(&targets.iter().map(|t| t.member.id).collect::<Vec<_>>())
 }
 
 /// Back-off before retry `attempt` (0-based): 25 ms doubling, capped at 500 ms, ±50% jitter.
@@ -372,6 +410,11 @@ async fn get_once(
         strict: opts.pr.or(inner.config.pr),
     };
     let plan = plan(inner, bucket, &key, ask)?;
+    // Span fields are formatted only when someone listens: this is the hot path.
+    let span = Span::current();
+    if !span.is_disabled() {
+        span.record("targets", display(target_ids(&plan.targets)));
+    }
     let mut pending: Pending = plan
         .targets
         .iter()
@@ -418,6 +461,10 @@ async fn get_once(
             in_doubt: false,
         });
     }
+    if !span.is_disabled() {
+        let answered: Vec<Target> = answers.iter().map(|(t, _)| t.clone()).collect();
+        span.record("answered", display(target_ids(&answered)));
+    }
     let mut merged = SiblingSet::new();
     for state in answers.iter().filter_map(|(_, s)| s.as_ref()) {
         merged.merge(state, plan.props.conflict);
@@ -445,7 +492,8 @@ async fn get_once(
             merged,
             deadline,
         };
-        tokio::spawn(repair.run(pending));
+        // Inside the call's span, which so lasts until the repair is done and can say it.
+        tokio::spawn(repair.run(pending).instrument(span));
     }
     Ok(value)
 }
@@ -477,6 +525,12 @@ impl Repair {
             return; // Nothing anywhere: nothing to repair.
         }
         let mut repairs: Pending = FuturesUnordered::new();
+        let stale = self
+            .answers
+            .iter()
+            .filter(|(_, state)| state.as_ref() != Some(&self.merged))
+            .count();
+        Span::current().record("repaired", stale);
         for (target, state) in self.answers {
             if state.as_ref() != Some(&self.merged) {
                 debug!(node = %target.member.id, bucket = self.bucket, "read repair");
@@ -527,6 +581,10 @@ async fn write_once(
         strict: opts.pw.or(inner.config.pw),
     };
     let plan = plan(inner, write.bucket, &write.key, ask)?;
+    let span = Span::current();
+    if !span.is_disabled() {
+        span.record("targets", display(target_ids(&plan.targets)));
+    }
     let mut tally = Quorum::new(plan.required, plan.targets.len() + plan.spares.len());
     let mut errors = Vec::new();
     let mut receipt = WriteReceipt::default();
