@@ -4,25 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use ringkv::WriteOptions;
-use ringkv_core::SiblingSet;
-use ringkv_core::wire::{Request, Response};
 use ringkv_server::storage::{RocksStore, Store};
-use ringkv_tests::{ClusterSpec, RawConnection, TestCluster};
-
-/// Node `i`'s own copy of `key` (not a client read: it merges and repairs nothing).
-async fn copy_on(cluster: &TestCluster, i: usize, key: &str) -> anyhow::Result<Option<SiblingSet>> {
-    let mut raw = RawConnection::open(cluster.nodes[i].addr).await?;
-    let request = Request::Inspect {
-        bucket: "default".into(),
-        key: Bytes::from(key.to_string()),
-    };
-    match raw.request(request).await? {
-        Ok(Response::Inspection { data, .. }) => Ok(data),
-        other => anyhow::bail!("unexpected answer to Inspect: {other:?}"),
-    }
-}
+use ringkv_tests::{ClusterSpec, TestCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anti_entropy_restores_lost_and_stale_copies_without_any_read() -> anyhow::Result<()> {
@@ -42,7 +26,8 @@ async fn anti_entropy_restores_lost_and_stale_copies_without_any_read() -> anyho
     let mut old = Vec::new();
     for key in &keys[100..] {
         old.push(
-            copy_on(&cluster, victim, key)
+            cluster
+                .copy_on(victim, "default", key)
                 .await?
                 .expect("written with w=3"),
         );
@@ -71,7 +56,9 @@ async fn anti_entropy_restores_lost_and_stale_copies_without_any_read() -> anyho
     while restarted.elapsed() < Duration::from_secs(60) {
         damaged = 0;
         for key in &keys {
-            if copy_on(&cluster, victim, key).await? != copy_on(&cluster, 0, key).await? {
+            if cluster.copy_on(victim, "default", key).await?
+                != cluster.copy_on(0, "default", key).await?
+            {
                 damaged += 1;
             }
         }
@@ -80,13 +67,12 @@ async fn anti_entropy_restores_lost_and_stale_copies_without_any_read() -> anyho
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let mut repaired = 0;
-    for i in 0..cluster.nodes.len() {
-        let mut raw = RawConnection::open(cluster.nodes[i].addr).await?;
-        if let Ok(Response::Stats(stats)) = raw.request(Request::Stats).await? {
-            repaired += stats.anti_entropy.keys_repaired;
-        }
-    }
+    let repaired: u64 = cluster
+        .stats()
+        .await?
+        .iter()
+        .map(|s| s.anti_entropy.keys_repaired)
+        .sum();
     println!(
         "figure: anti-entropy restored 100 lost and 100 stale copies in {:.1} s after the restart ({repaired} keys repaired, no client read)",
         restarted.elapsed().as_secs_f64()
@@ -94,6 +80,14 @@ async fn anti_entropy_restores_lost_and_stale_copies_without_any_read() -> anyho
     assert_eq!(damaged, 0, "copies still lost or stale after 60 s");
     assert!(repaired >= 200, "only {repaired} repairs counted");
     Ok(())
+}
+
+/// Hints pending and hints handed to anti-entropy, over every running node.
+async fn hint_totals(cluster: &TestCluster) -> anyhow::Result<(u64, u64)> {
+    let all = cluster.stats().await?;
+    let pending = all.iter().map(|s| s.hints_pending).sum();
+    let converted = all.iter().map(|s| s.hints_converted).sum();
+    Ok((pending, converted))
 }
 
 /// Hints are never dropped silently: a hint whose home stays down past
@@ -121,28 +115,11 @@ async fn overdue_hints_become_anti_entropy_and_the_home_still_gets_every_write()
             .await?;
     }
     // Every hint for the victim ends up handed to anti-entropy, none pending, none dropped.
-    let stats = |cluster: &TestCluster| {
-        let addrs: Vec<_> = (0..cluster.nodes.len())
-            .filter(|&i| cluster.is_running(i))
-            .map(|i| cluster.nodes[i].addr)
-            .collect();
-        async move {
-            let (mut pending, mut converted) = (0, 0);
-            for addr in addrs {
-                let mut raw = RawConnection::open(addr).await?;
-                if let Ok(Response::Stats(s)) = raw.request(Request::Stats).await? {
-                    pending += s.hints_pending;
-                    converted += s.hints_converted;
-                }
-            }
-            anyhow::Ok((pending, converted))
-        }
-    };
     let deadline = Instant::now() + Duration::from_secs(30);
-    let (mut pending, mut converted) = stats(&cluster).await?;
+    let (mut pending, mut converted) = hint_totals(&cluster).await?;
     while (pending > 0 || converted < keys.len() as u64) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        (pending, converted) = stats(&cluster).await?;
+        (pending, converted) = hint_totals(&cluster).await?;
     }
     println!("  hints handed to anti-entropy: {converted}, still pending: {pending}");
     assert_eq!(pending, 0);
@@ -154,7 +131,7 @@ async fn overdue_hints_become_anti_entropy_and_the_home_still_gets_every_write()
     while restarted.elapsed() < Duration::from_secs(60) {
         missing = 0;
         for key in &keys {
-            if copy_on(&cluster, victim, key).await?.is_none() {
+            if cluster.copy_on(victim, "default", key).await?.is_none() {
                 missing += 1;
             }
         }

@@ -491,6 +491,38 @@ impl TestCluster {
         Ok(())
     }
 
+    /// Every running node's counters (`Request::Stats`).
+    pub async fn stats(&self) -> anyhow::Result<Vec<ringkv_core::wire::NodeStats>> {
+        let mut out = Vec::new();
+        for i in (0..self.nodes.len()).filter(|&i| self.is_running(i)) {
+            let mut raw = RawConnection::open(self.nodes[i].addr).await?;
+            match raw.request(Request::Stats).await? {
+                Ok(Response::Stats(stats)) => out.push(stats),
+                other => bail!("unexpected answer to Stats: {other:?}"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Node `i`'s own copy of `key` in `bucket`, hints aside (`Request::Inspect`: not a client
+    /// read, so it merges and repairs nothing).
+    pub async fn copy_on(
+        &self,
+        i: usize,
+        bucket: &str,
+        key: &str,
+    ) -> anyhow::Result<Option<ringkv_core::SiblingSet>> {
+        let mut raw = RawConnection::open(self.nodes[i].addr).await?;
+        let request = Request::Inspect {
+            bucket: bucket.into(),
+            key: key.to_string().into_bytes().into(),
+        };
+        match raw.request(request).await? {
+            Ok(Response::Inspection { data, .. }) => Ok(data),
+            other => bail!("unexpected answer to Inspect: {other:?}"),
+        }
+    }
+
     /// Where `keys` of `bucket` sit compared with `ring`, asking every running member for its
     /// own copy (hints aside): how many home copies are missing, and how many copies remain on
     /// running members that are not homes of their key.

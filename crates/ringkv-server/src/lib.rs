@@ -19,6 +19,7 @@ pub mod config;
 pub mod handoff;
 pub mod membership;
 pub mod metrics;
+mod records;
 pub mod server;
 pub mod service;
 pub mod storage;

@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::{ClusterSettings, Config};
+use crate::records;
 use crate::storage::Store;
 
 const KEY_ADDR: &str = "addr";
@@ -42,9 +43,8 @@ const KEY_CLUSTER: &str = "cluster";
 const KEY_LAYOUT: &str = "layout";
 const KEY_TRANSFER: &str = "transfer";
 
-/// The store record holding the layout (format byte, then CBOR).
+/// The store record holding the layout.
 const LAYOUT_RECORD: &str = "layout";
-const LAYOUT_FORMAT: u8 = 1;
 /// The store record holding this node's last transfer report (`Step` for a transition id).
 const REPORT_RECORD: &str = "transfer-report";
 
@@ -94,7 +94,9 @@ impl ClusterView {
 #[derive(Debug)]
 pub struct Keeper {
     store: Arc<dyn Store>,
-    layout: Mutex<Arc<Layout>>,
+    /// The layout and its rank. The rank digests the whole layout (every token), so it is
+    /// computed once per layout here, not on every gossip tick.
+    held: Mutex<Held>,
     /// This node's transfer report: the transition id and the step reached.
     report: Mutex<Option<(u64, Step)>>,
     /// Wakes the refresh loop after a local change, so it is gossiped at once.
@@ -103,7 +105,7 @@ pub struct Keeper {
 
 impl Keeper {
     fn load(store: Arc<dyn Store>, tokens_per_weight: u32) -> Keeper {
-        let layout = load_record::<Layout>(store.as_ref(), LAYOUT_RECORD)
+        let layout = records::load::<Layout>(store.as_ref(), LAYOUT_RECORD)
             .unwrap_or_else(|| Layout::empty(tokens_per_weight));
         if layout.is_founded() {
             info!(
@@ -112,10 +114,10 @@ impl Keeper {
                 "loaded the cluster layout"
             );
         }
-        let report = load_record::<(u64, Step)>(store.as_ref(), REPORT_RECORD);
+        let report = records::load::<(u64, Step)>(store.as_ref(), REPORT_RECORD);
         Keeper {
             store,
-            layout: Mutex::new(Arc::new(layout)),
+            held: Mutex::new(Held::new(layout)),
             report: Mutex::new(report),
             changed: Notify::new(),
         }
@@ -125,17 +127,23 @@ impl Keeper {
     pub fn detached(store: Arc<dyn Store>, layout: Layout) -> Keeper {
         Keeper {
             store,
-            layout: Mutex::new(Arc::new(layout)),
+            held: Mutex::new(Held::new(layout)),
             report: Mutex::new(None),
             changed: Notify::new(),
         }
     }
 
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn layout(&self) -> Arc<Layout> {
-        self.layout
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.held().layout.clone()
+    }
+
+    /// The layout's `(version, digest)`: what gossip says of it.
+    pub fn rank(&self) -> (u64, u64) {
+        self.held().rank
     }
 
     /// Applies an operator's change to the layout, persists it and has it gossiped.
@@ -143,12 +151,12 @@ impl Keeper {
         &self,
         change: impl FnOnce(&mut Layout) -> Result<(), LayoutError>,
     ) -> Result<Arc<Layout>, LayoutError> {
-        let mut guard = self.layout.lock().unwrap_or_else(|p| p.into_inner());
-        let mut next = (**guard).clone();
+        let mut guard = self.held();
+        let mut next = (*guard.layout).clone();
         change(&mut next)?;
-        save_record(self.store.as_ref(), LAYOUT_RECORD, &next);
-        let next = Arc::new(next);
-        *guard = next.clone();
+        records::save(self.store.as_ref(), LAYOUT_RECORD, &next);
+        *guard = Held::new(next);
+        let next = guard.layout.clone();
         drop(guard);
         self.changed.notify_one();
         Ok(next)
@@ -156,12 +164,13 @@ impl Keeper {
 
     /// Replaces the layout with `layout` if it ranks higher. Returns whether it did.
     fn adopt(&self, layout: Layout) -> bool {
-        let mut guard = self.layout.lock().unwrap_or_else(|p| p.into_inner());
-        if layout.rank() <= guard.rank() {
+        let offered = Held::new(layout);
+        let mut guard = self.held();
+        if offered.rank <= guard.rank {
             return false;
         }
-        save_record(self.store.as_ref(), LAYOUT_RECORD, &layout);
-        *guard = Arc::new(layout);
+        records::save(self.store.as_ref(), LAYOUT_RECORD, &*offered.layout);
+        *guard = offered;
         true
     }
 
@@ -177,9 +186,25 @@ impl Keeper {
             return;
         }
         *guard = Some((id, step));
-        save_record(self.store.as_ref(), REPORT_RECORD, &(id, step));
+        records::save(self.store.as_ref(), REPORT_RECORD, &(id, step));
         drop(guard);
         self.changed.notify_one();
+    }
+}
+
+/// A layout with its rank, computed once.
+#[derive(Debug)]
+struct Held {
+    layout: Arc<Layout>,
+    rank: (u64, u64),
+}
+
+impl Held {
+    fn new(layout: Layout) -> Held {
+        Held {
+            rank: layout.rank(),
+            layout: Arc::new(layout),
+        }
     }
 }
 
@@ -257,7 +282,7 @@ pub async fn spawn_membership(
         (KEY_ADDR.to_string(), advertised.to_string()),
         (KEY_WEIGHT.to_string(), config.weight.to_string()),
         (KEY_CLUSTER.to_string(), settings),
-        (KEY_LAYOUT.to_string(), layout_key(&keeper.layout())),
+        (KEY_LAYOUT.to_string(), layout_key(keeper.rank())),
         (KEY_TRANSFER.to_string(), report_key(keeper.report())),
     ];
     let chitchat = chitchat::spawn_chitchat(chitchat_config, keys, &UdpTransport)
@@ -401,24 +426,28 @@ async fn refresh_loop(
             Gossip::read(&state)
         };
         refresh.catch_up(&gossip).await;
-        // Move the transfer on if every node has reported what its phase waits for.
-        let mut layout = (*keeper.layout()).clone();
-        let me = refresh.me;
-        let advanced = layout.advance(|node| {
-            if node == me {
-                keeper.report()
-            } else {
-                gossip.peers.get(&node).and_then(|p| p.report)
+        // Move the transfer on if every node has reported what its phase waits for. Only a
+        // layout with a transfer under way can move, so only then is it copied.
+        let held = keeper.layout();
+        if held.transition.is_some() {
+            let me = refresh.me;
+            let mut layout = Layout::clone(&held);
+            let advanced = layout.advance(|node| {
+                if node == me {
+                    keeper.report()
+                } else {
+                    gossip.peers.get(&node).and_then(|p| p.report)
+                }
+            });
+            if advanced {
+                info!(
+                    version = layout.version,
+                    ring_version = layout.ring_version,
+                    phase = ?layout.transition.as_ref().map(|t| t.phase),
+                    "transfer moved on"
+                );
+                keeper.adopt(layout);
             }
-        });
-        if advanced {
-            info!(
-                version = layout.version,
-                ring_version = layout.ring_version,
-                phase = ?layout.transition.as_ref().map(|t| t.phase),
-                "transfer moved on"
-            );
-            keeper.adopt(layout);
         }
         let layout = keeper.layout();
         let current = tx.borrow().clone();
@@ -443,7 +472,7 @@ async fn refresh_loop(
         // Only once this node routes (and refuses) by the switched ring does it say so.
         if let Some(t) = &layout.transition
             && t.phase == Phase::Switching
-            && layout.involved().contains(&me)
+            && layout.involved().contains(&refresh.me)
         {
             keeper.set_report(t.id, Step::Switched);
         }
@@ -454,7 +483,7 @@ async fn refresh_loop(
 impl Refresh {
     /// Fetches a newer layout from a peer that gossips one, if any.
     async fn catch_up(&self, gossip: &Gossip) {
-        let mine = self.keeper.layout().rank();
+        let mine = self.keeper.rank();
         let mut newer: Vec<(&(u64, u64), &String)> = gossip
             .peers
             .iter()
@@ -486,7 +515,7 @@ impl Refresh {
     /// Gossips this node's layout rank and transfer report if they changed.
     async fn publish(&mut self, chitchat: &tokio::sync::Mutex<Chitchat>) {
         let keys = (
-            layout_key(&self.keeper.layout()),
+            layout_key(self.keeper.rank()),
             report_key(self.keeper.report()),
         );
         if keys == self.published {
@@ -508,20 +537,33 @@ impl Refresh {
         current: Option<&ClusterView>,
     ) -> Option<Arc<ClusterView>> {
         let settings = &gossip.settings;
-        let config = layout.ring_config(settings.buckets.clone(), settings.version);
-        let ring = match Ring::new(config) {
-            Ok(ring) => ring,
-            Err(e) => {
-                warn!(error = %e, "the layout does not make a valid ring; keeping the last one");
-                return None;
+        // The same layout and settings make the same ring: building one sorts every token,
+        // so it happens only when either changed, not on every tick.
+        let unchanged = current.filter(|c| {
+            Arc::ptr_eq(&c.layout, layout)
+                && c.ring.config().settings_version == settings.version
+                && c.ring.config().buckets == settings.buckets
+        });
+        let ring = match unchanged {
+            Some(c) => c.ring.clone(),
+            None => {
+                let config = layout.ring_config(settings.buckets.clone(), settings.version);
+                match Ring::new(config) {
+                    Ok(ring) => Arc::new(ring),
+                    Err(e) => {
+                        warn!(error = %e, "the layout does not make a valid ring; keeping the last one");
+                        return None;
+                    }
+                }
             }
         };
+        // Sorted by id (see `Ring::all_members`).
         let involved: Vec<NodeId> = ring.all_members().iter().map(|m| m.id).collect();
         let alive: Vec<NodeId> = gossip
             .live
             .iter()
             .copied()
-            .filter(|id| involved.contains(id))
+            .filter(|id| involved.binary_search(id).is_ok())
             .collect();
         let ready = self.ready(layout, &involved, &alive);
         if let Some(current) = current
@@ -533,7 +575,7 @@ impl Refresh {
             return None;
         }
         Some(Arc::new(ClusterView {
-            ring: Arc::new(ring),
+            ring,
             layout: layout.clone(),
             alive,
             ready,
@@ -550,8 +592,7 @@ impl Refresh {
     }
 }
 
-fn layout_key(layout: &Layout) -> String {
-    let (version, digest) = layout.rank();
+fn layout_key((version, digest): (u64, u64)) -> String {
     format!("{version}:{digest:016x}")
 }
 
@@ -578,41 +619,6 @@ fn parse_report_key(text: &str) -> Option<(u64, Step)> {
     Some((id.parse().ok()?, step))
 }
 
-/// A record persisted by an earlier run (none if absent or unreadable: logged, not fatal).
-fn load_record<T: serde::de::DeserializeOwned>(store: &dyn Store, name: &str) -> Option<T> {
-    let bytes = match store.get_meta(name) {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => return None,
-        Err(e) => {
-            warn!(record = name, error = %e, "cannot read a persisted record");
-            return None;
-        }
-    };
-    match bytes.split_first() {
-        Some((&LAYOUT_FORMAT, body)) => match ciborium::from_reader(body) {
-            Ok(value) => Some(value),
-            Err(e) => {
-                warn!(record = name, error = %e, "ignoring an unreadable record");
-                None
-            }
-        },
-        _ => {
-            warn!(record = name, "ignoring a record of an unknown format");
-            None
-        }
-    }
-}
-
-fn save_record<T: serde::Serialize>(store: &dyn Store, name: &str, value: &T) {
-    let mut bytes = vec![LAYOUT_FORMAT];
-    if ciborium::into_writer(value, &mut bytes).is_err() {
-        return;
-    }
-    if let Err(e) = store.put_meta(name, &bytes) {
-        warn!(record = name, error = %e, "cannot persist a record");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -620,7 +626,10 @@ mod tests {
     #[test]
     fn gossip_keys_round_trip_and_garbage_is_ignored() {
         let layout = Layout::default();
-        assert_eq!(parse_layout_key(&layout_key(&layout)), Some(layout.rank()));
+        assert_eq!(
+            parse_layout_key(&layout_key(layout.rank())),
+            Some(layout.rank())
+        );
         for report in [(7, Step::Streamed), (9, Step::Switched)] {
             assert_eq!(parse_report_key(&report_key(Some(report))), Some(report));
         }

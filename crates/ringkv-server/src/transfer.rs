@@ -32,6 +32,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::Transfer;
 use crate::membership::ClusterView;
+use crate::records;
 use crate::service::Service;
 use crate::storage::DataKey;
 
@@ -63,6 +64,8 @@ pub fn spawn_transfer(
     tokio::spawn(async move {
         let pool = Pool::with_local_ip(local_ip);
         let interval = Duration::from_millis(config.interval_ms);
+        // Read once: only this loop changes it.
+        let mut cleaned: u64 = records::load(service.store().as_ref(), CLEANED_RECORD).unwrap_or(0);
         loop {
             if !crate::worker::pause(interval, &shutdown).await {
                 return;
@@ -73,20 +76,19 @@ pub fn spawn_transfer(
             };
             let me = service.node();
             let ring = view.ring.clone();
+            let mut worker = Worker {
+                service: &service,
+                pool: &pool,
+                config: &config,
+                shutdown: &shutdown,
+                view: &view,
+            };
             match ring.transition() {
                 Some(t) if t.phase == Phase::Streaming => {
                     let involved = ring.all_members().iter().any(|m| m.id == me);
                     if !involved || keeper.report() >= Some((t.id, Step::Streamed)) {
-                        debug!(transition = t.id, involved, report = ?keeper.report(), "nothing to stream");
                         continue;
                     }
-                    let mut worker = Worker {
-                        service: &service,
-                        pool: &pool,
-                        config: &config,
-                        shutdown: &shutdown,
-                        view: &view,
-                    };
                     match worker.stream(t.id).await {
                         Ok(true) => keeper.set_report(t.id, Step::Streamed),
                         Ok(false) => {} // Interrupted: shutting down, or the ring changed.
@@ -97,19 +99,15 @@ pub fn spawn_transfer(
                 None => {
                     let version = ring.config().version;
                     let member = ring.members().iter().any(|m| m.id == me);
-                    if !member || cleaned(&service) >= version {
+                    if !member || cleaned >= version {
                         continue;
                     }
                     debug!(version, "cleaning up the copies this node no longer owns");
-                    let worker = Worker {
-                        service: &service,
-                        pool: &pool,
-                        config: &config,
-                        shutdown: &shutdown,
-                        view: &view,
-                    };
                     match worker.clean_up().await {
-                        Ok(true) => record(&service, CLEANED_RECORD, &version),
+                        Ok(true) => {
+                            records::save(service.store().as_ref(), CLEANED_RECORD, &version);
+                            cleaned = version;
+                        }
                         Ok(false) => {}
                         Err(e) => warn!(error = %e, "clean-up failed; will retry"),
                     }
@@ -133,13 +131,14 @@ impl Worker<'_> {
     async fn stream(&mut self, id: u64) -> anyhow::Result<bool> {
         let ring = self.view.ring.clone();
         let me = self.service.node();
-        let mut after: Option<DataKey> = match load::<Cursor>(self.service, CURSOR_RECORD) {
-            Some(c) if c.id == id => Some(DataKey {
-                bucket: c.bucket,
-                key: c.key,
-            }),
-            _ => None,
-        };
+        let mut after: Option<DataKey> =
+            match records::load::<Cursor>(self.service.store().as_ref(), CURSOR_RECORD) {
+                Some(c) if c.id == id => Some(DataKey {
+                    bucket: c.bucket,
+                    key: c.key,
+                }),
+                _ => None,
+            };
         let (total_keys, _) = {
             let store = self.service.store().clone();
             tokio::task::spawn_blocking(move || store.estimate()).await??
@@ -202,8 +201,8 @@ impl Worker<'_> {
             stats.sent_keys += sent;
             stats.elapsed_ms = started.elapsed().as_millis() as u64;
             self.service.set_transfer(stats.clone());
-            record(
-                self.service,
+            records::save(
+                self.service.store().as_ref(),
                 CURSOR_RECORD,
                 &Cursor {
                     id,
@@ -349,22 +348,4 @@ fn new_owners(ring: &Ring, me: NodeId, key: &DataKey) -> Vec<(NodeId, String)> {
         .filter(|m| !before.iter().any(|b| b.id == m.id))
         .map(|m| (m.id, m.addr.clone()))
         .collect()
-}
-
-fn cleaned(service: &Service) -> u64 {
-    load::<u64>(service, CLEANED_RECORD).unwrap_or(0)
-}
-
-fn load<T: serde::de::DeserializeOwned>(service: &Service, name: &str) -> Option<T> {
-    let bytes = service.store().get_meta(name).ok()??;
-    ciborium::from_reader(bytes.as_slice()).ok()
-}
-
-fn record<T: Serialize>(service: &Service, name: &str, value: &T) {
-    let mut bytes = Vec::new();
-    if ciborium::into_writer(value, &mut bytes).is_ok()
-        && let Err(e) = service.store().put_meta(name, &bytes)
-    {
-        warn!(record = name, error = %e, "cannot persist transfer progress");
-    }
 }

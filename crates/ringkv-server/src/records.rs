@@ -1,0 +1,48 @@
+//! Node-level records kept in the store's `meta` column family: the cluster layout, this
+//! node's transfer report, where an interrupted transfer stopped, the ring version last
+//! cleaned up after. Each is a format byte then CBOR; one that cannot be read is logged and
+//! treated as absent (each has a safe default: start over, or wait for gossip).
+
+use tracing::warn;
+
+use crate::storage::Store;
+
+/// The format byte in front of every record.
+const FORMAT: u8 = 1;
+
+/// A record persisted by an earlier run (none if absent or unreadable: logged, not fatal).
+pub(crate) fn load<T: serde::de::DeserializeOwned>(store: &dyn Store, name: &str) -> Option<T> {
+    let bytes = match store.get_meta(name) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return None,
+        Err(e) => {
+            warn!(record = name, error = %e, "cannot read a persisted record");
+            return None;
+        }
+    };
+    match bytes.split_first() {
+        Some((&FORMAT, body)) => match ciborium::from_reader(body) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                warn!(record = name, error = %e, "ignoring an unreadable record");
+                None
+            }
+        },
+        _ => {
+            warn!(record = name, "ignoring a record of an unknown format");
+            None
+        }
+    }
+}
+
+/// Persists a record (synced: records are rare and must survive a crash). A failure is
+/// logged: the record's safe default applies after a restart.
+pub(crate) fn save<T: serde::Serialize>(store: &dyn Store, name: &str, value: &T) {
+    let mut bytes = vec![FORMAT];
+    if ciborium::into_writer(value, &mut bytes).is_err() {
+        return;
+    }
+    if let Err(e) = store.put_meta(name, &bytes) {
+        warn!(record = name, error = %e, "cannot persist a record");
+    }
+}
