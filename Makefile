@@ -1,6 +1,6 @@
 # Shortcuts for the scripts in scripts/ (which are what the README and CI run).
 SHELL := /bin/bash
-.PHONY: help demo cluster-demo scale test bench bench-python build fmt clippy clean-demo
+.PHONY: help demo cluster-demo scale test bench bench-python compare build fmt clippy clean-demo
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -16,6 +16,9 @@ scale: ## Print the scale figures: a 10,000-node ring, a 1,000-node gossip simul
 
 test: ## Everything CI runs: fmt, clippy -D warnings, all Rust and Python tests
 	./scripts/test.sh
+
+compare: ## The benchmark comparison (floor, ringkv, proxy mode, redis, etcd) -> docs/benchmarks.md
+	./benches/compare.sh
 
 bench: ## Criterion micro-benchmarks of the core (same cargo profile as the tests)
 	./scripts/bench.sh

@@ -60,6 +60,7 @@ pub fn put_frame() -> ClientFrame {
             overwrite: false,
             write_id: Some(99),
             hint: None,
+            sync: false,
         },
     })
 }

@@ -16,6 +16,8 @@ command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 # with unshare (util-linux, always present on Debian) and brings their loopback up with ip.
 command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || need+=(iptables)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need+=(iproute2)
+# ringkv-bench's etcd target speaks etcd's gRPC API; its client generates code with protoc.
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 # The Python bindings are built and tested in a virtualenv (Debian splits venv out of python3).
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)
 

@@ -672,3 +672,49 @@ async fn the_admin_port_serves_health_readiness_and_prometheus_metrics() -> anyh
     assert_eq!(ringkv_tests::http_get(admin, "/health")?.0, 200);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_writes_wait_for_dw_synced_replicas() -> anyhow::Result<()> {
+    // Nodes that sync every write (`storage.durability = "fsync"`) serve as usual.
+    let spec = ClusterSpec {
+        extra_toml: "[storage]\ndurability = \"fsync\"\nblock_cache_mb = 8\n".into(),
+        ..ClusterSpec::default()
+    };
+    let mut cluster = TestCluster::start(spec).await?;
+    let client = cluster.client().await?;
+    client.put("synced", "on disk", None).await?;
+    assert_eq!(
+        client.get("synced").await?.value().map(|v| v.to_vec()),
+        Some(b"on disk".to_vec())
+    );
+
+    // dw raises the number of acknowledgements waited for: with one of three nodes down
+    // (and no fallback to stand in), w=2 succeeds but dw=3 cannot.
+    cluster.kill(2);
+    let config = ClientConfig::default().with_retries(0);
+    let client = cluster.client_with(config).await?;
+    let w2 = WriteOptions::default().with_w(2).with_dw(2);
+    let receipt = client.put_with("durable", "two", None, &w2).await?;
+    assert!(receipt.acks() >= 2, "{receipt:?}");
+    let dw3 = WriteOptions::default().with_w(1).with_dw(3);
+    let error = client.put_with("durable", "three", None, &dw3).await.err();
+    assert!(
+        matches!(
+            error,
+            Some(
+                Error::Quorum { required: 3, .. }
+                    | Error::Unavailable { .. }
+                    | Error::Timeout { .. }
+            )
+        ),
+        "{error:?}"
+    );
+    // A dw above N is refused before anything is sent.
+    let dw4 = WriteOptions::default().with_dw(4);
+    let error = client.put_with("durable", "four", None, &dw4).await.err();
+    assert!(
+        matches!(error, Some(Error::InvalidArgument(_))),
+        "{error:?}"
+    );
+    Ok(())
+}

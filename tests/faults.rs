@@ -185,6 +185,7 @@ fn client_partition() {
                 key: Bytes::from(key.clone()),
                 state: state.clone(),
                 hint: None,
+                sync: false,
             };
             raw.request(merge).await??;
             let Ok(Response::Value { state: Some(again) }) = raw.request(get).await? else {

@@ -22,13 +22,19 @@ pub fn ringkvd_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("RINGKVD_BIN") {
         return PathBuf::from(path);
     }
+    workspace_bin("ringkvd")
+}
+
+/// A binary of the workspace, as cargo built it next to this test binary (build the
+/// workspace first: `cargo test -p ringkv-tests` alone does not build other packages' bins).
+pub fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/<test> -> target/<profile>/ringkvd
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("target dir layout");
-    profile_dir.join("ringkvd")
+    profile_dir.join(name)
 }
 
 /// A loopback port free for both TCP and UDP (ringkvd uses both on one port), and never

@@ -276,6 +276,7 @@ impl Exchange<'_> {
             key: key.clone(),
             state,
             hint: None,
+            sync: false,
         };
         match self.call(request).await? {
             Response::Merged => Ok(()),
@@ -302,6 +303,7 @@ impl Exchange<'_> {
             key: key.clone(),
             state,
             hint: None,
+            sync: false,
         };
         tokio::task::spawn_blocking(move || service.handle(epoch, merge)).await??;
         Ok(())

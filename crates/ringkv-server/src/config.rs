@@ -35,12 +35,44 @@ pub struct Config {
     /// Where the admin HTTP endpoint listens (`/health`, `/ready`, `/metrics`); none: off.
     /// Bind it to a private address: it is not authenticated.
     pub admin_listen: Option<SocketAddr>,
+    pub storage: Storage,
     pub limits: Limits,
     pub gossip: Gossip,
     pub handoff: Handoff,
     pub transfer: Transfer,
     pub anti_entropy: AntiEntropy,
     pub cluster: ClusterSettings,
+}
+
+/// How the node's RocksDB store writes and caches.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Storage {
+    /// When an acknowledged write is on disk. `os`: in RocksDB's write-ahead log in the OS
+    /// page cache, so it survives the process crashing but not the machine losing power
+    /// (replication covers that, as in Dynamo). `fsync`: the log is synced before every
+    /// acknowledgement; concurrent writes share one sync (RocksDB's group commit).
+    pub durability: Durability,
+    /// RocksDB's block cache, in MiB: the bound on the memory reads cache data in.
+    pub block_cache_mb: usize,
+}
+
+/// See [`Storage::durability`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    #[default]
+    Os,
+    Fsync,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            durability: Durability::Os,
+            block_cache_mb: 64,
+        }
+    }
 }
 
 /// Anti-entropy: replicas comparing their data range by range (see `antientropy.rs`).
@@ -163,6 +195,7 @@ impl Default for Config {
             cluster_name: "ringkv".into(),
             weight: 1,
             admin_listen: None,
+            storage: Storage::default(),
             limits: Limits::default(),
             gossip: Gossip::default(),
             handoff: Handoff::default(),
@@ -239,6 +272,9 @@ pub struct Args {
     /// host:port of the admin HTTP endpoint (/health, /ready, /metrics).
     #[arg(long, env = "RINGKVD_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
+    /// When an acknowledged write is on disk: `os` (page cache) or `fsync`.
+    #[arg(long, env = "RINGKVD_DURABILITY", value_enum)]
+    pub durability: Option<Durability>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -284,6 +320,9 @@ impl Config {
         }
         if let Some(v) = args.weight {
             config.weight = v;
+        }
+        if let Some(v) = args.durability {
+            config.storage.durability = v;
         }
         config.validate()?;
         Ok(config)

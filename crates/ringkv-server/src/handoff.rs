@@ -143,6 +143,7 @@ async fn run_round(
                 key: hint.key.clone().into(),
                 state: state.clone(),
                 hint: None,
+                sync: false,
             };
             sends.push(async move {
                 let mut answer = Ok((Response::Merged, epoch));

@@ -10,6 +10,7 @@
 //! - [`handoff`]: delivering hints to their home nodes once they are back.
 //! - [`transfer`]: streaming data to new owners after a membership change, then cleaning up.
 //! - [`antientropy`]: replicas comparing their data range by range, repairing differences.
+//! - [`proxy`]: proxy mode, the node coordinating a thin client's quorum with the SDK's code.
 //! - [`server`]: connections, multiplexing, limits, graceful shutdown.
 //! - [`admin`] and [`metrics`]: `/health`, `/ready` and Prometheus `/metrics` over HTTP.
 
@@ -19,6 +20,7 @@ pub mod config;
 pub mod handoff;
 pub mod membership;
 pub mod metrics;
+pub mod proxy;
 mod records;
 pub mod server;
 pub mod service;

@@ -46,8 +46,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let dir = config.data_dir.clone();
+    let settings = config.storage.clone();
     let store: Arc<dyn Store> = Arc::new(
-        tokio::task::spawn_blocking(move || RocksStore::open(&dir))
+        tokio::task::spawn_blocking(move || RocksStore::open_with(&dir, &settings))
             .await?
             .with_context(|| format!("opening the store in {}", config.data_dir.display()))?,
     );
@@ -58,7 +59,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let membership = spawn_membership(&config, store.clone()).await?;
     let service = Arc::new(
         Service::new(store.clone(), membership.subscribe(), config.limits.clone())
-            .with_keeper(membership.keeper(), config.weight),
+            .with_keeper(membership.keeper(), config.weight)
+            .with_proxy(config.advertised().to_string()),
     );
     info!(
         node = %node,
@@ -291,6 +293,7 @@ async fn execute(
     let started = std::time::Instant::now();
     let result = match request {
         Request::Ring | Request::Ping => service.handle(epoch, request),
+        Request::Coordinate(op) => service.coordinate(op).await,
         _ => {
             let handler = service.clone();
             tokio::task::spawn_blocking(move || handler.handle(epoch, request))

@@ -13,7 +13,8 @@ use bytes::Bytes;
 use ringkv_core::hash::key_position;
 use ringkv_core::siblings::MAX_SIBLINGS;
 use ringkv_core::wire::{
-    AntiEntropyStats, NodeStats, Request, Response, RingSnapshot, TransferStats, WireError,
+    AntiEntropyStats, Coordinated, NodeStats, Request, Response, RingSnapshot, TransferStats,
+    WireError,
 };
 use ringkv_core::{
     ConflictPolicy, Layout, LayoutError, NodeId, RingEpoch, SiblingSet, VersionVector,
@@ -24,6 +25,7 @@ use tracing::{debug, error};
 use crate::antientropy;
 use crate::config::Limits;
 use crate::membership::{ClusterView, Keeper};
+use crate::proxy::Proxy;
 use crate::storage::{HintKey, Store, StoreError};
 
 /// Longest bucket name accepted.
@@ -53,6 +55,8 @@ pub struct Service {
     /// Progress of this node's transfer, written by the transfer worker.
     transfer: Mutex<Option<TransferStats>>,
     metrics: crate::metrics::Metrics,
+    /// Proxy mode's coordinator; `None` in tests that run without a network address.
+    proxy: Option<Proxy>,
 }
 
 /// The parts of a `Put` request that say what to write.
@@ -64,6 +68,8 @@ struct Write {
     write_id: Option<u64>,
     /// Stamped by a fallback: keep the result as a hint for this home node.
     hint: Option<NodeId>,
+    /// On disk before the answer (`dw`).
+    sync: bool,
 }
 
 impl Service {
@@ -89,6 +95,23 @@ impl Service {
             weight: 1,
             transfer: Mutex::new(None),
             metrics: crate::metrics::Metrics::new(),
+            proxy: None,
+        }
+    }
+
+    /// Lets the node coordinate quorums for thin clients, through its own address `seed`.
+    pub fn with_proxy(mut self, seed: String) -> Service {
+        self.proxy = Some(Proxy::new(seed));
+        self
+    }
+
+    /// Coordinates a thin client's operation (`Request::Coordinate`, proxy mode).
+    pub async fn coordinate(&self, op: Coordinated) -> Result<Response, WireError> {
+        match &self.proxy {
+            Some(proxy) => proxy.coordinate(op).await,
+            None => Err(WireError::InvalidRequest {
+                reason: "this node does not coordinate for thin clients".into(),
+            }),
         }
     }
 
@@ -243,6 +266,7 @@ impl Service {
                 overwrite,
                 write_id,
                 hint,
+                sync,
             } => {
                 self.check_key(&bucket, &key)?;
                 self.check_value(value.as_ref())?;
@@ -254,6 +278,7 @@ impl Service {
                     overwrite,
                     write_id,
                     hint,
+                    sync,
                 };
                 let state = self.stamp(&bucket, &key, write)?;
                 Ok(Response::Stamped { state })
@@ -263,6 +288,7 @@ impl Service {
                 key,
                 state,
                 hint,
+                sync,
             } => {
                 self.check_key(&bucket, &key)?;
                 for sibling in state.siblings() {
@@ -270,8 +296,8 @@ impl Service {
                 }
                 self.check_epoch(client_epoch)?;
                 match hint.filter(|home| *home != self.node) {
-                    Some(home) => self.merge_hint(&bucket, &key, home, &state)?,
-                    None => self.merge(&bucket, &key, &state)?,
+                    Some(home) => self.merge_hint(&bucket, &key, home, &state, sync)?,
+                    None => self.merge(&bucket, &key, &state, sync)?,
                 }
                 Ok(Response::Merged)
             }
@@ -326,6 +352,11 @@ impl Service {
             Request::Clear { base } => self.change_layout(|layout| {
                 layout.expect_version(base)?;
                 layout.clear()
+            }),
+            // Coordination waits on the network: the connection layer runs it on the async
+            // path (`Service::coordinate`), never on a blocking thread.
+            Request::Coordinate(_) => Err(WireError::InvalidRequest {
+                reason: "a coordinated operation cannot run on the storage path".into(),
             }),
         }
     }
@@ -399,8 +430,17 @@ impl Service {
                     key: key.to_vec(),
                     home,
                 };
-                self.store.put_hint(&hint, &state).map_err(store_error)?;
+                if write.sync {
+                    self.store.put_hint_synced(&hint, &state)
+                } else {
+                    self.store.put_hint(&hint, &state)
+                }
+                .map_err(store_error)?;
             }
+            None if write.sync => self
+                .store
+                .put_synced(bucket, key, &state)
+                .map_err(store_error)?,
             None => self.store.put(bucket, key, &state).map_err(store_error)?,
         }
         debug!(
@@ -413,13 +453,24 @@ impl Service {
     }
 
     /// Merges a state from a peer under the key's lock, writing only if something changed.
-    fn merge(&self, bucket: &str, key: &[u8], incoming: &SiblingSet) -> Result<(), WireError> {
+    /// With `sync`, what the node holds is on disk before it answers, changed or not (an
+    /// unchanged copy may have been written unsynced by an earlier request).
+    fn merge(
+        &self,
+        bucket: &str,
+        key: &[u8],
+        incoming: &SiblingSet,
+        sync: bool,
+    ) -> Result<(), WireError> {
         let policy = self.validated_policy(bucket, incoming)?;
         let (_guard, mut state) = self.load_locked(bucket, key)?;
-        if state.merge(incoming, policy) {
-            self.store.put(bucket, key, &state).map_err(store_error)?;
+        match (state.merge(incoming, policy), sync) {
+            (true, false) => self.store.put(bucket, key, &state),
+            (true, true) => self.store.put_synced(bucket, key, &state),
+            (false, true) => self.store.sync(),
+            (false, false) => Ok(()),
         }
-        Ok(())
+        .map_err(store_error)
     }
 
     /// Keeps a state for `home` (which a client could not reach) until it can be handed off.
@@ -429,6 +480,7 @@ impl Service {
         key: &[u8],
         home: NodeId,
         incoming: &SiblingSet,
+        sync: bool,
     ) -> Result<(), WireError> {
         let policy = self.validated_policy(bucket, incoming)?;
         let held = self.hint_bytes.load(Ordering::Relaxed);
@@ -453,9 +505,16 @@ impl Service {
             .map_err(store_error)?
             .unwrap_or_default();
         if state.merge(incoming, policy) {
-            self.store.put_hint(&hint, &state).map_err(store_error)?;
+            if sync {
+                self.store.put_hint_synced(&hint, &state)
+            } else {
+                self.store.put_hint(&hint, &state)
+            }
+            .map_err(store_error)?;
             let added = crate::storage::encode_state(incoming).len() + key.len();
             self.hint_bytes.fetch_add(added as u64, Ordering::Relaxed);
+        } else if sync {
+            self.store.sync().map_err(store_error)?;
         }
         Ok(())
     }

@@ -311,6 +311,7 @@ impl Worker<'_> {
             key: key.key.clone().into(),
             state,
             hint: None,
+            sync: false,
         };
         async move {
             match pool.call(&addr, CONNECT_TIMEOUT, epoch, body).await {

@@ -278,6 +278,9 @@ struct Ask {
     strict_name: &'static str,
     sloppy: Option<u8>,
     strict: Option<u8>,
+    /// Durable acknowledgements asked for (`dw`, writes only; 0: none): the call waits for
+    /// at least this many.
+    durable: u8,
 }
 
 fn plan(inner: &Arc<Inner>, bucket: &str, key: &[u8], ask: Ask) -> Result<Plan> {
@@ -292,6 +295,9 @@ fn plan(inner: &Arc<Inner>, bucket: &str, key: &[u8], ask: Ask) -> Result<Plan> 
     let props = *ring.bucket(bucket);
     let default = if ask.name == "r" { props.r } else { props.w };
     let mut required = quorum(ask.name, ask.sloppy.unwrap_or(default), &props, bucket)?;
+    if ask.durable > 0 {
+        required = required.max(quorum("dw", ask.durable, &props, bucket)?);
+    }
     let strict = ask
         .strict
         .map(|p| quorum(ask.strict_name, p, &props, bucket))
@@ -408,6 +414,7 @@ async fn get_once(
         strict_name: "pr",
         sloppy: opts.r.or(inner.config.r),
         strict: opts.pr.or(inner.config.pr),
+        durable: 0,
     };
     let plan = plan(inner, bucket, &key, ask)?;
     // Span fields are formatted only when someone listens: this is the hot path.
@@ -543,6 +550,7 @@ impl Repair {
                     key: self.key.clone(),
                     state: self.merged.clone(),
                     hint: target.hint,
+                    sync: false,
                 };
                 repairs.push(send(&self.inner, target, self.plan.epoch, body));
             }
@@ -579,7 +587,11 @@ async fn write_once(
         strict_name: "pw",
         sloppy: opts.w.or(inner.config.w),
         strict: opts.pw.or(inner.config.pw),
+        durable: opts.dw.or(inner.config.dw).unwrap_or(0),
     };
+    // With `dw`, every replica asked syncs before it acknowledges, so each acknowledgement
+    // counted is a durable one.
+    let sync = ask.durable > 0;
     let plan = plan(inner, write.bucket, &write.key, ask)?;
     let span = Span::current();
     if !span.is_disabled() {
@@ -623,6 +635,7 @@ async fn write_once(
                 overwrite,
                 write_id: Some(write.write_id),
                 hint: target.hint,
+                sync,
             };
             let (target, result) = send(inner, target, plan.epoch, body).await;
             if result.as_ref().map_or_else(may_have_applied, |_| true) {
@@ -667,6 +680,7 @@ async fn write_once(
             key: write.key.clone(),
             state: state.clone(),
             hint: target.hint,
+            sync,
         };
         let reply = send(inner, target, plan.epoch, body);
         let tx = tx.clone();

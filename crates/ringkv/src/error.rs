@@ -99,7 +99,9 @@ impl Error {
     pub fn is_in_doubt(&self) -> bool {
         matches!(
             self,
-            Error::Quorum { in_doubt: true, .. } | Error::Timeout { in_doubt: true }
+            Error::Quorum { in_doubt: true, .. }
+                | Error::Timeout { in_doubt: true }
+                | Error::Server(WireError::Coordination { in_doubt: true, .. })
         )
     }
 

@@ -23,6 +23,7 @@
 //! - [`options`]: client defaults and per-call options (R, W, timeouts, overwrite).
 //! - [`value`]: [`Value`] (siblings and context) and [`WriteReceipt`].
 //! - [`error`]: [`Error`], with the facts of each failure.
+//! - [`proxy`]: [`ProxyClient`], a thin client whose quorums a server coordinates.
 //! - `coordinator`: the quorum logic; `health`: the client's failure detector;
 //!   `connection` and `pool`: multiplexed connections;
 //!   `ring_cache`: the ring and its refresh.
@@ -35,6 +36,7 @@ mod health;
 pub mod metrics;
 pub mod options;
 mod pool;
+pub mod proxy;
 mod ring_cache;
 pub mod value;
 
@@ -48,5 +50,6 @@ pub use client::{Bucket, Client, ClientBuilder, ClientStats};
 pub use error::{Error, NodeError, Result};
 pub use metrics::Latency;
 pub use options::{ClientConfig, ReadOptions, WriteOptions};
+pub use proxy::ProxyClient;
 pub use ringkv_core::{ConflictPolicy, Context, DEFAULT_BUCKET, NodeId};
 pub use value::{Value, WriteReceipt};

@@ -23,6 +23,9 @@ pub struct ClientConfig {
     pub pr: Option<u8>,
     /// Strict write quorum (home replicas only) for every call; `None`: sloppy writes.
     pub pw: Option<u8>,
+    /// Durable write quorum for every call: this many replicas must have synced the write to
+    /// disk before it is acknowledged; `None`: as the nodes' `storage.durability` says.
+    pub dw: Option<u8>,
     /// Deadline of a whole operation (all its round trips and retries).
     pub timeout: Duration,
     /// How long one request to one node may take before the node is considered slow, marked
@@ -50,6 +53,7 @@ impl Default for ClientConfig {
             w: None,
             pr: None,
             pw: None,
+            dw: None,
             timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(1),
             retries: 2,
@@ -79,6 +83,11 @@ impl ClientConfig {
 
     pub fn with_pw(mut self, pw: u8) -> Self {
         self.pw = Some(pw);
+        self
+    }
+
+    pub fn with_dw(mut self, dw: u8) -> Self {
+        self.dw = Some(dw);
         self
     }
 
@@ -152,6 +161,9 @@ pub struct WriteOptions {
     pub w: Option<u8>,
     /// Strict: this many home replicas must acknowledge (fallbacks are not used).
     pub pw: Option<u8>,
+    /// Durable: this many replicas must have synced the write to disk before the call
+    /// returns (every replica written syncs; the call waits for `max(w, dw)`).
+    pub dw: Option<u8>,
     pub timeout: Option<Duration>,
     /// Replace every sibling the coordinating replica holds, whatever the context says. For
     /// callers who really mean "this is the value now" and accept losing concurrent updates.
@@ -166,6 +178,11 @@ impl WriteOptions {
 
     pub fn with_pw(mut self, pw: u8) -> Self {
         self.pw = Some(pw);
+        self
+    }
+
+    pub fn with_dw(mut self, dw: u8) -> Self {
+        self.dw = Some(dw);
         self
     }
 

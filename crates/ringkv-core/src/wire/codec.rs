@@ -32,7 +32,7 @@ use tokio_util::codec::{Decoder, Encoder};
 use super::error::WireError;
 
 /// The protocol version this build speaks. Any change to frames, messages or hashes bumps it.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The largest frame body accepted or sent: room for a value at the default 4 MiB limit plus a
 /// few concurrent siblings of it, while a single frame still cannot exhaust a server's memory.

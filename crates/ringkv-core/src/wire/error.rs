@@ -68,6 +68,10 @@ pub enum WireError {
     /// ring would be incomplete; ask another node.
     #[error("the node is not ready: {reason}")]
     NotReady { reason: String },
+    /// A coordinated operation (proxy mode) did not reach its quorum. `in_doubt`: a write
+    /// may have been applied on some replicas.
+    #[error("coordination failed: {reason}")]
+    Coordination { reason: String, in_doubt: bool },
     /// A membership operation (`cluster join`, `commit`...) was refused.
     #[error("{reason}")]
     Layout { reason: String },
@@ -83,6 +87,7 @@ impl WireError {
                 | WireError::Overloaded { .. }
                 | WireError::ShuttingDown
                 | WireError::NotReady { .. }
+                | WireError::Coordination { .. }
         )
     }
 }

@@ -82,6 +82,11 @@ pub enum Request {
         /// the result as a hint for that home node (see `Merge`).
         #[serde(default)]
         hint: Option<NodeId>,
+
+        /// Sync the result to disk before answering, whatever the node's durability setting
+        /// (the caller asked for `dw`: durable acknowledgements).
+        #[serde(default)]
+        sync: bool,
     },
     /// Merge a state into the node's copy (replication, read repair, handoff).
     Merge {
@@ -92,6 +97,10 @@ pub enum Request {
         /// replica: it keeps the state as a hint and hands it off when the home is back.
         #[serde(default)]
         hint: Option<NodeId>,
+
+        /// Sync to disk before answering (see `Put`).
+        #[serde(default)]
+        sync: bool,
     },
     /// The node's view of the cluster.
     Ring,
@@ -120,6 +129,31 @@ pub enum Request {
     /// Anti-entropy: the digest of every key in `ranges` this node stores that `peer` is also
     /// a home replica of.
     AeKeys { peer: NodeId, ranges: Vec<u64> },
+    /// Proxy mode: coordinate this operation's quorum on the caller's behalf, as the SDK
+    /// would. For thin clients that do not keep the ring (and to measure what client-side
+    /// coordination saves).
+    Coordinate(Coordinated),
+}
+
+/// An operation a node coordinates for a thin client (`Request::Coordinate`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Coordinated {
+    /// A quorum read; `r: None` is the bucket's default. Answered with `Response::Read`.
+    Get {
+        bucket: String,
+        key: Bytes,
+        r: Option<u8>,
+    },
+    /// A quorum write (`value: None` deletes); `context` is the opaque context bytes of an
+    /// earlier `Response::Read`. Answered with `Response::Written`.
+    Write {
+        bucket: String,
+        key: Bytes,
+        value: Option<Bytes>,
+        context: Option<Bytes>,
+        w: Option<u8>,
+        overwrite: bool,
+    },
 }
 
 impl Request {
@@ -140,6 +174,8 @@ impl Request {
             Request::Inspect { .. } => "inspect",
             Request::AeTree { .. } => "ae-tree",
             Request::AeKeys { .. } => "ae-keys",
+            Request::Coordinate(Coordinated::Get { .. }) => "coordinate-get",
+            Request::Coordinate(Coordinated::Write { .. }) => "coordinate-write",
         }
     }
 }
@@ -176,6 +212,16 @@ pub enum Response {
     /// The answer to `AeKeys`: `(bucket, key, digest of the state)`, sorted.
     AeKeys {
         keys: Vec<(String, Bytes, u64)>,
+    },
+    /// The answer to a coordinated get: the live siblings and the read's opaque context.
+    Read {
+        siblings: Vec<Bytes>,
+        context: Bytes,
+    },
+    /// The answer to a coordinated write: who acknowledged it.
+    Written {
+        home: Vec<NodeId>,
+        fallback: Vec<NodeId>,
     },
 }
 

@@ -17,6 +17,6 @@ pub mod message;
 pub use codec::{CodecError, FrameCodec, MAX_FRAME_LEN, PROTOCOL_VERSION};
 pub use error::WireError;
 pub use message::{
-    AntiEntropyStats, ClientFrame, Hello, NodeStats, Request, RequestFrame, Response,
+    AntiEntropyStats, ClientFrame, Coordinated, Hello, NodeStats, Request, RequestFrame, Response,
     ResponseFrame, RingSnapshot, ServerFrame, TransferStats, Welcome,
 };

@@ -44,6 +44,7 @@ fn put(context: Option<VersionVector>, value: &str, overwrite: bool) -> Request 
         overwrite,
         write_id: None,
         hint: None,
+        sync: false,
     }
 }
 
@@ -185,6 +186,7 @@ fn corrupt_merged_states_are_refused_and_nothing_is_written() {
             key: Bytes::from_static(b"k"),
             state: corrupt,
             hint: None,
+            sync: false,
         },
     );
     assert!(
@@ -276,6 +278,7 @@ fn a_hinted_merge_is_kept_as_a_hint_served_by_reads_and_removed_once_delivered()
         key: Bytes::from_static(b"k"),
         state: state.clone(),
         hint: Some(NodeId(2)),
+        sync: false,
     };
     svc.handle(svc.epoch(), merge.clone())
         .expect("hinted merge");
@@ -316,6 +319,7 @@ fn a_retried_put_with_the_same_write_id_is_one_sibling() {
         overwrite: false,
         write_id: Some(42),
         hint: None,
+        sync: false,
     };
     svc.handle(epoch, retry()).expect("first attempt");
     svc.handle(epoch, retry()).expect("retry");
@@ -334,6 +338,7 @@ fn a_fallback_stamps_on_top_of_everything_it_holds_and_keeps_the_result_as_a_hin
         overwrite: false,
         write_id: None,
         hint: Some(NodeId(home)),
+        sync: false,
     };
     svc.handle(epoch, put_for(2, "for 2")).expect("stamp for 2");
     svc.handle(epoch, put_for(3, "for 3")).expect("stamp for 3");
@@ -342,4 +347,56 @@ fn a_fallback_stamps_on_top_of_everything_it_holds_and_keeps_the_result_as_a_hin
     let state = get(&svc).expect("served from hints");
     assert_eq!(state.live_count(), 2, "{state:?}");
     assert_eq!(stats(&svc).hints_pending, 2);
+}
+
+#[test]
+fn durable_writes_are_synced_and_others_are_not() {
+    let store = Arc::new(MemoryStore::new(ME));
+    let ring = Ring::new(RingConfig::of(members(&[1]))).expect("ring");
+    let (_tx, rx) = watch::channel(Arc::new(ClusterView::fixed(ring)));
+    let svc = Service::new(store.clone(), rx, Limits::default());
+    let epoch = svc.epoch();
+    let write = |sync: bool, value: &str| match put(None, value, true) {
+        Request::Put {
+            bucket,
+            key,
+            context,
+            value,
+            overwrite,
+            write_id,
+            hint,
+            ..
+        } => Request::Put {
+            bucket,
+            key,
+            context,
+            value,
+            overwrite,
+            write_id,
+            hint,
+            sync,
+        },
+        other => other,
+    };
+    svc.handle(epoch, write(false, "fast")).expect("put");
+    assert_eq!(store.syncs(), 0, "a write without dw must not sync");
+    let Ok(Response::Stamped { state }) = svc.handle(epoch, write(true, "durable")) else {
+        panic!("a durable put must be stamped");
+    };
+    assert_eq!(store.syncs(), 1, "a durable put syncs");
+    // A durable merge syncs even when it changes nothing: the copy may be unsynced.
+    let merge = |sync: bool, hint: Option<NodeId>| Request::Merge {
+        bucket: "b".into(),
+        key: Bytes::from_static(b"k"),
+        state: state.clone(),
+        hint,
+        sync,
+    };
+    svc.handle(epoch, merge(true, None)).expect("merge");
+    assert_eq!(store.syncs(), 2);
+    svc.handle(epoch, merge(false, None)).expect("merge");
+    assert_eq!(store.syncs(), 2);
+    svc.handle(epoch, merge(true, Some(NodeId(2))))
+        .expect("hinted merge");
+    assert_eq!(store.syncs(), 3, "a durable hint syncs too");
 }

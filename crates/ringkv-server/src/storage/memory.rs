@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ringkv_core::{NodeId, SiblingSet};
 
@@ -20,6 +21,9 @@ pub struct MemoryStore {
     meta: Mutex<HashMap<String, Vec<u8>>>,
     /// Ordered, like the RocksDB column family, so scans and prefixes behave the same.
     hints: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
+    /// Syncs asked for (`put_synced`, `put_hint_synced`, `sync`): a memory store has no disk,
+    /// but tests check that durable writes ask for one.
+    syncs: AtomicU64,
 }
 
 fn poisoned<T>(_: T) -> StoreError {
@@ -33,7 +37,13 @@ impl MemoryStore {
             data: Mutex::new(BTreeMap::new()),
             meta: Mutex::new(HashMap::new()),
             hints: Mutex::new(BTreeMap::new()),
+            syncs: AtomicU64::new(0),
         }
+    }
+
+    /// How many syncs were asked for so far.
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
     }
 }
 
@@ -58,6 +68,11 @@ impl Store for MemoryStore {
             .lock()
             .map_err(|_| StoreError::Engine("poisoned".into()))?;
         data.insert(storage_key(bucket, key), encode_state(state));
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 

@@ -21,6 +21,10 @@ const STORE_FORMAT: u8 = 1;
 pub struct RocksStore {
     db: DB,
     node_id: NodeId,
+    /// How every data and hint write is made: synced or not (`storage.durability`).
+    write: rocksdb::WriteOptions,
+    /// Options of a write synced on request (`put_synced`).
+    synced: rocksdb::WriteOptions,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -32,21 +36,48 @@ impl std::fmt::Debug for RocksStore {
 }
 
 impl RocksStore {
-    /// Opens (or creates) the store in `dir`. A new store gets a new random node id.
+    /// Opens (or creates) the store in `dir` with the default settings.
     pub fn open(dir: &Path) -> Result<RocksStore, StoreError> {
+        RocksStore::open_with(dir, &crate::config::Storage::default())
+    }
+
+    /// Opens (or creates) the store in `dir`. A new store gets a new random node id.
+    pub fn open_with(
+        dir: &Path,
+        settings: &crate::config::Storage,
+    ) -> Result<RocksStore, StoreError> {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         options.set_compression_type(DBCompressionType::Lz4);
         options.set_keep_log_file_num(4);
+        // One cache for every column family, so the bound is the node's, not per family.
+        let cache = rocksdb::Cache::new_lru_cache(settings.block_cache_mb.max(1) << 20);
         let cfs = [CF_DATA, CF_META, CF_HINTS].map(|name| {
             let mut cf = Options::default();
             cf.set_compression_type(DBCompressionType::Lz4);
+            let mut table = rocksdb::BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            // Point lookups dominate: a bloom filter per table skips the tables without the
+            // key, and keeping filters and indexes in the cache keeps the memory bound true.
+            table.set_bloom_filter(10.0, false);
+            table.set_cache_index_and_filter_blocks(true);
+            table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+            cf.set_block_based_table_factory(&table);
             ColumnFamilyDescriptor::new(name, cf)
         });
         let db = DB::open_cf_descriptors(&options, dir, cfs).map_err(engine)?;
         let node_id = Self::identity(&db)?;
-        Ok(RocksStore { db, node_id })
+        let mut write = rocksdb::WriteOptions::default();
+        write.set_sync(settings.durability == crate::config::Durability::Fsync);
+        let mut synced = rocksdb::WriteOptions::default();
+        synced.set_sync(true);
+        Ok(RocksStore {
+            db,
+            node_id,
+            write,
+            synced,
+        })
     }
 
     /// Reads the node id and format, creating them on first start.
@@ -97,14 +128,37 @@ impl Store for RocksStore {
     fn put(&self, bucket: &str, key: &[u8], state: &SiblingSet) -> Result<(), StoreError> {
         let data = cf(&self.db, CF_DATA)?;
         self.db
-            .put_cf(data, storage_key(bucket, key), encode_state(state))
+            .put_cf_opt(
+                data,
+                storage_key(bucket, key),
+                encode_state(state),
+                &self.write,
+            )
             .map_err(engine)
+    }
+
+    fn put_synced(&self, bucket: &str, key: &[u8], state: &SiblingSet) -> Result<(), StoreError> {
+        let data = cf(&self.db, CF_DATA)?;
+        // A synced write joins RocksDB's write group like any other: concurrent ones share
+        // the group leader's one sync of the log.
+        self.db
+            .put_cf_opt(
+                data,
+                storage_key(bucket, key),
+                encode_state(state),
+                &self.synced,
+            )
+            .map_err(engine)
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.db.flush_wal(true).map_err(engine)
     }
 
     fn delete(&self, bucket: &str, key: &[u8]) -> Result<(), StoreError> {
         let data = cf(&self.db, CF_DATA)?;
         self.db
-            .delete_cf(data, storage_key(bucket, key))
+            .delete_cf_opt(data, storage_key(bucket, key), &self.write)
             .map_err(engine)
     }
 
@@ -172,7 +226,14 @@ impl Store for RocksStore {
     fn put_hint(&self, hint: &HintKey, state: &SiblingSet) -> Result<(), StoreError> {
         let hints = cf(&self.db, CF_HINTS)?;
         self.db
-            .put_cf(hints, hint.encode(), encode_state(state))
+            .put_cf_opt(hints, hint.encode(), encode_state(state), &self.write)
+            .map_err(engine)
+    }
+
+    fn put_hint_synced(&self, hint: &HintKey, state: &SiblingSet) -> Result<(), StoreError> {
+        let hints = cf(&self.db, CF_HINTS)?;
+        self.db
+            .put_cf_opt(hints, hint.encode(), encode_state(state), &self.synced)
             .map_err(engine)
     }
 
@@ -206,7 +267,9 @@ impl Store for RocksStore {
 
     fn delete_hint(&self, hint: &HintKey) -> Result<(), StoreError> {
         let hints = cf(&self.db, CF_HINTS)?;
-        self.db.delete_cf(hints, hint.encode()).map_err(engine)
+        self.db
+            .delete_cf_opt(hints, hint.encode(), &self.write)
+            .map_err(engine)
     }
 
     fn scan_hints(

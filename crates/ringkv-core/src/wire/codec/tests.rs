@@ -25,6 +25,7 @@ fn put_frame(value_len: usize) -> ClientFrame {
             overwrite: false,
             write_id: Some(1),
             hint: None,
+            sync: false,
         },
     })
 }

@@ -1,0 +1,174 @@
+//! [`ProxyClient`]: a thin client that lets the servers coordinate.
+//!
+//! [`crate::Client`] keeps the ring and coordinates every quorum itself: one network hop from
+//! the client to each replica. A `ProxyClient` keeps only the members' addresses and sends
+//! each operation whole to one member chosen at random, which coordinates the quorum with the
+//! same coordinator code (`Request::Coordinate`) and answers: two hops. It is for programs
+//! that cannot keep a ring (short-lived processes, languages without an SDK), and it is what
+//! `ringkv-bench` compares client-side coordination against, as the Dynamo paper did.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ringkv_core::wire::{Coordinated, Request, Response, WireError};
+use ringkv_core::{Context, DEFAULT_BUCKET, RingEpoch};
+
+use crate::error::{Error, Result};
+use crate::pool::Pool;
+use crate::value::{Value, WriteReceipt};
+
+/// A client whose operations the servers coordinate. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct ProxyClient {
+    /// Every member's address, as the last ring fetch listed them.
+    members: Mutex<Vec<String>>,
+    pool: Pool,
+    timeout: Duration,
+}
+
+impl ProxyClient {
+    /// Learns the members' addresses from the first seed that answers.
+    pub async fn connect<I, S>(seeds: I, timeout: Duration) -> Result<ProxyClient>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let seeds: Vec<String> = seeds.into_iter().map(Into::into).collect();
+        let client = ProxyClient {
+            members: Mutex::new(Vec::new()),
+            pool: Pool::new(),
+            timeout,
+        };
+        let mut last = String::from("no seed given");
+        for seed in &seeds {
+            match client.call_on(seed, Request::Ring).await {
+                Ok(Response::Ring(snapshot)) => {
+                    let addrs: Vec<String> = snapshot
+                        .config
+                        .members
+                        .iter()
+                        .map(|m| m.addr.clone())
+                        .collect();
+                    if !addrs.is_empty() {
+                        *client.lock_members() = addrs;
+                        return Ok(client);
+                    }
+                    last = format!("{seed} belongs to no cluster yet");
+                }
+                Ok(other) => last = format!("{seed} answered {}", response_name(&other)),
+                Err(e) => last = format!("{seed}: {e}"),
+            }
+        }
+        Err(Error::NoRing {
+            tried: seeds,
+            reason: last,
+        })
+    }
+
+    fn lock_members(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.members.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The addresses requests go to.
+    pub fn members(&self) -> Vec<String> {
+        self.lock_members().clone()
+    }
+
+    async fn call_on(&self, addr: &str, request: Request) -> Result<Response> {
+        let call = self
+            .pool
+            .call(addr, self.timeout, RingEpoch::default(), request);
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => result.map(|(response, _epoch)| response),
+            Err(_) => Err(Error::Timeout { in_doubt: true }),
+        }
+    }
+
+    /// Sends `op` to a random member. A member that cannot take it (unreachable, not ready,
+    /// shutting down, overloaded: the operation was not started there) is replaced by the
+    /// next one, so one node down does not fail a share of the calls.
+    async fn coordinate(&self, op: Coordinated) -> Result<Response> {
+        let members = self.members();
+        if members.is_empty() {
+            return Err(Error::InvalidArgument("the client knows no member".into()));
+        }
+        let first = rand::random_range(0..members.len());
+        let mut last = None;
+        for i in 0..members.len() {
+            let addr = &members[(first + i) % members.len()];
+            match self.call_on(addr, Request::Coordinate(op.clone())).await {
+                Err(e) if not_started(&e) => last = Some(e),
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or(Error::Timeout { in_doubt: false }))
+    }
+
+    /// A quorum read of `key` in the default bucket (`r: None`: the bucket's default).
+    pub async fn get(&self, key: impl AsRef<[u8]>, r: Option<u8>) -> Result<Value> {
+        let op = Coordinated::Get {
+            bucket: DEFAULT_BUCKET.to_string(),
+            key: Bytes::copy_from_slice(key.as_ref()),
+            r,
+        };
+        match self.coordinate(op).await? {
+            Response::Read { siblings, context } => {
+                let context = Context::from_bytes(&context)
+                    .map_err(|e| Error::Protocol(format!("the proxy's context: {e}")))?;
+                Ok(Value::new(siblings, context))
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// A quorum write of `value` (`None` deletes) to `key` in the default bucket.
+    pub async fn write(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: Option<Bytes>,
+        context: Option<&Context>,
+        w: Option<u8>,
+        overwrite: bool,
+    ) -> Result<WriteReceipt> {
+        let op = Coordinated::Write {
+            bucket: DEFAULT_BUCKET.to_string(),
+            key: Bytes::copy_from_slice(key.as_ref()),
+            value,
+            context: context.map(|c| Bytes::from(c.to_bytes())),
+            w,
+            overwrite,
+        };
+        match self.coordinate(op).await? {
+            Response::Written { home, fallback } => Ok(WriteReceipt { home, fallback }),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+/// Whether the member certainly did not start the operation, so another may take it.
+fn not_started(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Unreachable { .. }
+            | Error::Server(
+                WireError::NotReady { .. } | WireError::ShuttingDown | WireError::Overloaded { .. }
+            )
+    )
+}
+
+fn response_name(response: &Response) -> String {
+    let debug = format!("{response:?}");
+    debug
+        .split(|c: char| !c.is_alphanumeric())
+        .next()
+        .unwrap_or("something else")
+        .to_string()
+}
+
+fn unexpected(response: &Response) -> Error {
+    Error::Protocol(format!(
+        "unexpected answer {} to a coordinated operation",
+        response_name(response)
+    ))
+}
