@@ -57,6 +57,9 @@ pub struct Service {
     metrics: crate::metrics::Metrics,
     /// Proxy mode's coordinator; `None` in tests that run without a network address.
     proxy: Option<Proxy>,
+    /// Unsynced writes are quick and never throttled by the store (`storage.durability =
+    /// "os"`): the server runs them on its async threads.
+    inline_writes: bool,
 }
 
 /// The parts of a `Put` request that say what to write.
@@ -96,6 +99,26 @@ impl Service {
             transfer: Mutex::new(None),
             metrics: crate::metrics::Metrics::new(),
             proxy: None,
+            inline_writes: false,
+        }
+    }
+
+    /// Tells the service how the store writes: with `os` durability, unsynced writes may run
+    /// inline on the async threads (see `server::execute`).
+    pub fn with_durability(mut self, durability: crate::config::Durability) -> Service {
+        self.inline_writes = durability == crate::config::Durability::Os;
+        self
+    }
+
+    /// Whether `request` is quick enough to run on an async thread: a read (from the
+    /// memtable or the block cache, or at worst one disk read), or a write that is not synced
+    /// and cannot be throttled. Everything else (syncs, scans, membership) goes to the
+    /// blocking pool.
+    pub fn runs_inline(&self, request: &Request) -> bool {
+        match request {
+            Request::Get { .. } | Request::Ring | Request::Ping => true,
+            Request::Put { sync, .. } | Request::Merge { sync, .. } => self.inline_writes && !sync,
+            _ => false,
         }
     }
 
@@ -641,6 +664,10 @@ fn not_ready_reason(view: &ClusterView) -> String {
 fn store_error(e: StoreError) -> WireError {
     match e {
         StoreError::Full => WireError::StorageFull,
+        // Back-pressure: the client retries after a back-off or uses another replica.
+        StoreError::Stalled => WireError::Overloaded {
+            reason: e.to_string(),
+        },
         other => {
             error!(error = %other, "storage error");
             WireError::Storage {

@@ -41,6 +41,10 @@ pub enum StoreError {
     /// Stored bytes that do not decode: a bug or a damaged disk, never silently skipped.
     #[error("corrupt stored state: {0}")]
     Corrupt(String),
+    /// The engine would have to slow the write down (compaction is behind); the write was
+    /// not applied. Writes run on the node's async threads, so they must never wait there.
+    #[error("write stall: the storage engine's compaction is behind")]
+    Stalled,
     /// Anything else the engine reports.
     #[error("storage engine error: {0}")]
     Engine(String),

@@ -69,7 +69,12 @@ impl RocksStore {
         let db = DB::open_cf_descriptors(&options, dir, cfs).map_err(engine)?;
         let node_id = Self::identity(&db)?;
         let mut write = rocksdb::WriteOptions::default();
-        write.set_sync(settings.durability == crate::config::Durability::Fsync);
+        match settings.durability {
+            crate::config::Durability::Fsync => write.set_sync(true),
+            // Unsynced writes run on the node's async threads (see `server::execute`): fail
+            // fast with `Stalled` rather than sleep there when RocksDB throttles writes.
+            crate::config::Durability::Os => write.set_no_slowdown(true),
+        }
         let mut synced = rocksdb::WriteOptions::default();
         synced.set_sync(true);
         Ok(RocksStore {
@@ -335,6 +340,10 @@ fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, StoreErro
 
 /// Classifies a RocksDB error: a full disk is its own kind, so that writes can say so.
 fn engine(e: rocksdb::Error) -> StoreError {
+    if e.kind() == rocksdb::ErrorKind::Incomplete {
+        // Only `no_slowdown` writes end this way: RocksDB would have delayed them.
+        return StoreError::Stalled;
+    }
     let text = e.into_string();
     if text.contains("No space left") || text.contains("ENOSPC") {
         StoreError::Full
