@@ -11,11 +11,13 @@
 //! - [`transfer`]: streaming data to new owners after a membership change, then cleaning up.
 //! - [`antientropy`]: replicas comparing their data range by range, repairing differences.
 //! - [`proxy`]: proxy mode, the node coordinating a thin client's quorum with the SDK's code.
+//! - [`commit`]: group commit, one log sync for every durable write waiting at once.
 //! - [`server`]: connections, multiplexing, limits, graceful shutdown.
 //! - [`admin`] and [`metrics`]: `/health`, `/ready` and Prometheus `/metrics` over HTTP.
 
 pub mod admin;
 pub mod antientropy;
+pub mod commit;
 pub mod config;
 pub mod handoff;
 pub mod membership;

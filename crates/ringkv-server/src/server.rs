@@ -319,8 +319,8 @@ fn execute_inline(
     result
 }
 
-/// Runs one request: quick ones inline, the rest on a blocking thread, coordinated ones
-/// (proxy mode) as async tasks.
+/// Runs one request that is not quick: a durable write (written here, then waiting for the
+/// group commit), a coordinated one (proxy mode), or anything else on a blocking thread.
 async fn execute(
     service: Arc<Service>,
     epoch: ringkv_core::RingEpoch,
@@ -330,6 +330,7 @@ async fn execute(
     let started = std::time::Instant::now();
     let result = match request {
         Request::Coordinate(op) => service.coordinate(op).await,
+        request if service.needs_sync(&request) => service.handle_durable(epoch, request).await,
         _ => {
             let handler = service.clone();
             tokio::task::spawn_blocking(move || handler.handle(epoch, request))

@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tracing::{debug, error};
 
 use crate::antientropy;
+use crate::commit::GroupCommit;
 use crate::config::Limits;
 use crate::membership::{ClusterView, Keeper};
 use crate::proxy::Proxy;
@@ -57,9 +58,11 @@ pub struct Service {
     metrics: crate::metrics::Metrics,
     /// Proxy mode's coordinator; `None` in tests that run without a network address.
     proxy: Option<Proxy>,
-    /// Unsynced writes are quick and never throttled by the store (`storage.durability =
-    /// "os"`): the server runs them on its async threads.
-    inline_writes: bool,
+    /// Every write waits for the log to be synced (`storage.durability = "fsync"`), not only
+    /// those that ask (`sync`, the SDK's `dw`).
+    durable_writes: bool,
+    /// The group committer, started by the first durable write.
+    commit: std::sync::OnceLock<GroupCommit>,
 }
 
 /// The parts of a `Put` request that say what to write.
@@ -71,8 +74,6 @@ struct Write {
     write_id: Option<u64>,
     /// Stamped by a fallback: keep the result as a hint for this home node.
     hint: Option<NodeId>,
-    /// On disk before the answer (`dw`).
-    sync: bool,
 }
 
 impl Service {
@@ -99,27 +100,68 @@ impl Service {
             transfer: Mutex::new(None),
             metrics: crate::metrics::Metrics::new(),
             proxy: None,
-            inline_writes: false,
+            durable_writes: false,
+            commit: std::sync::OnceLock::new(),
         }
     }
 
-    /// Tells the service how the store writes: with `os` durability, unsynced writes may run
-    /// inline on the async threads (see `server::execute`).
+    /// With `fsync` durability every write is acknowledged only once on disk.
     pub fn with_durability(mut self, durability: crate::config::Durability) -> Service {
-        self.inline_writes = durability == crate::config::Durability::Os;
+        self.durable_writes = durability == crate::config::Durability::Fsync;
         self
     }
 
-    /// Whether `request` is quick enough to run on an async thread: a read (from the
-    /// memtable or the block cache, or at worst one disk read), or a write that is not synced
-    /// and cannot be throttled. Everything else (syncs, scans, membership) goes to the
-    /// blocking pool.
+    /// Whether `request` is quick enough to run on an async thread and needs nothing after:
+    /// a read (from the memtable or the block cache, or at worst one disk read) or a write
+    /// that need not wait for a sync (writes are never throttled: see `storage::rocks`).
+    /// Everything else (durable writes, scans, membership) is not.
     pub fn runs_inline(&self, request: &Request) -> bool {
         match request {
             Request::Get { .. } | Request::Ring | Request::Ping => true,
-            Request::Put { sync, .. } | Request::Merge { sync, .. } => self.inline_writes && !sync,
+            Request::Put { .. } | Request::Merge { .. } => !self.needs_sync(request),
             _ => false,
         }
+    }
+
+    /// Whether `request` is a write to acknowledge only once it is on disk.
+    pub fn needs_sync(&self, request: &Request) -> bool {
+        match request {
+            Request::Put { sync, .. } | Request::Merge { sync, .. } => self.durable_writes || *sync,
+            _ => false,
+        }
+    }
+
+    /// Handles a write (unsynced, on the calling thread), then waits for the group committer
+    /// to sync the log: one sync serves every durable write waiting at that moment. A merge
+    /// that changed nothing waits too: the copy it found may not be on disk yet.
+    pub async fn handle_durable(
+        &self,
+        client_epoch: RingEpoch,
+        request: Request,
+    ) -> Result<Response, WireError> {
+        let response = self.handle(client_epoch, request)?;
+        let commit = match self.commit.get() {
+            Some(commit) => commit,
+            None => {
+                let store = self.store.clone();
+                let started =
+                    GroupCommit::start(move || store.sync()).map_err(|e| WireError::Storage {
+                        reason: format!("starting the commit thread: {e}"),
+                    })?;
+                // Two first writers may both start one; the loser's thread ends by itself.
+                let _ = self.commit.set(started);
+                self.commit.get().ok_or_else(|| WireError::Storage {
+                    reason: "no commit thread".into(),
+                })?
+            }
+        };
+        commit.durable().await.map_err(store_error)?;
+        Ok(response)
+    }
+
+    /// Log syncs the group committer made so far (0 before the first durable write).
+    pub fn log_syncs(&self) -> u64 {
+        self.commit.get().map_or(0, GroupCommit::syncs)
     }
 
     /// Lets the node coordinate quorums for thin clients, through its own address `seed`.
@@ -289,7 +331,7 @@ impl Service {
                 overwrite,
                 write_id,
                 hint,
-                sync,
+                sync: _,
             } => {
                 self.check_key(&bucket, &key)?;
                 self.check_value(value.as_ref())?;
@@ -301,7 +343,6 @@ impl Service {
                     overwrite,
                     write_id,
                     hint,
-                    sync,
                 };
                 let state = self.stamp(&bucket, &key, write)?;
                 Ok(Response::Stamped { state })
@@ -311,7 +352,7 @@ impl Service {
                 key,
                 state,
                 hint,
-                sync,
+                sync: _,
             } => {
                 self.check_key(&bucket, &key)?;
                 for sibling in state.siblings() {
@@ -319,8 +360,8 @@ impl Service {
                 }
                 self.check_epoch(client_epoch)?;
                 match hint.filter(|home| *home != self.node) {
-                    Some(home) => self.merge_hint(&bucket, &key, home, &state, sync)?,
-                    None => self.merge(&bucket, &key, &state, sync)?,
+                    Some(home) => self.merge_hint(&bucket, &key, home, &state)?,
+                    None => self.merge(&bucket, &key, &state)?,
                 }
                 Ok(Response::Merged)
             }
@@ -453,17 +494,8 @@ impl Service {
                     key: key.to_vec(),
                     home,
                 };
-                if write.sync {
-                    self.store.put_hint_synced(&hint, &state)
-                } else {
-                    self.store.put_hint(&hint, &state)
-                }
-                .map_err(store_error)?;
+                self.store.put_hint(&hint, &state).map_err(store_error)?;
             }
-            None if write.sync => self
-                .store
-                .put_synced(bucket, key, &state)
-                .map_err(store_error)?,
             None => self.store.put(bucket, key, &state).map_err(store_error)?,
         }
         debug!(
@@ -476,24 +508,13 @@ impl Service {
     }
 
     /// Merges a state from a peer under the key's lock, writing only if something changed.
-    /// With `sync`, what the node holds is on disk before it answers, changed or not (an
-    /// unchanged copy may have been written unsynced by an earlier request).
-    fn merge(
-        &self,
-        bucket: &str,
-        key: &[u8],
-        incoming: &SiblingSet,
-        sync: bool,
-    ) -> Result<(), WireError> {
+    fn merge(&self, bucket: &str, key: &[u8], incoming: &SiblingSet) -> Result<(), WireError> {
         let policy = self.validated_policy(bucket, incoming)?;
         let (_guard, mut state) = self.load_locked(bucket, key)?;
-        match (state.merge(incoming, policy), sync) {
-            (true, false) => self.store.put(bucket, key, &state),
-            (true, true) => self.store.put_synced(bucket, key, &state),
-            (false, true) => self.store.sync(),
-            (false, false) => Ok(()),
+        if state.merge(incoming, policy) {
+            self.store.put(bucket, key, &state).map_err(store_error)?;
         }
-        .map_err(store_error)
+        Ok(())
     }
 
     /// Keeps a state for `home` (which a client could not reach) until it can be handed off.
@@ -503,7 +524,6 @@ impl Service {
         key: &[u8],
         home: NodeId,
         incoming: &SiblingSet,
-        sync: bool,
     ) -> Result<(), WireError> {
         let policy = self.validated_policy(bucket, incoming)?;
         let held = self.hint_bytes.load(Ordering::Relaxed);
@@ -528,16 +548,9 @@ impl Service {
             .map_err(store_error)?
             .unwrap_or_default();
         if state.merge(incoming, policy) {
-            if sync {
-                self.store.put_hint_synced(&hint, &state)
-            } else {
-                self.store.put_hint(&hint, &state)
-            }
-            .map_err(store_error)?;
+            self.store.put_hint(&hint, &state).map_err(store_error)?;
             let added = crate::storage::encode_state(incoming).len() + key.len();
             self.hint_bytes.fetch_add(added as u64, Ordering::Relaxed);
-        } else if sync {
-            self.store.sync().map_err(store_error)?;
         }
         Ok(())
     }

@@ -349,12 +349,12 @@ fn a_fallback_stamps_on_top_of_everything_it_holds_and_keeps_the_result_as_a_hin
     assert_eq!(stats(&svc).hints_pending, 2);
 }
 
-#[test]
-fn durable_writes_are_synced_and_others_are_not() {
+#[tokio::test]
+async fn durable_writes_wait_for_a_sync_and_others_do_not() {
     let store = Arc::new(MemoryStore::new(ME));
     let ring = Ring::new(RingConfig::of(members(&[1]))).expect("ring");
     let (_tx, rx) = watch::channel(Arc::new(ClusterView::fixed(ring)));
-    let svc = Service::new(store.clone(), rx, Limits::default());
+    let svc = Service::new(store.clone(), rx.clone(), Limits::default());
     let epoch = svc.epoch();
     let write = |sync: bool, value: &str| match put(None, value, true) {
         Request::Put {
@@ -378,25 +378,30 @@ fn durable_writes_are_synced_and_others_are_not() {
         },
         other => other,
     };
+    assert!(svc.runs_inline(&write(false, "fast")));
+    assert!(!svc.needs_sync(&write(false, "fast")));
+    assert!(svc.needs_sync(&write(true, "durable")) && !svc.runs_inline(&write(true, "d")));
     svc.handle(epoch, write(false, "fast")).expect("put");
     assert_eq!(store.syncs(), 0, "a write without dw must not sync");
-    let Ok(Response::Stamped { state }) = svc.handle(epoch, write(true, "durable")) else {
+    let Ok(Response::Stamped { state }) = svc.handle_durable(epoch, write(true, "durable")).await
+    else {
         panic!("a durable put must be stamped");
     };
-    assert_eq!(store.syncs(), 1, "a durable put syncs");
-    // A durable merge syncs even when it changes nothing: the copy may be unsynced.
-    let merge = |sync: bool, hint: Option<NodeId>| Request::Merge {
+    assert_eq!(store.syncs(), 1, "a durable put waits for a sync");
+    assert_eq!(svc.log_syncs(), 1);
+    // A durable merge waits even when it changes nothing: the copy may not be on disk yet.
+    let merge = |sync: bool| Request::Merge {
         bucket: "b".into(),
         key: Bytes::from_static(b"k"),
         state: state.clone(),
-        hint,
+        hint: None,
         sync,
     };
-    svc.handle(epoch, merge(true, None)).expect("merge");
+    svc.handle_durable(epoch, merge(true)).await.expect("merge");
     assert_eq!(store.syncs(), 2);
-    svc.handle(epoch, merge(false, None)).expect("merge");
-    assert_eq!(store.syncs(), 2);
-    svc.handle(epoch, merge(true, Some(NodeId(2))))
-        .expect("hinted merge");
-    assert_eq!(store.syncs(), 3, "a durable hint syncs too");
+
+    // With `fsync` durability every write is durable, asked or not.
+    let fsync = Service::new(store.clone(), rx, Limits::default())
+        .with_durability(crate::config::Durability::Fsync);
+    assert!(fsync.needs_sync(&merge(false)) && !fsync.runs_inline(&merge(false)));
 }

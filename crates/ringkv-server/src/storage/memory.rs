@@ -21,8 +21,8 @@ pub struct MemoryStore {
     meta: Mutex<HashMap<String, Vec<u8>>>,
     /// Ordered, like the RocksDB column family, so scans and prefixes behave the same.
     hints: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
-    /// Syncs asked for (`put_synced`, `put_hint_synced`, `sync`): a memory store has no disk,
-    /// but tests check that durable writes ask for one.
+    /// Syncs asked for (`sync`): a memory store has no disk, but tests check that durable
+    /// writes ask for one.
     syncs: AtomicU64,
 }
 

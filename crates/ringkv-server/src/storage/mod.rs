@@ -60,13 +60,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn node_id(&self) -> NodeId;
     fn get(&self, bucket: &str, key: &[u8]) -> Result<Option<SiblingSet>, StoreError>;
     fn put(&self, bucket: &str, key: &[u8], state: &SiblingSet) -> Result<(), StoreError>;
-    /// `put`, on disk before it returns whatever the node's durability setting (a write
-    /// whose caller asked for durable acknowledgements, `dw`).
-    fn put_synced(&self, bucket: &str, key: &[u8], state: &SiblingSet) -> Result<(), StoreError> {
-        self.put(bucket, key, state)?;
-        self.sync()
-    }
-    /// Puts every write made so far on disk (nothing to do for a store without one).
+    /// Puts every write made so far on disk (nothing to do for a store without one). The
+    /// group committer (`commit.rs`) calls it once for many durable writes.
     fn sync(&self) -> Result<(), StoreError> {
         Ok(())
     }
@@ -92,11 +87,6 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Merges nothing: stores `state` as the hint for `home` (callers merge under the key
     /// lock first).
     fn put_hint(&self, hint: &HintKey, state: &SiblingSet) -> Result<(), StoreError>;
-    /// `put_hint`, on disk before it returns (see `put_synced`).
-    fn put_hint_synced(&self, hint: &HintKey, state: &SiblingSet) -> Result<(), StoreError> {
-        self.put_hint(hint, state)?;
-        self.sync()
-    }
     fn get_hint(&self, hint: &HintKey) -> Result<Option<SiblingSet>, StoreError>;
     /// Every hint held for `(bucket, key)`, whatever its home.
     fn hints_for_key(

@@ -21,10 +21,9 @@ const STORE_FORMAT: u8 = 1;
 pub struct RocksStore {
     db: DB,
     node_id: NodeId,
-    /// How every data and hint write is made: synced or not (`storage.durability`).
+    /// How every data and hint write is made: unsynced (durable writes wait for the group
+    /// committer's `sync`), and never throttled.
     write: rocksdb::WriteOptions,
-    /// Options of a write synced on request (`put_synced`).
-    synced: rocksdb::WriteOptions,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -69,20 +68,10 @@ impl RocksStore {
         let db = DB::open_cf_descriptors(&options, dir, cfs).map_err(engine)?;
         let node_id = Self::identity(&db)?;
         let mut write = rocksdb::WriteOptions::default();
-        match settings.durability {
-            crate::config::Durability::Fsync => write.set_sync(true),
-            // Unsynced writes run on the node's async threads (see `server::execute`): fail
-            // fast with `Stalled` rather than sleep there when RocksDB throttles writes.
-            crate::config::Durability::Os => write.set_no_slowdown(true),
-        }
-        let mut synced = rocksdb::WriteOptions::default();
-        synced.set_sync(true);
-        Ok(RocksStore {
-            db,
-            node_id,
-            write,
-            synced,
-        })
+        // Writes run on the node's async threads (see `server::execute`): fail fast with
+        // `Stalled` rather than sleep there when RocksDB throttles writes.
+        write.set_no_slowdown(true);
+        Ok(RocksStore { db, node_id, write })
     }
 
     /// Reads the node id and format, creating them on first start.
@@ -138,20 +127,6 @@ impl Store for RocksStore {
                 storage_key(bucket, key),
                 encode_state(state),
                 &self.write,
-            )
-            .map_err(engine)
-    }
-
-    fn put_synced(&self, bucket: &str, key: &[u8], state: &SiblingSet) -> Result<(), StoreError> {
-        let data = cf(&self.db, CF_DATA)?;
-        // A synced write joins RocksDB's write group like any other: concurrent ones share
-        // the group leader's one sync of the log.
-        self.db
-            .put_cf_opt(
-                data,
-                storage_key(bucket, key),
-                encode_state(state),
-                &self.synced,
             )
             .map_err(engine)
     }
@@ -232,13 +207,6 @@ impl Store for RocksStore {
         let hints = cf(&self.db, CF_HINTS)?;
         self.db
             .put_cf_opt(hints, hint.encode(), encode_state(state), &self.write)
-            .map_err(engine)
-    }
-
-    fn put_hint_synced(&self, hint: &HintKey, state: &SiblingSet) -> Result<(), StoreError> {
-        let hints = cf(&self.db, CF_HINTS)?;
-        self.db
-            .put_cf_opt(hints, hint.encode(), encode_state(state), &self.synced)
             .map_err(engine)
     }
 
