@@ -61,6 +61,7 @@ pub fn put_frame() -> ClientFrame {
             write_id: Some(99),
             hint: None,
             sync: false,
+            defer_sync: false,
         },
     })
 }

@@ -123,9 +123,13 @@ impl Service {
         }
     }
 
-    /// Whether `request` is a write to acknowledge only once it is on disk.
+    /// Whether `request` is a write to acknowledge only once it is on disk (a `Put` with
+    /// `defer_sync` is answered at once, marked pending: its `Merge` will wait).
     pub fn needs_sync(&self, request: &Request) -> bool {
         match request {
+            Request::Put {
+                defer_sync: true, ..
+            } => false,
             Request::Put { sync, .. } | Request::Merge { sync, .. } => self.durable_writes || *sync,
             _ => false,
         }
@@ -331,11 +335,13 @@ impl Service {
                 overwrite,
                 write_id,
                 hint,
-                sync: _,
+                sync,
+                defer_sync,
             } => {
                 self.check_key(&bucket, &key)?;
                 self.check_value(value.as_ref())?;
                 self.check_epoch(client_epoch)?;
+                let pending_sync = defer_sync && (self.durable_writes || sync);
                 let hint = hint.filter(|home| *home != self.node);
                 let write = Write {
                     context,
@@ -345,7 +351,10 @@ impl Service {
                     hint,
                 };
                 let state = self.stamp(&bucket, &key, write)?;
-                Ok(Response::Stamped { state })
+                Ok(Response::Stamped {
+                    state,
+                    pending_sync,
+                })
             }
             Request::Merge {
                 bucket,

@@ -625,6 +625,9 @@ async fn write_once(
         // Stamp at the first target that answers.
         let overwrite = opts.overwrite || (write.value.is_none() && write.context.is_none());
         let mut stamped = None;
+        // A stamp that still has to be synced counts once its Merge (which waits for the
+        // sync, in parallel with the other replicas' merges) answers.
+        let mut confirm = None;
         let mut remaining = plan.targets.iter().cloned();
         for target in remaining.by_ref() {
             let body = Request::Put {
@@ -636,15 +639,26 @@ async fn write_once(
                 write_id: Some(write.write_id),
                 hint: target.hint,
                 sync,
+                defer_sync: true,
             };
             let (target, result) = send(inner, target, plan.epoch, body).await;
             if result.as_ref().map_or_else(may_have_applied, |_| true) {
                 write.sent.store(true, Ordering::Release);
             }
             match result {
-                Ok((Response::Stamped { state }, _)) => {
-                    acknowledge(&mut receipt, &target);
-                    tally.succeed();
+                Ok((
+                    Response::Stamped {
+                        state,
+                        pending_sync,
+                    },
+                    _,
+                )) => {
+                    if pending_sync {
+                        confirm = Some(target);
+                    } else {
+                        acknowledge(&mut receipt, &target);
+                        tally.succeed();
+                    }
                     stamped = Some(state);
                     break;
                 }
@@ -666,7 +680,7 @@ async fn write_once(
                 in_doubt,
             });
         };
-        let mut others: Vec<Target> = remaining.collect();
+        let mut others: Vec<Target> = confirm.into_iter().chain(remaining).collect();
         others.extend(failed_coordinators.iter().filter_map(&mut replacement));
         (state, others)
     };

@@ -87,6 +87,12 @@ pub enum Request {
         /// (the caller asked for `dw`: durable acknowledgements).
         #[serde(default)]
         sync: bool,
+        /// Answer as soon as the write is stamped, even if it must be synced (`sync`, or the
+        /// node's `fsync` durability): the caller then confirms it with a `Merge` to this
+        /// node, which waits for the sync, in parallel with the merges to the other replicas.
+        /// One round of syncs instead of two in a row. The answer says whether it is pending.
+        #[serde(default)]
+        defer_sync: bool,
     },
     /// Merge a state into the node's copy (replication, read repair, handoff).
     Merge {
@@ -190,6 +196,10 @@ pub enum Response {
     /// The state after a `Put` was stamped.
     Stamped {
         state: SiblingSet,
+        /// The write is not on disk yet and counts as acknowledged only once a `Merge` of
+        /// it to this node answers (the `Put` had `defer_sync`).
+        #[serde(default)]
+        pending_sync: bool,
     },
     /// The merge was applied (or changed nothing).
     Merged,

@@ -45,6 +45,7 @@ fn put(context: Option<VersionVector>, value: &str, overwrite: bool) -> Request 
         write_id: None,
         hint: None,
         sync: false,
+        defer_sync: false,
     }
 }
 
@@ -320,6 +321,7 @@ fn a_retried_put_with_the_same_write_id_is_one_sibling() {
         write_id: Some(42),
         hint: None,
         sync: false,
+        defer_sync: false,
     };
     svc.handle(epoch, retry()).expect("first attempt");
     svc.handle(epoch, retry()).expect("retry");
@@ -339,6 +341,7 @@ fn a_fallback_stamps_on_top_of_everything_it_holds_and_keeps_the_result_as_a_hin
         write_id: None,
         hint: Some(NodeId(home)),
         sync: false,
+        defer_sync: false,
     };
     svc.handle(epoch, put_for(2, "for 2")).expect("stamp for 2");
     svc.handle(epoch, put_for(3, "for 3")).expect("stamp for 3");
@@ -375,6 +378,7 @@ async fn durable_writes_wait_for_a_sync_and_others_do_not() {
             write_id,
             hint,
             sync,
+            defer_sync: false,
         },
         other => other,
     };
@@ -383,7 +387,10 @@ async fn durable_writes_wait_for_a_sync_and_others_do_not() {
     assert!(svc.needs_sync(&write(true, "durable")) && !svc.runs_inline(&write(true, "d")));
     svc.handle(epoch, write(false, "fast")).expect("put");
     assert_eq!(store.syncs(), 0, "a write without dw must not sync");
-    let Ok(Response::Stamped { state }) = svc.handle_durable(epoch, write(true, "durable")).await
+    let Ok(Response::Stamped {
+        state,
+        pending_sync: false,
+    }) = svc.handle_durable(epoch, write(true, "durable")).await
     else {
         panic!("a durable put must be stamped");
     };
@@ -404,4 +411,48 @@ async fn durable_writes_wait_for_a_sync_and_others_do_not() {
     let fsync = Service::new(store.clone(), rx, Limits::default())
         .with_durability(crate::config::Durability::Fsync);
     assert!(fsync.needs_sync(&merge(false)) && !fsync.runs_inline(&merge(false)));
+    // A put that defers its sync is answered at once, marked pending: the caller's merge to
+    // this node will wait for the sync.
+    let deferred = match write(false, "deferred") {
+        Request::Put {
+            bucket,
+            key,
+            context,
+            value,
+            overwrite,
+            write_id,
+            hint,
+            sync,
+            ..
+        } => Request::Put {
+            bucket,
+            key,
+            context,
+            value,
+            overwrite,
+            write_id,
+            hint,
+            sync,
+            defer_sync: true,
+        },
+        other => other,
+    };
+    assert!(fsync.runs_inline(&deferred));
+    let syncs = store.syncs();
+    let answer = fsync.handle(fsync.epoch(), deferred);
+    assert!(
+        matches!(
+            answer,
+            Ok(Response::Stamped {
+                pending_sync: true,
+                ..
+            })
+        ),
+        "{answer:?}"
+    );
+    assert_eq!(
+        store.syncs(),
+        syncs,
+        "the deferred put did not wait for a sync"
+    );
 }

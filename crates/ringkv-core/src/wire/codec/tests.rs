@@ -26,6 +26,7 @@ fn put_frame(value_len: usize) -> ClientFrame {
             write_id: Some(1),
             hint: None,
             sync: false,
+            defer_sync: false,
         },
     })
 }
