@@ -214,8 +214,10 @@ fi
 
 # --- Micro-benchmarks --------------------------------------------------------------------------
 echo "== criterion micro-benchmarks"
-cargo bench -q -p ringkv-benches --bench core -- --quick 2>/dev/null \
-  | grep -E '^[a-z_/0-9 -]+time:|^[a-z_/0-9-]+$|time:' >"$RES/criterion.txt" || true
+# Criterion prints a long name on its own line and the time on the next: keep both.
+cargo bench -q -p ringkv-benches --profile dev --bench core -- --quick 2>/dev/null \
+  | awk '/time:/ { if ($0 ~ /^[[:space:]]/) print prev; print } { prev = $0 }' \
+  >"$RES/criterion.txt" || true
 
 python3 "$ROOT/benches/report.py" "$OUT" "$ROOT/docs/benchmarks.md"
 echo "compare: wrote docs/benchmarks.md"

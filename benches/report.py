@@ -225,7 +225,7 @@ def main() -> int:
 
     crit = results / "criterion.txt"
     if crit.exists() and crit.read_text().strip():
-        w("## Micro-benchmarks (criterion, `--quick`)")
+        w("## Micro-benchmarks (criterion, `--quick`, the shared `dev` profile)")
         w("")
         w("```text")
         w(crit.read_text().rstrip())

@@ -18,6 +18,11 @@
 //!   in parallel (with a hint to fallbacks); the call succeeds once `W` targets hold it and
 //!   returns a receipt naming home and fallback acknowledgements. Merges still under way go on
 //!   in the background.
+//! - **Durable writes** (`dw`, or nodes with `fsync` durability): every request carries
+//!   `sync`, and the call waits for `max(w, dw)`. The stamping replica answers the `Put` at
+//!   once (`defer_sync`); if its copy still has to be synced it says so (`pending_sync`) and
+//!   gets a `Merge` too, which waits for its sync in parallel with the other replicas': one
+//!   round of log syncs, not two in a row.
 //! - **LWW buckets** skip the stamp: the client builds the one-sibling state and sends it with
 //!   `Merge` to every target at once: one round trip.
 //!
