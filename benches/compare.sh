@@ -10,26 +10,14 @@
 set -euo pipefail
 source "$(dirname "$0")/../scripts/env.sh"
 cd "$ROOT"
-"$ROOT/scripts/bootstrap.sh"
+# --peers: also Debian's redis-server, redis-tools and etcd-server, when missing.
+"$ROOT/scripts/bootstrap.sh" --peers
 
 DURATION="${DURATION:-10}"
 RECORDS="${RECORDS:-50000}"
 MEMORY_RECORDS="${MEMORY_RECORDS:-1000000}"
 OUT="${OUT:-$ROOT/.bench}"
 SPIN_LIMIT=3600
-
-# The peers, from Debian's packages, when missing.
-need=()
-command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
-command -v redis-benchmark >/dev/null 2>&1 || need+=(redis-tools)
-command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || need+=(etcd-server)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "compare: installing ${need[*]}"
-  sudo_cmd=()
-  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
-  "${sudo_cmd[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
-fi
 
 cargo build -q -p ringkv-server --bin ringkvd
 cargo build -q -p ringkv-cli --bin ringkv
@@ -51,12 +39,7 @@ stop_spinners() {
 }
 stop_all() {
   stop_spinners
-  for pid in "${bg_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${bg_pids[@]}"; do
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
+  stop_pids "${bg_pids[@]}"
   bg_pids=()
 }
 trap stop_all EXIT INT TERM
@@ -135,8 +118,7 @@ start_ringkv() {
   RINGKV_PIDS=$(IFS=,; echo "${ringkv_pids[*]}")
 }
 stop_ringkv() {
-  for pid in "${ringkv_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${ringkv_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  stop_pids "${ringkv_pids[@]}"
   ringkv_pids=()
 }
 

@@ -21,6 +21,13 @@ command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 # The Python bindings are built and tested in a virtualenv (Debian splits venv out of python3).
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)
 
+# --peers: the stores benches/compare.sh measures ringkv against.
+if [ "${1:-}" = "--peers" ]; then
+  command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+  command -v redis-benchmark >/dev/null 2>&1 || need+=(redis-tools)
+  command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || need+=(etcd-server)
+fi
+
 if [ ${#need[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need[*]}"
   sudo_cmd=()

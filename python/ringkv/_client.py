@@ -93,9 +93,14 @@ class Client:
         timeout: Optional[float] = None,
         overwrite: bool = False,
         bucket: Optional[str] = None,
+        dw: Optional[int] = None,
     ) -> Receipt:
-        """Writes ``value``; ``context`` (from a read) says which versions it replaces."""
-        return self._write(key, value_bytes(value), context, w, pw, timeout, overwrite, bucket)
+        """Writes ``value``; ``context`` (from a read) says which versions it replaces.
+
+        ``w``/``pw`` are the (strict) write quorum, ``dw`` how many replicas must have synced
+        the write to disk before it returns.
+        """
+        return self._write(key, value_bytes(value), context, w, pw, timeout, overwrite, bucket, dw)
 
     def delete(
         self,
@@ -106,9 +111,10 @@ class Client:
         pw: Optional[int] = None,
         timeout: Optional[float] = None,
         bucket: Optional[str] = None,
+        dw: Optional[int] = None,
     ) -> Receipt:
         """Deletes ``key``: what ``context`` saw, or (without one) every version."""
-        return self._write(key, None, context, w, pw, timeout, False, bucket)
+        return self._write(key, None, context, w, pw, timeout, False, bucket, dw)
 
     def get_many(self, keys: Iterable[Key], **options: object) -> Dict[Key, Result]:
         """Reads several keys; options as for :meth:`get`."""
@@ -166,10 +172,11 @@ class Client:
         timeout: Optional[float],
         overwrite: bool,
         bucket: Optional[str],
+        dw: Optional[int] = None,
     ) -> Receipt:
         try:
             home, fallback = self._native.put(
-                bucket or self._bucket, key_bytes(key), value, context, w, pw, timeout, overwrite
+                bucket or self._bucket, key_bytes(key), value, context, w, pw, timeout, overwrite, dw
             )
         except _native.NativeError as e:
             raise translate(e) from None

@@ -55,6 +55,7 @@ class NativeClient:
         pw: Optional[int] = None,
         timeout: Optional[float] = None,
         overwrite: bool = False,
+        dw: Optional[int] = None,
     ) -> Tuple[List[str], List[str]]: ...
     def put_async(
         self,
@@ -66,6 +67,7 @@ class NativeClient:
         pw: Optional[int] = None,
         timeout: Optional[float] = None,
         overwrite: bool = False,
+        dw: Optional[int] = None,
     ) -> Any: ...
     def close(self) -> None: ...
     @property

@@ -104,9 +104,10 @@ class Client:
         timeout: Optional[float] = None,
         overwrite: bool = False,
         bucket: Optional[str] = None,
+        dw: Optional[int] = None,
     ) -> Receipt:
         """See :meth:`ringkv.Client.put`."""
-        return await self._write(key, value_bytes(value), context, w, pw, timeout, overwrite, bucket)
+        return await self._write(key, value_bytes(value), context, w, pw, timeout, overwrite, bucket, dw)
 
     async def delete(
         self,
@@ -117,9 +118,10 @@ class Client:
         pw: Optional[int] = None,
         timeout: Optional[float] = None,
         bucket: Optional[str] = None,
+        dw: Optional[int] = None,
     ) -> Receipt:
         """See :meth:`ringkv.Client.delete`."""
-        return await self._write(key, None, context, w, pw, timeout, False, bucket)
+        return await self._write(key, None, context, w, pw, timeout, False, bucket, dw)
 
     async def get_many(self, keys: Iterable[Key], **options: Any) -> Dict[Key, Result]:
         """Reads several keys concurrently; options as for :meth:`get`."""
@@ -165,11 +167,12 @@ class Client:
         timeout: Optional[float],
         overwrite: bool,
         bucket: Optional[str],
+        dw: Optional[int] = None,
     ) -> Receipt:
         native = await self._client()
         try:
             home, fallback = await native.put_async(
-                bucket or self._bucket, key_bytes(key), value, context, w, pw, timeout, overwrite
+                bucket or self._bucket, key_bytes(key), value, context, w, pw, timeout, overwrite, dw
             )
         except _native.NativeError as e:
             raise translate(e) from None

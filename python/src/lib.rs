@@ -150,7 +150,7 @@ impl NativeClient {
     }
 
     /// Writes `value` (None: a delete) with an optional context from an earlier read.
-    #[pyo3(signature = (bucket, key, value, context=None, w=None, pw=None, timeout=None, overwrite=false))]
+    #[pyo3(signature = (bucket, key, value, context=None, w=None, pw=None, timeout=None, overwrite=false, dw=None))]
     #[allow(clippy::too_many_arguments)]
     fn put(
         &self,
@@ -163,18 +163,19 @@ impl NativeClient {
         pw: Option<u8>,
         timeout: Option<f64>,
         overwrite: bool,
+        dw: Option<u8>,
     ) -> PyResult<Receipt> {
         let op = self.put_op(
             bucket,
             key,
             value,
             context,
-            write_options(w, pw, timeout, overwrite)?,
+            write_options(w, pw, dw, timeout, overwrite)?,
         )?;
         block(py, op)
     }
 
-    #[pyo3(signature = (bucket, key, value, context=None, w=None, pw=None, timeout=None, overwrite=false))]
+    #[pyo3(signature = (bucket, key, value, context=None, w=None, pw=None, timeout=None, overwrite=false, dw=None))]
     #[allow(clippy::too_many_arguments)]
     fn put_async(
         &self,
@@ -187,13 +188,14 @@ impl NativeClient {
         pw: Option<u8>,
         timeout: Option<f64>,
         overwrite: bool,
+        dw: Option<u8>,
     ) -> PyResult<Py<PyAny>> {
         let op = self.put_op(
             bucket,
             key,
             value,
             context,
-            write_options(w, pw, timeout, overwrite)?,
+            write_options(w, pw, dw, timeout, overwrite)?,
         )?;
         self.bridge(py)?.spawn(py, op)
     }
@@ -298,12 +300,14 @@ fn read_options(r: Option<u8>, pr: Option<u8>, timeout: Option<f64>) -> PyResult
 fn write_options(
     w: Option<u8>,
     pw: Option<u8>,
+    dw: Option<u8>,
     timeout: Option<f64>,
     overwrite: bool,
 ) -> PyResult<WriteOptions> {
     let mut opts = WriteOptions::default();
     opts.w = w;
     opts.pw = pw;
+    opts.dw = dw;
     opts.timeout = timeout.map(seconds).transpose()?;
     opts.overwrite = overwrite;
     Ok(opts)

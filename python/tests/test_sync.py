@@ -150,6 +150,11 @@ def test_failures_raise_timeout_quorum_and_unavailable(own_cluster) -> None:  # 
         assert (unavailable.value.required, unavailable.value.alive) == (2, 1)
         receipt = c.put("k4", b"v", w=1)
         assert len(receipt.home) + len(receipt.fallback) == 1, "one node left, one ack"
+        # dw raises the acknowledgements waited for: one node left cannot give two durable ones.
+        with pytest.raises((ringkv.QuorumError, ringkv.UnavailableError)):
+            c.put("k5", b"v", w=1, dw=2)
+        with pytest.raises(ringkv.InvalidArgument):
+            c.put("k5", b"v", dw=4)
 
 
 def test_a_peer_that_speaks_another_protocol_raises_protocol_error() -> None:

@@ -442,9 +442,16 @@ impl TestCluster {
     }
 
     /// SIGSTOP node `i`: it keeps its sockets but answers nothing.
+    /// SIGSTOP node `i`, and wait until every thread of it has stopped: kill(2) returns
+    /// before a thread running on another CPU is interrupted (in a VM that can take long
+    /// enough for it to answer one more request).
     pub fn pause(&self, i: usize) {
         if let Some(child) = &self.nodes[i].child {
             signal(child, libc::SIGSTOP);
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while !all_threads_stopped(child.id()) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
     }
 
@@ -597,6 +604,20 @@ impl TestCluster {
             .map(|d| d.path())
             .unwrap_or(Path::new("."))
     }
+}
+
+/// Whether every thread of `pid` is stopped (state `T` in `/proc/<pid>/task/*/stat`).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    tasks.filter_map(Result::ok).all(|task| {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // The state follows the command name, which ends at the last `)`.
+        stat.rfind(')')
+            .and_then(|end| stat[end + 1..].split_whitespace().next())
+            .is_none_or(|state| state == "T" || state == "t")
+    })
 }
 
 fn signal(child: &Child, sig: libc::c_int) {

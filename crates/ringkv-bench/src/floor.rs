@@ -28,7 +28,7 @@ use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use futures::SinkExt;
 use futures::stream::{FuturesUnordered, StreamExt};
-use ringkv::transport::Pool;
+use ringkv::transport::{Pool, write_batched};
 use ringkv_core::wire::{
     ClientFrame, FrameCodec, PROTOCOL_VERSION, Request, Response, ResponseFrame, ServerFrame,
     Welcome, WireError,
@@ -154,34 +154,10 @@ impl Echo {
     }
 
     async fn forward(&self, request: Request) -> Result<Response, WireError> {
-        let mut pending: FuturesUnordered<_> = self
-            .config
-            .forward
-            .iter()
-            .map(|addr| {
-                self.pool.call(
-                    addr,
-                    Duration::from_secs(1),
-                    RingEpoch::default(),
-                    request.clone(),
-                )
-            })
-            .collect();
-        let mut answered = 0;
-        let mut first = None;
-        while let Some(result) = pending.next().await {
-            if let Ok((response, _)) = result {
-                answered += 1;
-                first.get_or_insert(response);
-                if answered >= self.config.quorum {
-                    break;
-                }
-            }
-        }
-        match first {
-            Some(response) if answered >= self.config.quorum => Ok(response),
-            _ => Err(storage(format!("{answered} of the forwards answered"))),
-        }
+        let quorum = self.config.quorum;
+        quorum_call(&self.pool, &self.config.forward, &request, quorum)
+            .await
+            .ok_or_else(|| storage(format!("fewer than {quorum} of the forwards answered")))
     }
 }
 
@@ -213,19 +189,7 @@ async fn echo_connection(stream: TcpStream, echo: Arc<Echo>) {
     let (mut sink, mut stream) = framed.split();
     let (tx, mut rx) = mpsc::channel::<ServerFrame>(1024);
     let writer = tokio::spawn(async move {
-        while let Some(frame) = rx.recv().await {
-            if sink.feed(frame).await.is_err() {
-                return;
-            }
-            while let Ok(frame) = rx.try_recv() {
-                if sink.feed(frame).await.is_err() {
-                    return;
-                }
-            }
-            if sink.flush().await.is_err() {
-                return;
-            }
-        }
+        write_batched(&mut rx, &mut sink).await;
     });
     while let Some(Ok(ClientFrame::Request(request))) = stream.next().await {
         let echo = echo.clone();
@@ -395,7 +359,9 @@ pub async fn run(
             workers.push(tokio::spawn(async move {
                 while Instant::now() < deadline {
                     let begun = Instant::now();
-                    let ok = quorum_call(&pool, &targets, &request, quorum).await;
+                    let ok = quorum_call(&pool, &targets, &request, quorum)
+                        .await
+                        .is_some();
                     if measure {
                         measurements.finish(name, begun.elapsed(), ok);
                     }
@@ -437,8 +403,14 @@ pub async fn run(
     })
 }
 
-/// Sends `request` to every target and returns once `quorum` answered without error.
-async fn quorum_call(pool: &Pool, targets: &[String], request: &Request, quorum: usize) -> bool {
+/// Sends `request` to every target and returns the first answer once `quorum` answered
+/// without error (`None` if too few did).
+async fn quorum_call(
+    pool: &Pool,
+    targets: &[String],
+    request: &Request,
+    quorum: usize,
+) -> Option<Response> {
     let mut pending: FuturesUnordered<_> = targets
         .iter()
         .map(|addr| {
@@ -451,13 +423,15 @@ async fn quorum_call(pool: &Pool, targets: &[String], request: &Request, quorum:
         })
         .collect();
     let mut answered = 0;
+    let mut first = None;
     while let Some(result) = pending.next().await {
-        if result.is_ok() {
+        if let Ok((response, _)) = result {
             answered += 1;
+            first.get_or_insert(response);
             if answered >= quorum {
-                return true;
+                return first;
             }
         }
     }
-    false
+    None
 }

@@ -26,7 +26,8 @@ use crate::storage::EngineStats;
 /// The label of the per-request families.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    request: String,
+    /// `Request::kind()`: static, so recording a request allocates nothing.
+    request: &'static str,
 }
 
 /// The families measured on the request path. Cheap to update from many tasks at once.
@@ -81,10 +82,8 @@ impl Metrics {
     }
 
     /// Records one handled request.
-    pub fn observe(&self, request: &str, took: Duration, ok: bool) {
-        let labels = RequestLabels {
-            request: request.to_string(),
-        };
+    pub fn observe(&self, request: &'static str, took: Duration, ok: bool) {
+        let labels = RequestLabels { request };
         self.requests.get_or_create(&labels).inc();
         if !ok {
             self.errors.get_or_create(&labels).inc();

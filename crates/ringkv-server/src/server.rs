@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::{SinkExt, StreamExt};
+use ringkv::transport::write_batched;
 use ringkv_core::wire::{
     ClientFrame, FrameCodec, PROTOCOL_VERSION, Request, ResponseFrame, ServerFrame, Welcome,
     WireError,
@@ -223,20 +224,7 @@ async fn serve_connection(
     let (mut sink, mut stream) = framed.split();
     let (tx, mut rx) = mpsc::channel::<ServerFrame>(limits.max_in_flight_per_connection);
     let writer = tokio::spawn(async move {
-        while let Some(frame) = rx.recv().await {
-            if sink.feed(frame).await.is_err() {
-                return;
-            }
-            // Batch whatever else is ready into the same flush.
-            while let Ok(frame) = rx.try_recv() {
-                if sink.feed(frame).await.is_err() {
-                    return;
-                }
-            }
-            if sink.flush().await.is_err() {
-                return;
-            }
-        }
+        write_batched(&mut rx, &mut sink).await;
     });
 
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight_per_connection));

@@ -98,20 +98,7 @@ impl Connection {
         // closes its side, and the reader ends too.
         let writer_inner = Arc::downgrade(&inner);
         tokio::spawn(async move {
-            let mut failed = false;
-            while let Some(frame) = outbox.recv().await {
-                let mut ok = sink.feed(frame).await.is_ok();
-                while ok {
-                    match outbox.try_recv() {
-                        Ok(frame) => ok = sink.feed(frame).await.is_ok(),
-                        Err(_) => break,
-                    }
-                }
-                if !ok || sink.flush().await.is_err() {
-                    failed = true;
-                    break;
-                }
-            }
+            let failed = !crate::writer::write_batched(&mut outbox, &mut sink).await;
             let _ = sink.close().await;
             if let Some(inner) = writer_inner.upgrade() {
                 inner.close(if failed {

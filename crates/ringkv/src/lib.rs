@@ -39,10 +39,12 @@ mod pool;
 pub mod proxy;
 mod ring_cache;
 pub mod value;
+mod writer;
 
 /// Requests to single nodes, outside any quorum (servers use it for hinted handoff).
 pub mod transport {
     pub use crate::pool::Pool;
+    pub use crate::writer::write_batched;
     pub use ringkv_core::wire::{Request, Response};
 }
 

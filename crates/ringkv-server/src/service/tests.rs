@@ -49,6 +49,21 @@ fn put(context: Option<VersionVector>, value: &str, overwrite: bool) -> Request 
     }
 }
 
+/// A blind overwrite of `b/k`, with the durability flags given.
+fn overwrite_put(value: &str, sync: bool, defer_sync: bool) -> Request {
+    Request::Put {
+        bucket: "b".into(),
+        key: Bytes::from_static(b"k"),
+        context: None,
+        value: Some(Bytes::copy_from_slice(value.as_bytes())),
+        overwrite: true,
+        write_id: None,
+        hint: None,
+        sync,
+        defer_sync,
+    }
+}
+
 fn get(svc: &Service) -> Option<SiblingSet> {
     let epoch = svc.epoch();
     match svc.handle(
@@ -359,29 +374,7 @@ async fn durable_writes_wait_for_a_sync_and_others_do_not() {
     let (_tx, rx) = watch::channel(Arc::new(ClusterView::fixed(ring)));
     let svc = Service::new(store.clone(), rx.clone(), Limits::default());
     let epoch = svc.epoch();
-    let write = |sync: bool, value: &str| match put(None, value, true) {
-        Request::Put {
-            bucket,
-            key,
-            context,
-            value,
-            overwrite,
-            write_id,
-            hint,
-            ..
-        } => Request::Put {
-            bucket,
-            key,
-            context,
-            value,
-            overwrite,
-            write_id,
-            hint,
-            sync,
-            defer_sync: false,
-        },
-        other => other,
-    };
+    let write = |sync: bool, value: &str| overwrite_put(value, sync, false);
     assert!(svc.runs_inline(&write(false, "fast")));
     assert!(!svc.needs_sync(&write(false, "fast")));
     assert!(svc.needs_sync(&write(true, "durable")) && !svc.runs_inline(&write(true, "d")));
@@ -413,30 +406,7 @@ async fn durable_writes_wait_for_a_sync_and_others_do_not() {
     assert!(fsync.needs_sync(&merge(false)) && !fsync.runs_inline(&merge(false)));
     // A put that defers its sync is answered at once, marked pending: the caller's merge to
     // this node will wait for the sync.
-    let deferred = match write(false, "deferred") {
-        Request::Put {
-            bucket,
-            key,
-            context,
-            value,
-            overwrite,
-            write_id,
-            hint,
-            sync,
-            ..
-        } => Request::Put {
-            bucket,
-            key,
-            context,
-            value,
-            overwrite,
-            write_id,
-            hint,
-            sync,
-            defer_sync: true,
-        },
-        other => other,
-    };
+    let deferred = overwrite_put("deferred", false, true);
     assert!(fsync.runs_inline(&deferred));
     let syncs = store.syncs();
     let answer = fsync.handle(fsync.epoch(), deferred);
