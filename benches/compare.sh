@@ -53,11 +53,18 @@ start_spinners() {
   done
 }
 
-# bench NAME ARGS...: one ringkv-bench invocation, its report in $RES/NAME.json.
+# bench NAME ARGS...: one ringkv-bench invocation, its report in $RES/NAME.json and its output
+# in $OUT/NAME.txt. A failed run is reported and left out of the table; the others go on.
 bench() {
   local name="$1"; shift
   echo "== $name"
-  "$BENCH" "$@" --json "$RES/$name.json" | grep -E 'Throughput|50thPercentile|99thPercentile|PerOperation' || true
+  if "$BENCH" "$@" --json "$RES/$name.json" >"$OUT/$name.txt" 2>&1; then
+    grep -E 'Throughput|50thPercentile|99thPercentile|PerOperation' "$OUT/$name.txt" || true
+  else
+    echo "compare: $name failed (see $OUT/$name.txt)" >&2
+    tail -3 "$OUT/$name.txt" >&2
+    rm -f "$RES/$name.json"
+  fi
 }
 
 # run_workload NAME THREADS WORKLOAD ARGS...: a timed YCSB run.
@@ -135,6 +142,9 @@ run_workload ringkv-proxy-c-1 1 workloadc "${PX[@]}"
 run_workload ringkv-proxy-c-16 16 workloadc "${PX[@]}"
 run_workload ringkv-r1-c-16 16 workloadc "${RK[@]}" --r 1
 run_workload ringkv-update-1 1 workloada "${RK[@]}" -p readproportion=0 -p updateproportion=1
+# Durability per call on the same nodes: each update waits for two replicas' log syncs.
+run_workload ringkv-dw2-update-16 16 workloada "${RK[@]}" -p readproportion=0 \
+  -p updateproportion=1 --dw 2
 stop_ringkv
 
 # Durable writes: the same cluster with every acknowledged write synced.

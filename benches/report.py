@@ -140,6 +140,7 @@ def main() -> int:
         ("ringkv-proxy-c-1", "ringkv proxy mode", "C read only"),
         ("ringkv-proxy-c-16", "ringkv proxy mode", "C read only"),
         ("ringkv-update-1", "ringkv", "updates only"),
+        ("ringkv-dw2-update-16", "ringkv, dw=2 per call", "updates only"),
         ("ringkv-fsync-load-16", "ringkv, fsync", "load (insert)"),
         ("ringkv-fsync-update-1", "ringkv, fsync", "updates only"),
         ("ringkv-fsync-update-16", "ringkv, fsync", "updates only"),

@@ -89,6 +89,9 @@ struct PhaseArgs {
     r: Option<u8>,
     #[arg(long)]
     w: Option<u8>,
+    /// ringkv: replicas that must have each write on disk before it is acknowledged.
+    #[arg(long)]
+    dw: Option<u8>,
     /// Deadline of one operation, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     timeout_ms: u64,
@@ -210,6 +213,7 @@ fn phase(phase: Phase, args: PhaseArgs) -> anyhow::Result<()> {
         hosts: args.hosts.clone(),
         r: args.r,
         w: args.w,
+        dw: args.dw,
         timeout: Duration::from_millis(args.timeout_ms),
     };
     let threads = args

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use bytes::Bytes;
-use ringkv::{Client, ProxyClient, ReadOptions, WriteOptions};
+use ringkv::{Client, ClientConfig, ProxyClient, ReadOptions, WriteOptions};
 
 /// Which store, from `--db`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -44,6 +44,8 @@ pub struct Spec {
     pub hosts: Vec<String>,
     pub r: Option<u8>,
     pub w: Option<u8>,
+    /// ringkv only: replicas that must have each write on disk.
+    pub dw: Option<u8>,
     pub timeout: Duration,
 }
 
@@ -63,16 +65,17 @@ impl Target {
         }
         Ok(match spec.kind {
             Kind::Ringkv => {
-                let mut builder = Client::builder()
+                let mut config = ClientConfig::default().with_timeout(spec.timeout);
+                config.r = spec.r;
+                config.w = spec.w;
+                config.dw = spec.dw;
+                let client = Client::builder()
                     .seeds(spec.hosts.clone())
-                    .timeout(spec.timeout);
-                if let Some(r) = spec.r {
-                    builder = builder.r(r);
-                }
-                if let Some(w) = spec.w {
-                    builder = builder.w(w);
-                }
-                Target::Ringkv(builder.build().await.context("connecting to ringkv")?)
+                    .config(config)
+                    .build()
+                    .await
+                    .context("connecting to ringkv")?;
+                Target::Ringkv(client)
             }
             Kind::RingkvProxy => {
                 let client = ProxyClient::connect(spec.hosts.clone(), spec.timeout)
