@@ -718,3 +718,45 @@ async fn durable_writes_wait_for_dw_synced_replicas() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_from_the_admin_port_is_a_consistent_copy_of_the_store() -> anyhow::Result<()>
+{
+    let cluster = TestCluster::start(ClusterSpec {
+        admin: true,
+        ..three()
+    })
+    .await?;
+    let client = cluster.client().await?;
+    let all = WriteOptions::default().with_w(3);
+    for i in 0..50 {
+        client
+            .put_with(format!("backup-{i}"), format!("v{i}"), None, &all)
+            .await?;
+    }
+    let admin = cluster.nodes[0].admin.expect("an admin port");
+    let (status, body) = ringkv_tests::http_post(admin, "/checkpoint")?;
+    assert_eq!(status, 200, "{body}");
+    let dir = std::path::PathBuf::from(body.trim());
+    assert!(dir.is_dir(), "{dir:?}");
+    // Written while the node runs; opened as a store of its own, it holds every write.
+    let backup = ringkv_server::storage::RocksStore::open(&dir)?;
+    for i in 0..50 {
+        let state = ringkv_server::storage::Store::get(
+            &backup,
+            "default",
+            format!("backup-{i}").as_bytes(),
+        )?;
+        let value = state.and_then(|s| s.live().next().and_then(|l| l.value.clone()));
+        assert_eq!(
+            value.as_deref(),
+            Some(format!("v{i}").as_bytes()),
+            "backup-{i}"
+        );
+    }
+    // A second checkpoint goes to a directory of its own.
+    let (status, second) = ringkv_tests::http_post(admin, "/checkpoint")?;
+    assert_eq!(status, 200, "{second}");
+    assert_ne!(second.trim(), body.trim());
+    Ok(())
+}

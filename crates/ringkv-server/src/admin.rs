@@ -5,10 +5,14 @@
 //!   ring, and enough members are alive for the default bucket's quorums; 503 with the reason
 //!   otherwise (a readiness probe, or a load balancer's health check).
 //! - `GET /metrics`: Prometheus text, see [`crate::metrics`].
+//! - `POST /checkpoint`: a backup. RocksDB writes a consistent checkpoint of the node's store
+//!   (hard links to its immutable files, so it is quick) to a new directory under
+//!   `storage.checkpoint_dir`, whose path the answer gives. Copy it away, then delete it.
 //!
 //! It is not authenticated: bind it to a private address.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -16,7 +20,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -28,6 +32,7 @@ use crate::service::Service;
 pub async fn spawn_admin(
     addr: SocketAddr,
     service: Arc<Service>,
+    checkpoints: PathBuf,
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -37,8 +42,12 @@ pub async fn spawn_admin(
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
-        .with_state(service);
-    info!(%addr, "admin endpoint: /health /ready /metrics");
+        .route("/checkpoint", post(checkpoint))
+        .with_state(Admin {
+            service,
+            checkpoints,
+        });
+    info!(%addr, "admin endpoint: /health /ready /metrics /checkpoint");
     Ok(tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -49,12 +58,19 @@ pub async fn spawn_admin(
     }))
 }
 
+/// What the handlers share.
+#[derive(Clone, Debug)]
+struct Admin {
+    service: Arc<Service>,
+    checkpoints: PathBuf,
+}
+
 async fn health() -> &'static str {
     "ok\n"
 }
 
-async fn ready(State(service): State<Arc<Service>>) -> (StatusCode, String) {
-    match service.readiness() {
+async fn ready(State(admin): State<Admin>) -> (StatusCode, String) {
+    match admin.service.readiness() {
         Ok(()) => (StatusCode::OK, "ready\n".into()),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -63,7 +79,8 @@ async fn ready(State(service): State<Arc<Service>>) -> (StatusCode, String) {
     }
 }
 
-async fn metrics(State(service): State<Arc<Service>>) -> axum::response::Response {
+async fn metrics(State(admin): State<Admin>) -> axum::response::Response {
+    let service = admin.service;
     // Counting hints and reading RocksDB properties touch the store: off the async threads.
     let encoded = tokio::task::spawn_blocking(move || {
         let view = service.view();
@@ -91,5 +108,35 @@ async fn metrics(State(service): State<Arc<Service>>) -> axum::response::Respons
             .into_response(),
         Ok(Err(reason)) => (StatusCode::INTERNAL_SERVER_ERROR, reason).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// `POST /checkpoint`: writes a checkpoint to `<checkpoints>/<unix ms>` and answers its path.
+async fn checkpoint(State(admin): State<Admin>) -> (StatusCode, String) {
+    let made = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&admin.checkpoints).map_err(|e| {
+            format!(
+                "creating the checkpoint directory {}: {e}",
+                admin.checkpoints.display()
+            )
+        })?;
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let dir = admin.checkpoints.join(millis.to_string());
+        admin
+            .service
+            .store()
+            .checkpoint(&dir)
+            .map_err(|e| e.to_string())?;
+        info!(dir = %dir.display(), "wrote a checkpoint");
+        Ok::<_, String>(dir)
+    })
+    .await;
+    match made {
+        Ok(Ok(dir)) => (StatusCode::OK, format!("{}\n", dir.display())),
+        Ok(Err(reason)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{reason}\n")),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
     }
 }

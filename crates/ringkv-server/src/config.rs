@@ -55,6 +55,10 @@ pub struct Storage {
     pub durability: Durability,
     /// RocksDB's block cache, in MiB: the bound on the memory reads cache data in.
     pub block_cache_mb: usize,
+    /// Where `POST /checkpoint` on the admin port writes backups, one directory each; unset:
+    /// next to the data directory, as `<data_dir>.checkpoints`. It must be on the same
+    /// filesystem as the data for the checkpoint to be hard links rather than copies.
+    pub checkpoint_dir: Option<PathBuf>,
 }
 
 /// See [`Storage::durability`].
@@ -71,6 +75,7 @@ impl Default for Storage {
         Storage {
             durability: Durability::Os,
             block_cache_mb: 64,
+            checkpoint_dir: None,
         }
     }
 }
@@ -334,6 +339,15 @@ impl Config {
         toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
     }
 
+    /// Where checkpoints (backups) go: `storage.checkpoint_dir`, or `<data_dir>.checkpoints`.
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        self.storage.checkpoint_dir.clone().unwrap_or_else(|| {
+            let mut name = self.data_dir.clone().into_os_string();
+            name.push(".checkpoints");
+            PathBuf::from(name)
+        })
+    }
+
     /// The address peers and clients use for this node.
     pub fn advertised(&self) -> SocketAddr {
         self.advertise.unwrap_or(self.listen)
@@ -390,7 +404,27 @@ mod tests {
             defaults.limits.max_value_bytes
         );
         assert_eq!(config.cluster, defaults.cluster);
+        assert_eq!(config.storage.durability, defaults.storage.durability);
+        assert_eq!(
+            config.storage.block_cache_mb,
+            defaults.storage.block_cache_mb
+        );
+        assert_eq!(config.storage.checkpoint_dir, None);
         config.validate().expect("example is valid");
+    }
+
+    #[test]
+    fn checkpoints_go_next_to_the_data_unless_told() {
+        let mut config = Config {
+            data_dir: PathBuf::from("/var/lib/ringkvd/data"),
+            ..Config::default()
+        };
+        assert_eq!(
+            config.checkpoint_dir(),
+            PathBuf::from("/var/lib/ringkvd/data.checkpoints")
+        );
+        config.storage.checkpoint_dir = Some(PathBuf::from("/backup"));
+        assert_eq!(config.checkpoint_dir(), PathBuf::from("/backup"));
     }
 
     #[test]

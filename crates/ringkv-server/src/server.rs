@@ -95,7 +95,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         shutdown.clone(),
     );
     let admin = match config.admin_listen {
-        Some(addr) => Some(spawn_admin(addr, service.clone(), shutdown.clone()).await?),
+        Some(addr) => Some(
+            spawn_admin(
+                addr,
+                service.clone(),
+                config.checkpoint_dir(),
+                shutdown.clone(),
+            )
+            .await?,
+        ),
         None => None,
     };
     serve(listener, service, config.limits.clone(), shutdown).await;

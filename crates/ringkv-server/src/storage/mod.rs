@@ -60,6 +60,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn node_id(&self) -> NodeId;
     fn get(&self, bucket: &str, key: &[u8]) -> Result<Option<SiblingSet>, StoreError>;
     fn put(&self, bucket: &str, key: &[u8], state: &SiblingSet) -> Result<(), StoreError>;
+    /// Writes a consistent copy of the whole store to `dir` (which must not exist yet), for
+    /// backups: RocksDB hard-links its immutable files, so it is quick and small at first.
+    fn checkpoint(&self, dir: &std::path::Path) -> Result<(), StoreError> {
+        Err(StoreError::Engine(format!(
+            "this store cannot make checkpoints (asked for {})",
+            dir.display()
+        )))
+    }
     /// Puts every write made so far on disk (nothing to do for a store without one). The
     /// group committer (`commit.rs`) calls it once for many durable writes.
     fn sync(&self) -> Result<(), StoreError> {

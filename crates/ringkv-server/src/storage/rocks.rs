@@ -131,6 +131,12 @@ impl Store for RocksStore {
             .map_err(engine)
     }
 
+    fn checkpoint(&self, dir: &Path) -> Result<(), StoreError> {
+        rocksdb::checkpoint::Checkpoint::new(&self.db)
+            .and_then(|checkpoint| checkpoint.create_checkpoint(dir))
+            .map_err(engine)
+    }
+
     fn sync(&self) -> Result<(), StoreError> {
         self.db.flush_wal(true).map_err(engine)
     }
