@@ -40,7 +40,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
 
-use crate::measure::{Measurements, Report};
+use crate::measure::{CpuSummary, Measurements, Report};
 
 /// The floors, from `--mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -381,7 +381,7 @@ pub async fn run(
     }
     let done = measurements.done();
     let ops = measurements.summaries();
-    let ok: u64 = ops.values().map(|s| s.operations).sum();
+    let ok = Report::successes(&ops);
     if ok == 0 {
         bail!("{}: no request succeeded", mode.name());
     }
@@ -395,11 +395,7 @@ pub async fn run(
         throughput: done as f64 / elapsed.as_secs_f64().max(1e-9),
         intended: false,
         ops,
-        cpu: Some(crate::measure::CpuSummary {
-            client_ms: client.as_secs_f64() * 1000.0,
-            servers_ms: servers.as_secs_f64() * 1000.0,
-            per_op_us: (client + servers).as_secs_f64() * 1e6 / ok.max(1) as f64,
-        }),
+        cpu: Some(CpuSummary::new(client, servers, ok)),
     })
 }
 

@@ -226,12 +226,8 @@ fn phase(phase: Phase, args: PhaseArgs) -> anyhow::Result<()> {
         let mut report = runner::run(&target, workload, plan, (args.db.name(), &name)).await?;
         let client = cpu::total_time(&me).saturating_sub(before.0);
         let servers = cpu::total_time(&args.server_pids).saturating_sub(before.1);
-        let ok: u64 = report.ops.values().map(|s| s.operations).sum();
-        report.cpu = Some(measure::CpuSummary {
-            client_ms: client.as_secs_f64() * 1000.0,
-            servers_ms: servers.as_secs_f64() * 1000.0,
-            per_op_us: (client + servers).as_secs_f64() * 1e6 / ok.max(1) as f64,
-        });
+        let ok = Report::successes(&report.ops);
+        report.cpu = Some(measure::CpuSummary::new(client, servers, ok));
         anyhow::Ok(report)
     })?;
     emit(&report, args.json.as_deref())?;

@@ -133,6 +133,25 @@ pub struct CpuSummary {
     pub per_op_us: f64,
 }
 
+impl CpuSummary {
+    /// CPU time spent by the client and the servers over a run of `operations` successful
+    /// operations.
+    pub fn new(client: Duration, servers: Duration, operations: u64) -> CpuSummary {
+        CpuSummary {
+            client_ms: client.as_secs_f64() * 1000.0,
+            servers_ms: servers.as_secs_f64() * 1000.0,
+            per_op_us: (client + servers).as_secs_f64() * 1e6 / operations.max(1) as f64,
+        }
+    }
+}
+
+impl Report {
+    /// Successful operations of every type.
+    pub fn successes(ops: &BTreeMap<String, OpSummary>) -> u64 {
+        ops.values().map(|s| s.operations).sum()
+    }
+}
+
 /// The whole run, as printed and as `--json` writes it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {

@@ -174,27 +174,24 @@ impl Session {
 
     /// Writes a whole record over whatever the key holds.
     pub async fn update(&mut self, key: &str, value: Bytes) -> anyhow::Result<()> {
-        match self {
-            Session::Ringkv(client) => {
-                let opts = WriteOptions::default().with_overwrite(true);
-                client.put_with(key, value, None, &opts).await?;
-            }
-            Session::Proxy { client, w, .. } => {
-                client.write(key, Some(value), None, *w, true).await?;
-            }
-            _ => self.set(key, value).await?,
-        }
-        Ok(())
+        self.write(key, value, true).await
     }
 
     /// Writes a new record.
     pub async fn insert(&mut self, key: &str, value: Bytes) -> anyhow::Result<()> {
+        self.write(key, value, false).await
+    }
+
+    /// A blind write; on ringkv `overwrite` supersedes whatever the key holds (an update), and
+    /// without it the write supersedes nothing (an insert of a new key).
+    async fn write(&mut self, key: &str, value: Bytes, overwrite: bool) -> anyhow::Result<()> {
         match self {
             Session::Ringkv(client) => {
-                client.put(key, value, None).await?;
+                let opts = WriteOptions::default().with_overwrite(overwrite);
+                client.put_with(key, value, None, &opts).await?;
             }
             Session::Proxy { client, w, .. } => {
-                client.write(key, Some(value), None, *w, false).await?;
+                client.write(key, Some(value), None, *w, overwrite).await?;
             }
             _ => self.set(key, value).await?,
         }

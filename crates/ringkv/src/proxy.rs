@@ -7,7 +7,6 @@
 //! that cannot keep a ring (short-lived processes, languages without an SDK), and it is what
 //! `ringkv-bench` compares client-side coordination against, as the Dynamo paper did.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,8 +20,8 @@ use crate::value::{Value, WriteReceipt};
 /// A client whose operations the servers coordinate. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct ProxyClient {
-    /// Every member's address, as the last ring fetch listed them.
-    members: Mutex<Vec<String>>,
+    /// Every member's address, as the seed listed them when the client connected.
+    members: Vec<String>,
     pool: Pool,
     timeout: Duration,
 }
@@ -35,8 +34,8 @@ impl ProxyClient {
         S: Into<String>,
     {
         let seeds: Vec<String> = seeds.into_iter().map(Into::into).collect();
-        let client = ProxyClient {
-            members: Mutex::new(Vec::new()),
+        let mut client = ProxyClient {
+            members: Vec::new(),
             pool: Pool::new(),
             timeout,
         };
@@ -51,12 +50,12 @@ impl ProxyClient {
                         .map(|m| m.addr.clone())
                         .collect();
                     if !addrs.is_empty() {
-                        *client.lock_members() = addrs;
+                        client.members = addrs;
                         return Ok(client);
                     }
                     last = format!("{seed} belongs to no cluster yet");
                 }
-                Ok(other) => last = format!("{seed} answered {}", response_name(&other)),
+                Ok(other) => last = format!("{seed} answered {}", other.kind()),
                 Err(e) => last = format!("{seed}: {e}"),
             }
         }
@@ -66,13 +65,9 @@ impl ProxyClient {
         })
     }
 
-    fn lock_members(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
-        self.members.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// The addresses requests go to.
-    pub fn members(&self) -> Vec<String> {
-        self.lock_members().clone()
+    pub fn members(&self) -> &[String] {
+        &self.members
     }
 
     async fn call_on(&self, addr: &str, request: Request) -> Result<Response> {
@@ -89,7 +84,7 @@ impl ProxyClient {
     /// shutting down, overloaded: the operation was not started there) is replaced by the
     /// next one, so one node down does not fail a share of the calls.
     async fn coordinate(&self, op: Coordinated) -> Result<Response> {
-        let members = self.members();
+        let members = &self.members;
         if members.is_empty() {
             return Err(Error::InvalidArgument("the client knows no member".into()));
         }
@@ -157,18 +152,9 @@ fn not_started(error: &Error) -> bool {
     )
 }
 
-fn response_name(response: &Response) -> String {
-    let debug = format!("{response:?}");
-    debug
-        .split(|c: char| !c.is_alphanumeric())
-        .next()
-        .unwrap_or("something else")
-        .to_string()
-}
-
 fn unexpected(response: &Response) -> Error {
     Error::Protocol(format!(
         "unexpected answer {} to a coordinated operation",
-        response_name(response)
+        response.kind()
     ))
 }

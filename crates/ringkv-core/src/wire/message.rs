@@ -235,6 +235,26 @@ pub enum Response {
     },
 }
 
+impl Response {
+    /// A short name for errors and logs (never the payload, which may be megabytes).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Response::Value { .. } => "value",
+            Response::Stamped { .. } => "stamped",
+            Response::Merged => "merged",
+            Response::Ring(_) => "ring",
+            Response::Pong { .. } => "pong",
+            Response::Stats(_) => "stats",
+            Response::Layout(_) => "layout",
+            Response::Inspection { .. } => "inspection",
+            Response::AeTree { .. } => "ae-tree",
+            Response::AeKeys { .. } => "ae-keys",
+            Response::Read { .. } => "read",
+            Response::Written { .. } => "written",
+        }
+    }
+}
+
 /// A node's counters, as answered to `Stats`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeStats {
