@@ -40,13 +40,30 @@ pub fn workspace_bin(name: &str) -> PathBuf {
 /// A loopback port free for both TCP and UDP (ringkvd uses both on one port), and never
 /// handed out before by this process: the kernel may offer a just-released port again, and
 /// two nodes given one address would make a cluster that silently misses a member.
+///
+/// Ports come from below the kernel's ephemeral range (32768 and up): while a test has a node
+/// down, an outgoing connection could otherwise be given that node's port as its local port,
+/// and the node could not bind it again when it restarts.
 pub fn free_port() -> u16 {
+    const FIRST: u16 = 20_000;
+    const SPAN: u16 = 12_000;
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
-    for _ in 0..1000 {
-        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
-        let port = tcp.local_addr().expect("addr").port();
-        if !given.contains(&port) && UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+    // Test binaries run one after another: start each one somewhere else in the range.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let start = (nanos ^ std::process::id()) % u32::from(SPAN);
+    for step in 0..u32::from(SPAN) {
+        let port = FIRST + ((start + step) % u32::from(SPAN)) as u16;
+        if given.contains(&port) {
+            continue;
+        }
+        let Ok(_tcp) = TcpListener::bind(("127.0.0.1", port)) else {
+            continue;
+        };
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
             given.push(port);
             return port;
         }
