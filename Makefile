@@ -1,6 +1,6 @@
 # Shortcuts for the scripts in scripts/ (which are what the README and CI run).
 SHELL := /bin/bash
-.PHONY: help demo cluster-demo scale test bench bench-python compare build fmt clippy clean-demo
+.PHONY: help demo cluster-demo scale test bench bench-python compare build fmt clippy clean-demo fuzz
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -12,10 +12,14 @@ cluster-demo: ## Grow a local cluster from 3 nodes to 4 and back with `ringkv cl
 	./scripts/cluster-demo.sh
 
 scale: ## Print the scale figures: a 10,000-node ring, a 1,000-node gossip simulation
-	. scripts/env.sh && cargo run -q -p ringkv-examples --example scale
+	. scripts/env.sh && build_all && "$$CARGO_TARGET_DIR/debug/examples/scale"
 
 test: ## Everything CI runs: fmt, clippy -D warnings, all Rust and Python tests
 	./scripts/test.sh
+
+FUZZ_SECONDS ?= 60
+fuzz: ## Fuzz every target for FUZZ_SECONDS each (default 60), minimise the corpus; crashes go to crates/ringkv-fuzz/artifacts/
+	./scripts/fuzz.sh $(FUZZ_SECONDS)
 
 compare: ## The benchmark comparison (floor, ringkv, proxy mode, redis, etcd) -> docs/benchmarks.md
 	./benches/compare.sh
@@ -36,4 +40,4 @@ clean-demo: ## Remove the demo clusters' data
 	rm -rf .demo .cluster-demo
 
 bench-python: ## Python clients vs the Rust SDK, side by side, against a local cluster
-	. scripts/env.sh && cargo build -q -p ringkv-server --bin ringkvd && cargo build -q -p ringkv-examples --example sdk_load && ./scripts/python-env.sh && .venv/bin/python python/benches/bench.py
+	. scripts/env.sh && build_all && ./scripts/python-env.sh && .venv/bin/python python/benches/bench.py

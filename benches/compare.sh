@@ -19,9 +19,7 @@ MEMORY_RECORDS="${MEMORY_RECORDS:-1000000}"
 OUT="${OUT:-$ROOT/.bench}"
 SPIN_LIMIT=3600
 
-cargo build -q -p ringkv-server --bin ringkvd
-cargo build -q -p ringkv-cli --bin ringkv
-cargo build -q -p ringkv-bench --bin ringkv-bench
+build_all
 BENCH="$CARGO_TARGET_DIR/debug/ringkv-bench"
 WORKLOADS="$ROOT/crates/ringkv-bench/workloads"
 

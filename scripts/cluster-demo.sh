@@ -10,9 +10,7 @@ cd "$ROOT"
 
 BASE_PORT="${RINGKV_DEMO_PORT:-7501}"
 DIR="$ROOT/.cluster-demo"
-cargo build -q -p ringkv-server --bin ringkvd
-cargo build -q -p ringkv-cli --bin ringkv
-cargo build -q -p ringkv-examples --example sdk_load
+build_all
 
 rm -rf "$DIR"
 mkdir -p "$DIR"

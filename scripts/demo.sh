@@ -9,9 +9,7 @@ cd "$ROOT"
 BASE_PORT="${RINGKV_DEMO_PORT:-7401}"
 DEMO_DIR="$ROOT/.demo"
 echo "building (the first build compiles RocksDB: 15+ minutes on two cores)..."
-cargo build -q -p ringkv-server --bin ringkvd
-cargo build -q -p ringkv-cli --bin ringkv
-cargo build -q -p ringkv-examples --example walkthrough
+build_all
 
 rm -rf "$DEMO_DIR"
 mkdir -p "$DEMO_DIR"

@@ -17,6 +17,13 @@ if [ "$(cat "$checkout_marker" 2>/dev/null)" != "$ROOT" ]; then
   printf '%s\n' "$ROOT" >"$checkout_marker"
 fi
 
+# build_all: every binary, example, test and benchmark of the workspace, with the same
+# features as the test command. Building a single package (`cargo build -p ...`) resolves the
+# dependencies' features differently and would compile RocksDB a second time.
+build_all() {
+  cargo build -q --workspace --all-targets
+}
+
 # stop_pids PID...: SIGTERM each process, wait up to 10 s for it to exit, then SIGKILL it.
 stop_pids() {
   local pid

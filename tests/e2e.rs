@@ -636,6 +636,7 @@ async fn the_admin_port_serves_health_readiness_and_prometheus_metrics() -> anyh
         "ringkv_rocksdb_write_stopped 0",
         "ringkv_ready 1",
         "ringkv_ring_members 3",
+        "# TYPE ringkv_siblings_per_read histogram",
         "# EOF",
     ] {
         assert!(text.contains(family), "{family:?} missing from:\n{text}");

@@ -9,7 +9,7 @@ import atexit
 
 from . import _native
 from ._client import Client
-from ._common import DEFAULT_BUCKET, Receipt, Result
+from ._common import DEFAULT_BUCKET, TLS, Receipt, Result
 from .exceptions import (
     ConnectionError,
     ContextRequired,
@@ -40,6 +40,7 @@ __all__ = [
     "Result",
     "RingkvError",
     "ServerError",
+    "TLS",
     "TimeoutError",
     "UnavailableError",
 ]

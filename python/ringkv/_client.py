@@ -13,6 +13,7 @@ from ._common import (
     Resolver,
     Result,
     Settings,
+    TLS,
     key_bytes,
     make_result,
     parse_url,
@@ -26,6 +27,8 @@ class Client:
     """A ringkv client: the Rust SDK routes, coordinates quorums and repairs replicas.
 
     Thread-safe: share one per process. Every call releases the GIL while it waits.
+    ``token`` is a client token, for clusters that require one; ``tls`` (a :class:`TLS`)
+    connects with TLS.
 
     >>> with ringkv.Client(["127.0.0.1:7401"]) as kv:   # doctest: +SKIP
     ...     kv.put("k", b"v")
@@ -43,8 +46,10 @@ class Client:
         timeout: Optional[float] = None,
         resolver: Optional[Resolver] = None,
         bucket: str = DEFAULT_BUCKET,
+        token: Optional[str] = None,
+        tls: Optional[TLS] = None,
     ) -> None:
-        settings = Settings(seeds=seed_list(seeds), r=r, w=w, pr=pr, pw=pw, timeout=timeout)
+        settings = Settings(seeds=seed_list(seeds), r=r, w=w, pr=pr, pw=pw, timeout=timeout, token=token, tls=tls)
         self._resolver = resolver
         self._bucket = bucket
         try:

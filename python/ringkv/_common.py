@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, List, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple, Union
 from urllib.parse import parse_qs, urlsplit
 
 from . import _native
@@ -62,6 +62,22 @@ def seed_list(seeds: Union[str, Iterable[str]]) -> List[str]:
 
 
 @dataclass(frozen=True)
+class TLS:
+    """TLS to the nodes: ``ca_file`` (PEM) holds the CA that signed their certificates;
+    ``cert_file`` and ``key_file`` are this client's, for nodes that require one (mutual
+    TLS); ``server_name`` checks every node's certificate against one name instead of its
+    address."""
+
+    ca_file: str
+    cert_file: Optional[str] = None
+    key_file: Optional[str] = None
+    server_name: Optional[str] = None
+
+    def _native(self) -> Tuple[str, Optional[str], Optional[str], Optional[str]]:
+        return (self.ca_file, self.cert_file, self.key_file, self.server_name)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Client-wide defaults, from keyword arguments or a URL."""
 
@@ -71,14 +87,24 @@ class Settings:
     pr: Optional[int] = None
     pw: Optional[int] = None
     timeout: Optional[float] = None
+    #: A client token, for clusters that require one (never printed: see ``__repr__``).
+    token: Optional[str] = field(default=None, repr=False)
+    tls: Optional[TLS] = None
+
+    def _tls(self) -> Optional[Tuple[str, Optional[str], Optional[str], Optional[str]]]:
+        return self.tls._native() if self.tls else None
 
     def connect(self) -> "_native.NativeClient":
         """Connects (blocking, without the GIL)."""
-        return _native.NativeClient(self.seeds, self.r, self.w, self.pr, self.pw, self.timeout)
+        return _native.NativeClient(
+            self.seeds, self.r, self.w, self.pr, self.pw, self.timeout, self.token, self._tls()
+        )
 
     def connect_async(self) -> Any:
         """An awaitable resolving to a connected NativeClient."""
-        return _native.NativeClient.connect_async(self.seeds, self.r, self.w, self.pr, self.pw, self.timeout)
+        return _native.NativeClient.connect_async(
+            self.seeds, self.r, self.w, self.pr, self.pw, self.timeout, self.token, self._tls()
+        )
 
 
 def parse_url(url: str) -> Settings:
@@ -93,12 +119,15 @@ def parse_url(url: str) -> Settings:
     unknown = set(query) - known
     if unknown:
         raise InvalidArgument(f"unknown URL parameters {sorted(unknown)} (known: {sorted(known)})")
+    def number(name: str) -> Optional[int]:
+        return int(query[name]) if name in query else None
+
     try:
-        ints = {k: int(query[k]) for k in ("r", "w", "pr", "pw") if k in query}
+        r, w, pr, pw = number("r"), number("w"), number("pr"), number("pw")
         timeout = float(query["timeout"]) if "timeout" in query else None
     except ValueError as e:
         raise InvalidArgument(f"bad number in {url!r}: {e}") from None
-    return Settings(seeds=seed_list(parts.netloc), timeout=timeout, **ints)
+    return Settings(seeds=seed_list(parts.netloc), r=r, w=w, pr=pr, pw=pw, timeout=timeout)
 
 
 def make_result(siblings: Sequence[bytes], context: bytes, resolver: Optional[Resolver]) -> Result:

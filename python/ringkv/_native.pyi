@@ -19,6 +19,8 @@ class NativeClient:
         pr: Optional[int] = None,
         pw: Optional[int] = None,
         timeout: Optional[float] = None,
+        token: Optional[str] = None,
+        tls: Optional[Tuple[str, Optional[str], Optional[str], Optional[str]]] = None,
     ) -> NativeClient: ...
     @staticmethod
     def connect_async(
@@ -28,6 +30,8 @@ class NativeClient:
         pr: Optional[int] = None,
         pw: Optional[int] = None,
         timeout: Optional[float] = None,
+        token: Optional[str] = None,
+        tls: Optional[Tuple[str, Optional[str], Optional[str], Optional[str]]] = None,
     ) -> Any: ...
     def get(
         self,

@@ -18,6 +18,7 @@ from ._common import (
     Resolver,
     Result,
     Settings,
+    TLS,
     key_bytes,
     make_result,
     parse_url,
@@ -41,8 +42,10 @@ class Client:
         timeout: Optional[float] = None,
         resolver: Optional[Resolver] = None,
         bucket: str = DEFAULT_BUCKET,
+        token: Optional[str] = None,
+        tls: Optional[TLS] = None,
     ) -> None:
-        self._settings = Settings(seeds=seed_list(seeds), r=r, w=w, pr=pr, pw=pw, timeout=timeout)
+        self._settings = Settings(seeds=seed_list(seeds), r=r, w=w, pr=pr, pw=pw, timeout=timeout, token=token, tls=tls)
         self._resolver = resolver
         self._bucket = bucket
         self._native: Optional[_native.NativeClient] = None

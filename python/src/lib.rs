@@ -13,6 +13,7 @@
 
 mod bridge;
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,7 +23,9 @@ use bridge::Bridge;
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use ringkv::{Client, ClientConfig, Context, Error, ReadOptions, WriteOptions};
+use ringkv::{
+    Client, ClientConfig, ClientTls, Context, Credential, Error, ReadOptions, WriteOptions,
+};
 
 create_exception!(
     _native,
@@ -46,14 +49,38 @@ struct NativeClient {
 }
 
 /// The optional quorum and timeout settings every constructor takes.
+/// TLS settings from Python: the CA file, the client certificate and key files (mutual
+/// TLS), the name to check the nodes' certificates against.
+type TlsFiles = (String, Option<String>, Option<String>, Option<String>);
+
+#[allow(clippy::too_many_arguments)]
 fn config(
     r: Option<u8>,
     w: Option<u8>,
     pr: Option<u8>,
     pw: Option<u8>,
     timeout: Option<f64>,
+    token: Option<String>,
+    tls: Option<TlsFiles>,
 ) -> PyResult<ClientConfig> {
     let mut config = ClientConfig::default();
+    if let Some((ca, cert, key, server_name)) = tls {
+        let identity = match (&cert, &key) {
+            (Some(cert), Some(key)) => Some((Path::new(cert), Path::new(key))),
+            (None, None) => None,
+            _ => {
+                return Err(into_py(Error::InvalidArgument(
+                    "a TLS client certificate needs its key, and a key its certificate".into(),
+                )));
+            }
+        };
+        let tls = ClientTls::from_files(Path::new(&ca), identity, server_name.as_deref())
+            .map_err(into_py)?;
+        config.tls = Some(tls);
+    }
+    if let Some(token) = token {
+        config.credential = Some(Credential::token(&token).map_err(into_py)?);
+    }
     config.r = r;
     config.w = w;
     config.pr = pr;
@@ -90,7 +117,8 @@ async fn connect(seeds: Vec<String>, config: ClientConfig) -> PyResult<NativeCli
 impl NativeClient {
     /// Connects (blocking, without the GIL): fetches the ring from the seeds.
     #[new]
-    #[pyo3(signature = (seeds, r=None, w=None, pr=None, pw=None, timeout=None))]
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (seeds, r=None, w=None, pr=None, pw=None, timeout=None, token=None, tls=None))]
     fn new(
         py: Python<'_>,
         seeds: Vec<String>,
@@ -99,15 +127,18 @@ impl NativeClient {
         pr: Option<u8>,
         pw: Option<u8>,
         timeout: Option<f64>,
+        token: Option<String>,
+        tls: Option<TlsFiles>,
     ) -> PyResult<Self> {
-        let config = config(r, w, pr, pw, timeout)?;
+        let config = config(r, w, pr, pw, timeout, token, tls)?;
         let runtime = pyo3_async_runtimes::tokio::get_runtime();
         py.detach(|| runtime.block_on(connect(seeds, config)))
     }
 
     /// Connects without blocking the event loop; resolves to a NativeClient.
     #[staticmethod]
-    #[pyo3(signature = (seeds, r=None, w=None, pr=None, pw=None, timeout=None))]
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (seeds, r=None, w=None, pr=None, pw=None, timeout=None, token=None, tls=None))]
     fn connect_async<'py>(
         py: Python<'py>,
         seeds: Vec<String>,
@@ -116,8 +147,10 @@ impl NativeClient {
         pr: Option<u8>,
         pw: Option<u8>,
         timeout: Option<f64>,
+        token: Option<String>,
+        tls: Option<TlsFiles>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let config = config(r, w, pr, pw, timeout)?;
+        let config = config(r, w, pr, pw, timeout, token, tls)?;
         pyo3_async_runtimes::tokio::future_into_py(py, connect(seeds, config))
     }
 

@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import List
+from typing import List, Optional, Sequence
 
 import ringkv
 
@@ -54,8 +54,21 @@ def free_port() -> int:
 
 
 class Cluster:
-    def __init__(self, nodes: int) -> None:
+    def __init__(self, nodes: int, secret: Optional[str] = None, tokens: Sequence[str] = ()) -> None:
+        """`secret` and `tokens`: the cluster secret and client tokens every node gets (in
+        files); the cluster's own calls then prove the secret, `self.token` the first token."""
         self.dir = tempfile.TemporaryDirectory(prefix="ringkv-py-")
+        self.token: Optional[str] = tokens[0] if tokens else None
+        security: List[str] = []
+        self.secret_file: Optional[Path] = None
+        if secret is not None:
+            self.secret_file = Path(self.dir.name) / "cluster.secret"
+            self.secret_file.write_text(secret + "\n")
+            security += ["--cluster-secret-file", str(self.secret_file)]
+        if tokens:
+            tokens_file = Path(self.dir.name) / "client.tokens"
+            tokens_file.write_text("\n".join(tokens) + "\n")
+            security += ["--client-tokens-file", str(tokens_file)]
         self.addrs = [f"127.0.0.1:{free_port()}" for _ in range(nodes)]
         self.procs: List[subprocess.Popen] = []  # type: ignore[type-arg]
         binary = ringkvd_bin()
@@ -67,7 +80,7 @@ class Cluster:
             self.procs.append(
                 subprocess.Popen(
                     [str(binary), "--listen", addr, "--data-dir", f"{self.dir.name}/node{i}",
-                     "--seeds", seeds, "--cluster-name", f"py-{self.addrs[0]}"],
+                     "--seeds", seeds, "--cluster-name", f"py-{self.addrs[0]}", *security],
                     stdout=log, stderr=log, env={**os.environ, "RUST_LOG": "warn"},
                 )
             )
@@ -79,9 +92,10 @@ class Cluster:
         (gossip makes nodes known to each other; only the layout makes them members)."""
         deadline = time.monotonic() + seconds
         cli = ringkv_cli_bin()
+        secret = ["--cluster-secret-file", str(self.secret_file)] if self.secret_file else []
         while True:
             done = subprocess.run(
-                [str(cli), "--seeds", ",".join(self.addrs), "cluster", "init"],
+                [str(cli), "--seeds", ",".join(self.addrs), *secret, "cluster", "init"],
                 capture_output=True, text=True,
             )
             if done.returncode == 0:
@@ -94,7 +108,7 @@ class Cluster:
         deadline = time.monotonic() + seconds
         while True:
             try:
-                with ringkv.Client(self.addrs) as client:
+                with ringkv.Client(self.addrs, token=self.token) as client:
                     client.get("__ready__", r=len(self.addrs))
                     return
             except ringkv.RingkvError:

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use ringkv::{Client, ClientConfig};
+use ringkv_core::auth::{Role, Secret};
 use ringkv_core::wire::{Request, Response};
 use ringkv_core::{Change, Layout, RingEpoch};
 
@@ -86,6 +87,94 @@ pub struct ClusterSpec {
     pub found: bool,
     /// Give every node an admin HTTP port (`Node::admin`).
     pub admin: bool,
+    /// The cluster secret every node gets (in a file, `security.cluster_secret_file`); the
+    /// cluster's own requests (founding, stats) prove it.
+    pub cluster_secret: Option<String>,
+    /// Client tokens every node requires (`security.client_tokens_file`); `client()` proves
+    /// the first.
+    pub client_tokens: Vec<String>,
+    /// TLS on every node, with these files (`TlsFiles::generate`); the support's own
+    /// connections and `client()` use them.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A CA, a certificate for every node (for 127.0.0.1) and one for clients, as PEM files.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    /// The nodes' certificate and key, also presented when they connect to each other.
+    pub node_cert: PathBuf,
+    pub node_key: PathBuf,
+    /// A client's certificate and key, signed by the same CA.
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    /// Require client certificates (mutual TLS).
+    pub mutual: bool,
+}
+
+impl TlsFiles {
+    /// Makes a new CA and certificates in `dir`.
+    pub fn generate(dir: &Path, mutual: bool) -> anyhow::Result<TlsFiles> {
+        use rcgen::{
+            BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType,
+        };
+        std::fs::create_dir_all(dir)?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate()?;
+        let ca = ca_params.self_signed(&ca_key)?;
+        let issue = |name: &str| -> anyhow::Result<(String, String)> {
+            let mut params = CertificateParams::new(vec![name.to_string()])?;
+            params
+                .subject_alt_names
+                .push(SanType::IpAddress([127, 0, 0, 1].into()));
+            params.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+            let key = KeyPair::generate()?;
+            let cert = params.signed_by(&key, &ca, &ca_key)?;
+            Ok((cert.pem(), key.serialize_pem()))
+        };
+        let files = TlsFiles {
+            ca: dir.join("ca.pem"),
+            node_cert: dir.join("node.pem"),
+            node_key: dir.join("node.key"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
+            mutual,
+        };
+        std::fs::write(&files.ca, ca.pem())?;
+        let (cert, key) = issue("ringkv-node")?;
+        std::fs::write(&files.node_cert, cert)?;
+        std::fs::write(&files.node_key, key)?;
+        let (cert, key) = issue("ringkv-client")?;
+        std::fs::write(&files.client_cert, cert)?;
+        std::fs::write(&files.client_key, key)?;
+        Ok(files)
+    }
+
+    /// A client's TLS: trusting the CA, presenting the client certificate.
+    pub fn client(&self) -> anyhow::Result<ringkv::ClientTls> {
+        Ok(ringkv::ClientTls::from_files(
+            &self.ca,
+            Some((&self.client_cert, &self.client_key)),
+            None,
+        )?)
+    }
+
+    fn toml(&self) -> String {
+        let mut out = format!(
+            "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\nca_file = \"{}\"\n",
+            self.node_cert.display(),
+            self.node_key.display(),
+            self.ca.display()
+        );
+        if self.mutual {
+            out.push_str(&format!("client_ca_file = \"{}\"\n", self.ca.display()));
+        }
+        out
+    }
 }
 
 impl Default for ClusterSpec {
@@ -96,6 +185,9 @@ impl Default for ClusterSpec {
             own_addresses: false,
             found: true,
             admin: false,
+            cluster_secret: None,
+            client_tokens: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -137,14 +229,26 @@ impl Node {
         let config = dir.join("ringkvd.toml");
         let admin = spec.admin.then(|| SocketAddr::new(addr.ip(), free_port()));
         let admin_line = admin.map_or(String::new(), |a| format!("admin_listen = \"{a}\"\n"));
+        let mut security = String::new();
+        if let Some(secret) = &spec.cluster_secret {
+            let path = dir.join("cluster.secret");
+            std::fs::write(&path, format!("{secret}\n"))?;
+            security.push_str(&format!("cluster_secret_file = \"{}\"\n", path.display()));
+        }
+        if !spec.client_tokens.is_empty() {
+            let path = dir.join("client.tokens");
+            std::fs::write(&path, spec.client_tokens.join("\n"))?;
+            security.push_str(&format!("client_tokens_file = \"{}\"\n", path.display()));
+        }
         std::fs::write(
             &config,
             format!(
                 "listen = \"{addr}\"\ndata_dir = \"{}\"\nseeds = [{}]\ncluster_name = \"{cluster_name}\"\n\
-                 {admin_line}[gossip]\ninterval_ms = 100\n{}\n",
+                 {admin_line}[gossip]\ninterval_ms = 100\n{}\n[security]\n{security}{}",
                 dir.join("data").display(),
                 seeds.join(", "),
                 spec.extra_toml,
+                spec.tls.as_ref().map_or(String::new(), TlsFiles::toml),
             ),
         )?;
         Ok(Node {
@@ -221,7 +325,7 @@ impl TestCluster {
     pub async fn member_of(&self, i: usize) -> anyhow::Result<ringkv_core::Member> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            let answer = match RawConnection::open(self.nodes[i].addr).await {
+            let answer = match self.raw(self.nodes[i].addr).await {
                 Ok(mut raw) => raw.request(Request::Stats).await.ok(),
                 Err(_) => None,
             };
@@ -245,7 +349,7 @@ impl TestCluster {
 
     /// Sends a membership request to node `i` and returns the layout it answers with.
     pub async fn admin(&self, i: usize, request: Request) -> anyhow::Result<Layout> {
-        let mut raw = RawConnection::open(self.nodes[i].addr).await?;
+        let mut raw = self.raw(self.nodes[i].addr).await?;
         match raw.request(request).await? {
             Ok(Response::Layout(layout)) => Ok(layout),
             other => bail!("unexpected answer to a membership request: {other:?}"),
@@ -332,12 +436,44 @@ impl TestCluster {
         Ok(())
     }
 
+    /// A raw connection to `addr` that proves the cluster secret, if the cluster has one.
+    pub async fn raw(&self, addr: SocketAddr) -> anyhow::Result<RawConnection> {
+        let secret = self.spec.cluster_secret.as_deref().and_then(Secret::new);
+        let tls = self.spec.tls.as_ref().map(TlsFiles::client).transpose()?;
+        RawConnection::open_with(addr, secret.map(|s| (Role::Node, s)), tls.as_ref()).await
+    }
+
+    /// Starts one more node like `start_node`, but with `cluster_secret` as its secret.
+    pub fn start_node_with_secret(&mut self, cluster_secret: &str) -> anyhow::Result<usize> {
+        let mut spec = self.spec.clone();
+        spec.cluster_secret = Some(cluster_secret.to_string());
+        let i = self.nodes.len();
+        let addr = node_addr(&spec, i);
+        let seeds: Vec<SocketAddr> = self.nodes.iter().map(|n| n.addr).collect();
+        let root = self.path().to_path_buf();
+        let node = Node::configure(&root, i, addr, &seeds, &self.cluster_name, &spec)?;
+        self.nodes.push(node);
+        self.spawn(i)?;
+        Ok(i)
+    }
+
     pub fn addrs(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.addr.to_string()).collect()
     }
 
-    /// A client seeded with every node, with the given config.
-    pub async fn client_with(&self, config: ClientConfig) -> anyhow::Result<Client> {
+    /// A client seeded with every node, with the given config (proving the cluster's first
+    /// client token, if it has any and the config sets no credential).
+    pub async fn client_with(&self, mut config: ClientConfig) -> anyhow::Result<Client> {
+        if config.credential.is_none()
+            && let Some(token) = self.spec.client_tokens.first()
+        {
+            config.credential = Some(ringkv::Credential::token(token)?);
+        }
+        if config.tls.is_none()
+            && let Some(tls) = &self.spec.tls
+        {
+            config.tls = Some(tls.client()?);
+        }
         Ok(Client::builder()
             .seeds(self.addrs())
             .config(config)
@@ -383,7 +519,7 @@ impl TestCluster {
     pub async fn ring_views(&self) -> anyhow::Result<Vec<(RingEpoch, usize, usize)>> {
         let mut views = Vec::new();
         for node in self.nodes.iter().filter(|n| n.child.is_some()) {
-            let mut raw = RawConnection::open(node.addr).await?;
+            let mut raw = self.raw(node.addr).await?;
             match raw.request(Request::Ring).await? {
                 Ok(Response::Ring(snapshot)) => {
                     let ring = ringkv_core::Ring::new(snapshot.config)?;
@@ -509,7 +645,7 @@ impl TestCluster {
     pub async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
         self.spawn(i)?;
         let deadline = Instant::now() + START_TIMEOUT;
-        while RawConnection::open(self.nodes[i].addr).await.is_err() {
+        while self.raw(self.nodes[i].addr).await.is_err() {
             if Instant::now() > deadline {
                 bail!(
                     "node {i} did not come back (log {})",
@@ -525,7 +661,7 @@ impl TestCluster {
     pub async fn stats(&self) -> anyhow::Result<Vec<ringkv_core::wire::NodeStats>> {
         let mut out = Vec::new();
         for i in (0..self.nodes.len()).filter(|&i| self.is_running(i)) {
-            let mut raw = RawConnection::open(self.nodes[i].addr).await?;
+            let mut raw = self.raw(self.nodes[i].addr).await?;
             match raw.request(Request::Stats).await? {
                 Ok(Response::Stats(stats)) => out.push(stats),
                 other => bail!("unexpected answer to Stats: {other:?}"),
@@ -542,7 +678,7 @@ impl TestCluster {
         bucket: &str,
         key: &str,
     ) -> anyhow::Result<Option<ringkv_core::SiblingSet>> {
-        let mut raw = RawConnection::open(self.nodes[i].addr).await?;
+        let mut raw = self.raw(self.nodes[i].addr).await?;
         let request = Request::Inspect {
             bucket: bucket.into(),
             key: key.to_string().into_bytes().into(),
@@ -572,7 +708,7 @@ impl TestCluster {
             else {
                 continue;
             };
-            connections.insert(member.id, RawConnection::open(node.addr).await?);
+            connections.insert(member.id, self.raw(node.addr).await?);
         }
         for key in keys {
             let homes: Vec<ringkv::NodeId> = ring
@@ -727,42 +863,83 @@ mod raw {
     use std::net::SocketAddr;
 
     use futures::{SinkExt, StreamExt};
+    use ringkv::ClientTls;
+    use ringkv::tls::BoxedStream;
     use ringkv_core::RingEpoch;
+    use ringkv_core::auth::{Role, Secret};
     use ringkv_core::wire::{
-        ClientFrame, FrameCodec, Hello, PROTOCOL_VERSION, Request, RequestFrame, Response,
+        Auth, ClientFrame, FrameCodec, Hello, PROTOCOL_VERSION, Request, RequestFrame, Response,
         ServerFrame, WireError,
     };
     use tokio::net::TcpStream;
     use tokio_util::codec::Framed;
 
     /// One handshaken connection to one node.
-    #[derive(Debug)]
     pub struct RawConnection {
-        framed: Framed<TcpStream, FrameCodec<ServerFrame, ClientFrame>>,
+        framed: Framed<BoxedStream, FrameCodec<ServerFrame, ClientFrame>>,
         next_id: u64,
         pub epoch: RingEpoch,
+    }
+
+    impl std::fmt::Debug for RawConnection {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("RawConnection")
+                .field("next_id", &self.next_id)
+                .field("epoch", &self.epoch)
+                .finish_non_exhaustive()
+        }
     }
 
     impl RawConnection {
         /// Connects and completes the handshake, giving up after two seconds (a firewalled
         /// node would otherwise keep a connect hanging for minutes of SYN retries).
         pub async fn open(addr: SocketAddr) -> anyhow::Result<RawConnection> {
+            RawConnection::open_as(addr, None).await
+        }
+
+        /// As `open`, proving `credential` (a role and its secret) if the node challenges.
+        pub async fn open_as(
+            addr: SocketAddr,
+            credential: Option<(Role, Secret)>,
+        ) -> anyhow::Result<RawConnection> {
+            RawConnection::open_with(addr, credential, None).await
+        }
+
+        /// As `open_as`, over TLS if `tls` is given.
+        pub async fn open_with(
+            addr: SocketAddr,
+            credential: Option<(Role, Secret)>,
+            tls: Option<&ClientTls>,
+        ) -> anyhow::Result<RawConnection> {
             let connect = async {
-                let stream = TcpStream::connect(addr).await?;
+                let tcp = TcpStream::connect(addr).await?;
+                let stream: BoxedStream = match tls {
+                    Some(tls) => tls.connect(&addr.to_string(), tcp).await?,
+                    None => Box::new(tcp),
+                };
                 let mut framed = Framed::new(stream, FrameCodec::new());
                 let hello = Hello {
                     protocol_version: PROTOCOL_VERSION,
                     agent: "test".into(),
                 };
                 framed.send(ClientFrame::Hello(hello)).await?;
-                match framed.next().await {
-                    Some(Ok(ServerFrame::Welcome(w))) => Ok(RawConnection {
-                        framed,
-                        next_id: 1,
-                        epoch: w.epoch,
-                    }),
+                let welcome = match framed.next().await {
+                    Some(Ok(ServerFrame::Welcome(w))) => w,
                     other => anyhow::bail!("bad handshake answer: {other:?}"),
+                };
+                if let (Some(challenge), Some((role, secret))) = (&welcome.challenge, credential) {
+                    let proof = ringkv_core::auth::proof(&secret, role, challenge).into();
+                    framed.send(ClientFrame::Auth(Auth { role, proof })).await?;
+                    match framed.next().await {
+                        Some(Ok(ServerFrame::Authenticated(_))) => {}
+                        other => anyhow::bail!("authentication refused: {other:?}"),
+                    }
                 }
+                Ok(RawConnection {
+                    framed,
+                    next_id: 1,
+                    epoch: welcome.epoch,
+                })
             };
             tokio::time::timeout(std::time::Duration::from_secs(2), connect)
                 .await

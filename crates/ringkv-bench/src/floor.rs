@@ -182,6 +182,8 @@ async fn echo_connection(stream: TcpStream, echo: Arc<Echo>) {
         protocol_version: PROTOCOL_VERSION,
         node: NodeId(1),
         epoch: RingEpoch::default(),
+        challenge: None,
+        auth_required: false,
     };
     if framed.send(ServerFrame::Welcome(welcome)).await.is_err() {
         return;

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use ringkv::transport::{Pool, Request, Response};
+use ringkv::transport::{ConnectOptions, Pool, Request, Response};
 use ringkv_core::wire::NodeStats;
 use ringkv_core::{Layout, Member, NodeId, RingEpoch};
 
@@ -19,9 +19,9 @@ pub struct Admin {
 }
 
 impl Admin {
-    pub fn new(seeds: Vec<String>, timeout: Duration) -> Admin {
+    pub fn new(seeds: Vec<String>, timeout: Duration, options: ConnectOptions) -> Admin {
         Admin {
-            pool: Pool::new(),
+            pool: Pool::with_options(options),
             seeds,
             timeout,
         }

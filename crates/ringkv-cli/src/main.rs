@@ -19,11 +19,14 @@ mod format;
 mod inspect;
 mod watch;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use ringkv::{Client, ClientConfig};
+use ringkv::transport::ConnectOptions;
+use ringkv::{Client, ClientConfig, ClientTls, Credential};
+use ringkv_core::auth::Secret;
 
 use crate::admin::Admin;
 
@@ -52,6 +55,34 @@ struct Cli {
     /// Deadline of each call, in seconds.
     #[arg(long, default_value_t = 5.0, global = true)]
     timeout: f64,
+    /// File holding the cluster secret, for clusters that have one: membership changes need
+    /// it, and it also authenticates data commands.
+    #[arg(long, env = "RINGKV_CLUSTER_SECRET_FILE", global = true)]
+    cluster_secret_file: Option<PathBuf>,
+    /// File holding a client token, for clusters that require one (data commands).
+    #[arg(long, env = "RINGKV_TOKEN_FILE", global = true)]
+    token_file: Option<PathBuf>,
+    /// Connect with TLS, trusting the nodes' CA in this PEM file.
+    #[arg(long, env = "RINGKV_TLS_CA_FILE", global = true)]
+    tls_ca_file: Option<PathBuf>,
+    /// Client certificate chain and key (PEM), for nodes that require one (mutual TLS).
+    #[arg(
+        long,
+        env = "RINGKV_TLS_CERT_FILE",
+        global = true,
+        requires = "tls_key_file"
+    )]
+    tls_cert_file: Option<PathBuf>,
+    #[arg(
+        long,
+        env = "RINGKV_TLS_KEY_FILE",
+        global = true,
+        requires = "tls_cert_file"
+    )]
+    tls_key_file: Option<PathBuf>,
+    /// Check the nodes' certificates against this name rather than their addresses.
+    #[arg(long, env = "RINGKV_TLS_SERVER_NAME", global = true)]
+    tls_server_name: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -118,7 +149,27 @@ async fn main() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let timeout = Duration::try_from_secs_f64(cli.timeout).context("--timeout")?;
-    let admin = Admin::new(cli.seeds.clone(), timeout);
+    let credential = credential(&cli)?;
+    let tls = match &cli.tls_ca_file {
+        Some(ca) => {
+            let identity = cli
+                .tls_cert_file
+                .as_deref()
+                .zip(cli.tls_key_file.as_deref());
+            Some(ClientTls::from_files(
+                ca,
+                identity,
+                cli.tls_server_name.as_deref(),
+            )?)
+        }
+        None => None,
+    };
+    let options = ConnectOptions {
+        local_ip: None,
+        credential: credential.clone(),
+        tls: tls.clone(),
+    };
+    let admin = Admin::new(cli.seeds.clone(), timeout, options);
     match cli.command {
         Command::Cluster(command) => return cluster::run(&admin, command, cli.json).await,
         Command::Handoff { watch, max_wait } => {
@@ -127,9 +178,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         _ => {}
     }
+    let mut config = ClientConfig::default().with_timeout(timeout);
+    config.credential = credential;
+    config.tls = tls;
     let client = Client::builder()
         .seeds(cli.seeds.clone())
-        .config(ClientConfig::default().with_timeout(timeout))
+        .config(config)
         .build()
         .await
         .context("connecting to the cluster")?;
@@ -164,5 +218,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             inspect::explain(&client, &admin, &cli.bucket, &key, cli.json).await
         }
         Command::Cluster(_) | Command::Handoff { .. } => Ok(()),
+    }
+}
+
+/// The credential the command proves: the cluster secret if given (it can do everything),
+/// else the client token if given.
+fn credential(cli: &Cli) -> anyhow::Result<Option<Credential>> {
+    if let Some(path) = &cli.cluster_secret_file {
+        let secret = Secret::from_file(path)
+            .with_context(|| format!("reading the cluster secret {}", path.display()))?;
+        return Ok(Some(Credential::cluster_secret(secret)));
+    }
+    match &cli.token_file {
+        Some(path) => Ok(Some(Credential::token_file(path)?)),
+        None => Ok(None),
     }
 }

@@ -4,6 +4,7 @@
 //! logic, so that the SDK (which coordinates quorums) and the server (which stores versions)
 //! cannot drift apart, and so that the logic can be tested as plain functions and properties.
 //!
+//! - [`auth`]: secrets, roles and the challenge-response proofs of the handshake.
 //! - [`hash`]: the fixed hash functions that place keys and tokens on the ring.
 //! - [`ring`]: members, tokens, preference lists, ring epochs, transfers.
 //! - [`claim`]: the token allocator (joins, leaves, weights).
@@ -16,6 +17,7 @@
 //! - [`context`]: the opaque causal context handed to applications.
 //! - [`wire`]: messages, the error enum that crosses the wire, and the frame codec.
 
+pub mod auth;
 pub mod bucket;
 pub mod claim;
 pub mod context;

@@ -126,14 +126,13 @@ fn key_digest(key: &DataKey, state_digest: u64) -> u64 {
 pub fn spawn_anti_entropy(
     service: Arc<Service>,
     config: AntiEntropy,
-    local_ip: std::net::IpAddr,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         if config.interval_ms == 0 {
             return; // Disabled.
         }
-        let pool = Pool::with_local_ip(local_ip);
+        let pool = service.outbound_pool();
         let interval = Duration::from_millis(config.interval_ms);
         let mut round = 0usize;
         loop {

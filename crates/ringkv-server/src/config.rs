@@ -42,6 +42,43 @@ pub struct Config {
     pub transfer: Transfer,
     pub anti_entropy: AntiEntropy,
     pub cluster: ClusterSettings,
+    pub security: Security,
+    pub tls: Tls,
+}
+
+/// TLS for every connection to and from this node (client and node-to-node; gossip is UDP
+/// and authenticated by the cluster secret instead). Off unless `cert_file` is set; then
+/// `key_file` and `ca_file` are needed too. PEM files.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Tls {
+    /// This node's certificate chain, presented to clients and to the nodes it connects to.
+    pub cert_file: Option<PathBuf>,
+    /// Its private key.
+    pub key_file: Option<PathBuf>,
+    /// The CA that signed the nodes' certificates: checks the nodes this node connects to.
+    pub ca_file: Option<PathBuf>,
+    /// Mutual TLS: every connection must present a certificate signed by this CA.
+    pub client_ca_file: Option<PathBuf>,
+    /// Check other nodes' certificates against this name rather than their IP address.
+    pub server_name: Option<String>,
+}
+
+/// Who may talk to this node. Secrets live in files (mode 0600, owned by the node's user),
+/// never in this configuration, so that printing or shipping the configuration leaks nothing.
+/// See the README's threat model for what this protects and what it does not.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Security {
+    /// A file holding the cluster secret, the same on every node. When set, gossip datagrams
+    /// carry a MAC made with it (others are dropped), and connections prove it to act as a
+    /// node (anti-entropy, membership changes: also `ringkv cluster ...`). Unset: the cluster
+    /// trusts its network.
+    pub cluster_secret_file: Option<PathBuf>,
+    /// A file of client tokens, one per line (`#` starts a comment). When set, every
+    /// connection must prove a token or the cluster secret before its first request;
+    /// unset, connections that prove nothing act as clients. Needs `cluster_secret_file`.
+    pub client_tokens_file: Option<PathBuf>,
 }
 
 /// How the node's RocksDB store writes and caches.
@@ -161,8 +198,12 @@ pub struct Limits {
     pub max_in_flight_per_connection: usize,
     pub max_key_bytes: usize,
     pub max_value_bytes: usize,
-    /// A connection that has not sent `Hello` by then is closed.
+    /// A connection that has not completed its handshake (`Hello`, and `Auth` when the node
+    /// requires it) by then is closed.
     pub handshake_timeout_ms: u64,
+    /// A connection with no request in flight that sends nothing for this long is closed
+    /// (clients reconnect on their next request); 0: never.
+    pub idle_timeout_ms: u64,
     /// Bytes of hints this node keeps for unreachable nodes. Beyond it new hints are refused
     /// (`Overloaded`: the writer uses another node) and the handoff worker hands the hints of
     /// down nodes to anti-entropy (see `handoff.rs`) until the queue is back under it.
@@ -207,6 +248,8 @@ impl Default for Config {
             transfer: Transfer::default(),
             anti_entropy: AntiEntropy::default(),
             cluster: ClusterSettings::default(),
+            security: Security::default(),
+            tls: Tls::default(),
         }
     }
 }
@@ -219,6 +262,7 @@ impl Default for Limits {
             max_key_bytes: 64 * 1024,
             max_value_bytes: 4 * 1024 * 1024,
             handshake_timeout_ms: 5_000,
+            idle_timeout_ms: 60_000,
             max_hint_queue_bytes: 1 << 30,
         }
     }
@@ -280,6 +324,24 @@ pub struct Args {
     /// When an acknowledged write is on disk: `os` (page cache) or `fsync`.
     #[arg(long, env = "RINGKVD_DURABILITY", value_enum)]
     pub durability: Option<Durability>,
+    /// File holding the cluster secret (see `security.cluster_secret_file`).
+    #[arg(long, env = "RINGKVD_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// File of client tokens, one per line (see `security.client_tokens_file`).
+    #[arg(long, env = "RINGKVD_CLIENT_TOKENS_FILE")]
+    pub client_tokens_file: Option<PathBuf>,
+    /// This node's TLS certificate chain (PEM); turns TLS on (see `tls.cert_file`).
+    #[arg(long, env = "RINGKVD_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, env = "RINGKVD_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// The CA of the nodes' certificates (PEM).
+    #[arg(long, env = "RINGKVD_TLS_CA_FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Require client certificates signed by this CA (mutual TLS).
+    #[arg(long, env = "RINGKVD_TLS_CLIENT_CA_FILE")]
+    pub tls_client_ca_file: Option<PathBuf>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -328,6 +390,23 @@ impl Config {
         }
         if let Some(v) = args.durability {
             config.storage.durability = v;
+        }
+        if let Some(v) = &args.cluster_secret_file {
+            config.security.cluster_secret_file = Some(v.clone());
+        }
+        if let Some(v) = &args.client_tokens_file {
+            config.security.client_tokens_file = Some(v.clone());
+        }
+        let tls = [
+            (&args.tls_cert_file, &mut config.tls.cert_file),
+            (&args.tls_key_file, &mut config.tls.key_file),
+            (&args.tls_ca_file, &mut config.tls.ca_file),
+            (&args.tls_client_ca_file, &mut config.tls.client_ca_file),
+        ];
+        for (flag, setting) in tls {
+            if let Some(v) = flag {
+                *setting = Some(v.clone());
+            }
         }
         config.validate()?;
         Ok(config)
@@ -380,6 +459,21 @@ impl Config {
             bail!(
                 "limits.max_key_bytes + limits.max_value_bytes must leave room in a {} byte frame",
                 ringkv_core::wire::MAX_FRAME_LEN
+            );
+        }
+        let tls = &self.tls;
+        let files = [&tls.cert_file, &tls.key_file, &tls.ca_file];
+        if files.iter().any(|f| f.is_some()) && !files.iter().all(|f| f.is_some()) {
+            bail!("tls.cert_file, tls.key_file and tls.ca_file are needed together");
+        }
+        if (tls.client_ca_file.is_some() || tls.server_name.is_some()) && tls.cert_file.is_none() {
+            bail!("tls.client_ca_file and tls.server_name need tls.cert_file");
+        }
+        if self.security.client_tokens_file.is_some() && self.security.cluster_secret_file.is_none()
+        {
+            bail!(
+                "security.client_tokens_file needs security.cluster_secret_file: with client \
+                 tokens required, nodes must prove the cluster secret to reach each other"
             );
         }
         self.cluster

@@ -36,13 +36,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub fn spawn_handoff(
     service: Arc<Service>,
     config: Handoff,
-    local_ip: std::net::IpAddr,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        // Leave from the node's own address, like its gossip, so that node-to-node traffic is
-        // recognisable as such.
-        let pool = Pool::with_local_ip(local_ip);
+        let pool = service.outbound_pool();
         let interval = Duration::from_millis(config.interval_ms);
         let mut last_pending = 0;
         loop {

@@ -12,21 +12,33 @@
 //! - [`antientropy`]: replicas comparing their data range by range, repairing differences.
 //! - [`proxy`]: proxy mode, the node coordinating a thin client's quorum with the SDK's code.
 //! - [`commit`]: group commit, one log sync for every durable write waiting at once.
-//! - [`server`]: connections, multiplexing, limits, graceful shutdown.
+//! - [`security`] and [`signed_gossip`]: the cluster secret and client tokens: who may
+//!   connect, gossip and ask what.
+//! - [`tls`]: TLS for incoming and outgoing connections (rustls).
+//! - [`server`]: connections, multiplexing, limits, authentication, graceful shutdown.
+//! - `node`: a whole node, every part above started and stopped in order (needs the
+//!   `rocksdb` feature, on by default).
+//! - [`fuzz`]: the fuzz targets' bodies, replayed on the corpus by the test suite.
 //! - [`admin`] and [`metrics`]: `/health`, `/ready` and Prometheus `/metrics` over HTTP.
 
 pub mod admin;
 pub mod antientropy;
 pub mod commit;
 pub mod config;
+pub mod fuzz;
 pub mod handoff;
 pub mod membership;
 pub mod metrics;
+#[cfg(feature = "rocksdb")]
+pub mod node;
 pub mod proxy;
 mod records;
+pub mod security;
 pub mod server;
 pub mod service;
+pub mod signed_gossip;
 pub mod storage;
+pub mod tls;
 pub mod transfer;
 mod worker;
 

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use ringkv_server::config::LogFormat;
-use ringkv_server::{Args, Config, server};
+use ringkv_server::{Args, Config, node};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 use tracing_subscriber::EnvFilter;
@@ -35,7 +35,7 @@ fn main() -> anyhow::Result<()> {
             info!("shutdown requested");
             signal.cancel();
         });
-        server::run(config, shutdown).await
+        node::run(config, shutdown).await
     })
 }
 

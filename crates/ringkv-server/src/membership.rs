@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use chitchat::transport::UdpTransport;
 use chitchat::{Chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
-use ringkv::transport::{Pool, Request, Response};
+use ringkv::transport::{ConnectOptions, Pool, Request, Response};
 use ringkv_core::{Layout, LayoutError, NodeId, Phase, Ring, Step};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -35,6 +35,8 @@ use tracing::{debug, info, warn};
 
 use crate::config::{ClusterSettings, Config};
 use crate::records;
+use crate::security::Security;
+use crate::signed_gossip::SignedUdpTransport;
 use crate::storage::Store;
 
 const KEY_ADDR: &str = "addr";
@@ -250,6 +252,8 @@ impl MembershipHandle {
 pub async fn spawn_membership(
     config: &Config,
     store: Arc<dyn Store>,
+    security: &Security,
+    outbound: ConnectOptions,
 ) -> anyhow::Result<MembershipHandle> {
     let id = store.node_id();
     let keeper = Arc::new(Keeper::load(store, config.cluster.tokens_per_weight));
@@ -285,16 +289,23 @@ pub async fn spawn_membership(
         (KEY_LAYOUT.to_string(), layout_key(keeper.rank())),
         (KEY_TRANSFER.to_string(), report_key(keeper.report())),
     ];
-    let chitchat = chitchat::spawn_chitchat(chitchat_config, keys, &UdpTransport)
-        .await
-        .with_context(|| format!("starting gossip on udp {}", config.listen))?;
+    // With a cluster secret, datagrams without its MAC are dropped: a node without the secret
+    // can neither join nor speak for a member.
+    let spawned = match security.cluster_secret() {
+        Some(secret) => {
+            let transport = SignedUdpTransport::new(secret.clone());
+            chitchat::spawn_chitchat(chitchat_config, keys, &transport).await
+        }
+        None => chitchat::spawn_chitchat(chitchat_config, keys, &UdpTransport).await,
+    };
+    let chitchat = spawned.with_context(|| format!("starting gossip on udp {}", config.listen))?;
 
     let started = tokio::time::Instant::now();
     let refresh = Refresh {
         me: id,
         interval: config.gossip.interval(),
         keeper: keeper.clone(),
-        pool: Pool::with_local_ip(advertised.ip()),
+        pool: Pool::with_options(outbound),
         started,
         published: (String::new(), String::new()),
     };

@@ -38,6 +38,14 @@ pub struct Metrics {
     errors: Family<RequestLabels, Counter>,
     latency: Family<RequestLabels, Histogram>,
     connections: Gauge,
+    refused: Family<RefusedLabels, Counter>,
+    siblings: Histogram,
+}
+
+/// Why the node closed a connection on its own.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    reason: &'static str,
 }
 
 impl Default for Metrics {
@@ -72,12 +80,28 @@ impl Metrics {
             "Open client and peer connections",
             connections.clone(),
         );
+        let refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Connections the node closed itself, by reason: over_cap, handshake_timeout, \
+             unauthenticated, idle_timeout, malformed, tls, protocol_version",
+            refused.clone(),
+        );
+        // 0, 1, 2, 4 ... 128: more than one is a conflict the application has yet to merge.
+        let siblings = Histogram::new([0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]);
+        registry.register(
+            "siblings_per_read",
+            "Live siblings of the key in each read this node answered",
+            siblings.clone(),
+        );
         Metrics {
+            siblings,
             registry,
             requests,
             errors,
             latency,
             connections,
+            refused,
         }
     }
 
@@ -99,6 +123,16 @@ impl Metrics {
 
     pub fn connection_closed(&self) {
         self.connections.dec();
+    }
+
+    /// Records the live siblings one read found.
+    pub fn observe_siblings(&self, live: usize) {
+        self.siblings.observe(live as f64);
+    }
+
+    /// Counts a connection the node closed: `reason` is one of those listed in the help.
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&RefusedLabels { reason }).inc();
     }
 
     /// The whole exposition: the request-path families, then `snapshot`.

@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use ringkv::{Client, ClientConfig, Context, Error, ReadOptions, WriteOptions};
+use ringkv::{
+    Client, ClientConfig, ClientTls, Context, Credential, Error, ReadOptions, WriteOptions,
+};
 use ringkv_core::wire::{Coordinated, Response, WireError};
 use tokio::sync::OnceCell;
 
@@ -16,13 +18,18 @@ use tokio::sync::OnceCell;
 pub struct Proxy {
     /// The node's own address: the seed the embedded client fetches the ring from.
     seed: String,
+    /// What the coordinator proves to the nodes (the cluster secret, if any), and its TLS.
+    credential: Option<Credential>,
+    tls: Option<ClientTls>,
     client: OnceCell<Client>,
 }
 
 impl Proxy {
-    pub fn new(seed: String) -> Proxy {
+    pub fn new(seed: String, credential: Option<Credential>, tls: Option<ClientTls>) -> Proxy {
         Proxy {
             seed,
+            credential,
+            tls,
             client: OnceCell::new(),
         }
     }
@@ -30,7 +37,10 @@ impl Proxy {
     async fn client(&self) -> Result<&Client, WireError> {
         self.client
             .get_or_try_init(|| async {
-                let config = ClientConfig::default().with_connect_timeout(Duration::from_secs(1));
+                let mut config =
+                    ClientConfig::default().with_connect_timeout(Duration::from_secs(1));
+                config.credential = self.credential.clone();
+                config.tls = self.tls.clone();
                 Client::builder()
                     .seeds([self.seed.clone()])
                     .config(config)

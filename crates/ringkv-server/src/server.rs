@@ -10,117 +10,42 @@
 //! the client. A writer task owns the socket's write half and batches responses into as few
 //! syscalls as the traffic allows.
 //!
-//! Shutdown (SIGTERM, SIGINT): stop accepting; every connection stops reading new requests,
-//! finishes those in flight and flushes their responses; gossip stops; the store is flushed.
+//! The handshake (`Hello`, `Welcome`, and `Auth` when the node requires it; see `security`)
+//! reads frames of at most `PRE_AUTH_MAX_FRAME_LEN` and must end within the handshake timeout.
+//! Each request is then checked against the connection's role. A connection with nothing in
+//! flight that stays silent for the idle timeout is closed.
+//!
+//! Shutdown: stop accepting; every connection stops reading new requests, finishes those in
+//! flight and flushes their responses (the rest of a node's shutdown is in `node`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
+use ringkv::tls::BoxedStream;
 use ringkv::transport::write_batched;
+use ringkv_core::auth::{CHALLENGE_LEN, Role};
 use ringkv_core::wire::{
-    ClientFrame, FrameCodec, PROTOCOL_VERSION, Request, ResponseFrame, ServerFrame, Welcome,
-    WireError,
+    ClientFrame, FrameCodec, MAX_FRAME_LEN, PRE_AUTH_MAX_FRAME_LEN, PROTOCOL_VERSION, Request,
+    ResponseFrame, ServerFrame, Welcome, WireError,
 };
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::admin::spawn_admin;
-use crate::antientropy::spawn_anti_entropy;
-use crate::config::{Config, Limits};
-use crate::handoff::spawn_handoff;
-use crate::membership::spawn_membership;
+use crate::config::Limits;
+use crate::security::permitted;
 use crate::service::Service;
-use crate::storage::{RocksStore, Store};
-use crate::transfer::spawn_transfer;
 
 /// How long shutdown waits for connections to finish their requests before giving up on them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-type ServerFramed = Framed<TcpStream, FrameCodec<ClientFrame, ServerFrame>>;
-
-/// Runs a node until `shutdown` is cancelled, then shuts it down gracefully.
-pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let dir = config.data_dir.clone();
-    let settings = config.storage.clone();
-    let store: Arc<dyn Store> = Arc::new(
-        tokio::task::spawn_blocking(move || RocksStore::open_with(&dir, &settings))
-            .await?
-            .with_context(|| format!("opening the store in {}", config.data_dir.display()))?,
-    );
-    let node = store.node_id();
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listening on tcp {}", config.listen))?;
-    let membership = spawn_membership(&config, store.clone()).await?;
-    let service = Arc::new(
-        Service::new(store.clone(), membership.subscribe(), config.limits.clone())
-            .with_keeper(membership.keeper(), config.weight)
-            .with_proxy(config.advertised().to_string())
-            .with_durability(config.storage.durability),
-    );
-    info!(
-        node = %node,
-        listen = %config.listen,
-        advertise = %config.advertised(),
-        data_dir = %config.data_dir.display(),
-        seeds = ?config.seeds,
-        "ringkvd ready"
-    );
-
-    let handoff = spawn_handoff(
-        service.clone(),
-        config.handoff.clone(),
-        config.advertised().ip(),
-        shutdown.clone(),
-    );
-    let transfer = spawn_transfer(
-        service.clone(),
-        config.transfer.clone(),
-        config.advertised().ip(),
-        shutdown.clone(),
-    );
-    let anti_entropy = spawn_anti_entropy(
-        service.clone(),
-        config.anti_entropy.clone(),
-        config.advertised().ip(),
-        shutdown.clone(),
-    );
-    let admin = match config.admin_listen {
-        Some(addr) => Some(
-            spawn_admin(
-                addr,
-                service.clone(),
-                config.checkpoint_dir(),
-                shutdown.clone(),
-            )
-            .await?,
-        ),
-        None => None,
-    };
-    serve(listener, service, config.limits.clone(), shutdown).await;
-    if let Some(admin) = admin {
-        let _ = admin.await;
-    }
-    let _ = handoff.await;
-    let _ = transfer.await;
-    let _ = anti_entropy.await;
-
-    info!("stopping gossip");
-    membership.shutdown().await;
-    info!("flushing the store");
-    tokio::task::spawn_blocking(move || store.flush()).await??;
-    info!("ringkvd stopped");
-    Ok(())
-}
+type ServerFramed = Framed<BoxedStream, FrameCodec<ClientFrame, ServerFrame>>;
 
 /// Accepts connections until `shutdown`, then waits (up to [`DRAIN_TIMEOUT`]) for them to drain.
 pub async fn serve(
@@ -150,6 +75,24 @@ pub async fn serve(
         let limits = limits.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
+            let stream: BoxedStream = match service.tls() {
+                Some(tls) => {
+                    let deadline = Duration::from_millis(limits.handshake_timeout_ms);
+                    match tokio::time::timeout(deadline, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            debug!(%peer, error = %e, "TLS handshake failed");
+                            service.metrics().connection_refused("tls");
+                            return;
+                        }
+                        Err(_) => {
+                            service.metrics().connection_refused("handshake_timeout");
+                            return;
+                        }
+                    }
+                }
+                None => Box::new(stream),
+            };
             let mut framed = Framed::new(stream, FrameCodec::new());
             match permit {
                 Ok(_permit) => {
@@ -160,6 +103,7 @@ pub async fn serve(
                 }
                 Err(_) => {
                     warn!(%peer, max = limits.max_connections, "refusing connection over the cap");
+                    service.metrics().connection_refused("over_cap");
                     let error = WireError::Overloaded {
                         reason: format!("more than {} connections", limits.max_connections),
                     };
@@ -182,7 +126,8 @@ pub async fn serve(
     }
 }
 
-/// Speaks the protocol on one connection until the peer leaves, a fatal error, or shutdown.
+/// Speaks the protocol on one connection until the peer leaves, a fatal error, an idle
+/// timeout, or shutdown.
 async fn serve_connection(
     mut framed: ServerFramed,
     peer: SocketAddr,
@@ -190,44 +135,36 @@ async fn serve_connection(
     limits: Limits,
     shutdown: CancellationToken,
 ) {
-    let handshake = Duration::from_millis(limits.handshake_timeout_ms);
-    let hello = match tokio::time::timeout(handshake, framed.next()).await {
+    // Until the handshake is complete, frames are small and the whole of it must take less
+    // than the handshake timeout: a peer that has proven nothing gets little of the node.
+    framed.codec_mut().set_max_frame_len(PRE_AUTH_MAX_FRAME_LEN);
+    let deadline = Duration::from_millis(limits.handshake_timeout_ms);
+    let handshake = match tokio::time::timeout(deadline, handshake(&mut framed, &service)).await {
         Err(_) => {
             debug!(%peer, "no handshake in time");
+            service.metrics().connection_refused("handshake_timeout");
             return;
         }
-        Ok(None) => return,
-        Ok(Some(Err(e))) => {
-            if let Some(error) = e.to_wire() {
+        Ok(Err(refusal)) => {
+            debug!(%peer, reason = refusal.reason, "handshake refused");
+            // A peer that left on its own (a port probe) was not refused.
+            if refusal.reason != "closed" {
+                service.metrics().connection_refused(refusal.reason);
+            }
+            if let Some(error) = refusal.error {
                 let _ = framed.send(ServerFrame::Fatal(error)).await;
             }
             return;
         }
-        Ok(Some(Ok(ClientFrame::Request(_)))) => {
-            let _ = framed
-                .send(ServerFrame::Fatal(WireError::HandshakeRequired))
-                .await;
-            return;
-        }
-        Ok(Some(Ok(ClientFrame::Hello(hello)))) => hello,
+        Ok(Ok(handshake)) => handshake,
     };
-    if hello.protocol_version != PROTOCOL_VERSION {
-        let error = WireError::ProtocolVersion {
-            supported: PROTOCOL_VERSION,
-            received: hello.protocol_version,
-        };
-        let _ = framed.send(ServerFrame::Fatal(error)).await;
-        return;
-    }
-    let welcome = Welcome {
-        protocol_version: PROTOCOL_VERSION,
-        node: service.node(),
-        epoch: service.epoch(),
-    };
-    if framed.send(ServerFrame::Welcome(welcome)).await.is_err() {
-        return;
-    }
-    debug!(%peer, agent = %hello.agent, "connection open");
+    framed.codec_mut().set_max_frame_len(MAX_FRAME_LEN);
+    let Handshake {
+        mut role,
+        challenge,
+        agent,
+    } = handshake;
+    debug!(%peer, %agent, ?role, "connection open");
 
     let (mut sink, mut stream) = framed.split();
     let (tx, mut rx) = mpsc::channel::<ServerFrame>(limits.max_in_flight_per_connection);
@@ -236,45 +173,50 @@ async fn serve_connection(
     });
 
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight_per_connection));
+    let idle = match limits.idle_timeout_ms {
+        0 => Duration::MAX,
+        ms => Duration::from_millis(ms),
+    };
     loop {
         let frame = tokio::select! {
             _ = shutdown.cancelled() => break,
-            frame = stream.next() => frame,
-        };
-        match frame {
-            None => break,
-            Some(Ok(ClientFrame::Request(request))) if service.runs_inline(&request.body) => {
-                // Quick requests are answered right here: a task of their own would cost
-                // more than the request (a spawn and a wake-up), and their answers still go
-                // out in order with the others through the writer.
-                let id = request.id;
-                let body = execute_inline(&service, request.epoch, request.body);
-                let frame = ResponseFrame {
-                    id,
-                    epoch: service.epoch(),
-                    body,
-                };
-                if tx.send(ServerFrame::Response(frame)).await.is_err() {
+            frame = tokio::time::timeout(idle, stream.next()) => match frame {
+                Ok(frame) => frame,
+                // Silent, but still owed answers: not idle.
+                Err(_) if in_flight.available_permits() < limits.max_in_flight_per_connection => {
+                    continue;
+                }
+                Err(_) => {
+                    debug!(%peer, "closing an idle connection");
+                    service.metrics().connection_refused("idle_timeout");
                     break;
                 }
-            }
-            Some(Ok(ClientFrame::Request(request))) => {
-                let Ok(permit) = in_flight.clone().acquire_owned().await else {
-                    break;
-                };
-                let service = service.clone();
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let id = request.id;
-                    let body = execute(service.clone(), request.epoch, request.body).await;
-                    let frame = ResponseFrame {
-                        id,
-                        epoch: service.epoch(),
-                        body,
-                    };
-                    let _ = tx.send(ServerFrame::Response(frame)).await;
-                    drop(permit);
-                });
+            },
+        };
+        let request = match frame {
+            None => break,
+            Some(Ok(ClientFrame::Request(request))) => request,
+            Some(Ok(ClientFrame::Auth(auth))) => {
+                // An anonymous client may still prove a credential (a node, a tool).
+                match (&challenge, role) {
+                    (Some(challenge), Role::Client)
+                        if service.security().verify(auth.role, challenge, &auth.proof) =>
+                    {
+                        role = auth.role;
+                        if tx.send(ServerFrame::Authenticated(role)).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                    _ => {
+                        service.metrics().connection_refused("unauthenticated");
+                        let error = WireError::Unauthenticated {
+                            reason: format!("the {:?} credential was not accepted", auth.role),
+                        };
+                        let _ = tx.send(ServerFrame::Fatal(error)).await;
+                        break;
+                    }
+                }
             }
             Some(Ok(ClientFrame::Hello(_))) => {
                 let error = WireError::Malformed {
@@ -285,17 +227,189 @@ async fn serve_connection(
             }
             Some(Err(e)) => {
                 debug!(%peer, error = %e, "closing connection");
+                service.metrics().connection_refused("malformed");
                 if let Some(error) = e.to_wire() {
                     let _ = tx.send(ServerFrame::Fatal(error)).await;
                 }
                 break;
             }
+        };
+        if !permitted(role, &request.body) {
+            let body = Err(WireError::Forbidden {
+                reason: format!(
+                    "{} is a node's operation: it needs the cluster secret",
+                    request.body.kind()
+                ),
+            });
+            let frame = ResponseFrame {
+                id: request.id,
+                epoch: service.epoch(),
+                body,
+            };
+            if tx.send(ServerFrame::Response(frame)).await.is_err() {
+                break;
+            }
+            continue;
         }
+        if service.runs_inline(&request.body) {
+            // Quick requests are answered right here: a task of their own would cost more
+            // than the request (a spawn and a wake-up), and their answers still go out in
+            // order with the others through the writer.
+            let id = request.id;
+            let body = execute_inline(&service, request.epoch, request.body);
+            let frame = ResponseFrame {
+                id,
+                epoch: service.epoch(),
+                body,
+            };
+            if tx.send(ServerFrame::Response(frame)).await.is_err() {
+                break;
+            }
+            continue;
+        }
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
+        let service = service.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let id = request.id;
+            let body = execute(service.clone(), request.epoch, request.body).await;
+            let frame = ResponseFrame {
+                id,
+                epoch: service.epoch(),
+                body,
+            };
+            let _ = tx.send(ServerFrame::Response(frame)).await;
+            drop(permit);
+        });
     }
     // In-flight tasks hold clones of `tx`; the writer ends once they have all answered.
     drop(tx);
     let _ = writer.await;
     debug!(%peer, "connection closed");
+}
+
+/// A connection whose handshake is complete.
+struct Handshake {
+    /// What the connection may do (see `security::permitted`).
+    role: Role,
+    /// The challenge sent in the `Welcome`, if the node authenticates connections.
+    challenge: Option<Bytes>,
+    agent: String,
+}
+
+/// Why a handshake failed: the reason counted in the metrics, and the error frame to send.
+struct Refusal {
+    reason: &'static str,
+    error: Option<WireError>,
+}
+
+impl Refusal {
+    fn new(reason: &'static str, error: WireError) -> Refusal {
+        Refusal {
+            reason,
+            error: Some(error),
+        }
+    }
+
+    /// The peer closed the connection: nothing to answer.
+    fn closed() -> Refusal {
+        Refusal {
+            reason: "closed",
+            error: None,
+        }
+    }
+
+    /// A frame that did not decode.
+    fn malformed(e: &ringkv_core::wire::CodecError) -> Refusal {
+        Refusal {
+            reason: "malformed",
+            error: e.to_wire(),
+        }
+    }
+}
+
+/// `Hello` → `Welcome` (with a challenge if the node has a cluster secret), then, if the node
+/// requires authentication, `Auth` → `Authenticated`.
+async fn handshake(framed: &mut ServerFramed, service: &Service) -> Result<Handshake, Refusal> {
+    let hello = match framed.next().await {
+        None => {
+            return Err(Refusal::closed());
+        }
+        Some(Err(e)) => {
+            return Err(Refusal::malformed(&e));
+        }
+        Some(Ok(ClientFrame::Hello(hello))) => hello,
+        Some(Ok(_)) => return Err(Refusal::new("malformed", WireError::HandshakeRequired)),
+    };
+    if hello.protocol_version != PROTOCOL_VERSION {
+        let error = WireError::ProtocolVersion {
+            supported: PROTOCOL_VERSION,
+            received: hello.protocol_version,
+        };
+        return Err(Refusal::new("protocol_version", error));
+    }
+    let security = service.security();
+    let challenge = security
+        .challenges()
+        .then(|| Bytes::from(rand::random::<[u8; CHALLENGE_LEN]>().to_vec()));
+    let welcome = Welcome {
+        protocol_version: PROTOCOL_VERSION,
+        node: service.node(),
+        epoch: service.epoch(),
+        challenge: challenge.clone(),
+        auth_required: security.requires_auth(),
+    };
+    if framed.send(ServerFrame::Welcome(welcome)).await.is_err() {
+        return Err(Refusal::closed());
+    }
+    let role = match (security.anonymous_role(), &challenge) {
+        (Some(role), _) => role,
+        // Never without a challenge: only a node with a cluster secret requires proofs.
+        (None, None) => {
+            let error = WireError::Unauthenticated {
+                reason: "this node accepts no credential".into(),
+            };
+            return Err(Refusal::new("unauthenticated", error));
+        }
+        (None, Some(challenge)) => {
+            let auth = match framed.next().await {
+                Some(Ok(ClientFrame::Auth(auth))) => auth,
+                Some(Ok(_)) => {
+                    let error = WireError::Unauthenticated {
+                        reason: "this node requires a client token or the cluster secret".into(),
+                    };
+                    return Err(Refusal::new("unauthenticated", error));
+                }
+                Some(Err(e)) => {
+                    return Err(Refusal::malformed(&e));
+                }
+                None => {
+                    return Err(Refusal::closed());
+                }
+            };
+            if !security.verify(auth.role, challenge, &auth.proof) {
+                let error = WireError::Unauthenticated {
+                    reason: format!("the {:?} credential was not accepted", auth.role),
+                };
+                return Err(Refusal::new("unauthenticated", error));
+            }
+            if framed
+                .send(ServerFrame::Authenticated(auth.role))
+                .await
+                .is_err()
+            {
+                return Err(Refusal::closed());
+            }
+            auth.role
+        }
+    };
+    Ok(Handshake {
+        role,
+        challenge,
+        agent: hello.agent,
+    })
 }
 
 /// Runs a quick request (see `Service::runs_inline`) on the calling thread: a hand-off to a

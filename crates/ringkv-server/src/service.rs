@@ -27,7 +27,10 @@ use crate::commit::GroupCommit;
 use crate::config::Limits;
 use crate::membership::{ClusterView, Keeper};
 use crate::proxy::Proxy;
+use crate::security::Security;
 use crate::storage::{HintKey, Store, StoreError};
+use crate::tls::NodeTls;
+use ringkv::transport::ConnectOptions;
 
 /// Longest bucket name accepted.
 pub const MAX_BUCKET_BYTES: usize = 255;
@@ -51,6 +54,9 @@ pub struct Service {
     hints_converted: AtomicU64,
     /// The layout and its operations; `None` in tests that run without membership.
     keeper: Option<Arc<Keeper>>,
+    security: Arc<Security>,
+    tls: Option<NodeTls>,
+    outbound: ConnectOptions,
     /// The weight this node was started with.
     weight: u32,
     /// Progress of this node's transfer, written by the transfer worker.
@@ -96,6 +102,9 @@ impl Service {
             hint_bytes: AtomicU64::new(0),
             hints_converted: AtomicU64::new(0),
             keeper: None,
+            security: Arc::default(),
+            tls: None,
+            outbound: ConnectOptions::default(),
             weight: 1,
             transfer: Mutex::new(None),
             metrics: crate::metrics::Metrics::new(),
@@ -168,10 +177,47 @@ impl Service {
         self.commit.get().map_or(0, GroupCommit::syncs)
     }
 
-    /// Lets the node coordinate quorums for thin clients, through its own address `seed`.
+    /// Lets the node coordinate quorums for thin clients, through its own address `seed`
+    /// (call after [`Service::with_outbound`]: the coordinator connects as the node does).
     pub fn with_proxy(mut self, seed: String) -> Service {
-        self.proxy = Some(Proxy::new(seed));
+        let outbound = &self.outbound;
+        self.proxy = Some(Proxy::new(
+            seed,
+            outbound.credential.clone(),
+            outbound.tls.clone(),
+        ));
         self
+    }
+
+    /// TLS for the node's connections, in and out (`None`: plain TCP).
+    pub fn with_tls(mut self, tls: Option<NodeTls>) -> Service {
+        self.tls = tls;
+        self
+    }
+
+    pub fn tls(&self) -> Option<&NodeTls> {
+        self.tls.as_ref()
+    }
+
+    /// The credentials the node accepts and proves (see `security`).
+    pub fn with_security(mut self, security: Arc<Security>) -> Service {
+        self.security = security;
+        self
+    }
+
+    pub fn security(&self) -> &Arc<Security> {
+        &self.security
+    }
+
+    /// How the node connects to the others (its address, credential and TLS).
+    pub fn with_outbound(mut self, outbound: ConnectOptions) -> Service {
+        self.outbound = outbound;
+        self
+    }
+
+    /// A connection pool for talking to other nodes (see [`Service::with_outbound`]).
+    pub fn outbound_pool(&self) -> ringkv::transport::Pool {
+        ringkv::transport::Pool::with_options(self.outbound.clone())
     }
 
     /// Coordinates a thin client's operation (`Request::Coordinate`, proxy mode).
@@ -323,9 +369,10 @@ impl Service {
             Request::Get { bucket, key } => {
                 self.check_key(&bucket, &key)?;
                 self.check_epoch(client_epoch)?;
-                Ok(Response::Value {
-                    state: self.read(&bucket, &key)?,
-                })
+                let state = self.read(&bucket, &key)?;
+                let siblings = state.as_ref().map_or(0, |s| s.live_count());
+                self.metrics.observe_siblings(siblings);
+                Ok(Response::Value { state })
             }
             Request::Put {
                 bucket,

@@ -58,11 +58,10 @@ struct Cursor {
 pub fn spawn_transfer(
     service: Arc<Service>,
     config: Transfer,
-    local_ip: std::net::IpAddr,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let pool = Pool::with_local_ip(local_ip);
+        let pool = service.outbound_pool();
         let interval = Duration::from_millis(config.interval_ms);
         // Read once: only this loop changes it.
         let mut cleaned: u64 = records::load(service.store().as_ref(), CLEANED_RECORD).unwrap_or(0);

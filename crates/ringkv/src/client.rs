@@ -190,8 +190,10 @@ impl ClientBuilder {
         }
         let inner = Arc::new(Inner {
             ring: RingCache::new(self.seeds),
+            pool: Pool::default()
+                .authenticated(self.config.credential.clone())
+                .with_tls(self.config.tls.clone()),
             config: self.config,
-            pool: Pool::default(),
             health: Health::default(),
             stats: Stats::default(),
             lww_actor: NodeId(rand::random::<u64>().max(1)),

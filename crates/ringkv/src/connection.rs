@@ -14,8 +14,8 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use ringkv_core::RingEpoch;
 use ringkv_core::wire::{
-    ClientFrame, FrameCodec, Hello, PROTOCOL_VERSION, Request, RequestFrame, Response, ServerFrame,
-    Welcome,
+    Auth, ClientFrame, FrameCodec, Hello, PROTOCOL_VERSION, Request, RequestFrame, Response,
+    ServerFrame, Welcome, WireError,
 };
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -23,6 +23,8 @@ use tokio_util::codec::Framed;
 use tracing::debug;
 
 use crate::error::{Error, Result};
+use crate::pool::ConnectOptions;
+use crate::tls::BoxedStream;
 
 /// Requests queued for the writer task at most. Beyond this, callers wait: a slow node slows
 /// its callers instead of growing client memory without bound.
@@ -48,18 +50,27 @@ struct Inner {
 }
 
 impl Connection {
-    /// Connects to `addr` (from `local_ip`, if given) and completes the handshake within
-    /// `timeout`.
+    /// Connects to `addr` as `options` say (from which address, over TLS or not) and
+    /// completes the handshake within `timeout`, proving the options' credential if the node
+    /// asks for one.
     pub(crate) async fn open(
         addr: &str,
-        local_ip: Option<std::net::IpAddr>,
+        options: &ConnectOptions,
         timeout: Duration,
     ) -> Result<(Connection, Welcome)> {
+        let credential = options.credential.as_ref();
         let connect = async {
-            let stream = connect(addr, local_ip)
+            let tcp = connect(addr, options.local_ip)
                 .await
                 .map_err(|e| unreachable(addr, &e))?;
-            let _ = stream.set_nodelay(true);
+            let _ = tcp.set_nodelay(true);
+            let stream: BoxedStream = match &options.tls {
+                Some(tls) => tls
+                    .connect(addr, tcp)
+                    .await
+                    .map_err(|e| unreachable(addr, &format!("TLS handshake: {e}")))?,
+                None => Box::new(tcp),
+            };
             let mut framed = Framed::new(stream, FrameCodec::<ServerFrame, ClientFrame>::new());
             let hello = Hello {
                 protocol_version: PROTOCOL_VERSION,
@@ -69,15 +80,44 @@ impl Connection {
                 .send(ClientFrame::Hello(hello))
                 .await
                 .map_err(|e| unreachable(addr, &e))?;
-            match framed.next().await {
-                Some(Ok(ServerFrame::Welcome(welcome))) => Ok((framed, welcome)),
-                Some(Ok(ServerFrame::Fatal(e))) => Err(Error::from_wire(e)),
-                Some(Ok(ServerFrame::Response(_))) => Err(Error::Protocol(format!(
-                    "{addr} answered the handshake with a response"
-                ))),
-                Some(Err(e)) => Err(Error::Protocol(format!("{addr}: {e}"))),
-                None => Err(unreachable(addr, &"closed during the handshake")),
+            let welcome = match next_frame(&mut framed, addr).await? {
+                ServerFrame::Welcome(welcome) => welcome,
+                _ => {
+                    return Err(Error::Protocol(format!(
+                        "{addr} answered the handshake with something else than a welcome"
+                    )));
+                }
+            };
+            match (&welcome.challenge, credential) {
+                (Some(challenge), Some(credential)) => {
+                    let auth = Auth {
+                        role: credential.role(),
+                        proof: credential.proof(challenge).into(),
+                    };
+                    framed
+                        .send(ClientFrame::Auth(auth))
+                        .await
+                        .map_err(|e| unreachable(addr, &e))?;
+                    match next_frame(&mut framed, addr).await? {
+                        ServerFrame::Authenticated(_) => {}
+                        _ => {
+                            return Err(Error::Protocol(format!(
+                                "{addr} answered the authentication with something else"
+                            )));
+                        }
+                    }
+                }
+                (_, None) if welcome.auth_required => {
+                    return Err(Error::from_wire(WireError::Unauthenticated {
+                        reason: format!(
+                            "{addr} requires a client token (ClientConfig::with_credential)"
+                        ),
+                    }));
+                }
+                // No challenge: the node authenticates nobody, the credential is not needed.
+                _ => {}
             }
+            Ok((framed, welcome))
         };
         let (framed, welcome) = tokio::time::timeout(timeout, connect)
             .await
@@ -128,7 +168,9 @@ impl Connection {
                         }
                     }
                     Some(Ok(ServerFrame::Fatal(e))) => break format!("server closed it: {e}"),
-                    Some(Ok(ServerFrame::Welcome(_))) => break "unexpected second welcome".into(),
+                    Some(Ok(ServerFrame::Welcome(_) | ServerFrame::Authenticated(_))) => {
+                        break "unexpected handshake frame".into();
+                    }
                     Some(Err(e)) => break e.to_string(),
                     None => break "closed by the server".into(),
                 }
@@ -240,5 +282,17 @@ fn conn_error(addr: &str, reason: &dyn std::fmt::Display) -> Error {
     Error::Connection {
         addr: addr.to_string(),
         reason: reason.to_string(),
+    }
+}
+
+type ClientFramed = Framed<BoxedStream, FrameCodec<ServerFrame, ClientFrame>>;
+
+/// The next frame of the handshake: an error frame becomes the error it carries.
+async fn next_frame(framed: &mut ClientFramed, addr: &str) -> Result<ServerFrame> {
+    match framed.next().await {
+        Some(Ok(ServerFrame::Fatal(e))) => Err(Error::from_wire(e)),
+        Some(Ok(frame)) => Ok(frame),
+        Some(Err(e)) => Err(Error::Protocol(format!("{addr}: {e}"))),
+        None => Err(unreachable(addr, &"closed during the handshake")),
     }
 }

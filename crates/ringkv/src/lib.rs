@@ -24,6 +24,7 @@
 //! - [`value`]: [`Value`] (siblings and context) and [`WriteReceipt`].
 //! - [`error`]: [`Error`], with the facts of each failure.
 //! - [`proxy`]: [`ProxyClient`], a thin client whose quorums a server coordinates.
+//! - [`credential`] and [`tls`]: proving a client token to nodes that require one, and TLS.
 //! - `coordinator`: the quorum logic; `health`: the client's failure detector;
 //!   `connection` and `pool`: multiplexed connections;
 //!   `ring_cache`: the ring and its refresh.
@@ -31,6 +32,7 @@
 pub mod client;
 mod connection;
 mod coordinator;
+pub mod credential;
 pub mod error;
 mod health;
 pub mod metrics;
@@ -38,20 +40,23 @@ pub mod options;
 mod pool;
 pub mod proxy;
 mod ring_cache;
+pub mod tls;
 pub mod value;
 mod writer;
 
 /// Requests to single nodes, outside any quorum (servers use it for hinted handoff).
 pub mod transport {
-    pub use crate::pool::Pool;
+    pub use crate::pool::{ConnectOptions, Pool};
     pub use crate::writer::write_batched;
     pub use ringkv_core::wire::{Request, Response};
 }
 
 pub use client::{Bucket, Client, ClientBuilder, ClientStats};
+pub use credential::Credential;
 pub use error::{Error, NodeError, Result};
 pub use metrics::Latency;
 pub use options::{ClientConfig, ReadOptions, WriteOptions};
 pub use proxy::ProxyClient;
 pub use ringkv_core::{ConflictPolicy, Context, DEFAULT_BUCKET, NodeId};
+pub use tls::ClientTls;
 pub use value::{Value, WriteReceipt};

@@ -11,6 +11,9 @@
 
 use std::time::Duration;
 
+use crate::credential::Credential;
+use crate::tls::ClientTls;
+
 /// How a [`crate::Client`] behaves unless a call says otherwise.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -44,6 +47,11 @@ pub struct ClientConfig {
     /// Reads returning more live siblings than this are logged and counted: the application
     /// is probably not resolving them.
     pub sibling_warning: usize,
+    /// What to prove to nodes that authenticate connections (`None`: nothing; such nodes
+    /// then refuse the connection if they require client tokens).
+    pub credential: Option<Credential>,
+    /// TLS to the nodes (`None`: plain TCP). See [`ClientTls::from_files`].
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for ClientConfig {
@@ -61,11 +69,25 @@ impl Default for ClientConfig {
             ring_refresh_interval: Duration::from_secs(2),
             read_repair: true,
             sibling_warning: 10,
+            credential: None,
+            tls: None,
         }
     }
 }
 
 impl ClientConfig {
+    /// Connect with TLS (see [`ClientTls::from_files`]).
+    pub fn with_tls(mut self, tls: ClientTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Authenticate with `credential` (a client token, see [`Credential::token`]).
+    pub fn with_credential(mut self, credential: Credential) -> Self {
+        self.credential = Some(credential);
+        self
+    }
+
     pub fn with_r(mut self, r: u8) -> Self {
         self.r = Some(r);
         self

@@ -11,7 +11,20 @@ use ringkv_core::RingEpoch;
 use ringkv_core::wire::{Request, Response};
 
 use crate::connection::Connection;
+use crate::credential::Credential;
 use crate::error::Result;
+use crate::tls::ClientTls;
+
+/// How connections to nodes are opened: from where, over TLS or not, proving what.
+#[derive(Clone, Debug, Default)]
+pub struct ConnectOptions {
+    /// The local address connections leave from (the kernel's choice if `None`).
+    pub local_ip: Option<std::net::IpAddr>,
+    /// What connections prove to nodes that authenticate them.
+    pub credential: Option<Credential>,
+    /// TLS, for nodes that require it.
+    pub tls: Option<ClientTls>,
+}
 
 /// Connections by address. Opening is serialised per address (a slot's async mutex), so a
 /// burst of calls to a node that has no connection yet opens one, not one per call.
@@ -19,8 +32,7 @@ use crate::error::Result;
 pub struct Pool {
     /// Short critical sections (find or insert a slot), never across an await.
     slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Connection>>>>>,
-    /// The local address outgoing connections are bound to, if any (see `with_local_ip`).
-    local_ip: Option<std::net::IpAddr>,
+    options: ConnectOptions,
 }
 
 impl Pool {
@@ -32,10 +44,30 @@ impl Pool {
     /// (and firewalls) see node-to-node traffic coming from the node, not from whichever
     /// address the kernel would pick.
     pub fn with_local_ip(ip: std::net::IpAddr) -> Pool {
-        Pool {
+        Pool::with_options(ConnectOptions {
             local_ip: Some(ip),
-            ..Pool::default()
+            ..ConnectOptions::default()
+        })
+    }
+
+    /// A pool whose connections are opened as `options` says.
+    pub fn with_options(options: ConnectOptions) -> Pool {
+        Pool {
+            slots: Mutex::default(),
+            options,
         }
+    }
+
+    /// The same pool, whose connections prove `credential` to nodes that ask for one.
+    pub fn authenticated(mut self, credential: Option<Credential>) -> Pool {
+        self.options.credential = credential;
+        self
+    }
+
+    /// The same pool, whose connections use TLS if `tls` is given.
+    pub fn with_tls(mut self, tls: Option<ClientTls>) -> Pool {
+        self.options.tls = tls;
+        self
     }
 
     /// Sends `body` to the node at `addr` (connecting first if needed, within
@@ -60,7 +92,7 @@ impl Pool {
         if let Some(connection) = slot.as_ref().filter(|c| !c.is_closed()) {
             return Ok(connection.clone());
         }
-        let (connection, _welcome) = Connection::open(addr, self.local_ip, connect_timeout).await?;
+        let (connection, _welcome) = Connection::open(addr, &self.options, connect_timeout).await?;
         *slot = Some(connection.clone());
         Ok(connection)
     }

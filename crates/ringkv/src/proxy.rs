@@ -14,7 +14,7 @@ use ringkv_core::wire::{Coordinated, Request, Response, WireError};
 use ringkv_core::{Context, DEFAULT_BUCKET, RingEpoch};
 
 use crate::error::{Error, Result};
-use crate::pool::Pool;
+use crate::pool::{ConnectOptions, Pool};
 use crate::value::{Value, WriteReceipt};
 
 /// A client whose operations the servers coordinate. Cheap to share behind an `Arc`.
@@ -33,10 +33,24 @@ impl ProxyClient {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
+        ProxyClient::connect_with(seeds, timeout, ConnectOptions::default()).await
+    }
+
+    /// As [`ProxyClient::connect`], with connections opened as `options` say (a credential
+    /// for nodes that authenticate, TLS).
+    pub async fn connect_with<I, S>(
+        seeds: I,
+        timeout: Duration,
+        options: ConnectOptions,
+    ) -> Result<ProxyClient>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
         let seeds: Vec<String> = seeds.into_iter().map(Into::into).collect();
         let mut client = ProxyClient {
             members: Vec::new(),
-            pool: Pool::new(),
+            pool: Pool::with_options(options),
             timeout,
         };
         let mut last = String::from("no seed given");

@@ -16,7 +16,8 @@
 //!   names, byte strings are CBOR byte strings.
 //! - A length of 0 is not a valid frame (there is no empty CBOR item).
 //!
-//! The first client frame must be `Hello { protocol_version: PROTOCOL_VERSION, .. }`.
+//! The first client frame must be `Hello { protocol_version: PROTOCOL_VERSION, .. }`; until
+//! the handshake is complete a server reads frames of at most [`PRE_AUTH_MAX_FRAME_LEN`].
 //!
 //! tokio-util's `LengthDelimitedCodec` speaks the same framing; this codec does the length
 //! check itself so that an oversized frame is a typed [`CodecError::FrameTooLarge`] (answered
@@ -32,11 +33,16 @@ use tokio_util::codec::{Decoder, Encoder};
 use super::error::WireError;
 
 /// The protocol version this build speaks. Any change to frames, messages or hashes bumps it.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The largest frame body accepted or sent: room for a value at the default 4 MiB limit plus a
 /// few concurrent siblings of it, while a single frame still cannot exhaust a server's memory.
 pub const MAX_FRAME_LEN: usize = 16 * 1024 * 1024;
+
+/// The largest frame a server reads before the connection's handshake (and authentication,
+/// when the node requires it) is complete: a `Hello` or an `Auth` is a few hundred bytes, and
+/// a peer that has proven nothing must not make the node buffer megabytes.
+pub const PRE_AUTH_MAX_FRAME_LEN: usize = 64 * 1024;
 
 const HEADER_LEN: usize = 4;
 
@@ -78,6 +84,12 @@ pub struct FrameCodec<In, Out> {
 impl<In, Out> FrameCodec<In, Out> {
     pub fn new() -> Self {
         Self::with_max_frame_len(MAX_FRAME_LEN)
+    }
+
+    /// Changes the limit for the frames read from now on (never above [`MAX_FRAME_LEN`]): a
+    /// server raises it from [`PRE_AUTH_MAX_FRAME_LEN`] once the handshake is complete.
+    pub fn set_max_frame_len(&mut self, max: usize) {
+        self.max_frame_len = max.min(MAX_FRAME_LEN);
     }
 
     /// A codec with a smaller limit (never larger than [`MAX_FRAME_LEN`]).

@@ -75,6 +75,14 @@ pub enum WireError {
     /// A membership operation (`cluster join`, `commit`...) was refused.
     #[error("{reason}")]
     Layout { reason: String },
+    /// The connection did not prove a credential the node accepts (a missing or wrong cluster
+    /// secret or client token); the connection is closed after this.
+    #[error("not authenticated: {reason}")]
+    Unauthenticated { reason: String },
+    /// The connection's role may not make this request (a client token asking for a node's
+    /// operation, such as anti-entropy or a membership change).
+    #[error("forbidden: {reason}")]
+    Forbidden { reason: String },
 }
 
 impl WireError {

@@ -4,6 +4,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::error::WireError;
+use crate::auth::Role;
 use crate::layout::{Change, Layout};
 use crate::node::{Member, NodeId};
 use crate::ring::{RingConfig, RingEpoch};
@@ -24,12 +25,29 @@ pub struct Welcome {
     pub protocol_version: u32,
     pub node: NodeId,
     pub epoch: RingEpoch,
+    /// Set when the node authenticates connections (it has a cluster secret): fresh random
+    /// bytes the peer's [`Auth`] proof must be made over (see [`crate::auth`]).
+    #[serde(default)]
+    pub challenge: Option<Bytes>,
+    /// Whether this connection must authenticate before its first request. When false (no
+    /// client tokens), an unauthenticated connection acts as a [`Role::Client`].
+    #[serde(default)]
+    pub auth_required: bool,
+}
+
+/// A connection's proof of a credential, sent after the [`Welcome`] that carried a challenge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Auth {
+    pub role: Role,
+    /// [`crate::auth::proof`] of the cluster secret (`Node`) or a client token (`Client`).
+    pub proof: Bytes,
 }
 
 /// Frames a client (or a peer acting as one) sends.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClientFrame {
     Hello(Hello),
+    Auth(Auth),
     Request(RequestFrame),
 }
 
@@ -37,6 +55,8 @@ pub enum ClientFrame {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServerFrame {
     Welcome(Welcome),
+    /// The [`Auth`] was accepted; the connection now acts in this role.
+    Authenticated(Role),
     Response(ResponseFrame),
     /// The connection is unusable (bad handshake, unparseable frame); it closes after this.
     Fatal(WireError),

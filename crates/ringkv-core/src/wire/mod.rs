@@ -7,16 +7,19 @@
 //!
 //! A connection opens with [`message::Hello`] carrying [`PROTOCOL_VERSION`]; the server answers
 //! [`message::ServerFrame::Welcome`] or, on a mismatch, a [`error::WireError::ProtocolVersion`]
-//! error frame and a close. After that, requests and responses flow with ids: one connection
-//! carries many requests in flight, and responses may come back in any order.
+//! error frame and a close. A node with a cluster secret puts a challenge in its `Welcome`; the
+//! peer then sends [`message::Auth`] and gets [`message::ServerFrame::Authenticated`] or an
+//! [`error::WireError::Unauthenticated`] error frame and a close (see [`crate::auth`]). After
+//! that, requests and responses flow with ids: one connection carries many requests in flight,
+//! and responses may come back in any order.
 
 pub mod codec;
 pub mod error;
 pub mod message;
 
-pub use codec::{CodecError, FrameCodec, MAX_FRAME_LEN, PROTOCOL_VERSION};
+pub use codec::{CodecError, FrameCodec, MAX_FRAME_LEN, PRE_AUTH_MAX_FRAME_LEN, PROTOCOL_VERSION};
 pub use error::WireError;
 pub use message::{
-    AntiEntropyStats, ClientFrame, Coordinated, Hello, NodeStats, Request, RequestFrame, Response,
-    ResponseFrame, RingSnapshot, ServerFrame, TransferStats, Welcome,
+    AntiEntropyStats, Auth, ClientFrame, Coordinated, Hello, NodeStats, Request, RequestFrame,
+    Response, ResponseFrame, RingSnapshot, ServerFrame, TransferStats, Welcome,
 };

@@ -22,9 +22,11 @@
 //! machine. Replication across nodes is what protects against losing a machine.
 
 mod memory;
+#[cfg(feature = "rocksdb")]
 mod rocks;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "rocksdb")]
 pub use rocks::RocksStore;
 
 use ringkv_core::{NodeId, SiblingSet};
@@ -207,14 +209,16 @@ pub(crate) fn storage_key(bucket: &str, key: &[u8]) -> Vec<u8> {
     out
 }
 
-pub(crate) fn encode_state(state: &SiblingSet) -> Vec<u8> {
+/// A sibling set as the store keeps it: the format byte, then CBOR.
+pub fn encode_state(state: &SiblingSet) -> Vec<u8> {
     let mut out = vec![STATE_FORMAT];
     // Encoding into a Vec fails only on an I/O error, which a Vec never has.
     let _ = ciborium::into_writer(state, &mut out);
     out
 }
 
-pub(crate) fn decode_state(bytes: &[u8]) -> Result<SiblingSet, StoreError> {
+/// The inverse of [`encode_state`]; anything else is [`StoreError::Corrupt`].
+pub fn decode_state(bytes: &[u8]) -> Result<SiblingSet, StoreError> {
     match bytes.split_first() {
         Some((&STATE_FORMAT, body)) => {
             ciborium::from_reader(body).map_err(|e| StoreError::Corrupt(e.to_string()))

@@ -1,9 +1,23 @@
 //! The RocksDB [`Store`].
+//!
+//! # A full disk
+//!
+//! A write that finds the disk full fails with [`StoreError::Full`], and RocksDB then refuses
+//! every later write until it is reopened (its background error is sticky, and its own
+//! recovery waits for far more free space than a small disk ever has). So the store keeps
+//! serving reads and refuses writes at once, and every [`RECOVERY_INTERVAL`] a write checks
+//! whether space was freed (it can write a probe file); if so the store switches reads to a
+//! read-only instance, closes the writable one and reopens it (RocksDB replays its log, so
+//! every acknowledged write is kept), and writes resume.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use ringkv_core::{NodeId, SiblingSet};
 use rocksdb::{ColumnFamilyDescriptor, DB, DBCompressionType, Options};
+use tracing::{info, warn};
 
 use super::{
     DataKey, HintKey, Store, StoreError, decode_state, encode_state, hint_prefix, storage_key,
@@ -17,13 +31,27 @@ const META_FORMAT: &[u8] = b"format";
 /// The layout version of the whole store (column families and key encoding).
 const STORE_FORMAT: u8 = 1;
 
+/// How often writes refused for a full disk check whether space was freed.
+pub const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The free space (bytes) a recovery needs: a probe file this large must fit.
+const RECOVERY_PROBE: usize = 256 * 1024;
+
 /// A store on RocksDB. See the module docs of `storage` for the layout.
 pub struct RocksStore {
-    db: DB,
+    /// The database. Replaced only by the recovery from a full disk (see the module docs).
+    db: RwLock<Arc<DB>>,
+    dir: PathBuf,
+    /// One block cache for every instance and column family.
+    cache: rocksdb::Cache,
     node_id: NodeId,
     /// How every data and hint write is made: unsynced (durable writes wait for the group
     /// committer's `sync`), and never throttled.
     write: rocksdb::WriteOptions,
+    /// Set when a write found the disk full, until the store recovered.
+    full: AtomicBool,
+    /// When recovery was last tried; held while trying, so one write tries at a time.
+    last_recovery: Mutex<Instant>,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -45,33 +73,113 @@ impl RocksStore {
         dir: &Path,
         settings: &crate::config::Storage,
     ) -> Result<RocksStore, StoreError> {
-        let mut options = Options::default();
-        options.create_if_missing(true);
-        options.create_missing_column_families(true);
-        options.set_compression_type(DBCompressionType::Lz4);
-        options.set_keep_log_file_num(4);
         // One cache for every column family, so the bound is the node's, not per family.
         let cache = rocksdb::Cache::new_lru_cache(settings.block_cache_mb.max(1) << 20);
-        let cfs = [CF_DATA, CF_META, CF_HINTS].map(|name| {
-            let mut cf = Options::default();
-            cf.set_compression_type(DBCompressionType::Lz4);
-            let mut table = rocksdb::BlockBasedOptions::default();
-            table.set_block_cache(&cache);
-            // Point lookups dominate: a bloom filter per table skips the tables without the
-            // key, and keeping filters and indexes in the cache keeps the memory bound true.
-            table.set_bloom_filter(10.0, false);
-            table.set_cache_index_and_filter_blocks(true);
-            table.set_pin_l0_filter_and_index_blocks_in_cache(true);
-            cf.set_block_based_table_factory(&table);
-            ColumnFamilyDescriptor::new(name, cf)
-        });
-        let db = DB::open_cf_descriptors(&options, dir, cfs).map_err(engine)?;
+        let db = open_db(dir, &cache, false)?;
         let node_id = Self::identity(&db)?;
         let mut write = rocksdb::WriteOptions::default();
         // Writes run on the node's async threads (see `server::execute`): fail fast with
         // `Stalled` rather than sleep there when RocksDB throttles writes.
         write.set_no_slowdown(true);
-        Ok(RocksStore { db, node_id, write })
+        Ok(RocksStore {
+            db: RwLock::new(Arc::new(db)),
+            dir: dir.to_path_buf(),
+            cache,
+            node_id,
+            write,
+            full: AtomicBool::new(false),
+            last_recovery: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// The current database instance.
+    fn db(&self) -> Arc<DB> {
+        self.db
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Runs one write. While the disk is full it is refused at once, unless a recovery is
+    /// due and succeeds; a write that finds the disk full marks it so.
+    fn write_with(&self, op: impl FnOnce(&DB) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        if self.full.load(Ordering::Acquire) {
+            self.recover()?;
+        }
+        let result = op(&self.db());
+        if matches!(result, Err(StoreError::Full)) && !self.full.swap(true, Ordering::AcqRel) {
+            warn!(
+                dir = %self.dir.display(),
+                "the data disk is full: writes are refused until space is freed"
+            );
+            *self
+                .last_recovery
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        }
+        result
+    }
+
+    /// Tries to leave the full-disk state, at most once per [`RECOVERY_INTERVAL`].
+    fn recover(&self) -> Result<(), StoreError> {
+        let mut last = self
+            .last_recovery
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !self.full.load(Ordering::Acquire) {
+            return Ok(()); // Another write recovered while this one waited.
+        }
+        if last.elapsed() < RECOVERY_INTERVAL {
+            return Err(StoreError::Full);
+        }
+        *last = Instant::now();
+        if !has_room(&self.dir) {
+            return Err(StoreError::Full);
+        }
+        match self.reopen() {
+            Ok(()) => {
+                self.full.store(false, Ordering::Release);
+                info!(dir = %self.dir.display(), "space was freed: writes resume");
+                Ok(())
+            }
+            Err(e) => {
+                warn!(error = %e, "reopening the store after a full disk failed; will retry");
+                Err(StoreError::Full)
+            }
+        }
+    }
+
+    /// Closes and reopens the writable instance; reads go to a read-only one meanwhile (and
+    /// stay there if the reopen fails).
+    fn reopen(&self) -> Result<(), StoreError> {
+        let read_only = Arc::new(open_db(&self.dir, &self.cache, true)?);
+        let mut old = std::mem::replace(
+            &mut *self.db.write().unwrap_or_else(PoisonError::into_inner),
+            read_only,
+        );
+        // Requests that took the old instance before the swap finish with it first.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match Arc::try_unwrap(old) {
+                Ok(db) => {
+                    drop(db);
+                    break;
+                }
+                Err(still) if Instant::now() < deadline => {
+                    old = still;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(still) => {
+                    *self.db.write().unwrap_or_else(PoisonError::into_inner) = still;
+                    return Err(StoreError::Engine(
+                        "the store stayed in use; it was not reopened".into(),
+                    ));
+                }
+            }
+        }
+        let writable = Arc::new(open_db(&self.dir, &self.cache, false)?);
+        *self.db.write().unwrap_or_else(PoisonError::into_inner) = writable;
+        Ok(())
     }
 
     /// Reads the node id and format, creating them on first start.
@@ -111,41 +219,44 @@ impl Store for RocksStore {
     }
 
     fn get(&self, bucket: &str, key: &[u8]) -> Result<Option<SiblingSet>, StoreError> {
-        let data = cf(&self.db, CF_DATA)?;
-        self.db
-            .get_pinned_cf(data, storage_key(bucket, key))
+        let db = self.db();
+        let data = cf(&db, CF_DATA)?;
+        db.get_pinned_cf(data, storage_key(bucket, key))
             .map_err(engine)?
             .map(|bytes| decode_state(&bytes))
             .transpose()
     }
 
     fn put(&self, bucket: &str, key: &[u8], state: &SiblingSet) -> Result<(), StoreError> {
-        let data = cf(&self.db, CF_DATA)?;
-        self.db
-            .put_cf_opt(
-                data,
+        self.write_with(|db| {
+            let value = encode_state(state);
+            db.put_cf_opt(
+                cf(db, CF_DATA)?,
                 storage_key(bucket, key),
-                encode_state(state),
+                value,
                 &self.write,
             )
             .map_err(engine)
+        })
     }
 
     fn checkpoint(&self, dir: &Path) -> Result<(), StoreError> {
-        rocksdb::checkpoint::Checkpoint::new(&self.db)
+        let db = self.db();
+        rocksdb::checkpoint::Checkpoint::new(&db)
             .and_then(|checkpoint| checkpoint.create_checkpoint(dir))
             .map_err(engine)
     }
 
     fn sync(&self) -> Result<(), StoreError> {
-        self.db.flush_wal(true).map_err(engine)
+        let db = self.db();
+        db.flush_wal(true).map_err(engine)
     }
 
     fn delete(&self, bucket: &str, key: &[u8]) -> Result<(), StoreError> {
-        let data = cf(&self.db, CF_DATA)?;
-        self.db
-            .delete_cf_opt(data, storage_key(bucket, key), &self.write)
-            .map_err(engine)
+        self.write_with(|db| {
+            db.delete_cf_opt(cf(db, CF_DATA)?, storage_key(bucket, key), &self.write)
+                .map_err(engine)
+        })
     }
 
     fn scan(
@@ -153,14 +264,15 @@ impl Store for RocksStore {
         after: Option<&DataKey>,
         limit: usize,
     ) -> Result<Vec<(DataKey, SiblingSet, usize)>, StoreError> {
-        let data = cf(&self.db, CF_DATA)?;
+        let db = self.db();
+        let data = cf(&db, CF_DATA)?;
         let start = after.map(DataKey::encode);
         let mode = match &start {
             Some(k) => rocksdb::IteratorMode::From(k, rocksdb::Direction::Forward),
             None => rocksdb::IteratorMode::Start,
         };
         let mut out = Vec::with_capacity(limit.min(1024));
-        for item in self.db.iterator_cf(data, mode) {
+        for item in db.iterator_cf(data, mode) {
             let (k, v) = item.map_err(engine)?;
             if start.as_deref() == Some(&k[..]) {
                 continue;
@@ -174,10 +286,10 @@ impl Store for RocksStore {
     }
 
     fn estimate(&self) -> Result<(u64, u64), StoreError> {
-        let data = cf(&self.db, CF_DATA)?;
+        let db = self.db();
+        let data = cf(&db, CF_DATA)?;
         let property = |name: &str| {
-            self.db
-                .property_int_value_cf(data, name)
+            db.property_int_value_cf(data, name)
                 .map(|v| v.unwrap_or(0))
                 .map_err(engine)
         };
@@ -189,9 +301,9 @@ impl Store for RocksStore {
     }
 
     fn engine_stats(&self) -> Result<super::EngineStats, StoreError> {
+        let db = self.db();
         let property = |name: &str| {
-            self.db
-                .property_int_value(name)
+            db.property_int_value(name)
                 .map(|v| v.unwrap_or(0))
                 .map_err(engine)
         };
@@ -202,24 +314,26 @@ impl Store for RocksStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_wal(true).map_err(engine)?;
+        let db = self.db();
+        db.flush_wal(true).map_err(engine)?;
         for name in [CF_DATA, CF_META, CF_HINTS] {
-            self.db.flush_cf(cf(&self.db, name)?).map_err(engine)?;
+            db.flush_cf(cf(&db, name)?).map_err(engine)?;
         }
         Ok(())
     }
 
     fn put_hint(&self, hint: &HintKey, state: &SiblingSet) -> Result<(), StoreError> {
-        let hints = cf(&self.db, CF_HINTS)?;
-        self.db
-            .put_cf_opt(hints, hint.encode(), encode_state(state), &self.write)
-            .map_err(engine)
+        self.write_with(|db| {
+            let value = encode_state(state);
+            db.put_cf_opt(cf(db, CF_HINTS)?, hint.encode(), value, &self.write)
+                .map_err(engine)
+        })
     }
 
     fn get_hint(&self, hint: &HintKey) -> Result<Option<SiblingSet>, StoreError> {
-        let hints = cf(&self.db, CF_HINTS)?;
-        self.db
-            .get_pinned_cf(hints, hint.encode())
+        let db = self.db();
+        let hints = cf(&db, CF_HINTS)?;
+        db.get_pinned_cf(hints, hint.encode())
             .map_err(engine)?
             .map(|bytes| decode_state(&bytes))
             .transpose()
@@ -230,11 +344,12 @@ impl Store for RocksStore {
         bucket: &str,
         key: &[u8],
     ) -> Result<Vec<(HintKey, SiblingSet)>, StoreError> {
+        let db = self.db();
         let prefix = hint_prefix(bucket, key);
-        let hints = cf(&self.db, CF_HINTS)?;
+        let hints = cf(&db, CF_HINTS)?;
         let mut out = Vec::new();
         let mode = rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward);
-        for item in self.db.iterator_cf(hints, mode) {
+        for item in db.iterator_cf(hints, mode) {
             let (k, v) = item.map_err(engine)?;
             if !k.starts_with(&prefix) {
                 break;
@@ -245,10 +360,10 @@ impl Store for RocksStore {
     }
 
     fn delete_hint(&self, hint: &HintKey) -> Result<(), StoreError> {
-        let hints = cf(&self.db, CF_HINTS)?;
-        self.db
-            .delete_cf_opt(hints, hint.encode(), &self.write)
-            .map_err(engine)
+        self.write_with(|db| {
+            db.delete_cf_opt(cf(db, CF_HINTS)?, hint.encode(), &self.write)
+                .map_err(engine)
+        })
     }
 
     fn scan_hints(
@@ -256,14 +371,15 @@ impl Store for RocksStore {
         after: Option<&HintKey>,
         limit: usize,
     ) -> Result<Vec<(HintKey, SiblingSet)>, StoreError> {
-        let hints = cf(&self.db, CF_HINTS)?;
+        let db = self.db();
+        let hints = cf(&db, CF_HINTS)?;
         let start = after.map(HintKey::encode);
         let mode = match &start {
             Some(k) => rocksdb::IteratorMode::From(k, rocksdb::Direction::Forward),
             None => rocksdb::IteratorMode::Start,
         };
         let mut out = Vec::with_capacity(limit.min(1024));
-        for item in self.db.iterator_cf(hints, mode) {
+        for item in db.iterator_cf(hints, mode) {
             let (k, v) = item.map_err(engine)?;
             if start.as_deref() == Some(&k[..]) {
                 continue;
@@ -277,9 +393,10 @@ impl Store for RocksStore {
     }
 
     fn hint_count(&self) -> Result<u64, StoreError> {
-        let hints = cf(&self.db, CF_HINTS)?;
+        let db = self.db();
+        let hints = cf(&db, CF_HINTS)?;
         let mut count = 0;
-        for item in self.db.iterator_cf(hints, rocksdb::IteratorMode::Start) {
+        for item in db.iterator_cf(hints, rocksdb::IteratorMode::Start) {
             item.map_err(engine)?;
             count += 1;
         }
@@ -287,18 +404,53 @@ impl Store for RocksStore {
     }
 
     fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db
-            .get_cf(cf(&self.db, CF_META)?, meta_key(name))
-            .map_err(engine)
+        let db = self.db();
+        db.get_cf(cf(&db, CF_META)?, meta_key(name)).map_err(engine)
     }
 
     fn put_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
         let mut sync = rocksdb::WriteOptions::default();
         sync.set_sync(true);
-        self.db
-            .put_cf_opt(cf(&self.db, CF_META)?, meta_key(name), value, &sync)
-            .map_err(engine)
+        self.write_with(|db| {
+            db.put_cf_opt(cf(db, CF_META)?, meta_key(name), value, &sync)
+                .map_err(engine)
+        })
     }
+}
+
+/// Opens the database in `dir`, writable or read-only, with `cache` for every column family.
+fn open_db(dir: &Path, cache: &rocksdb::Cache, read_only: bool) -> Result<DB, StoreError> {
+    let mut options = Options::default();
+    options.create_if_missing(true);
+    options.create_missing_column_families(true);
+    options.set_compression_type(DBCompressionType::Lz4);
+    options.set_keep_log_file_num(4);
+    let cfs = [CF_DATA, CF_META, CF_HINTS].map(|name| {
+        let mut cf = Options::default();
+        cf.set_compression_type(DBCompressionType::Lz4);
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_block_cache(cache);
+        // Point lookups dominate: a bloom filter per table skips the tables without the
+        // key, and keeping filters and indexes in the cache keeps the memory bound true.
+        table.set_bloom_filter(10.0, false);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        cf.set_block_based_table_factory(&table);
+        ColumnFamilyDescriptor::new(name, cf)
+    });
+    if read_only {
+        DB::open_cf_descriptors_read_only(&options, dir, cfs, false).map_err(engine)
+    } else {
+        DB::open_cf_descriptors(&options, dir, cfs).map_err(engine)
+    }
+}
+
+/// Whether a probe file of [`RECOVERY_PROBE`] bytes fits in `dir` (it is removed again).
+fn has_room(dir: &Path) -> bool {
+    let probe = dir.join(".space-probe");
+    let fits = std::fs::write(&probe, vec![0u8; RECOVERY_PROBE]).is_ok();
+    let _ = std::fs::remove_file(&probe);
+    fits
 }
 
 /// Records written through `put_meta` live under `record/` so they can never collide with the

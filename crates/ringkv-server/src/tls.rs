@@ -1,0 +1,89 @@
+//! TLS on a node (rustls): the acceptor for incoming connections, and the client side it
+//! uses to reach other nodes.
+//!
+//! Every node presents `cert_file` (signed by the cluster's CA, `ca_file`) to whoever
+//! connects, and to the nodes it connects to if they ask for a client certificate. With
+//! `client_ca_file` (mTLS) the node requires every connection to present a certificate
+//! signed by that CA: the cluster's CA for nodes, the same or another for applications.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use ringkv::ClientTls;
+use ringkv::tls::{BoxedStream, provider, read_certs, read_key};
+use tokio::net::TcpStream;
+
+use crate::config;
+
+/// A node's TLS: what it accepts with and what it connects with.
+#[derive(Clone)]
+pub struct NodeTls {
+    acceptor: tokio_rustls::TlsAcceptor,
+    client: ClientTls,
+    mutual: bool,
+}
+
+impl std::fmt::Debug for NodeTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeTls")
+            .field("mutual", &self.mutual)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeTls {
+    /// Loads the files `config` names; `None` if TLS is off (no `cert_file`).
+    pub fn load(config: &config::Tls) -> anyhow::Result<Option<NodeTls>> {
+        let (Some(cert), Some(key), Some(ca)) =
+            (&config.cert_file, &config.key_file, &config.ca_file)
+        else {
+            return Ok(None);
+        };
+        let chain = read_certs(cert)?;
+        let builder = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .context("TLS protocol versions")?;
+        let builder = match &config.client_ca_file {
+            Some(client_ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in read_certs(client_ca)? {
+                    roots.add(cert).with_context(|| {
+                        format!("{}: not a CA certificate", client_ca.display())
+                    })?;
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider(),
+                )
+                .build()
+                .context("the client certificate verifier")?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let server = builder
+            .with_single_cert(chain, read_key(key)?)
+            .with_context(|| format!("{} and {}", cert.display(), key.display()))?;
+        let client = ClientTls::from_files(ca, Some((cert, key)), config.server_name.as_deref())?;
+        Ok(Some(NodeTls {
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
+            client,
+            mutual: config.client_ca_file.is_some(),
+        }))
+    }
+
+    /// The TLS handshake of an incoming connection.
+    pub async fn accept(&self, tcp: TcpStream) -> std::io::Result<BoxedStream> {
+        Ok(Box::new(self.acceptor.accept(tcp).await?))
+    }
+
+    /// How this node opens TLS connections to the others.
+    pub fn client(&self) -> &ClientTls {
+        &self.client
+    }
+
+    /// The mode, for the startup log line.
+    pub fn mode(&self) -> &'static str {
+        if self.mutual { "mutual" } else { "server" }
+    }
+}

@@ -1,0 +1,120 @@
+//! TLS for connections to nodes (rustls): the client side, shared by the SDK and by nodes
+//! connecting to each other.
+//!
+//! A cluster's nodes present certificates signed by a CA the clients trust (`ca_file`). A
+//! node is verified against the address it is reached at (an IP address SAN in its
+//! certificate), or against one name for every node (`server_name`: simpler for clusters
+//! whose certificates name a service rather than each machine). A client that the nodes
+//! require certificates of (mTLS) presents its own (`identity`).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use crate::error::{Error, Result};
+
+/// A byte stream to a node: plain TCP or TLS over it.
+pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
+
+/// A connection's stream, whichever it is.
+pub type BoxedStream = Box<dyn Stream>;
+
+/// How to open TLS connections to nodes. Cheap to clone.
+#[derive(Clone)]
+pub struct ClientTls {
+    connector: tokio_rustls::TlsConnector,
+    server_name: Option<ServerName<'static>>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientTls {
+    /// Trusts the CA certificates in `ca_file` (PEM); presents the certificate chain and key
+    /// of `identity` (PEM files) to nodes that ask for one; checks every node's certificate
+    /// against `server_name` if given, else against the address it is reached at.
+    pub fn from_files(
+        ca_file: &Path,
+        identity: Option<(&Path, &Path)>,
+        server_name: Option<&str>,
+    ) -> Result<ClientTls> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in read_certs(ca_file)? {
+            roots
+                .add(cert)
+                .map_err(|e| invalid(ca_file, &format!("not a CA certificate: {e}")))?;
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::InvalidArgument(format!("TLS: {e}")))?
+            .with_root_certificates(roots);
+        let config = match identity {
+            Some((cert, key)) => builder
+                .with_client_auth_cert(read_certs(cert)?, read_key(key)?)
+                .map_err(|e| invalid(cert, &e))?,
+            None => builder.with_no_client_auth(),
+        };
+        let server_name = server_name
+            .map(|name| {
+                ServerName::try_from(name.to_string())
+                    .map_err(|e| Error::InvalidArgument(format!("TLS server name {name:?}: {e}")))
+            })
+            .transpose()?;
+        Ok(ClientTls {
+            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            server_name,
+        })
+    }
+
+    /// Runs the TLS handshake over `tcp` to the node at `addr` (`host:port`).
+    pub async fn connect(&self, addr: &str, tcp: TcpStream) -> std::io::Result<BoxedStream> {
+        let name = match &self.server_name {
+            Some(name) => name.clone(),
+            None => {
+                let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                ServerName::try_from(host.to_string()).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+                })?
+            }
+        };
+        Ok(Box::new(self.connector.connect(name, tcp).await?))
+    }
+}
+
+/// The cryptography rustls uses: `ring`'s (see the workspace's Cargo.toml for why).
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Every certificate in a PEM file.
+pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| invalid(path, &e))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| invalid(path, &e))?;
+    if certs.is_empty() {
+        return Err(invalid(path, &"no certificate in it"));
+    }
+    Ok(certs)
+}
+
+/// The private key in a PEM file.
+pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| invalid(path, &e))
+}
+
+fn invalid(path: &Path, reason: &dyn std::fmt::Display) -> Error {
+    Error::InvalidArgument(format!("TLS file {}: {reason}", path.display()))
+}
