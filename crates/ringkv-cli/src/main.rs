@@ -165,9 +165,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         None => None,
     };
     let options = ConnectOptions {
-        local_ip: None,
         credential: credential.clone(),
         tls: tls.clone(),
+        ..ConnectOptions::default()
     };
     let admin = Admin::new(cli.seeds.clone(), timeout, options);
     match cli.command {

@@ -46,6 +46,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         local_ip: Some(config.advertised().ip()),
         credential: security.node_credential(),
         tls: tls.as_ref().map(|t| t.client().clone()),
+        dialer: None,
     };
     let membership = spawn_membership(&config, store.clone(), &security, outbound.clone()).await?;
     let service = Arc::new(

@@ -93,20 +93,16 @@ pub async fn serve(
                 }
                 None => Box::new(stream),
             };
-            let mut framed = Framed::new(stream, FrameCodec::new());
             match permit {
-                Ok(_permit) => {
-                    service.metrics().connection_opened();
-                    let counted = service.clone();
-                    serve_connection(framed, peer, service, limits, shutdown).await;
-                    counted.metrics().connection_closed();
-                }
+                Ok(_permit) => serve_stream(stream, peer, service, limits, shutdown).await,
                 Err(_) => {
                     warn!(%peer, max = limits.max_connections, "refusing connection over the cap");
                     service.metrics().connection_refused("over_cap");
                     let error = WireError::Overloaded {
                         reason: format!("more than {} connections", limits.max_connections),
                     };
+                    let mut framed =
+                        Framed::new(stream, FrameCodec::<ClientFrame, ServerFrame>::new());
                     let _ = framed.send(ServerFrame::Fatal(error)).await;
                 }
             }
@@ -124,6 +120,23 @@ pub async fn serve(
             "connections did not drain in time"
         );
     }
+}
+
+/// Serves one established connection (after TLS, if any) until the peer leaves, a fatal
+/// error, an idle timeout, or `shutdown`. Public for simulations, which bring their own
+/// streams.
+pub async fn serve_stream(
+    stream: BoxedStream,
+    peer: SocketAddr,
+    service: Arc<Service>,
+    limits: Limits,
+    shutdown: CancellationToken,
+) {
+    service.metrics().connection_opened();
+    let counted = service.clone();
+    let framed = Framed::new(stream, FrameCodec::new());
+    serve_connection(framed, peer, service, limits, shutdown).await;
+    counted.metrics().connection_closed();
 }
 
 /// Speaks the protocol on one connection until the peer leaves, a fatal error, an idle
@@ -227,7 +240,10 @@ async fn serve_connection(
             }
             Some(Err(e)) => {
                 debug!(%peer, error = %e, "closing connection");
-                service.metrics().connection_refused("malformed");
+                // A reset is a peer that left; only a frame that does not decode is malformed.
+                if !matches!(e, ringkv_core::wire::CodecError::Io(_)) {
+                    service.metrics().connection_refused("malformed");
+                }
                 if let Some(error) = e.to_wire() {
                     let _ = tx.send(ServerFrame::Fatal(error)).await;
                 }
@@ -321,11 +337,14 @@ impl Refusal {
         }
     }
 
-    /// A frame that did not decode.
+    /// A frame that did not decode (or the peer that left mid-frame: `closed`).
     fn malformed(e: &ringkv_core::wire::CodecError) -> Refusal {
-        Refusal {
-            reason: "malformed",
-            error: e.to_wire(),
+        match e {
+            ringkv_core::wire::CodecError::Io(_) => Refusal::closed(),
+            _ => Refusal {
+                reason: "malformed",
+                error: e.to_wire(),
+            },
         }
     }
 }

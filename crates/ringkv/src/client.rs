@@ -192,11 +192,12 @@ impl ClientBuilder {
             ring: RingCache::new(self.seeds),
             pool: Pool::default()
                 .authenticated(self.config.credential.clone())
-                .with_tls(self.config.tls.clone()),
+                .with_tls(self.config.tls.clone())
+                .with_dialer(self.config.dialer.clone()),
             config: self.config,
             health: Health::default(),
             stats: Stats::default(),
-            lww_actor: NodeId(rand::random::<u64>().max(1)),
+            lww_actor: NodeId(crate::random::next_u64().max(1)),
             lww_counter: AtomicU64::new(0),
         });
         inner

@@ -60,17 +60,9 @@ impl Connection {
     ) -> Result<(Connection, Welcome)> {
         let credential = options.credential.as_ref();
         let connect = async {
-            let tcp = connect(addr, options.local_ip)
+            let stream = open_stream(addr, options)
                 .await
                 .map_err(|e| unreachable(addr, &e))?;
-            let _ = tcp.set_nodelay(true);
-            let stream: BoxedStream = match &options.tls {
-                Some(tls) => tls
-                    .connect(addr, tcp)
-                    .await
-                    .map_err(|e| unreachable(addr, &format!("TLS handshake: {e}")))?,
-                None => Box::new(tcp),
-            };
             let mut framed = Framed::new(stream, FrameCodec::<ServerFrame, ClientFrame>::new());
             let hello = Hello {
                 protocol_version: PROTOCOL_VERSION,
@@ -235,6 +227,22 @@ impl Inner {
         for (_, waiter) in waiters {
             let _ = waiter.send(Err(self.lost(reason)));
         }
+    }
+}
+
+/// The byte stream to `addr`: from the options' dialer, or TCP (with TLS over it if set).
+async fn open_stream(addr: &str, options: &ConnectOptions) -> std::io::Result<BoxedStream> {
+    if let Some(dialer) = &options.dialer {
+        return dialer.dial(addr).await;
+    }
+    let tcp = connect(addr, options.local_ip).await?;
+    let _ = tcp.set_nodelay(true);
+    match &options.tls {
+        Some(tls) => tls
+            .connect(addr, tcp)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("TLS handshake: {e}"))),
+        None => Ok(Box::new(tcp)),
     }
 }
 

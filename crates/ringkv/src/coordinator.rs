@@ -124,7 +124,7 @@ pub(crate) async fn write(
         key,
         value,
         context: context.map(|c| c.version_vector().clone()),
-        write_id: rand::random::<u64>(),
+        write_id: crate::random::next_u64(),
         sent: Arc::new(AtomicBool::new(false)),
     };
     let span = debug_span!(
@@ -229,7 +229,7 @@ fn target_ids(targets: &[Target]) -> String {
 fn backoff(attempt: u32) -> Duration {
     let base = Duration::from_millis(25).saturating_mul(1 << attempt.min(5));
     base.min(Duration::from_millis(500))
-        .mul_f64(rand::random_range(0.5..1.5))
+        .mul_f64(crate::random::jitter())
 }
 
 /// The newest ring epoch a `StaleRing` refusal in `e` named, if any.

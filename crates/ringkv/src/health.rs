@@ -131,7 +131,7 @@ impl Health {
 fn backoff(failures: u32) -> Duration {
     let exp = BACKOFF_BASE.saturating_mul(1 << failures.saturating_sub(1).min(10));
     let capped = exp.min(BACKOFF_MAX);
-    capped.mul_f64(rand::random_range(0.5..1.5))
+    capped.mul_f64(crate::random::jitter())
 }
 
 /// Whether an error says something about the node (as opposed to about the request).

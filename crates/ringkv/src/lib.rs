@@ -39,6 +39,7 @@ pub mod metrics;
 pub mod options;
 mod pool;
 pub mod proxy;
+pub mod random;
 mod ring_cache;
 pub mod tls;
 pub mod value;

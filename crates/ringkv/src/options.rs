@@ -52,6 +52,8 @@ pub struct ClientConfig {
     pub credential: Option<Credential>,
     /// TLS to the nodes (`None`: plain TCP). See [`ClientTls::from_files`].
     pub tls: Option<ClientTls>,
+    /// Streams to nodes from this instead of TCP (simulations; see [`crate::tls::Dialer`]).
+    pub dialer: Option<std::sync::Arc<dyn crate::tls::Dialer>>,
 }
 
 impl Default for ClientConfig {
@@ -71,6 +73,7 @@ impl Default for ClientConfig {
             sibling_warning: 10,
             credential: None,
             tls: None,
+            dialer: None,
         }
     }
 }

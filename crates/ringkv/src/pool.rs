@@ -13,7 +13,7 @@ use ringkv_core::wire::{Request, Response};
 use crate::connection::Connection;
 use crate::credential::Credential;
 use crate::error::Result;
-use crate::tls::ClientTls;
+use crate::tls::{ClientTls, Dialer};
 
 /// How connections to nodes are opened: from where, over TLS or not, proving what.
 #[derive(Clone, Debug, Default)]
@@ -24,6 +24,8 @@ pub struct ConnectOptions {
     pub credential: Option<Credential>,
     /// TLS, for nodes that require it.
     pub tls: Option<ClientTls>,
+    /// Streams from this instead of TCP (simulations; `local_ip` and `tls` are then unused).
+    pub dialer: Option<Arc<dyn Dialer>>,
 }
 
 /// Connections by address. Opening is serialised per address (a slot's async mutex), so a
@@ -61,6 +63,12 @@ impl Pool {
     /// The same pool, whose connections prove `credential` to nodes that ask for one.
     pub fn authenticated(mut self, credential: Option<Credential>) -> Pool {
         self.options.credential = credential;
+        self
+    }
+
+    /// The same pool, whose streams come from `dialer` if given (see [`Dialer`]).
+    pub fn with_dialer(mut self, dialer: Option<Arc<dyn Dialer>>) -> Pool {
+        self.options.dialer = dialer;
         self
     }
 

@@ -25,6 +25,16 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
 /// A connection's stream, whichever it is.
 pub type BoxedStream = Box<dyn Stream>;
 
+/// Opens streams to nodes in place of TCP: a simulation runs clients and nodes in one
+/// process over an in-memory network, with partitions and crashes of its own making.
+pub trait Dialer: Send + Sync + std::fmt::Debug {
+    /// A stream to the node at `addr`, or the error a real connect would give.
+    fn dial<'a>(
+        &'a self,
+        addr: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = std::io::Result<BoxedStream>> + Send + 'a>>;
+}
+
 /// How to open TLS connections to nodes. Cheap to clone.
 #[derive(Clone)]
 pub struct ClientTls {
