@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use ringkv::tls::{BoxedStream, Dialer};
+use ringkv::stream::{BoxedStream, Dialer};
 use ringkv::transport::ConnectOptions;
 use ringkv::{Client, ClientConfig, WriteOptions};
 use ringkv_core::{Member, NodeId, Ring, RingConfig};

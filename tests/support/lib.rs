@@ -864,7 +864,7 @@ mod raw {
 
     use futures::{SinkExt, StreamExt};
     use ringkv::ClientTls;
-    use ringkv::tls::BoxedStream;
+    use ringkv::stream::BoxedStream;
     use ringkv_core::RingEpoch;
     use ringkv_core::auth::{Role, Secret};
     use ringkv_core::wire::{

@@ -73,6 +73,7 @@ struct Cli {
         requires = "tls_key_file"
     )]
     tls_cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
     #[arg(
         long,
         env = "RINGKV_TLS_KEY_FILE",

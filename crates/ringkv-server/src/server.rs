@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use ringkv::tls::BoxedStream;
+use ringkv::stream::BoxedStream;
 use ringkv::transport::write_batched;
 use ringkv_core::auth::{CHALLENGE_LEN, Role};
 use ringkv_core::wire::{

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use ringkv::ClientTls;
-use ringkv::tls::{BoxedStream, provider, read_certs, read_key};
+use ringkv::stream::BoxedStream;
+use ringkv::tls::{provider, read_certs, read_key};
 use tokio::net::TcpStream;
 
 use crate::config;

@@ -122,6 +122,10 @@ fn a_full_disk_refuses_writes_with_a_typed_error_serves_reads_and_recovers() {
         acknowledged.len()
     );
     assert!(acknowledged.len() > 10, "the disk filled too early");
+    eprintln!(
+        "the disk was full after {} writes of 32 KiB",
+        acknowledged.len()
+    );
 
     // Reads go on while the disk is full, and further writes keep failing the same way.
     for key in acknowledged.iter().step_by(10) {
@@ -136,10 +140,14 @@ fn a_full_disk_refuses_writes_with_a_typed_error_serves_reads_and_recovers() {
 
     // Space freed: writes resume (RocksDB recovers from a full disk by itself).
     std::fs::remove_file(&ballast).expect("free space");
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let freed = Instant::now();
+    let deadline = freed + Duration::from_secs(30);
     loop {
         match service.handle(service.epoch(), put("after", Bytes::from("freed"))) {
-            Ok(_) => break,
+            Ok(_) => {
+                eprintln!("writes resumed {:?} after space was freed", freed.elapsed());
+                break;
+            }
             Err(WireError::StorageFull) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(200));
             }

@@ -24,7 +24,7 @@ use tracing::debug;
 
 use crate::error::{Error, Result};
 use crate::pool::ConnectOptions;
-use crate::tls::BoxedStream;
+use crate::stream::BoxedStream;
 
 /// Requests queued for the writer task at most. Beyond this, callers wait: a slow node slows
 /// its callers instead of growing client memory without bound.

@@ -25,6 +25,8 @@
 //! - [`error`]: [`Error`], with the facts of each failure.
 //! - [`proxy`]: [`ProxyClient`], a thin client whose quorums a server coordinates.
 //! - [`credential`] and [`tls`]: proving a client token to nodes that require one, and TLS.
+//! - [`stream`]: the byte streams under connections (TCP, TLS, a simulation's [`stream::Dialer`]).
+//! - [`random`]: the SDK's randomness, seedable for simulations.
 //! - `coordinator`: the quorum logic; `health`: the client's failure detector;
 //!   `connection` and `pool`: multiplexed connections;
 //!   `ring_cache`: the ring and its refresh.
@@ -41,6 +43,7 @@ mod pool;
 pub mod proxy;
 pub mod random;
 mod ring_cache;
+pub mod stream;
 pub mod tls;
 pub mod value;
 mod writer;

@@ -52,8 +52,8 @@ pub struct ClientConfig {
     pub credential: Option<Credential>,
     /// TLS to the nodes (`None`: plain TCP). See [`ClientTls::from_files`].
     pub tls: Option<ClientTls>,
-    /// Streams to nodes from this instead of TCP (simulations; see [`crate::tls::Dialer`]).
-    pub dialer: Option<std::sync::Arc<dyn crate::tls::Dialer>>,
+    /// Streams to nodes from this instead of TCP (simulations; see [`crate::stream::Dialer`]).
+    pub dialer: Option<std::sync::Arc<dyn crate::stream::Dialer>>,
 }
 
 impl Default for ClientConfig {

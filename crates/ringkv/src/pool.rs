@@ -13,7 +13,8 @@ use ringkv_core::wire::{Request, Response};
 use crate::connection::Connection;
 use crate::credential::Credential;
 use crate::error::Result;
-use crate::tls::{ClientTls, Dialer};
+use crate::stream::Dialer;
+use crate::tls::ClientTls;
 
 /// How connections to nodes are opened: from where, over TLS or not, proving what.
 #[derive(Clone, Debug, Default)]

@@ -102,6 +102,37 @@ fn blind_writes_make_siblings_then_need_a_context_or_an_overwrite() {
 }
 
 #[test]
+fn a_hundred_and_first_sibling_is_refused_with_the_limit_named() {
+    let svc = service();
+    let epoch = svc.epoch();
+    // Each write from an empty context (a writer that read nothing) adds a sibling.
+    for i in 0..MAX_SIBLINGS {
+        svc.handle(
+            epoch,
+            put(Some(VersionVector::new()), &format!("v{i}"), false),
+        )
+        .expect("a sibling below the limit");
+    }
+    assert_eq!(
+        svc.handle(
+            epoch,
+            put(Some(VersionVector::new()), "one too many", false)
+        ),
+        Err(WireError::TooManySiblings {
+            count: MAX_SIBLINGS as u32 + 1,
+            max: MAX_SIBLINGS as u32
+        })
+    );
+    // Nothing was written; a write with the read's context still resolves them all.
+    let state = get(&svc).expect("state");
+    assert_eq!(state.live_count(), MAX_SIBLINGS);
+    let context = state.version_vector().clone();
+    svc.handle(epoch, put(Some(context), "merged", false))
+        .expect("resolving write");
+    assert_eq!(get(&svc).expect("state").live_count(), 1);
+}
+
+#[test]
 fn a_write_with_the_read_context_resolves_siblings() {
     let svc = service();
     let epoch = svc.epoch();
