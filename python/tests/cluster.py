@@ -53,6 +53,20 @@ def free_port() -> int:
     raise RuntimeError("no free loopback port")
 
 
+def _all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of `pid` is in the stopped state (`T` in /proc)."""
+    tasks = Path(f"/proc/{pid}/task")
+    try:
+        for task in tasks.iterdir():
+            stat = (task / "stat").read_text()
+            # The state follows the parenthesised command name.
+            if stat.rsplit(")", 1)[1].split()[0] != "T":
+                return False
+    except (OSError, IndexError):
+        return False
+    return True
+
+
 class Cluster:
     def __init__(self, nodes: int, secret: Optional[str] = None, tokens: Sequence[str] = ()) -> None:
         """`secret` and `tokens`: the cluster secret and client tokens every node gets (in
@@ -121,7 +135,13 @@ class Cluster:
         self.procs[i].wait()
 
     def pause(self, i: int) -> None:
+        """SIGSTOP node `i`, and wait until every thread of it has stopped: kill(2) returns
+        before a thread running on another CPU is interrupted, and under load that thread can
+        still answer a request or two."""
         self.procs[i].send_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + 2.0
+        while not _all_threads_stopped(self.procs[i].pid) and time.monotonic() < deadline:
+            time.sleep(0.001)
 
     def resume(self, i: int) -> None:
         self.procs[i].send_signal(signal.SIGCONT)
