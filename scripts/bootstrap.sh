@@ -18,6 +18,8 @@ command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || need+=(iptab
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need+=(iproute2)
 # ringkv-bench's etcd target speaks etcd's gRPC API; its client generates code with protoc.
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+# The Python TLS test makes its certificates with the openssl command.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # The Python bindings are built and tested in a virtualenv (Debian splits venv out of python3).
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)
 

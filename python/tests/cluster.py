@@ -53,6 +53,42 @@ def free_port() -> int:
     raise RuntimeError("no free loopback port")
 
 
+class TlsFiles:
+    """A CA, a certificate for the nodes (for 127.0.0.1) and one for clients, made with the
+    openssl command in `directory`."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.ca = directory / "ca.pem"
+        ca_key = directory / "ca.key"
+        _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                 "-keyout", str(ca_key), "-out", str(self.ca), "-days", "2",
+                 "-subj", "/CN=ringkv-test-ca",
+                 "-addext", "basicConstraints=critical,CA:TRUE",
+                 "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        self.node_cert, self.node_key = self._issue(directory, "node", ca_key)
+        self.client_cert, self.client_key = self._issue(directory, "client", ca_key)
+
+    def _issue(self, directory: Path, name: str, ca_key: Path) -> "tuple[Path, Path]":
+        key, csr, cert = (directory / f"{name}.{ext}" for ext in ("key", "csr", "pem"))
+        ext = directory / f"{name}.ext"
+        ext.write_text("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n"
+                       "basicConstraints=CA:FALSE\n")
+        _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                 "-keyout", str(key), "-out", str(csr), "-subj", f"/CN=ringkv-{name}")
+        _openssl("x509", "-req", "-in", str(csr), "-CA", str(self.ca), "-CAkey", str(ca_key),
+                 "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(ext))
+        return cert, key
+
+    def client(self) -> ringkv.TLS:
+        return ringkv.TLS(ca_file=str(self.ca), cert_file=str(self.client_cert),
+                          key_file=str(self.client_key))
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
 def _all_threads_stopped(pid: int) -> bool:
     """Whether every thread of `pid` is in the stopped state (`T` in /proc)."""
     tasks = Path(f"/proc/{pid}/task")
@@ -68,12 +104,23 @@ def _all_threads_stopped(pid: int) -> bool:
 
 
 class Cluster:
-    def __init__(self, nodes: int, secret: Optional[str] = None, tokens: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        nodes: int,
+        secret: Optional[str] = None,
+        tokens: Sequence[str] = (),
+        tls: Optional["TlsFiles"] = None,
+    ) -> None:
         """`secret` and `tokens`: the cluster secret and client tokens every node gets (in
-        files); the cluster's own calls then prove the secret, `self.token` the first token."""
+        files); the cluster's own calls then prove the secret, `self.token` the first token.
+        `tls`: every node requires mutual TLS with these files; the cluster's calls use them."""
         self.dir = tempfile.TemporaryDirectory(prefix="ringkv-py-")
         self.token: Optional[str] = tokens[0] if tokens else None
+        self.tls = tls
         security: List[str] = []
+        if tls is not None:
+            security += ["--tls-cert-file", str(tls.node_cert), "--tls-key-file", str(tls.node_key),
+                         "--tls-ca-file", str(tls.ca), "--tls-client-ca-file", str(tls.ca)]
         self.secret_file: Optional[Path] = None
         if secret is not None:
             self.secret_file = Path(self.dir.name) / "cluster.secret"
@@ -107,6 +154,9 @@ class Cluster:
         deadline = time.monotonic() + seconds
         cli = ringkv_cli_bin()
         secret = ["--cluster-secret-file", str(self.secret_file)] if self.secret_file else []
+        if self.tls is not None:
+            secret += ["--tls-ca-file", str(self.tls.ca), "--tls-cert-file", str(self.tls.client_cert),
+                       "--tls-key-file", str(self.tls.client_key)]
         while True:
             done = subprocess.run(
                 [str(cli), "--seeds", ",".join(self.addrs), *secret, "cluster", "init"],
@@ -122,7 +172,8 @@ class Cluster:
         deadline = time.monotonic() + seconds
         while True:
             try:
-                with ringkv.Client(self.addrs, token=self.token) as client:
+                tls = self.tls.client() if self.tls else None
+                with ringkv.Client(self.addrs, token=self.token, tls=tls) as client:
                     client.get("__ready__", r=len(self.addrs))
                     return
             except ringkv.RingkvError:
