@@ -109,6 +109,14 @@ async fn overdue_hints_become_anti_entropy_and_the_home_still_gets_every_write()
     let keys = cluster.keys_homed_on(&client, victim, "overdue", 100);
     assert_eq!(keys.len(), 100);
     cluster.kill(victim);
+    // Let the client learn that the node is down first: a write it still sent to the node
+    // would be acknowledged by the two other homes alone, with no hint for a fallback to keep.
+    let learned = ringkv_tests::eventually(Duration::from_secs(10), || async {
+        let _ = client.get(&keys[0]).await;
+        client.stats().nodes_marked_down >= 1
+    })
+    .await;
+    assert!(learned, "the client never saw the killed node fail");
     for key in &keys {
         client
             .put(key, "written while its home was down", None)
