@@ -70,7 +70,7 @@ async fn only_connections_proving_a_token_or_the_secret_are_served() -> anyhow::
     // Without a token, or with a wrong one, the SDK cannot even fetch the ring.
     for credential in [None, Some(Credential::token("guessed")?)] {
         let mut config = ClientConfig::default();
-        config.credential = credential.clone();
+        config.connect.credential = credential.clone();
         let refused = ringkv::Client::builder()
             .seeds(cluster.addrs())
             .config(config)

@@ -218,7 +218,7 @@ async fn run(seed: u64) -> Result<Outcome, String> {
         }
     }
     let mut config = ClientConfig::default();
-    config.dialer = Some(Arc::new(SimDialer {
+    config.connect.dialer = Some(Arc::new(SimDialer {
         net: net.clone(),
         from: None,
     }));

@@ -25,7 +25,7 @@ async fn client_with_tls(
     tls: Option<ClientTls>,
 ) -> ringkv::Result<ringkv::Client> {
     let mut config = ClientConfig::default().with_timeout(Duration::from_secs(2));
-    config.tls = tls;
+    config.connect.tls = tls;
     ringkv::Client::builder()
         .seeds(cluster.addrs())
         .config(config)

@@ -76,10 +76,10 @@ fn config(
         };
         let tls = ClientTls::from_files(Path::new(&ca), identity, server_name.as_deref())
             .map_err(into_py)?;
-        config.tls = Some(tls);
+        config.connect.tls = Some(tls);
     }
     if let Some(token) = token {
-        config.credential = Some(Credential::token(&token).map_err(into_py)?);
+        config.connect.credential = Some(Credential::token(&token).map_err(into_py)?);
     }
     config.r = r;
     config.w = w;

@@ -447,14 +447,7 @@ impl TestCluster {
     pub fn start_node_with_secret(&mut self, cluster_secret: &str) -> anyhow::Result<usize> {
         let mut spec = self.spec.clone();
         spec.cluster_secret = Some(cluster_secret.to_string());
-        let i = self.nodes.len();
-        let addr = node_addr(&spec, i);
-        let seeds: Vec<SocketAddr> = self.nodes.iter().map(|n| n.addr).collect();
-        let root = self.path().to_path_buf();
-        let node = Node::configure(&root, i, addr, &seeds, &self.cluster_name, &spec)?;
-        self.nodes.push(node);
-        self.spawn(i)?;
-        Ok(i)
+        self.start_node_as(&spec)
     }
 
     pub fn addrs(&self) -> Vec<String> {
@@ -464,15 +457,16 @@ impl TestCluster {
     /// A client seeded with every node, with the given config (proving the cluster's first
     /// client token, if it has any and the config sets no credential).
     pub async fn client_with(&self, mut config: ClientConfig) -> anyhow::Result<Client> {
-        if config.credential.is_none()
+        let connect = &mut config.connect;
+        if connect.credential.is_none()
             && let Some(token) = self.spec.client_tokens.first()
         {
-            config.credential = Some(ringkv::Credential::token(token)?);
+            connect.credential = Some(ringkv::Credential::token(token)?);
         }
-        if config.tls.is_none()
+        if connect.tls.is_none()
             && let Some(tls) = &self.spec.tls
         {
-            config.tls = Some(tls.client()?);
+            connect.tls = Some(tls.client()?);
         }
         Ok(Client::builder()
             .seeds(self.addrs())
@@ -584,11 +578,16 @@ impl TestCluster {
 
     /// Starts one more node, seeded with the existing ones, without making it a member.
     pub fn start_node(&mut self) -> anyhow::Result<usize> {
+        self.start_node_as(&self.spec.clone())
+    }
+
+    /// Starts one more node like `start_node`, configured by `spec` instead of the cluster's.
+    fn start_node_as(&mut self, spec: &ClusterSpec) -> anyhow::Result<usize> {
         let i = self.nodes.len();
-        let addr = node_addr(&self.spec, i);
+        let addr = node_addr(spec, i);
         let seeds: Vec<SocketAddr> = self.nodes.iter().map(|n| n.addr).collect();
         let root = self.path().to_path_buf();
-        let node = Node::configure(&root, i, addr, &seeds, &self.cluster_name, &self.spec)?;
+        let node = Node::configure(&root, i, addr, &seeds, &self.cluster_name, spec)?;
         self.nodes.push(node);
         self.spawn(i)?;
         Ok(i)

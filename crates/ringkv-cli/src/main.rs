@@ -166,11 +166,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         None => None,
     };
     let options = ConnectOptions {
-        credential: credential.clone(),
-        tls: tls.clone(),
+        credential,
+        tls,
         ..ConnectOptions::default()
     };
-    let admin = Admin::new(cli.seeds.clone(), timeout, options);
+    let admin = Admin::new(cli.seeds.clone(), timeout, options.clone());
     match cli.command {
         Command::Cluster(command) => return cluster::run(&admin, command, cli.json).await,
         Command::Handoff { watch, max_wait } => {
@@ -180,8 +180,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         _ => {}
     }
     let mut config = ClientConfig::default().with_timeout(timeout);
-    config.credential = credential;
-    config.tls = tls;
+    config.connect = options;
     let client = Client::builder()
         .seeds(cli.seeds.clone())
         .config(config)

@@ -391,19 +391,21 @@ impl Config {
         if let Some(v) = args.durability {
             config.storage.durability = v;
         }
-        if let Some(v) = &args.cluster_secret_file {
-            config.security.cluster_secret_file = Some(v.clone());
-        }
-        if let Some(v) = &args.client_tokens_file {
-            config.security.client_tokens_file = Some(v.clone());
-        }
-        let tls = [
+        let files = [
+            (
+                &args.cluster_secret_file,
+                &mut config.security.cluster_secret_file,
+            ),
+            (
+                &args.client_tokens_file,
+                &mut config.security.client_tokens_file,
+            ),
             (&args.tls_cert_file, &mut config.tls.cert_file),
             (&args.tls_key_file, &mut config.tls.key_file),
             (&args.tls_ca_file, &mut config.tls.ca_file),
             (&args.tls_client_ca_file, &mut config.tls.client_ca_file),
         ];
-        for (flag, setting) in tls {
+        for (flag, setting) in files {
             if let Some(v) = flag {
                 *setting = Some(v.clone());
             }

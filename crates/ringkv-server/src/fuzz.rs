@@ -212,22 +212,8 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             out
         }
         "sibling_decoder" => {
-            let mut one = SiblingSet::new();
-            let mut two = SiblingSet::new();
-            one.stamp(
-                NodeId(1),
-                &VersionVector::new(),
-                Some(Bytes::from_static(b"a")),
-                1,
-                Some(7),
-            );
-            two.stamp(
-                NodeId(2),
-                &VersionVector::new(),
-                Some(Bytes::from_static(b"b")),
-                2,
-                None,
-            );
+            let one = one_write(1, b"a", Some(7));
+            let two = one_write(2, b"b", None);
             let mut both = Vec::new();
             let _ = ciborium::into_writer(&one, &mut both);
             let _ = ciborium::into_writer(&two, &mut both);
@@ -239,14 +225,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
 
 fn seed_requests() -> Vec<Request> {
     let key = Bytes::from_static(b"k");
-    let mut state = SiblingSet::new();
-    state.stamp(
-        NodeId(2),
-        &VersionVector::new(),
-        Some(Bytes::from_static(b"v")),
-        5,
-        Some(1),
-    );
+    let state = one_write(2, b"v", Some(1));
     vec![
         Request::Get {
             bucket: "b".into(),
@@ -285,4 +264,12 @@ fn seed_requests() -> Vec<Request> {
         },
         Request::Commit { base: 1 },
     ]
+}
+
+/// The state after one write of `value` stamped by node `node`.
+fn one_write(node: u64, value: &'static [u8], write_id: Option<u64>) -> SiblingSet {
+    let mut state = SiblingSet::new();
+    let value = Some(Bytes::from_static(value));
+    state.stamp(NodeId(node), &VersionVector::new(), value, node, write_id);
+    state
 }

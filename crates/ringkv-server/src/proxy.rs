@@ -7,9 +7,8 @@
 
 use std::time::Duration;
 
-use ringkv::{
-    Client, ClientConfig, ClientTls, Context, Credential, Error, ReadOptions, WriteOptions,
-};
+use ringkv::transport::ConnectOptions;
+use ringkv::{Client, ClientConfig, Context, Error, ReadOptions, WriteOptions};
 use ringkv_core::wire::{Coordinated, Response, WireError};
 use tokio::sync::OnceCell;
 
@@ -18,18 +17,16 @@ use tokio::sync::OnceCell;
 pub struct Proxy {
     /// The node's own address: the seed the embedded client fetches the ring from.
     seed: String,
-    /// What the coordinator proves to the nodes (the cluster secret, if any), and its TLS.
-    credential: Option<Credential>,
-    tls: Option<ClientTls>,
+    /// How the coordinator connects to the nodes: as the node does (its secret, its TLS).
+    connect: ConnectOptions,
     client: OnceCell<Client>,
 }
 
 impl Proxy {
-    pub fn new(seed: String, credential: Option<Credential>, tls: Option<ClientTls>) -> Proxy {
+    pub fn new(seed: String, connect: ConnectOptions) -> Proxy {
         Proxy {
             seed,
-            credential,
-            tls,
+            connect,
             client: OnceCell::new(),
         }
     }
@@ -39,8 +36,7 @@ impl Proxy {
             .get_or_try_init(|| async {
                 let mut config =
                     ClientConfig::default().with_connect_timeout(Duration::from_secs(1));
-                config.credential = self.credential.clone();
-                config.tls = self.tls.clone();
+                config.connect = self.connect.clone();
                 Client::builder()
                     .seeds([self.seed.clone()])
                     .config(config)

@@ -28,8 +28,8 @@ use ringkv::stream::BoxedStream;
 use ringkv::transport::write_batched;
 use ringkv_core::auth::{CHALLENGE_LEN, Role};
 use ringkv_core::wire::{
-    ClientFrame, FrameCodec, MAX_FRAME_LEN, PRE_AUTH_MAX_FRAME_LEN, PROTOCOL_VERSION, Request,
-    ResponseFrame, ServerFrame, Welcome, WireError,
+    Auth, ClientFrame, FrameCodec, MAX_FRAME_LEN, PRE_AUTH_MAX_FRAME_LEN, PROTOCOL_VERSION,
+    Request, Response, ResponseFrame, ServerFrame, Welcome, WireError,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
@@ -160,10 +160,7 @@ async fn serve_connection(
         }
         Ok(Err(refusal)) => {
             debug!(%peer, reason = refusal.reason, "handshake refused");
-            // A peer that left on its own (a port probe) was not refused.
-            if refusal.reason != "closed" {
-                service.metrics().connection_refused(refusal.reason);
-            }
+            refuse(&service, &refusal);
             if let Some(error) = refusal.error {
                 let _ = framed.send(ServerFrame::Fatal(error)).await;
             }
@@ -210,23 +207,22 @@ async fn serve_connection(
             None => break,
             Some(Ok(ClientFrame::Request(request))) => request,
             Some(Ok(ClientFrame::Auth(auth))) => {
-                // An anonymous client may still prove a credential (a node, a tool).
-                match (&challenge, role) {
-                    (Some(challenge), Role::Client)
-                        if service.security().verify(auth.role, challenge, &auth.proof) =>
-                    {
-                        role = auth.role;
+                // An anonymous client may still prove a credential (a node, a tool); a
+                // connection that already has a role, or had no challenge, may not.
+                let challenge = challenge.as_deref().filter(|_| role == Role::Client);
+                match authenticate(&service, challenge.unwrap_or_default(), &auth) {
+                    Ok(proven) => {
+                        role = proven;
                         if tx.send(ServerFrame::Authenticated(role)).await.is_err() {
                             break;
                         }
                         continue;
                     }
-                    _ => {
-                        service.metrics().connection_refused("unauthenticated");
-                        let error = WireError::Unauthenticated {
-                            reason: format!("the {:?} credential was not accepted", auth.role),
-                        };
-                        let _ = tx.send(ServerFrame::Fatal(error)).await;
+                    Err(refusal) => {
+                        refuse(&service, &refusal);
+                        if let Some(error) = refusal.error {
+                            let _ = tx.send(ServerFrame::Fatal(error)).await;
+                        }
                         break;
                     }
                 }
@@ -240,29 +236,26 @@ async fn serve_connection(
             }
             Some(Err(e)) => {
                 debug!(%peer, error = %e, "closing connection");
-                // A reset is a peer that left; only a frame that does not decode is malformed.
-                if !matches!(e, ringkv_core::wire::CodecError::Io(_)) {
-                    service.metrics().connection_refused("malformed");
-                }
-                if let Some(error) = e.to_wire() {
+                let refusal = Refusal::malformed(&e);
+                refuse(&service, &refusal);
+                if let Some(error) = refusal.error {
                     let _ = tx.send(ServerFrame::Fatal(error)).await;
                 }
                 break;
             }
         };
         if !permitted(role, &request.body) {
-            let body = Err(WireError::Forbidden {
+            let refused = Err(WireError::Forbidden {
                 reason: format!(
                     "{} is a node's operation: it needs the cluster secret",
                     request.body.kind()
                 ),
             });
-            let frame = ResponseFrame {
-                id: request.id,
-                epoch: service.epoch(),
-                body,
-            };
-            if tx.send(ServerFrame::Response(frame)).await.is_err() {
+            if tx
+                .send(answer(&service, request.id, refused))
+                .await
+                .is_err()
+            {
                 break;
             }
             continue;
@@ -271,14 +264,8 @@ async fn serve_connection(
             // Quick requests are answered right here: a task of their own would cost more
             // than the request (a spawn and a wake-up), and their answers still go out in
             // order with the others through the writer.
-            let id = request.id;
             let body = execute_inline(&service, request.epoch, request.body);
-            let frame = ResponseFrame {
-                id,
-                epoch: service.epoch(),
-                body,
-            };
-            if tx.send(ServerFrame::Response(frame)).await.is_err() {
+            if tx.send(answer(&service, request.id, body)).await.is_err() {
                 break;
             }
             continue;
@@ -291,12 +278,7 @@ async fn serve_connection(
         tokio::spawn(async move {
             let id = request.id;
             let body = execute(service.clone(), request.epoch, request.body).await;
-            let frame = ResponseFrame {
-                id,
-                epoch: service.epoch(),
-                body,
-            };
-            let _ = tx.send(ServerFrame::Response(frame)).await;
+            let _ = tx.send(answer(&service, id, body)).await;
             drop(permit);
         });
     }
@@ -349,16 +331,40 @@ impl Refusal {
     }
 }
 
+/// Counts `refusal` in the metrics, unless the peer simply left (a port probe, a reset).
+fn refuse(service: &Service, refusal: &Refusal) {
+    if refusal.reason != "closed" {
+        service.metrics().connection_refused(refusal.reason);
+    }
+}
+
+/// The role `auth` proves over `challenge` (empty: there is nothing left to prove on this
+/// connection, so no proof holds).
+fn authenticate(service: &Service, challenge: &[u8], auth: &Auth) -> Result<Role, Refusal> {
+    if !challenge.is_empty() && service.security().verify(auth.role, challenge, &auth.proof) {
+        return Ok(auth.role);
+    }
+    let error = WireError::Unauthenticated {
+        reason: format!("the {:?} credential was not accepted", auth.role),
+    };
+    Err(Refusal::new("unauthenticated", error))
+}
+
+/// The frame answering request `id` with `body`, carrying this node's ring epoch.
+fn answer(service: &Service, id: u64, body: Result<Response, WireError>) -> ServerFrame {
+    ServerFrame::Response(ResponseFrame {
+        id,
+        epoch: service.epoch(),
+        body,
+    })
+}
+
 /// `Hello` → `Welcome` (with a challenge if the node has a cluster secret), then, if the node
 /// requires authentication, `Auth` → `Authenticated`.
 async fn handshake(framed: &mut ServerFramed, service: &Service) -> Result<Handshake, Refusal> {
     let hello = match framed.next().await {
-        None => {
-            return Err(Refusal::closed());
-        }
-        Some(Err(e)) => {
-            return Err(Refusal::malformed(&e));
-        }
+        None => return Err(Refusal::closed()),
+        Some(Err(e)) => return Err(Refusal::malformed(&e)),
         Some(Ok(ClientFrame::Hello(hello))) => hello,
         Some(Ok(_)) => return Err(Refusal::new("malformed", WireError::HandshakeRequired)),
     };
@@ -383,16 +389,10 @@ async fn handshake(framed: &mut ServerFramed, service: &Service) -> Result<Hands
     if framed.send(ServerFrame::Welcome(welcome)).await.is_err() {
         return Err(Refusal::closed());
     }
-    let role = match (security.anonymous_role(), &challenge) {
-        (Some(role), _) => role,
-        // Never without a challenge: only a node with a cluster secret requires proofs.
-        (None, None) => {
-            let error = WireError::Unauthenticated {
-                reason: "this node accepts no credential".into(),
-            };
-            return Err(Refusal::new("unauthenticated", error));
-        }
-        (None, Some(challenge)) => {
+    let role = match security.anonymous_role() {
+        Some(role) => role,
+        // Only a node with a cluster secret requires proofs, so there is a challenge.
+        None => {
             let auth = match framed.next().await {
                 Some(Ok(ClientFrame::Auth(auth))) => auth,
                 Some(Ok(_)) => {
@@ -401,27 +401,14 @@ async fn handshake(framed: &mut ServerFramed, service: &Service) -> Result<Hands
                     };
                     return Err(Refusal::new("unauthenticated", error));
                 }
-                Some(Err(e)) => {
-                    return Err(Refusal::malformed(&e));
-                }
-                None => {
-                    return Err(Refusal::closed());
-                }
+                Some(Err(e)) => return Err(Refusal::malformed(&e)),
+                None => return Err(Refusal::closed()),
             };
-            if !security.verify(auth.role, challenge, &auth.proof) {
-                let error = WireError::Unauthenticated {
-                    reason: format!("the {:?} credential was not accepted", auth.role),
-                };
-                return Err(Refusal::new("unauthenticated", error));
-            }
-            if framed
-                .send(ServerFrame::Authenticated(auth.role))
-                .await
-                .is_err()
-            {
+            let role = authenticate(service, challenge.as_deref().unwrap_or_default(), &auth)?;
+            if framed.send(ServerFrame::Authenticated(role)).await.is_err() {
                 return Err(Refusal::closed());
             }
-            auth.role
+            role
         }
     };
     Ok(Handshake {
@@ -438,7 +425,7 @@ fn execute_inline(
     service: &Service,
     epoch: ringkv_core::RingEpoch,
     request: Request,
-) -> Result<ringkv_core::wire::Response, WireError> {
+) -> Result<Response, WireError> {
     let name = request.kind();
     let started = std::time::Instant::now();
     let result = service.handle(epoch, request);
@@ -454,7 +441,7 @@ async fn execute(
     service: Arc<Service>,
     epoch: ringkv_core::RingEpoch,
     request: Request,
-) -> Result<ringkv_core::wire::Response, WireError> {
+) -> Result<Response, WireError> {
     let name = request.kind();
     let started = std::time::Instant::now();
     let result = match request {

@@ -180,12 +180,7 @@ impl Service {
     /// Lets the node coordinate quorums for thin clients, through its own address `seed`
     /// (call after [`Service::with_outbound`]: the coordinator connects as the node does).
     pub fn with_proxy(mut self, seed: String) -> Service {
-        let outbound = &self.outbound;
-        self.proxy = Some(Proxy::new(
-            seed,
-            outbound.credential.clone(),
-            outbound.tls.clone(),
-        ));
+        self.proxy = Some(Proxy::new(seed, self.outbound.clone()));
         self
     }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use ringkv::ClientTls;
 use ringkv::stream::BoxedStream;
-use ringkv::tls::{provider, read_certs, read_key};
+use ringkv::tls::{provider, read_certs, read_key, read_roots};
 use tokio::net::TcpStream;
 
 use crate::config;
@@ -40,20 +40,14 @@ impl NodeTls {
         else {
             return Ok(None);
         };
-        let chain = read_certs(cert)?;
+        let (chain, private_key) = (read_certs(cert)?, read_key(key)?);
         let builder = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .context("TLS protocol versions")?;
         let builder = match &config.client_ca_file {
             Some(client_ca) => {
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in read_certs(client_ca)? {
-                    roots.add(cert).with_context(|| {
-                        format!("{}: not a CA certificate", client_ca.display())
-                    })?;
-                }
                 let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                    Arc::new(roots),
+                    Arc::new(read_roots(client_ca)?),
                     provider(),
                 )
                 .build()
@@ -62,10 +56,16 @@ impl NodeTls {
             }
             None => builder.with_no_client_auth(),
         };
+        // The node presents the same certificate when it connects to the others.
+        let identity = (chain.clone(), private_key.clone_key());
         let server = builder
-            .with_single_cert(chain, read_key(key)?)
+            .with_single_cert(chain, private_key)
             .with_context(|| format!("{} and {}", cert.display(), key.display()))?;
-        let client = ClientTls::from_files(ca, Some((cert, key)), config.server_name.as_deref())?;
+        let client = ClientTls::new(
+            read_roots(ca)?,
+            Some(identity),
+            config.server_name.as_deref(),
+        )?;
         Ok(Some(NodeTls {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
             client,

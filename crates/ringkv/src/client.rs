@@ -190,10 +190,7 @@ impl ClientBuilder {
         }
         let inner = Arc::new(Inner {
             ring: RingCache::new(self.seeds),
-            pool: Pool::default()
-                .authenticated(self.config.credential.clone())
-                .with_tls(self.config.tls.clone())
-                .with_dialer(self.config.dialer.clone()),
+            pool: Pool::with_options(self.config.connect.clone()),
             config: self.config,
             health: Health::default(),
             stats: Stats::default(),

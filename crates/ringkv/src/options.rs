@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use crate::credential::Credential;
+use crate::pool::ConnectOptions;
 use crate::tls::ClientTls;
 
 /// How a [`crate::Client`] behaves unless a call says otherwise.
@@ -47,13 +48,9 @@ pub struct ClientConfig {
     /// Reads returning more live siblings than this are logged and counted: the application
     /// is probably not resolving them.
     pub sibling_warning: usize,
-    /// What to prove to nodes that authenticate connections (`None`: nothing; such nodes
-    /// then refuse the connection if they require client tokens).
-    pub credential: Option<Credential>,
-    /// TLS to the nodes (`None`: plain TCP). See [`ClientTls::from_files`].
-    pub tls: Option<ClientTls>,
-    /// Streams to nodes from this instead of TCP (simulations; see [`crate::stream::Dialer`]).
-    pub dialer: Option<std::sync::Arc<dyn crate::stream::Dialer>>,
+    /// How connections to nodes are opened: the credential proven to nodes that
+    /// authenticate, TLS, the local address, or a simulation's dialer.
+    pub connect: ConnectOptions,
 }
 
 impl Default for ClientConfig {
@@ -71,9 +68,7 @@ impl Default for ClientConfig {
             ring_refresh_interval: Duration::from_secs(2),
             read_repair: true,
             sibling_warning: 10,
-            credential: None,
-            tls: None,
-            dialer: None,
+            connect: ConnectOptions::default(),
         }
     }
 }
@@ -81,13 +76,13 @@ impl Default for ClientConfig {
 impl ClientConfig {
     /// Connect with TLS (see [`ClientTls::from_files`]).
     pub fn with_tls(mut self, tls: ClientTls) -> Self {
-        self.tls = Some(tls);
+        self.connect.tls = Some(tls);
         self
     }
 
     /// Authenticate with `credential` (a client token, see [`Credential::token`]).
     pub fn with_credential(mut self, credential: Credential) -> Self {
-        self.credential = Some(credential);
+        self.connect.credential = Some(credential);
         self
     }
 

@@ -61,24 +61,6 @@ impl Pool {
         }
     }
 
-    /// The same pool, whose connections prove `credential` to nodes that ask for one.
-    pub fn authenticated(mut self, credential: Option<Credential>) -> Pool {
-        self.options.credential = credential;
-        self
-    }
-
-    /// The same pool, whose streams come from `dialer` if given (see [`Dialer`]).
-    pub fn with_dialer(mut self, dialer: Option<Arc<dyn Dialer>>) -> Pool {
-        self.options.dialer = dialer;
-        self
-    }
-
-    /// The same pool, whose connections use TLS if `tls` is given.
-    pub fn with_tls(mut self, tls: Option<ClientTls>) -> Pool {
-        self.options.tls = tls;
-        self
-    }
-
     /// Sends `body` to the node at `addr` (connecting first if needed, within
     /// `connect_timeout`) and returns its answer with the node's ring epoch.
     pub async fn call(

@@ -41,20 +41,28 @@ impl ClientTls {
         identity: Option<(&Path, &Path)>,
         server_name: Option<&str>,
     ) -> Result<ClientTls> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in read_certs(ca_file)? {
-            roots
-                .add(cert)
-                .map_err(|e| invalid(ca_file, &format!("not a CA certificate: {e}")))?;
-        }
+        let identity = match identity {
+            Some((cert, key)) => Some((read_certs(cert)?, read_key(key)?)),
+            None => None,
+        };
+        ClientTls::new(read_roots(ca_file)?, identity, server_name)
+    }
+
+    /// As [`ClientTls::from_files`], from certificates and a key already read (a node reads
+    /// its own once, for serving and for connecting).
+    pub fn new(
+        roots: rustls::RootCertStore,
+        identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+        server_name: Option<&str>,
+    ) -> Result<ClientTls> {
         let builder = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::InvalidArgument(format!("TLS: {e}")))?
             .with_root_certificates(roots);
         let config = match identity {
-            Some((cert, key)) => builder
-                .with_client_auth_cert(read_certs(cert)?, read_key(key)?)
-                .map_err(|e| invalid(cert, &e))?,
+            Some((chain, key)) => builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| Error::InvalidArgument(format!("TLS client certificate: {e}")))?,
             None => builder.with_no_client_auth(),
         };
         let server_name = server_name
@@ -100,6 +108,17 @@ pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
         return Err(invalid(path, &"no certificate in it"));
     }
     Ok(certs)
+}
+
+/// The CA certificates in a PEM file, as the roots a peer's certificate must chain to.
+pub fn read_roots(path: &Path) -> Result<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in read_certs(path)? {
+        roots
+            .add(cert)
+            .map_err(|e| invalid(path, &format!("not a CA certificate: {e}")))?;
+    }
+    Ok(roots)
 }
 
 /// The private key in a PEM file.
