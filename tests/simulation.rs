@@ -22,10 +22,13 @@ use ringkv::stream::{BoxedStream, Dialer};
 use ringkv::transport::ConnectOptions;
 use ringkv::{Client, ClientConfig, WriteOptions};
 use ringkv_core::{Member, NodeId, Ring, RingConfig};
+use ringkv_server::cluster::ClusterView;
 use ringkv_server::config::{AntiEntropy, Handoff, Limits};
-use ringkv_server::membership::ClusterView;
-use ringkv_server::service::Service;
+use ringkv_server::node::NodeParts;
+use ringkv_server::request::{Endpoint, Service};
 use ringkv_server::storage::{MemoryStore, Store};
+use ringkv_server::workers::antientropy::spawn_anti_entropy;
+use ringkv_server::workers::handoff::spawn_handoff;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -44,7 +47,7 @@ fn addr(i: usize) -> String {
 /// One node: its store survives crashes (it is the disk); everything else is rebuilt.
 struct Node {
     store: Arc<MemoryStore>,
-    service: Arc<Service>,
+    endpoint: Arc<Endpoint>,
     up: bool,
     isolated: bool,
     /// Cancelled on a crash: ends the node's connections and background workers abruptly.
@@ -86,12 +89,12 @@ impl Dialer for SimDialer {
             let Some(to) = (0..NODES).find(|&i| self::addr(i) == addr) else {
                 return Err(refused());
             };
-            let (service, life, blocked) = {
+            let (endpoint, life, blocked) = {
                 let nodes = self.net.lock();
                 let node = &nodes[to];
                 let from_isolated = self.from.is_some_and(|f| nodes[f].isolated);
                 (
-                    node.service.clone(),
+                    node.endpoint.clone(),
                     node.life.clone(),
                     (node.isolated || from_isolated, node.up),
                 )
@@ -114,8 +117,8 @@ impl Dialer for SimDialer {
                 tokio::select! {
                     // A crash or an isolation drops the connection mid-flight.
                     _ = life.cancelled() => {}
-                    _ = ringkv_server::server::serve_stream(
-                        Box::new(server_end), peer, service, Limits::default(), shutdown,
+                    _ = ringkv_server::request::serve_stream(
+                        Box::new(server_end), peer, endpoint, shutdown,
                     ) => {}
                 }
             });
@@ -166,31 +169,27 @@ fn ring() -> Ring {
 /// Starts node `i` on `store`: its service and background workers (handoff, anti-entropy).
 fn start(net: &Arc<Net>, i: usize, store: Arc<MemoryStore>) -> Node {
     let (_tx, rx) = watch::channel(Arc::new(ClusterView::fixed(ring())));
-    let outbound = ConnectOptions {
-        dialer: Some(Arc::new(SimDialer {
-            net: net.clone(),
-            from: Some(i),
-        })),
-        ..ConnectOptions::default()
-    };
-    let service = Arc::new(
-        Service::new(store.clone() as Arc<dyn Store>, rx, Limits::default())
-            .with_outbound(outbound),
-    );
+    let outbound = ConnectOptions::default().with_dialer(Arc::new(SimDialer {
+        net: net.clone(),
+        from: Some(i),
+    }));
+    let parts = NodeParts::new(store.clone() as Arc<dyn Store>, rx, Limits::default())
+        .with_outbound(outbound);
+    let service = Arc::new(Service::from_parts(&parts));
     let life = CancellationToken::new();
     let handoff = Handoff {
         interval_ms: 300,
         ..Handoff::default()
     };
-    ringkv_server::handoff::spawn_handoff(service.clone(), handoff, life.clone());
+    spawn_handoff(&parts, handoff, life.clone());
     let anti_entropy = AntiEntropy {
         interval_ms: 2_000,
         max_keys_per_sec: 10_000,
     };
-    ringkv_server::antientropy::spawn_anti_entropy(service.clone(), anti_entropy, life.clone());
+    spawn_anti_entropy(&parts, anti_entropy, life.clone());
     Node {
         store,
-        service,
+        endpoint: Arc::new(Endpoint::new(&parts, service)),
         up: true,
         isolated: false,
         life,

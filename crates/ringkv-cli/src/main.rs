@@ -165,11 +165,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let options = ConnectOptions {
-        credential,
-        tls,
-        ..ConnectOptions::default()
-    };
+    let mut options = ConnectOptions::default();
+    options.credential = credential;
+    options.tls = tls;
     let admin = Admin::new(cli.seeds.clone(), timeout, options.clone());
     match cli.command {
         Command::Cluster(command) => return cluster::run(&admin, command, cli.json).await,

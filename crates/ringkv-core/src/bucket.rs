@@ -35,6 +35,8 @@ pub struct BucketProps {
     pub r: u8,
     /// Default write quorum.
     pub w: u8,
+    /// What happens to concurrent writes to a key of this bucket. Every replica must apply
+    /// the same policy, which is why it is a bucket property and not a per-call option.
     pub conflict: ConflictPolicy,
 }
 
@@ -73,6 +75,8 @@ impl BucketProps {
 pub struct Buckets {
     /// Properties of every bucket without an entry in `named`.
     pub default: BucketProps,
+    /// Properties of the buckets that differ from `default`, by bucket name (sorted, so that
+    /// the table has one canonical form for the ring epoch's digest).
     pub named: BTreeMap<String, BucketProps>,
 }
 

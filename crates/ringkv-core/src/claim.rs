@@ -33,12 +33,18 @@ const SPREAD: usize = 3;
 /// Why a change cannot be allocated.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ClaimError {
+    /// The joining node is a member already, or a new cluster lists one node twice: a member
+    /// list holds each id once, or the ring could not tell the two members' tokens apart.
     #[error("node {0} is already a member")]
     AlreadyMember(NodeId),
+    /// The node asked to leave or to change weight is not in the member list.
     #[error("node {0} is not a member")]
     NotMember(NodeId),
+    /// A weight of 0 was asked for. A member of weight 0 would own no tokens and yet be
+    /// listed; leaving is how a node gives up its share.
     #[error("weights start at 1")]
     ZeroWeight,
+    /// The only member was asked to leave: there would be no node left to hand its data to.
     #[error("node {0} is the last member; a cluster cannot be left empty")]
     LastMember(NodeId),
 }

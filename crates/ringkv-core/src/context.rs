@@ -19,23 +19,33 @@ pub struct Context(VersionVector);
 /// Why some bytes are not a context.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ContextError {
+    /// No bytes at all, not even the format byte: the application handed back something
+    /// other than a context (an empty form field, a lost cookie).
     #[error("empty context bytes")]
     Empty,
+    /// The format byte is not [`CONTEXT_FORMAT`]: a newer version (or something else
+    /// entirely) made these bytes, and guessing their layout could supersede the wrong writes.
     #[error("context format {0} is not known to this version (expected {CONTEXT_FORMAT})")]
     UnknownFormat(u8),
+    /// The format byte is right but the body is not a CBOR version vector; the text is the
+    /// decoder's reason.
     #[error("context bytes are corrupt: {0}")]
     Corrupt(String),
 }
 
 impl Context {
+    /// The context of a read that saw `vv` (the merged version vector of its answers).
     pub fn new(vv: VersionVector) -> Context {
         Context(vv)
     }
 
+    /// The version vector inside: what a write with this context supersedes.
     pub fn version_vector(&self) -> &VersionVector {
         &self.0
     }
 
+    /// The version vector inside, without a copy: the SDK sends it with a write as the
+    /// writer's causal context.
     pub fn into_version_vector(self) -> VersionVector {
         self.0
     }

@@ -30,17 +30,30 @@ use crate::ring::{DEFAULT_TOKENS_PER_WEIGHT, Phase, RingConfig, Transition};
 pub enum Change {
     /// A running node becomes a member with this weight.
     Join {
+        /// The joining node's id, which it created on its first start.
         id: NodeId,
+        /// The `host:port` clients will reach it on, as the ring will list it.
         addr: String,
+        /// Its relative capacity (see [`Member::weight`]).
         weight: u32,
     },
     /// A member hands its data to the others and leaves.
-    Leave { id: NodeId },
+    Leave {
+        /// The leaving member.
+        id: NodeId,
+    },
     /// A member's weight changes (its share of the ring follows).
-    Weight { id: NodeId, weight: u32 },
+    Weight {
+        /// The member whose weight changes.
+        id: NodeId,
+        /// Its new weight, at least 1.
+        weight: u32,
+    },
 }
 
 impl Change {
+    /// The node the change is about. At most one change per node may be staged, so that
+    /// the plan never depends on which of two changes to one node comes first.
     pub fn node(&self) -> NodeId {
         match self {
             Change::Join { id, .. } | Change::Leave { id } | Change::Weight { id, .. } => *id,
@@ -60,24 +73,43 @@ pub enum Step {
 /// Why a layout operation was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LayoutError {
+    /// The token allocator refused the change (an unknown node, a weight of 0, the last
+    /// member leaving...).
     #[error(transparent)]
     Claim(#[from] ClaimError),
+    /// A change for this node is already staged; staged changes must be cleared before
+    /// another change to the same node is staged.
     #[error("a change for node {0} is already staged; `cluster clear` first")]
     AlreadyStaged(NodeId),
+    /// A commit or a clear found no staged change to act on.
     #[error("nothing is staged")]
     NothingStaged,
+    /// The node holds no cluster yet, so there is no membership to change.
     #[error("this node is not part of a cluster yet: `ringkv cluster init` founds one")]
     NotFounded,
+    /// A commit while the previous change is still being transferred (at this ring version):
+    /// one transfer at a time keeps every key's data on at most two member lists.
     #[error(
         "a transfer is under way (ring version {0}); wait for it to finish before committing again"
     )]
     TransferUnderWay(u64),
+    /// A node that already belongs to a cluster (at this layout version) was asked to found
+    /// another.
     #[error("the cluster already exists (layout version {0})")]
     AlreadyFounded(u64),
+    /// The operation was based on a layout the node no longer holds (another operator's
+    /// change, or a transfer phase, came in between), so what the operator looked at is not
+    /// what the operation would change.
     #[error("the layout changed meanwhile (version {actual}, expected {expected}); look again")]
-    Moved { expected: u64, actual: u64 },
+    Moved {
+        /// The layout version the operation was based on.
+        expected: u64,
+        /// The layout version the node holds.
+        actual: u64,
+    },
 }
 
+/// The cluster layout: members and their tokens, the transfer under way, the staged changes.
 /// See the module docs.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Layout {
@@ -85,9 +117,15 @@ pub struct Layout {
     pub version: u64,
     /// The version of the ring the members make (see [`RingConfig::version`]).
     pub ring_version: u64,
+    /// The ring's members with their tokens (the new members while a transfer is under way).
     pub members: Vec<Member>,
+    /// The committed change still being transferred, if any: it keeps the previous members
+    /// until every node has streamed its data and switched to the new ones.
     pub transition: Option<Transition>,
+    /// The changes staged for the next commit, in the order the plan applies them.
     pub staged: Vec<Change>,
+    /// How many tokens the allocator gives a member per unit of weight in this cluster's
+    /// changes (see [`DEFAULT_TOKENS_PER_WEIGHT`]).
     pub tokens_per_weight: u32,
 }
 
@@ -288,6 +326,7 @@ impl Layout {
         (self.version, self.digest())
     }
 
+    /// The member with this id, if it is one (of the new members, during a transfer).
     pub fn member(&self, id: NodeId) -> Option<&Member> {
         self.members.iter().find(|m| m.id == id)
     }

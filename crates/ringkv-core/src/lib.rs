@@ -6,9 +6,11 @@
 //!
 //! - [`auth`]: secrets, roles and the challenge-response proofs of the handshake.
 //! - [`hash`]: the fixed hash functions that place keys and tokens on the ring.
+//! - [`node`]: node ids and the member records the ring is made of.
 //! - [`ring`]: members, tokens, preference lists, ring epochs, transfers.
 //! - [`claim`]: the token allocator (joins, leaves, weights).
 //! - [`layout`]: the cluster layout and its staged, planned and committed changes.
+//! - [`movement`]: what a membership change moves, computed from the rings before and after.
 //! - [`bucket`]: bucket properties (`n`, conflict policy, default quorums).
 //! - [`version`] and [`siblings`]: dots, version vectors and the DVV sibling set with its
 //!   `stamp` and `merge` laws.
@@ -16,6 +18,8 @@
 //! - [`quorum`]: counting answers against a quorum.
 //! - [`context`]: the opaque causal context handed to applications.
 //! - [`wire`]: messages, the error enum that crosses the wire, and the frame codec.
+
+#![warn(missing_docs)]
 
 pub mod auth;
 pub mod bucket;

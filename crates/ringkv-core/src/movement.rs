@@ -19,6 +19,7 @@ use crate::ring::Ring;
 /// nodes sum to `n` on a ring of at least `n` members).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Shift {
+    /// The node these shares are of.
     pub node: NodeId,
     /// Its share before the change (0 for a joining node).
     pub before: f64,

@@ -37,6 +37,8 @@ impl std::str::FromStr for NodeId {
 /// committed cluster layout from then on: a ring is computed from the tokens, not re-derived.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Member {
+    /// The member's identity. Members are ordered by it, and it breaks the tie when two
+    /// members hold a token at the same position.
     pub id: NodeId,
     /// The `host:port` clients connect to for data requests.
     pub addr: String,

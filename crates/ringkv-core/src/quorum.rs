@@ -8,8 +8,11 @@
 /// Where an operation stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QuorumState {
+    /// Not decided yet: some order of the answers still to come could go either way.
     Pending,
+    /// `required` replicas succeeded: the operation succeeds, whatever the others answer.
     Reached,
+    /// More than `total - required` replicas failed: `required` can no longer be reached.
     Failed,
 }
 
@@ -23,6 +26,8 @@ pub struct Quorum {
 }
 
 impl Quorum {
+    /// No answers yet from the `total` replicas an operation was sent to, `required` of
+    /// which must succeed. With `required > total` the quorum has failed from the start.
     pub fn new(required: usize, total: usize) -> Quorum {
         Quorum {
             required,
@@ -32,16 +37,20 @@ impl Quorum {
         }
     }
 
+    /// Counts one success and returns where the operation now stands.
     pub fn succeed(&mut self) -> QuorumState {
         self.succeeded += 1;
         self.state()
     }
 
+    /// Counts one failure (an error or a replica that will not answer) and returns where
+    /// the operation now stands.
     pub fn fail(&mut self) -> QuorumState {
         self.failed += 1;
         self.state()
     }
 
+    /// Where the operation stands, by the contract in the module docs.
     pub fn state(&self) -> QuorumState {
         if self.succeeded >= self.required {
             QuorumState::Reached
@@ -52,10 +61,13 @@ impl Quorum {
         }
     }
 
+    /// How many successes the operation needs, for errors that report the quorum.
     pub fn required(&self) -> usize {
         self.required
     }
 
+    /// How many successes have been counted, for errors that report how far a failed
+    /// operation got.
     pub fn succeeded(&self) -> usize {
         self.succeeded
     }

@@ -48,6 +48,8 @@ pub const MAX_SIBLINGS: usize = 100;
 /// One version of a value (or a tombstone) and the write that made it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Sibling {
+    /// The write's identity: contexts cover siblings by their dot, and merges tell siblings
+    /// apart by it.
     pub dot: Dot,
     /// Milliseconds since the Unix epoch on the stamping node's clock. Informational under
     /// `siblings`; the ordering under `lww`.
@@ -70,15 +72,27 @@ pub struct SiblingSet {
 /// Why a sibling set received from a peer cannot be trusted.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidSiblings {
+    /// The siblings are not sorted by dot, or two share a dot: equality and merge rely on
+    /// the canonical form.
     #[error("siblings are not in canonical order or repeat a dot")]
     NotCanonical,
+    /// A sibling's dot is not covered by the set's own version vector: the set would claim
+    /// a write it has not seen, and a merge could wrongly drop the sibling elsewhere.
     #[error("sibling {node}:{counter} is not covered by the set's own version vector")]
-    Uncovered { node: NodeId, counter: u64 },
+    Uncovered {
+        /// The node of the uncovered dot.
+        node: NodeId,
+        /// The counter of the uncovered dot.
+        counter: u64,
+    },
+    /// A dot with counter 0: counters start at 1, so every version vector covers such a dot
+    /// and the first merge would drop it.
     #[error("a dot with counter 0 cannot exist")]
     ZeroCounter,
 }
 
 impl SiblingSet {
+    /// The state of a key never written: no siblings, an empty version vector.
     pub fn new() -> SiblingSet {
         SiblingSet::default()
     }
@@ -113,6 +127,8 @@ impl SiblingSet {
         self.siblings.iter().filter(|s| s.value.is_some())
     }
 
+    /// How many siblings hold a value: more than one means concurrent writes that the
+    /// application has to merge.
     pub fn live_count(&self) -> usize {
         self.live().count()
     }

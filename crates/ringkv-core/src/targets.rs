@@ -18,12 +18,15 @@ use crate::node::{Member, NodeId};
 /// One replica a request goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Target<'a> {
+    /// The member the request goes to.
     pub member: &'a Member,
     /// For a fallback, the home replica it stands in for (sent as the `Merge` hint).
     pub stands_in_for: Option<NodeId>,
 }
 
 impl Target<'_> {
+    /// Whether the target is one of the key's home replicas, which keeps the state as its
+    /// own copy rather than as a hint.
     pub fn is_home(&self) -> bool {
         self.stands_in_for.is_none()
     }

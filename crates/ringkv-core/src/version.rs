@@ -12,7 +12,9 @@ use crate::node::NodeId;
 /// holds one entry per server that ever stamped the key, never one per client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Dot {
+    /// The server that stamped the write.
     pub node: NodeId,
+    /// Where the write falls in that server's sequence of writes to the key, from 1.
     pub counter: u64,
 }
 
@@ -25,6 +27,7 @@ pub struct Dot {
 pub struct VersionVector(BTreeMap<NodeId, u64>);
 
 impl VersionVector {
+    /// An empty vector: the history of a key never written.
     pub fn new() -> VersionVector {
         VersionVector::default()
     }
@@ -60,6 +63,7 @@ impl VersionVector {
         *entry = (*entry).max(dot.counter);
     }
 
+    /// Whether the vector has seen no dot at all.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -69,6 +73,7 @@ impl VersionVector {
         self.0.len()
     }
 
+    /// Each entry as `(node, highest counter seen)`, in node order.
     pub fn iter(&self) -> impl Iterator<Item = (NodeId, u64)> + '_ {
         self.0.iter().map(|(&n, &c)| (n, c))
     }

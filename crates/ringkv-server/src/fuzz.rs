@@ -19,9 +19,9 @@ use ringkv_core::{
 use tokio::sync::watch;
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::config::Limits;
-use crate::membership::ClusterView;
-use crate::service::Service;
+use crate::cluster::ClusterView;
+use crate::ops::config::Limits;
+use crate::request::Service;
 use crate::storage::{MemoryStore, decode_state, encode_state};
 
 /// The fuzz targets, by the name `cargo fuzz` knows them by.
@@ -84,8 +84,7 @@ pub fn request_handlers(data: &[u8]) {
         if matches!(request.body, Request::Coordinate(_)) {
             continue;
         }
-        let _ = service.runs_inline(&request.body);
-        let _ = service.needs_sync(&request.body);
+        let _ = service.lane(&request.body);
         let _ = service.handle(request.epoch, request.body);
     }
     for (bucket, key) in [("b", &b"k"[..]), ("lww", &b"k"[..])] {

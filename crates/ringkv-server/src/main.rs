@@ -35,7 +35,8 @@ fn main() -> anyhow::Result<()> {
             info!("shutdown requested");
             signal.cancel();
         });
-        node::run(config, shutdown).await
+        node::run(config, shutdown).await?;
+        Ok(())
     })
 }
 

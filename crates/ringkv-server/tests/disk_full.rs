@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ringkv_core::wire::{Request, Response, WireError};
 use ringkv_core::{Member, Ring, RingConfig};
+use ringkv_server::cluster::ClusterView;
 use ringkv_server::config::{Limits, Storage};
-use ringkv_server::membership::ClusterView;
-use ringkv_server::service::Service;
+use ringkv_server::request::Service;
 use ringkv_server::storage::{RocksStore, Store};
 use tokio::sync::watch;
 

@@ -1,21 +1,21 @@
-//! The public client: [`Client`], [`ClientBuilder`] and [`Bucket`].
+//! The public client: [`Client`], [`ClientBuilder`], [`Bucket`] and [`ClientStats`].
+//!
+//! A thin handle: every call turns its arguments into bytes and options and hands them, with
+//! the client's shared state (`inner`), to the `coordinator`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ringkv_core::wire::Request;
 use ringkv_core::{Context, DEFAULT_BUCKET, NodeId, Ring, RingEpoch};
-use tracing::debug;
 
 use crate::coordinator;
 use crate::error::{Error, Result};
-use crate::health::Health;
-use crate::metrics::{Latency, Stats};
+use crate::inner::Inner;
+use crate::metrics::Latency;
 use crate::options::{ClientConfig, ReadOptions, WriteOptions};
-use crate::pool::Pool;
-use crate::ring_cache::RingCache;
+use crate::ring_cache;
 use crate::value::{Value, WriteReceipt};
 
 /// A ringkv client: routes each key to its replicas and coordinates the quorum itself.
@@ -38,18 +38,6 @@ pub struct Client {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
-pub(crate) struct Inner {
-    pub(crate) config: ClientConfig,
-    pub(crate) ring: RingCache,
-    pub(crate) pool: Pool,
-    pub(crate) health: Health,
-    pub(crate) stats: Stats,
-    /// The actor this client names its `lww` writes with (a random id, never a node's).
-    pub(crate) lww_actor: NodeId,
-    pub(crate) lww_counter: AtomicU64,
-}
-
 /// Counters of what a client has done, for tests, dashboards and curiosity.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -62,71 +50,23 @@ pub struct ClientStats {
     pub sibling_warnings: u64,
     /// Nodes this client currently skips because requests to them failed.
     pub nodes_marked_down: usize,
-    /// Reads (`get`) and writes (`put`, `delete`) made, and how many of them failed.
+    /// Reads (`get`) made, successful or not.
     pub gets: u64,
+    /// Writes (`put`, `delete`) made, successful or not.
     pub writes: u64,
+    /// Reads and writes that failed (after their retries).
     pub errors: u64,
     /// Attempts repeated within a call's deadline after a retryable failure.
     pub retries: u64,
-    /// Writes a fallback acknowledged in place of a home replica (a sloppy quorum), and the
-    /// fallback acknowledgements in all.
+    /// Writes a fallback acknowledged in place of a home replica (a sloppy quorum): each one
+    /// leaves a hint that handoff must still deliver.
     pub sloppy_writes: u64,
+    /// Fallback acknowledgements in all (a write may have several).
     pub fallback_acks: u64,
-    /// Latency percentiles of successful reads and writes.
+    /// Latency percentiles of successful reads.
     pub get_latency: Latency,
+    /// Latency percentiles of successful writes.
     pub write_latency: Latency,
-}
-
-impl Inner {
-    /// Refetches the ring in the background if a response came from a node on another ring.
-    pub(crate) fn note_epoch(self: &Arc<Self>, epoch: RingEpoch) {
-        if self.ring.is_stale(epoch) {
-            let inner = self.clone();
-            tokio::spawn(async move {
-                inner
-                    .refresh_ring_logged("ring refetch after a new epoch")
-                    .await
-            });
-        }
-    }
-
-    /// Refetches the ring unless a refetch is under way; a failure is only logged (the ring
-    /// in use stays, and the next trigger tries again).
-    async fn refresh_ring_logged(&self, why: &'static str) {
-        if let Err(e) = self
-            .ring
-            .refresh_once(&self.pool, self.config.connect_timeout)
-            .await
-        {
-            debug!(error = %e, why, "ring refetch failed");
-        }
-    }
-}
-
-impl Inner {
-    /// Pings `node` in the background; a success makes it a target again (see `health`).
-    pub(crate) fn probe(self: &Arc<Self>, node: NodeId) {
-        let inner = self.clone();
-        tokio::spawn(async move {
-            let addr = inner
-                .ring
-                .current()
-                .ring
-                .member(node)
-                .map(|m| m.addr.clone());
-            let Some(addr) = addr else { return };
-            let epoch = inner.ring.current().ring.epoch();
-            let ping = inner
-                .pool
-                .call(&addr, inner.config.connect_timeout, epoch, Request::Ping);
-            let result = match tokio::time::timeout(inner.config.request_timeout, ping).await {
-                Ok(result) => result.map(|_| ()),
-                Err(_) => Err(Error::Timeout { in_doubt: false }),
-            };
-            debug!(node = %node, ok = result.is_ok(), "probed a node marked down");
-            inner.health.record(node, result.as_ref().copied());
-        });
-    }
 }
 
 /// Builds a [`Client`]: `Client::builder().seeds([...]).build().await`.
@@ -147,6 +87,8 @@ impl ClientBuilder {
         self
     }
 
+    /// Everything else a client can be configured with (quorums, timeouts, TLS, a
+    /// credential); replaces what `r`, `w` and `timeout` set before it.
     pub fn config(mut self, config: ClientConfig) -> Self {
         self.config = config;
         self
@@ -188,15 +130,7 @@ impl ClientBuilder {
                 return Err(Error::InvalidArgument(format!("{name} must be at least 1")));
             }
         }
-        let inner = Arc::new(Inner {
-            ring: RingCache::new(self.seeds),
-            pool: Pool::with_options(self.config.connect.clone()),
-            config: self.config,
-            health: Health::default(),
-            stats: Stats::default(),
-            lww_actor: NodeId(crate::random::next_u64().max(1)),
-            lww_counter: AtomicU64::new(0),
-        });
+        let inner = Arc::new(Inner::new(self.seeds, self.config));
         inner
             .ring
             .refresh(
@@ -205,26 +139,13 @@ impl ClientBuilder {
                 RingEpoch::default(),
             )
             .await?;
-        tokio::spawn(refresh_periodically(Arc::downgrade(&inner)));
+        tokio::spawn(ring_cache::refresh_periodically(Arc::downgrade(&inner)));
         Ok(Client { inner })
     }
 }
 
-/// Refetches the ring every `ring_refresh_interval` while any clone of the client lives.
-async fn refresh_periodically(inner: std::sync::Weak<Inner>) {
-    let Some(interval) = inner.upgrade().map(|i| i.config.ring_refresh_interval) else {
-        return;
-    };
-    let mut ticker = tokio::time::interval(interval);
-    ticker.tick().await;
-    loop {
-        ticker.tick().await;
-        let Some(inner) = inner.upgrade() else { return };
-        inner.refresh_ring_logged("periodic ring refresh").await;
-    }
-}
-
 impl Client {
+    /// Starts configuring a client; [`ClientBuilder::build`] connects it.
     pub fn builder() -> ClientBuilder {
         ClientBuilder::default()
     }
@@ -246,6 +167,7 @@ impl Client {
         self.default_bucket().get(key).await
     }
 
+    /// As [`Client::get`], with this call's own quorum or deadline.
     pub async fn get_with(&self, key: impl AsRef<[u8]>, opts: &ReadOptions) -> Result<Value> {
         self.default_bucket().get_with(key, opts).await
     }
@@ -261,6 +183,7 @@ impl Client {
         self.default_bucket().put(key, value, context).await
     }
 
+    /// As [`Client::put`], with this call's own quorum, durability, deadline or overwrite.
     pub async fn put_with(
         &self,
         key: impl AsRef<[u8]>,
@@ -284,6 +207,7 @@ impl Client {
         self.default_bucket().delete(key, context).await
     }
 
+    /// As [`Client::delete`], with this call's own quorum, durability or deadline.
     pub async fn delete_with(
         &self,
         key: impl AsRef<[u8]>,
@@ -317,6 +241,7 @@ impl Client {
             .await
     }
 
+    /// What this client has done so far (see [`ClientStats`]); cheap enough to poll.
     pub fn stats(&self) -> ClientStats {
         let s = &self.inner.stats;
         ClientStats {
@@ -349,6 +274,7 @@ pub struct Bucket {
 }
 
 impl Bucket {
+    /// The bucket's name, as the ring's bucket settings know it.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -358,15 +284,18 @@ impl Bucket {
         &self.client
     }
 
+    /// Reads `key` with the client's default quorum (see [`Client::get`]).
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Value> {
         self.get_with(key, &ReadOptions::default()).await
     }
 
+    /// Reads `key` with this call's own options.
     pub async fn get_with(&self, key: impl AsRef<[u8]>, opts: &ReadOptions) -> Result<Value> {
         let key = Bytes::copy_from_slice(key.as_ref());
         coordinator::get(&self.client.inner, &self.name, key, opts).await
     }
 
+    /// Writes `value` to `key` (see [`Client::put`] for what `context` means).
     pub async fn put(
         &self,
         key: impl AsRef<[u8]>,
@@ -377,6 +306,7 @@ impl Bucket {
             .await
     }
 
+    /// Writes `value` to `key` with this call's own options.
     pub async fn put_with(
         &self,
         key: impl AsRef<[u8]>,
@@ -396,6 +326,7 @@ impl Bucket {
         .await
     }
 
+    /// Deletes `key` (see [`Client::delete`] for what `context` means).
     pub async fn delete(
         &self,
         key: impl AsRef<[u8]>,
@@ -405,6 +336,7 @@ impl Bucket {
             .await
     }
 
+    /// Deletes `key` with this call's own options.
     pub async fn delete_with(
         &self,
         key: impl AsRef<[u8]>,

@@ -1,8 +1,15 @@
 //! The SDK's errors, with the facts a caller needs to decide what to do.
+//!
+//! [`Error`] is one enum for every call; each variant carries what is known as fields
+//! (counts, the replicas' own errors, whether a write may have been applied) so that callers
+//! branch on facts, not on message text. [`Error::is_retryable`] and [`Error::is_in_doubt`]
+//! classify them. Text remains only where the fact is text: an OS error's description, or a
+//! proxy's `Coordination` failure, which crosses the wire as a message.
 
 use std::fmt;
 
 use ringkv_core::NodeId;
+use ringkv_core::context::ContextError;
 use ringkv_core::wire::WireError;
 
 /// Everything a ringkv call can fail with.
@@ -17,18 +24,31 @@ pub enum Error {
         NodeErrors(errors)
     )]
     Quorum {
+        /// Successful answers the call needed (`r`, `w`, or more with `dw` or during a
+        /// transfer).
         required: usize,
+        /// Successful answers it got before the quorum became impossible.
         succeeded: usize,
+        /// What each replica that failed answered, in the order they failed.
         errors: Vec<NodeError>,
+        /// Whether the write may have been applied all the same (always false for reads).
         in_doubt: bool,
     },
     /// Too few replicas can be asked at all for the requested quorum.
     #[error("unavailable: {required} replicas required, {alive} available")]
-    Unavailable { required: usize, alive: usize },
+    Unavailable {
+        /// Replicas the quorum needs.
+        required: usize,
+        /// Replicas the client considers reachable (gossip and its own failure detector).
+        alive: usize,
+    },
     /// The call's deadline passed. For a write, `in_doubt` is true once any replica may have
     /// received it.
     #[error("timed out{}", if *in_doubt { " (the write may have been applied)" } else { "" })]
-    Timeout { in_doubt: bool },
+    Timeout {
+        /// Whether the write may have been applied all the same.
+        in_doubt: bool,
+    },
     /// The caller asked for something that cannot work; the message says which parameter.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -38,29 +58,106 @@ pub enum Error {
         "the key has {siblings} concurrent siblings: read it, merge them and write with the \
          read's context, or overwrite explicitly"
     )]
-    ContextRequired { siblings: u32 },
+    ContextRequired {
+        /// Live siblings the replica holds: how many values the application must merge.
+        siblings: u32,
+    },
     /// A server refused the request (a limit, a malformed state, a full disk...).
     #[error("server refused the request: {0}")]
     Server(WireError),
     /// A node could not be reached: no request was sent to it.
     #[error("cannot reach {addr}: {reason}")]
-    Unreachable { addr: String, reason: String },
+    Unreachable {
+        /// The address dialled.
+        addr: String,
+        /// Why the connection or its handshake failed, as the OS or the TLS layer said.
+        reason: String,
+    },
     /// A connection broke while requests were on it: they may or may not have been applied.
     #[error("connection to {addr} lost: {reason}")]
-    Connection { addr: String, reason: String },
-    /// The peer does not speak this client's protocol.
+    Connection {
+        /// The node's address.
+        addr: String,
+        /// Why it broke, as the OS said or the node's closing error frame.
+        reason: String,
+    },
+    /// The peer does not speak this client's protocol, or broke it.
     #[error("protocol error: {0}")]
-    Protocol(String),
+    Protocol(ProtocolError),
     /// No seed or member answered a ring request.
     #[error("could not fetch the ring from any of {tried:?}: {reason}")]
-    NoRing { tried: Vec<String>, reason: String },
+    NoRing {
+        /// Every address asked, members first, then seeds.
+        tried: Vec<String>,
+        /// Why the last one asked did not give a usable ring.
+        reason: String,
+    },
+}
+
+/// How a peer did not speak the protocol, inside [`Error::Protocol`]. None of these passes by
+/// retrying: they mean another release, a wrong port, or a bug on one side.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// The node speaks another protocol version than this client: one of them is of another
+    /// release.
+    #[error("protocol version {client} is not supported (this node speaks {node})")]
+    Version {
+        /// The version this client sent in its `Hello`.
+        client: u32,
+        /// The version the node speaks.
+        node: u32,
+    },
+    /// The node received a request before the connection's handshake.
+    #[error("the first frame on a connection must be Hello")]
+    HandshakeRequired,
+    /// A handshake step was answered with another frame than the one it waits for: the peer
+    /// is probably not a ringkv node (a wrong port), or not one of this release.
+    #[error("{addr} answered the handshake with something else than {expected}")]
+    UnexpectedFrame {
+        /// The peer's address.
+        addr: String,
+        /// The frame the handshake waited for.
+        expected: &'static str,
+    },
+    /// A frame from the peer could not be decoded during the handshake.
+    #[error("{addr}: {reason}")]
+    Frame {
+        /// The peer's address.
+        addr: String,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// A node answered a request with a response of another kind.
+    #[error("{request} answered with {answer}")]
+    UnexpectedAnswer {
+        /// The request, as named on the wire (`get`, `put`, `merge`, `coordinate-get`...).
+        request: &'static str,
+        /// The kind of response it got instead (`value`, `stamped`, `merged`...).
+        answer: &'static str,
+    },
+    /// A proxy node answered a coordinated read with context bytes this client cannot read.
+    #[error("the proxy's context: {0}")]
+    ProxyContext(ContextError),
 }
 
 /// What one replica answered, inside a [`Error::Quorum`].
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct NodeError {
+    /// The replica.
     pub node: NodeId,
+    /// Its failure: an error the node answered, or the connection's or the timeout's.
     pub error: Box<Error>,
+}
+
+impl NodeError {
+    pub(crate) fn new(node: NodeId, error: Error) -> NodeError {
+        NodeError {
+            node,
+            error: Box::new(error),
+        }
+    }
 }
 
 struct NodeErrors<'a>(&'a [NodeError]);
@@ -121,15 +218,56 @@ impl Error {
         }
     }
 
+    /// A node's error answer as the caller sees it: the protocol's own failures become
+    /// [`Error::Protocol`], a missing context [`Error::ContextRequired`], the rest
+    /// [`Error::Server`].
     pub(crate) fn from_wire(e: WireError) -> Error {
         match e {
             WireError::ContextRequired { siblings } => Error::ContextRequired { siblings },
-            WireError::ProtocolVersion { .. } | WireError::HandshakeRequired => {
-                Error::Protocol(e.to_string())
-            }
+            WireError::ProtocolVersion {
+                supported,
+                received,
+            } => Error::Protocol(ProtocolError::Version {
+                client: received,
+                node: supported,
+            }),
+            WireError::HandshakeRequired => Error::Protocol(ProtocolError::HandshakeRequired),
             other => Error::Server(other),
         }
     }
+
+    /// A response of another kind than `request` asks for.
+    pub(crate) fn unexpected(request: &'static str, answer: &ringkv_core::wire::Response) -> Error {
+        Error::Protocol(ProtocolError::UnexpectedAnswer {
+            request,
+            answer: answer.kind(),
+        })
+    }
 }
 
+/// The result of every fallible SDK call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_mismatch_names_both_versions_and_reads_as_the_node_said_it() {
+        let wire = WireError::ProtocolVersion {
+            supported: 2,
+            received: 3,
+        };
+        let text = format!("protocol error: {wire}");
+        let error = Error::from_wire(wire);
+        assert!(
+            matches!(
+                error,
+                Error::Protocol(ProtocolError::Version { client: 3, node: 2 })
+            ),
+            "{error:?}"
+        );
+        assert_eq!(error.to_string(), text);
+        assert!(!error.is_retryable());
+    }
+}

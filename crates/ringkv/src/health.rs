@@ -20,15 +20,20 @@
 //! come from one that has not yet seen it. A node that answered this client within
 //! [`FRESH_ANSWER`] is not dropped on gossip's word; if it really is gone, the client's own
 //! failing requests mark it down.
+//!
+//! [`Health`] is the detector's state, with no IO; [`probe`] sends the `Ping` it asks for.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ringkv_core::NodeId;
+use ringkv_core::wire::Request;
 use tokio::time::Instant;
+use tracing::debug;
 
 use crate::error::Error;
+use crate::inner::Inner;
 
 /// Back-off after a node's first failure.
 pub const BACKOFF_BASE: Duration = Duration::from_millis(250);
@@ -125,6 +130,31 @@ impl Health {
     pub(crate) fn down_count(&self) -> usize {
         self.lock().len()
     }
+}
+
+/// Pings `node` in the background (its back-off ended: [`Verdict::Probe`]); an answer makes
+/// it a target again, a failure starts its next back-off period.
+pub(crate) fn probe(inner: &Arc<Inner>, node: NodeId) {
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        let addr = inner
+            .ring
+            .current()
+            .ring
+            .member(node)
+            .map(|m| m.addr.clone());
+        let Some(addr) = addr else { return };
+        let epoch = inner.ring.current().ring.epoch();
+        let ping = inner
+            .pool
+            .call(&addr, inner.config.connect_timeout, epoch, Request::Ping);
+        let result = match tokio::time::timeout(inner.config.request_timeout, ping).await {
+            Ok(result) => result.map(|_| ()),
+            Err(_) => Err(Error::Timeout { in_doubt: false }),
+        };
+        debug!(node = %node, ok = result.is_ok(), "probed a node marked down");
+        inner.health.record(node, result.as_ref().copied());
+    });
 }
 
 /// The back-off after `failures` consecutive failures, with jitter.

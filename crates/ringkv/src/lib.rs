@@ -19,48 +19,57 @@
 //! # Ok(()) }
 //! ```
 //!
-//! - [`client`]: [`Client`], [`ClientBuilder`], [`Bucket`].
+//! The public modules:
+//!
+//! - [`client`]: [`Client`], [`ClientBuilder`], [`Bucket`] and [`ClientStats`].
 //! - [`options`]: client defaults and per-call options (R, W, timeouts, overwrite).
 //! - [`value`]: [`Value`] (siblings and context) and [`WriteReceipt`].
 //! - [`error`]: [`Error`], with the facts of each failure.
+//! - [`metrics`]: [`Latency`], the percentiles in [`ClientStats`].
 //! - [`proxy`]: [`ProxyClient`], a thin client whose quorums a server coordinates.
-//! - [`credential`] and [`tls`]: proving a client token to nodes that require one, and TLS.
-//! - [`stream`]: the byte streams under connections (TCP, TLS, a simulation's [`stream::Dialer`]).
-//! - [`random`]: the SDK's randomness, seedable for simulations.
-//! - `coordinator`: the quorum logic; `health`: the client's failure detector;
-//!   `connection` and `pool`: multiplexed connections;
-//!   `ring_cache`: the ring and its refresh.
+//! - [`transport`]: connections to single nodes ([`transport::Pool`]), the byte streams
+//!   under them, TLS ([`ClientTls`]) and credentials ([`Credential`]); also the server's and
+//!   the CLI's node-to-node transport.
+//!
+//! Inside (private, or public but hidden from these docs):
+//!
+//! - `inner`: the state all clones of a client share.
+//! - `coordinator`: the quorum logic: plan, fan-out, read and read repair, write, retries.
+//! - `health`: the client's failure detector and its probes.
+//! - `ring_cache`: the ring, its refetches and the epochs that trigger them.
+//! - `random` (hidden): the SDK's randomness, which a simulation seeds per thread.
+
+#![warn(missing_docs)]
 
 pub mod client;
-mod connection;
 mod coordinator;
-pub mod credential;
 pub mod error;
 mod health;
+mod inner;
 pub mod metrics;
 pub mod options;
-mod pool;
 pub mod proxy;
+#[doc(hidden)]
 pub mod random;
 mod ring_cache;
-pub mod stream;
-pub mod tls;
+pub mod transport;
 pub mod value;
-mod writer;
 
-/// Requests to single nodes, outside any quorum (servers use it for hinted handoff).
-pub mod transport {
-    pub use crate::pool::{ConnectOptions, Pool};
-    pub use crate::writer::write_batched;
-    pub use ringkv_core::wire::{Request, Response};
-}
+/// The old path of [`transport::credential`].
+#[doc(hidden)]
+pub use transport::credential;
+/// The old path of [`transport::stream`].
+#[doc(hidden)]
+pub use transport::stream;
+/// The old path of [`transport::tls`].
+#[doc(hidden)]
+pub use transport::tls;
 
 pub use client::{Bucket, Client, ClientBuilder, ClientStats};
-pub use credential::Credential;
-pub use error::{Error, NodeError, Result};
+pub use error::{Error, NodeError, ProtocolError, Result};
 pub use metrics::Latency;
 pub use options::{ClientConfig, ReadOptions, WriteOptions};
 pub use proxy::ProxyClient;
 pub use ringkv_core::{ConflictPolicy, Context, DEFAULT_BUCKET, NodeId};
-pub use tls::ClientTls;
+pub use transport::{ClientTls, Credential};
 pub use value::{Value, WriteReceipt};

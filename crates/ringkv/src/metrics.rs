@@ -18,10 +18,15 @@ const MAX_US: u64 = 3_600_000_000;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Latency {
+    /// Successful calls measured: percentiles of few calls say little.
     pub count: u64,
+    /// The median.
     pub p50_us: u64,
+    /// What one call in a hundred exceeds.
     pub p99_us: u64,
+    /// What one call in a thousand exceeds: the tail a fan-out of many calls meets.
     pub p999_us: u64,
+    /// The slowest call.
     pub max_us: u64,
 }
 

@@ -11,9 +11,7 @@
 
 use std::time::Duration;
 
-use crate::credential::Credential;
-use crate::pool::ConnectOptions;
-use crate::tls::ClientTls;
+use crate::transport::{ClientTls, ConnectOptions, Credential};
 
 /// How a [`crate::Client`] behaves unless a call says otherwise.
 #[derive(Clone, Debug)]
@@ -86,63 +84,82 @@ impl ClientConfig {
         self
     }
 
+    /// Sets [`ClientConfig::r`].
     pub fn with_r(mut self, r: u8) -> Self {
         self.r = Some(r);
         self
     }
 
+    /// Sets [`ClientConfig::w`].
     pub fn with_w(mut self, w: u8) -> Self {
         self.w = Some(w);
         self
     }
 
+    /// Sets [`ClientConfig::pr`].
     pub fn with_pr(mut self, pr: u8) -> Self {
         self.pr = Some(pr);
         self
     }
 
+    /// Sets [`ClientConfig::pw`].
     pub fn with_pw(mut self, pw: u8) -> Self {
         self.pw = Some(pw);
         self
     }
 
+    /// Sets [`ClientConfig::dw`].
     pub fn with_dw(mut self, dw: u8) -> Self {
         self.dw = Some(dw);
         self
     }
 
+    /// Sets [`ClientConfig::timeout`].
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
+    /// Sets [`ClientConfig::request_timeout`].
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
     }
 
+    /// Sets [`ClientConfig::retries`].
     pub fn with_retries(mut self, retries: u32) -> Self {
         self.retries = retries;
         self
     }
 
+    /// Sets [`ClientConfig::connect_timeout`].
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
+    /// Sets [`ClientConfig::ring_refresh_interval`].
     pub fn with_ring_refresh_interval(mut self, interval: Duration) -> Self {
         self.ring_refresh_interval = interval;
         self
     }
 
+    /// Sets [`ClientConfig::read_repair`].
     pub fn with_read_repair(mut self, enabled: bool) -> Self {
         self.read_repair = enabled;
         self
     }
 
+    /// Sets [`ClientConfig::sibling_warning`].
     pub fn with_sibling_warning(mut self, siblings: usize) -> Self {
         self.sibling_warning = siblings;
+        self
+    }
+
+    /// Sets [`ClientConfig::connect`] whole (the address to leave from, a simulation's
+    /// dialer...).
+    pub fn with_connect(mut self, connect: ConnectOptions) -> Self {
+        self.connect = connect;
         self
     }
 }
@@ -151,23 +168,29 @@ impl ClientConfig {
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct ReadOptions {
+    /// Answers to wait for, fallbacks' included; `None`: the client's default, else the
+    /// bucket's.
     pub r: Option<u8>,
     /// Strict: this many home replicas must answer (fallbacks are not asked).
     pub pr: Option<u8>,
+    /// Deadline of this read; `None`: the client's [`ClientConfig::timeout`].
     pub timeout: Option<Duration>,
 }
 
 impl ReadOptions {
+    /// Sets [`ReadOptions::r`].
     pub fn with_r(mut self, r: u8) -> Self {
         self.r = Some(r);
         self
     }
 
+    /// Sets [`ReadOptions::pr`].
     pub fn with_pr(mut self, pr: u8) -> Self {
         self.pr = Some(pr);
         self
     }
 
+    /// Sets [`ReadOptions::timeout`].
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -178,12 +201,15 @@ impl ReadOptions {
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct WriteOptions {
+    /// Acknowledgements to wait for, fallbacks' included; `None`: the client's default, else
+    /// the bucket's.
     pub w: Option<u8>,
     /// Strict: this many home replicas must acknowledge (fallbacks are not used).
     pub pw: Option<u8>,
     /// Durable: this many replicas must have synced the write to disk before the call
     /// returns (every replica written syncs; the call waits for `max(w, dw)`).
     pub dw: Option<u8>,
+    /// Deadline of this write; `None`: the client's [`ClientConfig::timeout`].
     pub timeout: Option<Duration>,
     /// Replace every sibling the coordinating replica holds, whatever the context says. For
     /// callers who really mean "this is the value now" and accept losing concurrent updates.
@@ -191,26 +217,31 @@ pub struct WriteOptions {
 }
 
 impl WriteOptions {
+    /// Sets [`WriteOptions::w`].
     pub fn with_w(mut self, w: u8) -> Self {
         self.w = Some(w);
         self
     }
 
+    /// Sets [`WriteOptions::pw`].
     pub fn with_pw(mut self, pw: u8) -> Self {
         self.pw = Some(pw);
         self
     }
 
+    /// Sets [`WriteOptions::dw`].
     pub fn with_dw(mut self, dw: u8) -> Self {
         self.dw = Some(dw);
         self
     }
 
+    /// Sets [`WriteOptions::timeout`].
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
 
+    /// Sets [`WriteOptions::overwrite`].
     pub fn with_overwrite(mut self, overwrite: bool) -> Self {
         self.overwrite = overwrite;
         self

@@ -13,8 +13,8 @@ use bytes::Bytes;
 use ringkv_core::wire::{Coordinated, Request, Response, WireError};
 use ringkv_core::{Context, DEFAULT_BUCKET, RingEpoch};
 
-use crate::error::{Error, Result};
-use crate::pool::{ConnectOptions, Pool};
+use crate::error::{Error, ProtocolError, Result};
+use crate::transport::{ConnectOptions, Pool};
 use crate::value::{Value, WriteReceipt};
 
 /// A client whose operations the servers coordinate. Cheap to share behind an `Arc`.
@@ -124,10 +124,10 @@ impl ProxyClient {
         match self.coordinate(op).await? {
             Response::Read { siblings, context } => {
                 let context = Context::from_bytes(&context)
-                    .map_err(|e| Error::Protocol(format!("the proxy's context: {e}")))?;
+                    .map_err(|e| Error::Protocol(ProtocolError::ProxyContext(e)))?;
                 Ok(Value::new(siblings, context))
             }
-            other => Err(unexpected(&other)),
+            other => Err(Error::unexpected("coordinate-get", &other)),
         }
     }
 
@@ -149,8 +149,8 @@ impl ProxyClient {
             overwrite,
         };
         match self.coordinate(op).await? {
-            Response::Written { home, fallback } => Ok(WriteReceipt { home, fallback }),
-            other => Err(unexpected(&other)),
+            Response::Written { home, fallback } => Ok(WriteReceipt::new(home, fallback)),
+            other => Err(Error::unexpected("coordinate-write", &other)),
         }
     }
 }
@@ -164,11 +164,4 @@ fn not_started(error: &Error) -> bool {
                 WireError::NotReady { .. } | WireError::ShuttingDown | WireError::Overloaded { .. }
             )
     )
-}
-
-fn unexpected(response: &Response) -> Error {
-    Error::Protocol(format!(
-        "unexpected answer {} to a coordinated operation",
-        response.kind()
-    ))
 }

@@ -6,10 +6,13 @@
 //! seeds, until one answers with a ring at least as new as ours (and as the epoch that
 //! prompted it, if any): epochs are ordered, and a client never goes back to an older ring.
 //! Concurrent triggers share one refetch.
+//!
+//! [`RingCache`] holds the ring and fetches it; [`note_epoch`] and [`refresh_periodically`]
+//! are the two triggers that run in the background of a client.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use ringkv_core::wire::{Request, Response};
@@ -17,7 +20,8 @@ use ringkv_core::{NodeId, Ring, RingEpoch};
 use tracing::{debug, info};
 
 use crate::error::{Error, Result};
-use crate::pool::Pool;
+use crate::inner::Inner;
+use crate::transport::Pool;
 
 /// A ring and the liveness that came with it.
 #[derive(Debug)]
@@ -151,5 +155,39 @@ impl RingCache {
     /// Whether `epoch`, seen on a response, says our ring is out of date.
     pub(crate) fn is_stale(&self, epoch: RingEpoch) -> bool {
         self.current().ring.epoch() < epoch
+    }
+}
+
+/// Refetches the ring in the background if `epoch`, seen on a response, is newer than ours.
+pub(crate) fn note_epoch(inner: &Arc<Inner>, epoch: RingEpoch) {
+    if inner.ring.is_stale(epoch) {
+        let inner = inner.clone();
+        tokio::spawn(async move { refresh_logged(&inner, "ring refetch after a new epoch").await });
+    }
+}
+
+/// Refetches the ring every `ring_refresh_interval` while any clone of the client lives.
+pub(crate) async fn refresh_periodically(inner: Weak<Inner>) {
+    let Some(interval) = inner.upgrade().map(|i| i.config.ring_refresh_interval) else {
+        return;
+    };
+    let mut ticker = tokio::time::interval(interval);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        refresh_logged(&inner, "periodic ring refresh").await;
+    }
+}
+
+/// Refetches the ring unless a refetch is under way; a failure is only logged (the ring in
+/// use stays, and the next trigger tries again).
+async fn refresh_logged(inner: &Inner, why: &'static str) {
+    if let Err(e) = inner
+        .ring
+        .refresh_once(&inner.pool, inner.config.connect_timeout)
+        .await
+    {
+        debug!(error = %e, why, "ring refetch failed");
     }
 }

@@ -44,6 +44,8 @@ impl Value {
         &self.siblings
     }
 
+    /// Every live sibling, owned: for callers that keep or forward the values without
+    /// copying them.
     pub fn into_siblings(self) -> Vec<Bytes> {
         self.siblings
     }
@@ -58,13 +60,23 @@ impl Value {
 ///
 /// A sloppy quorum must never be invisible: `home` are acknowledgements from the key's home
 /// replicas, `fallback` those from nodes standing in for unreachable home replicas.
+///
+/// Not constructible outside the SDK: a receipt may name more kinds of acknowledgement later.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WriteReceipt {
+    /// Home replicas that acknowledged: the copies that stay where reads look first.
     pub home: Vec<NodeId>,
+    /// Fallbacks that acknowledged with a hint for a home replica: the copies handoff still
+    /// has to deliver home.
     pub fallback: Vec<NodeId>,
 }
 
 impl WriteReceipt {
+    pub(crate) fn new(home: Vec<NodeId>, fallback: Vec<NodeId>) -> WriteReceipt {
+        WriteReceipt { home, fallback }
+    }
+
     /// Number of replicas that acknowledged before the call returned.
     pub fn acks(&self) -> usize {
         self.home.len() + self.fallback.len()

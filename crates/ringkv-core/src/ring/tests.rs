@@ -4,6 +4,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::claim;
+use crate::hash::digest;
 
 fn member(id: u64, weight: u32) -> Member {
     Member {

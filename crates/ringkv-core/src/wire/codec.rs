@@ -49,10 +49,21 @@ const HEADER_LEN: usize = 4;
 /// Why a frame could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
+    /// A frame longer than the codec's limit: announced so by its header when reading (it is
+    /// refused before any of it is buffered), or encoded that long when writing (nothing of
+    /// it is sent).
     #[error("frame of {len} bytes exceeds the limit of {max}")]
-    FrameTooLarge { len: usize, max: usize },
+    FrameTooLarge {
+        /// The frame body's length in bytes.
+        len: usize,
+        /// The codec's limit when the frame was met.
+        max: usize,
+    },
+    /// An empty frame, a body that is not the expected CBOR message, or a message that could
+    /// not be encoded; the text says which.
     #[error("malformed frame: {0}")]
     Malformed(String),
+    /// The underlying stream failed; there is nothing to tell a peer that cannot be reached.
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -82,6 +93,7 @@ pub struct FrameCodec<In, Out> {
 }
 
 impl<In, Out> FrameCodec<In, Out> {
+    /// A codec that reads and writes frames of up to [`MAX_FRAME_LEN`] bytes.
     pub fn new() -> Self {
         Self::with_max_frame_len(MAX_FRAME_LEN)
     }

@@ -15,22 +15,45 @@ use crate::ring::RingEpoch;
 pub enum WireError {
     /// The peer speaks another protocol version.
     #[error("protocol version {received} is not supported (this node speaks {supported})")]
-    ProtocolVersion { supported: u32, received: u32 },
+    ProtocolVersion {
+        /// The version this node speaks.
+        supported: u32,
+        /// The version the peer's `Hello` announced.
+        received: u32,
+    },
     /// A frame that could not be decoded; the connection is closed after this.
     #[error("malformed frame: {reason}")]
-    Malformed { reason: String },
+    Malformed {
+        /// What the decoder found wrong.
+        reason: String,
+    },
     /// A frame longer than the receiver accepts; the connection is closed after this.
     #[error("frame of {len} bytes exceeds the limit of {max}")]
-    FrameTooLarge { len: u64, max: u64 },
+    FrameTooLarge {
+        /// The length the frame's header announced, in bytes.
+        len: u64,
+        /// The largest frame the receiver accepted at that point of the connection.
+        max: u64,
+    },
     /// A request was sent before the handshake.
     #[error("the first frame on a connection must be Hello")]
     HandshakeRequired,
     /// The key is longer than the node's `max_key_bytes`.
     #[error("key of {len} bytes exceeds the limit of {max}")]
-    KeyTooLarge { len: u64, max: u64 },
+    KeyTooLarge {
+        /// The key's length in bytes.
+        len: u64,
+        /// The node's `max_key_bytes`.
+        max: u64,
+    },
     /// The value is longer than the node's `max_value_bytes`.
     #[error("value of {len} bytes exceeds the limit of {max}")]
-    ValueTooLarge { len: u64, max: u64 },
+    ValueTooLarge {
+        /// The value's length in bytes.
+        len: u64,
+        /// The node's `max_value_bytes`.
+        max: u64,
+    },
     /// A write without a context on a key that holds concurrent siblings: it would add yet
     /// another sibling without resolving them. Read the key, merge, and write with the read's
     /// context (or overwrite explicitly).
@@ -38,51 +61,89 @@ pub enum WireError {
         "the key has {siblings} concurrent siblings; read it and write with the read's context \
          to resolve them, or overwrite explicitly"
     )]
-    ContextRequired { siblings: u32 },
+    ContextRequired {
+        /// How many concurrent siblings the key holds.
+        siblings: u32,
+    },
     /// The write would leave more siblings than the node allows.
     #[error(
         "the key would hold {count} siblings (limit {max}); resolve them by writing with a \
          read's context"
     )]
-    TooManySiblings { count: u32, max: u32 },
+    TooManySiblings {
+        /// How many siblings the key would hold after the write.
+        count: u32,
+        /// The most the node allows.
+        max: u32,
+    },
     /// The node's ring differs from the client's and, under its own ring, the node does not
     /// hold this key. The client should refetch the ring and retry.
     #[error("the request was routed by an older ring than this node's ({epoch}); refetch the ring")]
-    StaleRing { epoch: RingEpoch },
+    StaleRing {
+        /// The node's own ring epoch, newer than the one the request was routed by.
+        epoch: RingEpoch,
+    },
     /// The request is well-formed but makes no sense (an empty bucket name, a corrupt state).
     #[error("invalid request: {reason}")]
-    InvalidRequest { reason: String },
+    InvalidRequest {
+        /// What is wrong with the request.
+        reason: String,
+    },
     /// The storage engine failed; the write was not applied.
     #[error("storage error: {reason}")]
-    Storage { reason: String },
+    Storage {
+        /// The storage engine's error, for the client's logs.
+        reason: String,
+    },
     /// The node's disk is full: writes are refused, reads are still served.
     #[error("the node's disk is full; writes are refused until space is freed")]
     StorageFull,
     /// The node refuses work it cannot take now (connection or in-flight caps).
     #[error("node overloaded: {reason}")]
-    Overloaded { reason: String },
+    Overloaded {
+        /// What the node cannot take on now (a cap reached, a stalled storage engine).
+        reason: String,
+    },
     /// The node is shutting down and takes no new requests.
     #[error("the node is shutting down")]
     ShuttingDown,
     /// The node has just started and has not heard from the cluster yet, so its view of the
     /// ring would be incomplete; ask another node.
     #[error("the node is not ready: {reason}")]
-    NotReady { reason: String },
+    NotReady {
+        /// What the node is still waiting for.
+        reason: String,
+    },
     /// A coordinated operation (proxy mode) did not reach its quorum. `in_doubt`: a write
     /// may have been applied on some replicas.
     #[error("coordination failed: {reason}")]
-    Coordination { reason: String, in_doubt: bool },
+    Coordination {
+        /// Why the operation failed, as the coordinating node's SDK reported it.
+        reason: String,
+        /// Whether a write may have been applied on some replicas anyway: a retry must then
+        /// count on the write possibly being there.
+        in_doubt: bool,
+    },
     /// A membership operation (`cluster join`, `commit`...) was refused.
     #[error("{reason}")]
-    Layout { reason: String },
+    Layout {
+        /// Why, in the words of the layout's own error.
+        reason: String,
+    },
     /// The connection did not prove a credential the node accepts (a missing or wrong cluster
     /// secret or client token); the connection is closed after this.
     #[error("not authenticated: {reason}")]
-    Unauthenticated { reason: String },
+    Unauthenticated {
+        /// What was missing or wrong (never the credential itself).
+        reason: String,
+    },
     /// The connection's role may not make this request (a client token asking for a node's
     /// operation, such as anti-entropy or a membership change).
     #[error("forbidden: {reason}")]
-    Forbidden { reason: String },
+    Forbidden {
+        /// Which request the role may not make.
+        reason: String,
+    },
 }
 
 impl WireError {

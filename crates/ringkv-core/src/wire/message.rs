@@ -14,6 +14,8 @@ use crate::version::VersionVector;
 /// The first frame on every connection, from the side that connected.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
+    /// The [`super::PROTOCOL_VERSION`] the connecting side speaks; a server that speaks
+    /// another refuses the connection rather than misread its frames.
     pub protocol_version: u32,
     /// Free text for the server's logs, such as `ringkv-rust/0.1.0`.
     pub agent: String,
@@ -22,8 +24,12 @@ pub struct Hello {
 /// The server's answer to a [`Hello`] it accepts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Welcome {
+    /// The protocol version the server speaks (the same as the `Hello`'s, or it would have
+    /// refused).
     pub protocol_version: u32,
+    /// The answering node's id, so that the peer knows which member it reached.
     pub node: NodeId,
+    /// The node's ring epoch, so that a client can tell at once whether its ring is current.
     pub epoch: RingEpoch,
     /// Set when the node authenticates connections (it has a cluster secret): fresh random
     /// bytes the peer's [`Auth`] proof must be made over (see [`crate::auth`]).
@@ -38,6 +44,8 @@ pub struct Welcome {
 /// A connection's proof of a credential, sent after the [`Welcome`] that carried a challenge.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Auth {
+    /// The role the connection asks for; the proof is bound to it, so a client token cannot
+    /// be made to pass for the cluster secret.
     pub role: Role,
     /// [`crate::auth::proof`] of the cluster secret (`Node`) or a client token (`Client`).
     pub proof: Bytes,
@@ -46,17 +54,22 @@ pub struct Auth {
 /// Frames a client (or a peer acting as one) sends.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClientFrame {
+    /// The handshake's opening, always the first frame.
     Hello(Hello),
+    /// The proof of a credential, when the node's `Welcome` carried a challenge.
     Auth(Auth),
+    /// A request, once the handshake (and authentication, if required) is complete.
     Request(RequestFrame),
 }
 
 /// Frames a server sends.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServerFrame {
+    /// The node accepts the `Hello`: the handshake's answer.
     Welcome(Welcome),
     /// The [`Auth`] was accepted; the connection now acts in this role.
     Authenticated(Role),
+    /// The answer to one request, matched to it by id.
     Response(ResponseFrame),
     /// The connection is unusable (bad handshake, unparseable frame); it closes after this.
     Fatal(WireError),
@@ -65,16 +78,25 @@ pub enum ServerFrame {
 /// A request with the id its response will carry and the ring epoch the client routed by.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestFrame {
+    /// Chosen by the client, unique among its requests in flight on the connection: the
+    /// response carries it back, since responses may come in any order.
     pub id: u64,
+    /// The epoch of the ring the client routed the request by, so that the node can refuse
+    /// a request sent to it by a ring that is out of date.
     pub epoch: RingEpoch,
+    /// What the node is asked to do.
     pub body: Request,
 }
 
 /// The answer to the request with the same id, with the ring epoch of the answering node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResponseFrame {
+    /// The id of the request this answers.
     pub id: u64,
+    /// The answering node's ring epoch: a client that sees a newer one than its own
+    /// refetches the ring.
     pub epoch: RingEpoch,
+    /// The answer, or the error the node reports for this request alone.
     pub body: Result<Response, WireError>,
 }
 
@@ -82,11 +104,18 @@ pub struct ResponseFrame {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     /// Read the state of a key.
-    Get { bucket: String, key: Bytes },
+    Get {
+        /// The bucket the key is in.
+        bucket: String,
+        /// The key to read.
+        key: Bytes,
+    },
     /// Coordinate a write: stamp a new dot under the per-key lock and return the new state,
     /// which the client then sends to the other replicas with `Merge`.
     Put {
+        /// The bucket the key is in; its conflict policy decides how the write is stamped.
         bucket: String,
+        /// The key written.
         key: Bytes,
         /// What the writer had read (`None`: a blind write that supersedes nothing).
         context: Option<VersionVector>,
@@ -116,8 +145,12 @@ pub enum Request {
     },
     /// Merge a state into the node's copy (replication, read repair, handoff).
     Merge {
+        /// The bucket the key is in; its conflict policy decides how the states merge.
         bucket: String,
+        /// The key whose state is merged.
         key: Bytes,
+        /// The state to merge in: a coordinator's stamped state, a read's merged state, a
+        /// hint or a transfer's copy.
         state: SiblingSet,
         /// Set when the node receives the state as a fallback standing in for this home
         /// replica: it keeps the state as a hint and hands it off when the home is back.
@@ -138,23 +171,51 @@ pub enum Request {
     Layout,
     /// Found a cluster of these members (ids, addresses, weights; tokens are allocated).
     /// Refused if the node already belongs to one.
-    Found { members: Vec<Member> },
+    Found {
+        /// The founding members; their tokens are ignored.
+        members: Vec<Member>,
+    },
     /// Stage a membership change, based on layout version `base`.
-    Stage { change: Change, base: u64 },
+    Stage {
+        /// The change to stage.
+        change: Change,
+        /// The layout version the operator looked at: if the layout has changed since,
+        /// the request is refused rather than staged against a layout nobody saw.
+        base: u64,
+    },
     /// Commit the staged changes, based on layout version `base`.
-    Commit { base: u64 },
+    Commit {
+        /// The layout version whose plan the operator looked at (see `Stage`).
+        base: u64,
+    },
     /// Drop the staged changes, based on layout version `base`.
-    Clear { base: u64 },
+    Clear {
+        /// The layout version whose staged changes the operator means to drop (see `Stage`).
+        base: u64,
+    },
     /// What this node holds for one key, its own copy and each hint apart (`ringkv explain`).
     /// Unlike `Get` it merges nothing and is never refused for a stale ring.
-    Inspect { bucket: String, key: Bytes },
+    Inspect {
+        /// The bucket the key is in.
+        bucket: String,
+        /// The key to look up.
+        key: Bytes,
+    },
     /// Anti-entropy, node to node: for every range of the ring (named by the token that ends
     /// it) where this node stores keys that `peer` is also a home replica of, a hash of those
     /// keys and their states. Refused unless both rings are the same.
-    AeTree { peer: NodeId },
+    AeTree {
+        /// The node asking: only the keys both nodes are home replicas of are compared.
+        peer: NodeId,
+    },
     /// Anti-entropy: the digest of every key in `ranges` this node stores that `peer` is also
     /// a home replica of.
-    AeKeys { peer: NodeId, ranges: Vec<u64> },
+    AeKeys {
+        /// The node asking, as in `AeTree`.
+        peer: NodeId,
+        /// The ranges (named by their end token) whose hashes differed in the trees.
+        ranges: Vec<u64>,
+    },
     /// Proxy mode: coordinate this operation's quorum on the caller's behalf, as the SDK
     /// would. For thin clients that do not keep the ring (and to measure what client-side
     /// coordination saves).
@@ -166,18 +227,28 @@ pub enum Request {
 pub enum Coordinated {
     /// A quorum read; `r: None` is the bucket's default. Answered with `Response::Read`.
     Get {
+        /// The bucket the key is in.
         bucket: String,
+        /// The key to read.
         key: Bytes,
+        /// How many replicas must answer, if not the bucket's default.
         r: Option<u8>,
     },
     /// A quorum write (`value: None` deletes); `context` is the opaque context bytes of an
     /// earlier `Response::Read`. Answered with `Response::Written`.
     Write {
+        /// The bucket the key is in.
         bucket: String,
+        /// The key to write.
         key: Bytes,
+        /// The new value, or `None` to delete the key.
         value: Option<Bytes>,
+        /// What the writer had read, as the opaque bytes a `Read` answered with (`None`: a
+        /// blind write that supersedes nothing).
         context: Option<Bytes>,
+        /// How many replicas must acknowledge, if not the bucket's default.
         w: Option<u8>,
+        /// Supersede every sibling, whatever the context says (see `Request::Put`).
         overwrite: bool,
     },
 }
@@ -211,10 +282,13 @@ impl Request {
 pub enum Response {
     /// The key's state, or `None` if the node holds nothing for it.
     Value {
+        /// What the node holds for the key.
         state: Option<SiblingSet>,
     },
     /// The state after a `Put` was stamped.
     Stamped {
+        /// The key's whole state after the write, which the client sends on to the other
+        /// replicas.
         state: SiblingSet,
         /// The write is not on disk yet and counts as acknowledged only once a `Merge` of
         /// it to this node answers (the `Put` had `defer_sync`).
@@ -223,34 +297,46 @@ pub enum Response {
     },
     /// The merge was applied (or changed nothing).
     Merged,
+    /// The answer to `Ring`: the node's view of the cluster.
     Ring(RingSnapshot),
+    /// The answer to `Ping`.
     Pong {
+        /// The answering node, so that a probe also tells who is behind an address.
         node: NodeId,
     },
+    /// The answer to `Stats`.
     Stats(NodeStats),
     /// The layout (after the change, for `Found`, `Stage`, `Commit` and `Clear`).
     Layout(Layout),
     /// The answer to `Inspect`: the node's own copy, and the hints it holds for other nodes.
     Inspection {
+        /// The node's own copy of the key, if it has one.
         data: Option<SiblingSet>,
+        /// The hinted states it holds for the key, each with the home node it is meant for.
         hints: Vec<(NodeId, SiblingSet)>,
     },
     /// The answer to `AeTree`: `(range, hash)` pairs, sorted by range.
     AeTree {
+        /// One `(range, hash)` pair per range where the two nodes share keys.
         ranges: Vec<(u64, u64)>,
     },
     /// The answer to `AeKeys`: `(bucket, key, digest of the state)`, sorted.
     AeKeys {
+        /// One `(bucket, key, digest)` triple per key of the ranges asked for.
         keys: Vec<(String, Bytes, u64)>,
     },
     /// The answer to a coordinated get: the live siblings and the read's opaque context.
     Read {
+        /// The values of the live siblings: more than one means concurrent writes.
         siblings: Vec<Bytes>,
+        /// The read's causal context, to hand back with a write that replaces what was read.
         context: Bytes,
     },
     /// The answer to a coordinated write: who acknowledged it.
     Written {
+        /// The home replicas that acknowledged the write.
         home: Vec<NodeId>,
+        /// The fallbacks that acknowledged it, standing in for home replicas that were down.
         fallback: Vec<NodeId>,
     },
 }
@@ -278,6 +364,7 @@ impl Response {
 /// A node's counters, as answered to `Stats`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeStats {
+    /// The node these counters are of.
     pub node: NodeId,
     /// Hinted states held for other nodes and not yet handed off.
     pub hints_pending: u64,
@@ -303,6 +390,7 @@ pub struct NodeStats {
     /// The transfer this node is streaming or last streamed, if any.
     #[serde(default)]
     pub transfer: Option<TransferStats>,
+    /// What anti-entropy has compared and repaired since the node started.
     #[serde(default)]
     pub anti_entropy: AntiEntropyStats,
 }
@@ -312,11 +400,13 @@ pub struct NodeStats {
 pub struct TransferStats {
     /// The ring version of the change (the transition id).
     pub id: u64,
-    /// Keys looked at so far, and bytes.
+    /// Keys looked at so far.
     pub scanned_keys: u64,
+    /// The bytes of the keys looked at so far.
     pub scanned_bytes: u64,
-    /// Keys sent to new owners and acknowledged, and their bytes.
+    /// Keys sent to new owners and acknowledged.
     pub sent_keys: u64,
+    /// The bytes of the keys sent and acknowledged.
     pub sent_bytes: u64,
     /// The node's estimate of its keys when the scan started (for a progress bar).
     pub total_keys: u64,
@@ -347,6 +437,7 @@ pub struct AntiEntropyStats {
 pub struct RingSnapshot {
     /// The node that answered.
     pub node: NodeId,
+    /// The config of the node's ring, from which a client computes the same ring.
     pub config: RingConfig,
     /// Members the answering node's failure detector considers alive.
     pub alive: Vec<NodeId>,

@@ -22,6 +22,7 @@
 //! machine. Replication across nodes is what protects against losing a machine.
 
 mod memory;
+pub(crate) mod records;
 #[cfg(feature = "rocksdb")]
 mod rocks;
 

@@ -65,13 +65,13 @@ impl std::fmt::Debug for RocksStore {
 impl RocksStore {
     /// Opens (or creates) the store in `dir` with the default settings.
     pub fn open(dir: &Path) -> Result<RocksStore, StoreError> {
-        RocksStore::open_with(dir, &crate::config::Storage::default())
+        RocksStore::open_with(dir, &crate::ops::config::Storage::default())
     }
 
     /// Opens (or creates) the store in `dir`. A new store gets a new random node id.
     pub fn open_with(
         dir: &Path,
-        settings: &crate::config::Storage,
+        settings: &crate::ops::config::Storage,
     ) -> Result<RocksStore, StoreError> {
         // One cache for every column family, so the bound is the node's, not per family.
         let cache = rocksdb::Cache::new_lru_cache(settings.block_cache_mb.max(1) << 20);

@@ -1,0 +1,100 @@
+//! Membership changes under way: the transfer phases and where a key's requests go meanwhile.
+//!
+//! A commit does not move data at once. Until every node has streamed the keys it no longer
+//! owns, the ring keeps the previous members beside the new ones ([`Transition`]), and
+//! [`Ring::route`] decides, phase by phase ([`Phase`]), which preference list reads use and
+//! which extra home replicas a write must reach so that nothing written during the transfer is
+//! left only on nodes that are about to drop it.
+
+use serde::{Deserialize, Serialize};
+
+use super::{PreferenceList, Ring};
+use crate::hash::key_position;
+use crate::node::{Member, NodeId};
+
+/// Where a membership change stands. See the module docs and `ARCHITECTURE.md`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Nodes stream the keys they no longer own to their new homes. Reads use the previous
+    /// preference lists, which still hold everything; writes reach the homes of both.
+    Streaming,
+    /// Every node has streamed. Reads use the new preference lists; writes still reach both,
+    /// because clients still in `Streaming` may read the previous lists until every node has
+    /// moved on (nodes refuse their requests from now on).
+    Switching,
+}
+
+/// A membership change being applied: the members before it, and how far it has got.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Transition {
+    /// The ring version the change was committed at; nodes report progress against it.
+    pub id: u64,
+    /// How far the transfer has got, which decides the preference list reads use.
+    pub phase: Phase,
+    /// The members before the change, with their tokens: they still hold the data that has
+    /// not been streamed yet, so reads (while streaming) and writes must still reach them.
+    pub previous: Vec<Member>,
+}
+
+/// Where one key's requests go. See [`Ring::route`].
+#[derive(Debug)]
+pub struct Route<'a> {
+    /// The preference list reads use (and writes, first).
+    pub preference: PreferenceList<'a>,
+    /// During a transfer: the home replicas under the other ring that are not homes under the
+    /// reading one. A write must reach them too, on top of its quorum.
+    pub extra_homes: Vec<&'a Member>,
+}
+
+impl Ring {
+    /// The transfer under way, if any.
+    pub fn transition(&self) -> Option<&Transition> {
+        self.config.transition.as_ref()
+    }
+
+    /// The preference list under the previous members, during a transfer.
+    pub fn previous_preference_list(
+        &self,
+        bucket: &[u8],
+        key: &[u8],
+    ) -> Option<PreferenceList<'_>> {
+        let (table, transition) = (self.previous.as_ref()?, self.config.transition.as_ref()?);
+        Some(table.walk(&transition.previous, key_position(bucket, key)))
+    }
+
+    /// Where requests for `key` go: the preference list reads use (the previous one while a
+    /// transfer is streaming, else the current one) and the homes a write must reach besides.
+    pub fn route(&self, bucket: &str, key: &[u8]) -> Route<'_> {
+        let n = usize::from(self.bucket(bucket).n);
+        let current = self.preference_list(bucket.as_bytes(), key);
+        let Some(previous) = self.previous_preference_list(bucket.as_bytes(), key) else {
+            return Route {
+                preference: current,
+                extra_homes: Vec::new(),
+            };
+        };
+        let streaming = self
+            .transition()
+            .is_some_and(|t| t.phase == Phase::Streaming);
+        let (reading, other) = if streaming {
+            (previous, current)
+        } else {
+            (current, previous)
+        };
+        let homes: Vec<NodeId> = reading.clone().take(n).map(|m| m.id).collect();
+        let extra_homes = other.take(n).filter(|m| !homes.contains(&m.id)).collect();
+        Route {
+            preference: reading,
+            extra_homes,
+        }
+    }
+
+    /// The home replicas of `key` under the previous members (empty without a transfer).
+    pub fn previous_home_replicas(&self, bucket: &str, key: &[u8]) -> Vec<&Member> {
+        let n = usize::from(self.bucket(bucket).n);
+        self.previous_preference_list(bucket.as_bytes(), key)
+            .map(|list| list.take(n).collect())
+            .unwrap_or_default()
+    }
+}

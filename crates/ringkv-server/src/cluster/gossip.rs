@@ -1,0 +1,498 @@
+//! Cluster membership: the committed [`Layout`], spread by gossip (chitchat), turned into a
+//! [`Ring`].
+//!
+//! Gossip makes a node *known*; only the layout makes it a *member*. Each node gossips a few
+//! small keys about itself:
+//!
+//! - `addr` and `weight`: where clients reach it, the weight it was started with;
+//! - `layout`: the version and digest of the layout it holds. A node that sees a higher one
+//!   fetches the whole layout from that peer over the data protocol (`Request::Layout`):
+//!   gossip stays small however many tokens the layout carries;
+//! - `transfer`: how far it has got with the transfer under way (`Step`), from which every
+//!   node advances the layout's transfer phases on its own ([`Layout::advance`]);
+//! - `cluster`: the bucket settings it proposes (highest `version` wins, ties by lowest id).
+//!
+//! The layout is persisted in the store, so a restarted node routes by it at once. Liveness
+//! comes from chitchat's phi-accrual failure detector and travels beside the ring, never
+//! inside it: a crash must not move data.
+//!
+//! [`spawn_membership`] starts gossip and a task that recomputes the [`ClusterView`] every
+//! gossip interval (or at once after an operator changed the layout on this node).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chitchat::transport::UdpTransport;
+use chitchat::{Chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
+use ringkv::transport::{ConnectOptions, Pool, Request, Response};
+use ringkv_core::{Layout, NodeId, Phase, Ring, Step};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::cluster::keeper::{ClusterView, Keeper};
+use crate::cluster::signed_gossip::SignedUdpTransport;
+use crate::error::{Error, Result};
+use crate::node::security::Security;
+use crate::ops::config::{ClusterSettings, Config};
+use crate::storage::Store;
+
+const KEY_ADDR: &str = "addr";
+const KEY_WEIGHT: &str = "weight";
+const KEY_CLUSTER: &str = "cluster";
+const KEY_LAYOUT: &str = "layout";
+const KEY_TRANSFER: &str = "transfer";
+
+/// How long a restarted node waits to hear a peer before it reports its (pessimistic) view of
+/// liveness anyway: long enough for a few gossip rounds, short enough for a node that really
+/// is the last one up.
+pub const READY_GRACE: Duration = Duration::from_secs(5);
+
+/// How long fetching a layout from a peer may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The running membership component.
+pub struct MembershipHandle {
+    view: watch::Receiver<Arc<ClusterView>>,
+    keeper: Arc<Keeper>,
+    chitchat: ChitchatHandle,
+    task: tokio::task::JoinHandle<()>,
+    stop: CancellationToken,
+}
+
+impl std::fmt::Debug for MembershipHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MembershipHandle")
+            .field("view", &self.view.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MembershipHandle {
+    /// A receiver of the current view; `borrow()` is cheap.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<ClusterView>> {
+        self.view.clone()
+    }
+
+    pub fn keeper(&self) -> Arc<Keeper> {
+        self.keeper.clone()
+    }
+
+    /// Stops gossiping. Peers will see this node as dead after their detection timeout.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+        if let Err(e) = self.chitchat.shutdown().await {
+            warn!(error = %e, "gossip did not shut down cleanly");
+        }
+    }
+}
+
+/// Starts gossip for the node that owns `store`, and the task that keeps its [`ClusterView`]
+/// current.
+pub async fn spawn_membership(
+    config: &Config,
+    store: Arc<dyn Store>,
+    security: &Security,
+    outbound: ConnectOptions,
+) -> Result<MembershipHandle> {
+    let id = store.node_id();
+    let keeper = Arc::new(Keeper::load(store, config.cluster.tokens_per_weight));
+    let generation = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let advertised = config.advertised();
+    let chitchat_id = ChitchatId::new(id.to_string(), generation, advertised);
+    let chitchat_config = ChitchatConfig {
+        chitchat_id,
+        cluster_id: config.cluster_name.clone(),
+        gossip_interval: config.gossip.interval(),
+        listen_addr: config.listen,
+        seed_nodes: config.seeds.clone(),
+        failure_detector_config: FailureDetectorConfig {
+            dead_node_grace_period: Duration::from_secs(config.gossip.dead_node_grace_secs),
+            // A node is suspected after a few missed rounds rather than after chitchat's
+            // default five seconds of silence: clients need to hear of a crash quickly.
+            initial_interval: config.gossip.interval() * 5,
+            ..FailureDetectorConfig::default()
+        },
+        marked_for_deletion_grace_period: Duration::from_secs(3600),
+        catchup_callback: None,
+        extra_liveness_predicate: None,
+        protocol_version: chitchat::ProtocolVersion::V0,
+    };
+    let settings = toml::to_string(&config.cluster)
+        .map_err(|e| Error::config("cluster", format!("encoding cluster settings: {e}")))?;
+    let keys = vec![
+        (KEY_ADDR.to_string(), advertised.to_string()),
+        (KEY_WEIGHT.to_string(), config.weight.to_string()),
+        (KEY_CLUSTER.to_string(), settings),
+        (KEY_LAYOUT.to_string(), layout_key(keeper.rank())),
+        (KEY_TRANSFER.to_string(), report_key(keeper.report())),
+    ];
+    // With a cluster secret, datagrams without its MAC are dropped: a node without the secret
+    // can neither join nor speak for a member.
+    let spawned = match security.cluster_secret() {
+        Some(secret) => {
+            let transport = SignedUdpTransport::new(secret.clone());
+            chitchat::spawn_chitchat(chitchat_config, keys, &transport).await
+        }
+        None => chitchat::spawn_chitchat(chitchat_config, keys, &UdpTransport).await,
+    };
+    let chitchat = spawned.map_err(|e| Error::Gossip {
+        addr: config.listen,
+        reason: format!("{e:#}"),
+    })?;
+
+    let started = tokio::time::Instant::now();
+    let refresh = Refresh {
+        me: id,
+        interval: config.gossip.interval(),
+        keeper: keeper.clone(),
+        pool: Pool::with_options(outbound),
+        started,
+        published: (String::new(), String::new()),
+    };
+    let initial = {
+        let guard = chitchat.chitchat();
+        let state = guard.lock().await;
+        let gossip = Gossip::read(&state);
+        refresh.view_of(&gossip, &keeper.layout(), None)
+    }
+    .unwrap_or_else(|| {
+        Arc::new(ClusterView {
+            ring: Arc::new(Ring::empty()),
+            layout: keeper.layout(),
+            alive: vec![],
+            ready: false,
+        })
+    });
+    let (tx, rx) = watch::channel(initial);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(refresh_loop(chitchat.chitchat(), tx, refresh, stop.clone()));
+    Ok(MembershipHandle {
+        view: rx,
+        keeper,
+        chitchat,
+        task,
+        stop,
+    })
+}
+
+/// What the refresh loop needs besides gossip.
+struct Refresh {
+    me: NodeId,
+    interval: Duration,
+    keeper: Arc<Keeper>,
+    /// For fetching a newer layout from the peer that has it.
+    pool: Pool,
+    started: tokio::time::Instant,
+    /// The layout and transfer keys last gossiped.
+    published: (String, String),
+}
+
+/// What gossip says about every node, read in one pass under the chitchat lock.
+#[derive(Debug, Default)]
+struct Gossip {
+    /// Per node (newest generation only): its data address, layout rank and transfer report.
+    peers: BTreeMap<NodeId, Peer>,
+    settings: ClusterSettings,
+    live: Vec<NodeId>,
+}
+
+#[derive(Debug, Default)]
+struct Peer {
+    addr: Option<String>,
+    layout: Option<(u64, u64)>,
+    report: Option<(u64, Step)>,
+}
+
+impl Gossip {
+    fn read(chitchat: &Chitchat) -> Gossip {
+        let mut newest: BTreeMap<NodeId, (&ChitchatId, &chitchat::NodeState)> = BTreeMap::new();
+        for (cid, state) in chitchat.node_states() {
+            let Ok(id) = cid.node_id.parse::<NodeId>() else {
+                warn!(node = %cid.node_id, "ignoring a gossip member whose id is not a ringkv node id");
+                continue;
+            };
+            match newest.get(&id) {
+                Some((seen, _)) if seen.generation_id >= cid.generation_id => {}
+                _ => {
+                    newest.insert(id, (cid, state));
+                }
+            }
+        }
+        let mut gossip = Gossip::default();
+        let mut proposals: Vec<(u64, NodeId, ClusterSettings)> = Vec::new();
+        for (&id, (_, state)) in &newest {
+            let peer = Peer {
+                addr: state
+                    .get(KEY_ADDR)
+                    .and_then(|a| a.parse::<SocketAddr>().ok())
+                    .map(|a| a.to_string()),
+                layout: state.get(KEY_LAYOUT).and_then(parse_layout_key),
+                report: state.get(KEY_TRANSFER).and_then(parse_report_key),
+            };
+            gossip.peers.insert(id, peer);
+            if let Some(text) = state.get(KEY_CLUSTER) {
+                match toml::from_str::<ClusterSettings>(text) {
+                    Ok(settings) => proposals.push((settings.version, id, settings)),
+                    Err(e) => {
+                        debug!(node = %id, error = %e, "ignoring unparseable cluster settings")
+                    }
+                }
+            }
+        }
+        // Highest version wins; among equal versions, the lowest node id.
+        proposals.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        gossip.settings = proposals
+            .into_iter()
+            .next()
+            .map(|p| p.2)
+            .unwrap_or_default();
+        gossip.live = chitchat
+            .live_nodes()
+            .filter_map(|cid| cid.node_id.parse::<NodeId>().ok())
+            .collect();
+        gossip.live.sort_unstable();
+        gossip.live.dedup();
+        gossip
+    }
+}
+
+/// Recomputes the view every `interval` (or when the keeper says the layout changed) and
+/// publishes it when it changed.
+async fn refresh_loop(
+    chitchat: Arc<tokio::sync::Mutex<Chitchat>>,
+    tx: watch::Sender<Arc<ClusterView>>,
+    mut refresh: Refresh,
+    stop: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(refresh.interval);
+    let keeper = refresh.keeper.clone();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+            _ = keeper.changed.notified() => {}
+        }
+        let gossip = {
+            let state = chitchat.lock().await;
+            Gossip::read(&state)
+        };
+        refresh.catch_up(&gossip).await;
+        // Move the transfer on if every node has reported what its phase waits for. Only a
+        // layout with a transfer under way can move, so only then is it copied.
+        let held = keeper.layout();
+        if held.transition.is_some() {
+            let me = refresh.me;
+            let mut layout = Layout::clone(&held);
+            let advanced = layout.advance(|node| {
+                if node == me {
+                    keeper.report()
+                } else {
+                    gossip.peers.get(&node).and_then(|p| p.report)
+                }
+            });
+            if advanced {
+                info!(
+                    version = layout.version,
+                    ring_version = layout.ring_version,
+                    phase = ?layout.transition.as_ref().map(|t| t.phase),
+                    "transfer moved on"
+                );
+                keeper.adopt(layout);
+            }
+        }
+        let layout = keeper.layout();
+        let current = tx.borrow().clone();
+        if let Some(next) = refresh.view_of(&gossip, &layout, Some(&current)) {
+            if next.ring.epoch() != current.ring.epoch() {
+                info!(
+                    epoch = %next.ring.epoch(),
+                    members = next.ring.members().len(),
+                    transfer = ?next.ring.transition().map(|t| t.phase),
+                    "ring changed"
+                );
+            }
+            if next.alive != current.alive {
+                info!(
+                    alive = next.alive.len(),
+                    members = next.ring.members().len(),
+                    "liveness changed"
+                );
+            }
+            let _ = tx.send(next);
+        }
+        // Only once this node routes (and refuses) by the switched ring does it say so.
+        if let Some(t) = &layout.transition
+            && t.phase == Phase::Switching
+            && layout.involved().contains(&refresh.me)
+        {
+            keeper.set_report(t.id, Step::Switched);
+        }
+        refresh.publish(&chitchat).await;
+    }
+}
+
+impl Refresh {
+    /// Fetches a newer layout from a peer that gossips one, if any.
+    async fn catch_up(&self, gossip: &Gossip) {
+        let mine = self.keeper.rank();
+        let mut newer: Vec<(&(u64, u64), &String)> = gossip
+            .peers
+            .iter()
+            .filter(|(id, _)| **id != self.me)
+            .filter_map(|(_, p)| Some((p.layout.as_ref()?, p.addr.as_ref()?)))
+            .filter(|(rank, _)| **rank > mine)
+            .collect();
+        newer.sort_by(|a, b| b.0.cmp(a.0));
+        for (rank, addr) in newer {
+            let epoch = Default::default();
+            match self
+                .pool
+                .call(addr, FETCH_TIMEOUT, epoch, Request::Layout)
+                .await
+            {
+                Ok((Response::Layout(layout), _)) => {
+                    let version = layout.version;
+                    if self.keeper.adopt(layout) {
+                        info!(version, from = %addr, "adopted a newer cluster layout");
+                        return;
+                    }
+                }
+                Ok((other, _)) => debug!(from = %addr, answer = ?other, "unexpected layout answer"),
+                Err(e) => debug!(from = %addr, ?rank, error = %e, "could not fetch a layout"),
+            }
+        }
+    }
+
+    /// Gossips this node's layout rank and transfer report if they changed.
+    async fn publish(&mut self, chitchat: &tokio::sync::Mutex<Chitchat>) {
+        let keys = (
+            layout_key(self.keeper.rank()),
+            report_key(self.keeper.report()),
+        );
+        if keys == self.published {
+            return;
+        }
+        let mut state = chitchat.lock().await;
+        let node = state.self_node_state();
+        node.set(KEY_LAYOUT, keys.0.clone());
+        node.set(KEY_TRANSFER, keys.1.clone());
+        self.published = keys;
+    }
+
+    /// The view the layout and gossip describe, or `None` if it equals `current` (or cannot
+    /// make a ring).
+    fn view_of(
+        &self,
+        gossip: &Gossip,
+        layout: &Arc<Layout>,
+        current: Option<&ClusterView>,
+    ) -> Option<Arc<ClusterView>> {
+        let settings = &gossip.settings;
+        // The same layout and settings make the same ring: building one sorts every token,
+        // so it happens only when either changed, not on every tick.
+        let unchanged = current.filter(|c| {
+            Arc::ptr_eq(&c.layout, layout)
+                && c.ring.config().settings_version == settings.version
+                && c.ring.config().buckets == settings.buckets
+        });
+        let ring = match unchanged {
+            Some(c) => c.ring.clone(),
+            None => {
+                let config = layout.ring_config(settings.buckets.clone(), settings.version);
+                match Ring::new(config) {
+                    Ok(ring) => Arc::new(ring),
+                    Err(e) => {
+                        warn!(error = %e, "the layout does not make a valid ring; keeping the last one");
+                        return None;
+                    }
+                }
+            }
+        };
+        // Sorted by id (see `Ring::all_members`).
+        let involved: Vec<NodeId> = ring.all_members().iter().map(|m| m.id).collect();
+        let alive: Vec<NodeId> = gossip
+            .live
+            .iter()
+            .copied()
+            .filter(|id| involved.binary_search(id).is_ok())
+            .collect();
+        let ready = self.ready(layout, &involved, &alive);
+        if let Some(current) = current
+            && current.ring.epoch() == ring.epoch()
+            && current.alive == alive
+            && current.ready == ready
+            && Arc::ptr_eq(&current.layout, layout)
+        {
+            return None;
+        }
+        Some(Arc::new(ClusterView {
+            ring,
+            layout: layout.clone(),
+            alive,
+            ready,
+        }))
+    }
+
+    /// See [`ClusterView::ready`].
+    fn ready(&self, layout: &Layout, members: &[NodeId], alive: &[NodeId]) -> bool {
+        if !layout.is_founded() {
+            return false;
+        }
+        let others = members.iter().any(|id| *id != self.me);
+        !others || alive.iter().any(|id| *id != self.me) || self.started.elapsed() > READY_GRACE
+    }
+}
+
+fn layout_key((version, digest): (u64, u64)) -> String {
+    format!("{version}:{digest:016x}")
+}
+
+fn parse_layout_key(text: &str) -> Option<(u64, u64)> {
+    let (version, digest) = text.split_once(':')?;
+    Some((version.parse().ok()?, u64::from_str_radix(digest, 16).ok()?))
+}
+
+fn report_key(report: Option<(u64, Step)>) -> String {
+    match report {
+        None => String::new(),
+        Some((id, Step::Streamed)) => format!("{id}:streamed"),
+        Some((id, Step::Switched)) => format!("{id}:switched"),
+    }
+}
+
+fn parse_report_key(text: &str) -> Option<(u64, Step)> {
+    let (id, step) = text.split_once(':')?;
+    let step = match step {
+        "streamed" => Step::Streamed,
+        "switched" => Step::Switched,
+        _ => return None,
+    };
+    Some((id.parse().ok()?, step))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gossip_keys_round_trip_and_garbage_is_ignored() {
+        let layout = Layout::default();
+        assert_eq!(
+            parse_layout_key(&layout_key(layout.rank())),
+            Some(layout.rank())
+        );
+        for report in [(7, Step::Streamed), (9, Step::Switched)] {
+            assert_eq!(parse_report_key(&report_key(Some(report))), Some(report));
+        }
+        assert_eq!(parse_report_key(""), None);
+        assert_eq!(parse_report_key("7:flying"), None);
+        assert_eq!(parse_layout_key("x:y"), None);
+    }
+}

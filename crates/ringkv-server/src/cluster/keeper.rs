@@ -1,0 +1,172 @@
+//! The cluster layout this node holds ([`Keeper`]) and what it knows of the cluster at one
+//! moment ([`ClusterView`]).
+//!
+//! The layout is persisted in the store, so a restarted node routes by it at once. The keeper
+//! is shared by the request handlers (operator commands), the transfer worker (progress
+//! reports) and the gossip refresh loop (adopting a newer layout, publishing this node's).
+
+use std::sync::{Arc, Mutex};
+
+use ringkv_core::{Layout, LayoutError, NodeId, Ring, Step};
+use tokio::sync::Notify;
+use tracing::info;
+
+use crate::storage::Store;
+use crate::storage::records;
+
+/// The store record holding the layout.
+const LAYOUT_RECORD: &str = "layout";
+/// The store record holding this node's last transfer report (`Step` for a transition id).
+const REPORT_RECORD: &str = "transfer-report";
+
+/// What a node knows of the cluster at one moment.
+#[derive(Debug)]
+pub struct ClusterView {
+    pub ring: Arc<Ring>,
+    pub layout: Arc<Layout>,
+    /// Members this node's failure detector considers alive (itself included), sorted.
+    pub alive: Vec<NodeId>,
+    /// Whether the view is worth handing to clients. False while the node belongs to no
+    /// cluster, and, for at most [`READY_GRACE`] after start, while it knows other members but
+    /// has not yet heard any of them alive: its failure detector would report them all dead,
+    /// and a client that believed it would stop using them.
+    pub ready: bool,
+}
+
+impl ClusterView {
+    /// A view holding only `ring`, everyone alive: for tests.
+    pub fn fixed(ring: Ring) -> ClusterView {
+        let alive = ring.members().iter().map(|m| m.id).collect();
+        ClusterView {
+            layout: Arc::new(Layout {
+                version: 1,
+                ring_version: ring.config().version,
+                members: ring.members().to_vec(),
+                transition: ring.transition().cloned(),
+                ..Layout::default()
+            }),
+            ring: Arc::new(ring),
+            alive,
+            ready: true,
+        }
+    }
+}
+
+/// The layout this node holds, and the operations that change it. Shared by the request
+/// handlers (operator commands), the transfer worker (progress reports) and the refresh loop.
+#[derive(Debug)]
+pub struct Keeper {
+    store: Arc<dyn Store>,
+    /// The layout and its rank. The rank digests the whole layout (every token), so it is
+    /// computed once per layout here, not on every gossip tick.
+    held: Mutex<Held>,
+    /// This node's transfer report: the transition id and the step reached.
+    report: Mutex<Option<(u64, Step)>>,
+    /// Wakes the refresh loop after a local change, so it is gossiped at once.
+    pub(crate) changed: Notify,
+}
+
+impl Keeper {
+    pub(crate) fn load(store: Arc<dyn Store>, tokens_per_weight: u32) -> Keeper {
+        let layout = records::load::<Layout>(store.as_ref(), LAYOUT_RECORD)
+            .unwrap_or_else(|| Layout::empty(tokens_per_weight));
+        if layout.is_founded() {
+            info!(
+                version = layout.version,
+                members = layout.members.len(),
+                "loaded the cluster layout"
+            );
+        }
+        let report = records::load::<(u64, Step)>(store.as_ref(), REPORT_RECORD);
+        Keeper {
+            store,
+            held: Mutex::new(Held::new(layout)),
+            report: Mutex::new(report),
+            changed: Notify::new(),
+        }
+    }
+
+    /// A keeper for a node that is not running gossip (tests of the request handlers).
+    pub fn detached(store: Arc<dyn Store>, layout: Layout) -> Keeper {
+        Keeper {
+            store,
+            held: Mutex::new(Held::new(layout)),
+            report: Mutex::new(None),
+            changed: Notify::new(),
+        }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn layout(&self) -> Arc<Layout> {
+        self.held().layout.clone()
+    }
+
+    /// The layout's `(version, digest)`: what gossip says of it.
+    pub fn rank(&self) -> (u64, u64) {
+        self.held().rank
+    }
+
+    /// Applies an operator's change to the layout, persists it and has it gossiped.
+    pub fn update(
+        &self,
+        change: impl FnOnce(&mut Layout) -> Result<(), LayoutError>,
+    ) -> Result<Arc<Layout>, LayoutError> {
+        let mut guard = self.held();
+        let mut next = (*guard.layout).clone();
+        change(&mut next)?;
+        records::save(self.store.as_ref(), LAYOUT_RECORD, &next);
+        *guard = Held::new(next);
+        let next = guard.layout.clone();
+        drop(guard);
+        self.changed.notify_one();
+        Ok(next)
+    }
+
+    /// Replaces the layout with `layout` if it ranks higher. Returns whether it did.
+    pub(crate) fn adopt(&self, layout: Layout) -> bool {
+        let offered = Held::new(layout);
+        let mut guard = self.held();
+        if offered.rank <= guard.rank {
+            return false;
+        }
+        records::save(self.store.as_ref(), LAYOUT_RECORD, &*offered.layout);
+        *guard = offered;
+        true
+    }
+
+    /// This node's last transfer report.
+    pub fn report(&self) -> Option<(u64, Step)> {
+        *self.report.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records (persistently) that this node reached `step` of transition `id`.
+    pub fn set_report(&self, id: u64, step: Step) {
+        let mut guard = self.report.lock().unwrap_or_else(|p| p.into_inner());
+        if *guard >= Some((id, step)) {
+            return;
+        }
+        *guard = Some((id, step));
+        records::save(self.store.as_ref(), REPORT_RECORD, &(id, step));
+        drop(guard);
+        self.changed.notify_one();
+    }
+}
+
+/// A layout with its rank, computed once.
+#[derive(Debug)]
+struct Held {
+    layout: Arc<Layout>,
+    rank: (u64, u64),
+}
+
+impl Held {
+    fn new(layout: Layout) -> Held {
+        Held {
+            rank: layout.rank(),
+            layout: Arc::new(layout),
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Cluster membership: the committed layout this node holds, spread by gossip and turned into
+//! the ring it routes by.
+//!
+//! - [`keeper`]: the layout ([`Keeper`]: persisted, changed by operators, adopted from peers)
+//!   and what the node knows of the cluster at one moment ([`ClusterView`]).
+//! - [`gossip`]: chitchat wiring: the keys each node gossips, fetching a newer layout from
+//!   the peer that has it, advancing transfer phases, liveness ([`spawn_membership`]).
+//! - [`signed_gossip`]: gossip datagrams tagged with the cluster secret.
+
+pub mod gossip;
+pub mod keeper;
+pub mod signed_gossip;
+
+pub use gossip::{MembershipHandle, READY_GRACE, spawn_membership};
+pub use keeper::{ClusterView, Keeper};

@@ -1,0 +1,101 @@
+//! Starting a node on RocksDB and stopping it gracefully.
+
+use std::sync::Arc;
+
+use ringkv::transport::ConnectOptions;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::cluster::spawn_membership;
+use crate::error::{Error, Result};
+use crate::node::NodeParts;
+use crate::node::security::Security;
+use crate::node::tls::NodeTls;
+use crate::ops::admin::spawn_admin;
+use crate::ops::config::Config;
+use crate::request::{Endpoint, Service, serve};
+use crate::storage::{RocksStore, Store};
+use crate::workers::antientropy::spawn_anti_entropy;
+use crate::workers::handoff::spawn_handoff;
+use crate::workers::transfer::spawn_transfer;
+
+/// Runs a node until `shutdown` is cancelled, then shuts it down gracefully.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::File {
+        action: "creating the data directory",
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let dir = config.data_dir.clone();
+    let settings = config.storage.clone();
+    let store: Arc<dyn Store> = Arc::new(
+        tokio::task::spawn_blocking(move || RocksStore::open_with(&dir, &settings)).await??,
+    );
+    let node = store.node_id();
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            what: "tcp",
+            addr: config.listen,
+            source,
+        })?;
+    let security = Arc::new(Security::load(&config.security)?);
+    let tls = NodeTls::load(&config.tls)?;
+    // How this node reaches the others: from its own address, so that node-to-node traffic
+    // is recognisable as such, proving the cluster secret, over TLS if configured.
+    let mut outbound = ConnectOptions::default().with_local_ip(config.advertised().ip());
+    outbound.credential = security.node_credential();
+    outbound.tls = tls.as_ref().map(|t| t.client().clone());
+    let membership = spawn_membership(&config, store.clone(), &security, outbound.clone()).await?;
+    let parts = NodeParts::new(store.clone(), membership.subscribe(), config.limits.clone())
+        .with_keeper(membership.keeper(), config.weight)
+        .with_security(security.clone())
+        .with_tls(tls.clone())
+        .with_outbound(outbound)
+        .with_proxy(config.advertised().to_string())
+        .with_durability(config.storage.durability);
+    let service = Arc::new(Service::from_parts(&parts));
+    info!(
+        node = %node,
+        listen = %config.listen,
+        advertise = %config.advertised(),
+        data_dir = %config.data_dir.display(),
+        seeds = ?config.seeds,
+        security = security.mode(),
+        tls = tls.as_ref().map_or("off", NodeTls::mode),
+        "ringkvd ready"
+    );
+
+    let handoff = spawn_handoff(&parts, config.handoff.clone(), shutdown.clone());
+    let transfer = spawn_transfer(&parts, config.transfer.clone(), shutdown.clone());
+    let anti_entropy = spawn_anti_entropy(&parts, config.anti_entropy.clone(), shutdown.clone());
+    let admin = match config.admin_listen {
+        Some(addr) => Some(
+            spawn_admin(
+                addr,
+                service.clone(),
+                parts.metrics.clone(),
+                config.checkpoint_dir(),
+                shutdown.clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let endpoint = Arc::new(Endpoint::new(&parts, service));
+    serve(listener, endpoint, shutdown).await;
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
+    let _ = handoff.await;
+    let _ = transfer.await;
+    let _ = anti_entropy.await;
+
+    info!("stopping gossip");
+    membership.shutdown().await;
+    info!("flushing the store");
+    tokio::task::spawn_blocking(move || store.flush()).await??;
+    info!("ringkvd stopped");
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! The admin HTTP endpoint (axum), off unless `admin_listen` is set:
+//!
+//! - `GET /health`: 200 while the process runs (a liveness probe).
+//! - `GET /ready`: 200 once the node serves clients: it belongs to a cluster, hands out its
+//!   ring, and enough members are alive for the default bucket's quorums; 503 with the reason
+//!   otherwise (a readiness probe, or a load balancer's health check).
+//! - `GET /metrics`: Prometheus text, see [`crate::ops::metrics`].
+//! - `POST /checkpoint`: a backup. RocksDB writes a consistent checkpoint of the node's store
+//!   (hard links to its immutable files, so it is quick) to a new directory under
+//!   `storage.checkpoint_dir`, whose path the answer gives. Copy it away, then delete it.
+//!
+//! It is not authenticated: bind it to a private address.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::error::{Error, Result};
+use crate::ops::metrics::{Metrics, NodeSnapshot};
+use crate::request::Service;
+
+/// Binds `addr` and serves the endpoint until `shutdown`.
+pub async fn spawn_admin(
+    addr: SocketAddr,
+    service: Arc<Service>,
+    metrics: Arc<Metrics>,
+    checkpoints: PathBuf,
+    shutdown: CancellationToken,
+) -> Result<JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Listen {
+            what: "the admin endpoint",
+            addr,
+            source,
+        })?;
+    let app = Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(scrape))
+        .route("/checkpoint", post(checkpoint))
+        .with_state(Admin {
+            service,
+            metrics,
+            checkpoints,
+        });
+    info!(%addr, "admin endpoint: /health /ready /metrics /checkpoint");
+    Ok(tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            warn!(error = %e, "the admin endpoint stopped");
+        }
+    }))
+}
+
+/// What the handlers share.
+#[derive(Clone, Debug)]
+struct Admin {
+    service: Arc<Service>,
+    metrics: Arc<Metrics>,
+    checkpoints: PathBuf,
+}
+
+async fn health() -> &'static str {
+    "ok\n"
+}
+
+async fn ready(State(admin): State<Admin>) -> (StatusCode, String) {
+    match admin.service.readiness() {
+        Ok(()) => (StatusCode::OK, "ready\n".into()),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        ),
+    }
+}
+
+async fn scrape(State(admin): State<Admin>) -> axum::response::Response {
+    let (service, metrics) = (admin.service, admin.metrics);
+    // Counting hints and reading RocksDB properties touch the store: off the async threads.
+    let encoded = tokio::task::spawn_blocking(move || {
+        let view = service.view();
+        let snapshot = NodeSnapshot {
+            stats: service.stats().map_err(|e| e.to_string())?,
+            engine: service.store().engine_stats().map_err(|e| e.to_string())?,
+            ready: service.readiness().is_ok(),
+            members: view.ring.members().len(),
+            alive: view.alive.len(),
+        };
+        metrics.encode(snapshot).map_err(|e| e.to_string())
+    })
+    .await;
+    match encoded {
+        Ok(Ok(text)) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Ok(Err(reason)) => (StatusCode::INTERNAL_SERVER_ERROR, reason).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// `POST /checkpoint`: writes a checkpoint to `<checkpoints>/<unix ms>` and answers its path.
+async fn checkpoint(State(admin): State<Admin>) -> (StatusCode, String) {
+    let made = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&admin.checkpoints).map_err(|e| {
+            format!(
+                "creating the checkpoint directory {}: {e}",
+                admin.checkpoints.display()
+            )
+        })?;
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let dir = admin.checkpoints.join(millis.to_string());
+        admin
+            .service
+            .store()
+            .checkpoint(&dir)
+            .map_err(|e| e.to_string())?;
+        info!(dir = %dir.display(), "wrote a checkpoint");
+        Ok::<_, String>(dir)
+    })
+    .await;
+    match made {
+        Ok(Ok(dir)) => (StatusCode::OK, format!("{}\n", dir.display())),
+        Ok(Err(reason)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{reason}\n")),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+    }
+}

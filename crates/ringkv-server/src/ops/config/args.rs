@@ -1,0 +1,75 @@
+//! `ringkvd`'s command line: the flags (each also an environment variable) that override the
+//! configuration file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use super::Durability;
+
+/// `ringkvd`'s command line. Every flag can also come from `RINGKVD_<NAME>`.
+#[derive(Debug, Parser)]
+#[command(name = "ringkvd", version, about = "The ringkv storage node")]
+pub struct Args {
+    /// TOML configuration file (see ringkvd.example.toml).
+    #[arg(long, short, env = "RINGKVD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address for clients and peers (TCP) and gossip (UDP, same port).
+    #[arg(long, env = "RINGKVD_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Address others should use to reach this node, if not --listen.
+    #[arg(long, env = "RINGKVD_ADVERTISE")]
+    pub advertise: Option<SocketAddr>,
+    /// Data directory.
+    #[arg(long, env = "RINGKVD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Seed nodes to join through, comma-separated host:port.
+    #[arg(long, env = "RINGKVD_SEEDS", value_delimiter = ',')]
+    pub seeds: Option<Vec<String>>,
+    /// Cluster name; nodes only gossip within one.
+    #[arg(long, env = "RINGKVD_CLUSTER_NAME")]
+    pub cluster_name: Option<String>,
+    /// This node's weight (share of the ring).
+    #[arg(long, env = "RINGKVD_WEIGHT")]
+    pub weight: Option<u32>,
+    /// host:port of the admin HTTP endpoint (/health, /ready, /metrics).
+    #[arg(long, env = "RINGKVD_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// When an acknowledged write is on disk: `os` (page cache) or `fsync`.
+    #[arg(long, env = "RINGKVD_DURABILITY", value_enum)]
+    pub durability: Option<Durability>,
+    /// File holding the cluster secret (see `security.cluster_secret_file`).
+    #[arg(long, env = "RINGKVD_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// File of client tokens, one per line (see `security.client_tokens_file`).
+    #[arg(long, env = "RINGKVD_CLIENT_TOKENS_FILE")]
+    pub client_tokens_file: Option<PathBuf>,
+    /// This node's TLS certificate chain (PEM); turns TLS on (see `tls.cert_file`).
+    #[arg(long, env = "RINGKVD_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, env = "RINGKVD_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// The CA of the nodes' certificates (PEM).
+    #[arg(long, env = "RINGKVD_TLS_CA_FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Require client certificates signed by this CA (mutual TLS).
+    #[arg(long, env = "RINGKVD_TLS_CLIENT_CA_FILE")]
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// How logs are written to stderr: `text` for people, `json` (one object per line) for
+    /// log shippers. What is logged follows `RUST_LOG` (default `info`).
+    #[arg(long, env = "RINGKVD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// See [`Args::log_format`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}

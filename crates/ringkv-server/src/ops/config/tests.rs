@@ -1,0 +1,74 @@
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+
+use super::*;
+
+#[test]
+fn the_example_file_parses_and_matches_the_defaults() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ringkvd.example.toml");
+    let config = Config::from_file(&path).expect("example parses");
+    let defaults = Config::default();
+    assert_eq!(
+        config.limits.max_value_bytes,
+        defaults.limits.max_value_bytes
+    );
+    assert_eq!(config.cluster, defaults.cluster);
+    assert_eq!(config.storage.durability, defaults.storage.durability);
+    assert_eq!(
+        config.storage.block_cache_mb,
+        defaults.storage.block_cache_mb
+    );
+    assert_eq!(config.storage.checkpoint_dir, None);
+    config.validate().expect("example is valid");
+}
+
+#[test]
+fn checkpoints_go_next_to_the_data_unless_told() {
+    let mut config = Config {
+        data_dir: PathBuf::from("/var/lib/ringkvd/data"),
+        ..Config::default()
+    };
+    assert_eq!(
+        config.checkpoint_dir(),
+        PathBuf::from("/var/lib/ringkvd/data.checkpoints")
+    );
+    config.storage.checkpoint_dir = Some(PathBuf::from("/backup"));
+    assert_eq!(config.checkpoint_dir(), PathBuf::from("/backup"));
+}
+
+#[test]
+fn flags_override_the_file_and_unknown_keys_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("n.toml");
+    std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nweight = 3\n").expect("write");
+    let args = Args::parse_from([
+        "ringkvd",
+        "-c",
+        path.to_str().expect("utf8"),
+        "--weight",
+        "2",
+    ]);
+    let config = Config::load(&args).expect("loads");
+    assert_eq!(config.listen.port(), 9000);
+    assert_eq!(config.weight, 2);
+
+    std::fs::write(&path, "lisen = \"127.0.0.1:9000\"\n").expect("write");
+    let err = Config::from_file(&path).expect_err("typo must be refused");
+    assert!(format!("{err:#}").contains("lisen"), "{err:#}");
+}
+
+#[test]
+fn bad_bucket_quorums_are_refused_with_the_bucket_named() {
+    let mut config = Config::default();
+    config.cluster.buckets.named.insert(
+        "carts".into(),
+        ringkv_core::BucketProps {
+            n: 2,
+            r: 3,
+            ..Default::default()
+        },
+    );
+    let err = config.validate().expect_err("r > n");
+    assert!(err.to_string().contains("carts"), "{err}");
+}

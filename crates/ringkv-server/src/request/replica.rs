@@ -1,0 +1,307 @@
+//! The replica: this node's read-modify-write of one key's versions.
+//!
+//! Every change to a key's stored state on this node goes through [`Replica`], under the key's
+//! lock: a client's write is stamped here (this is where dots are minted), a peer's state is
+//! merged, a hint is kept for an unreachable home, a delivered hint or a cleaned-up copy is
+//! deleted only if it did not change meanwhile. Reads merge the node's own copy with the hints
+//! it holds, so a fallback serves back what it took.
+//!
+//! The code is synchronous: each operation is one store read and one store write under a std
+//! mutex, run on the connection's task or a blocking thread by the caller (see `lane`).
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use ringkv_core::hash::key_position;
+use ringkv_core::siblings::MAX_SIBLINGS;
+use ringkv_core::wire::WireError;
+use ringkv_core::{ConflictPolicy, NodeId, SiblingSet, VersionVector};
+use tokio::sync::watch;
+use tracing::{debug, error};
+
+use crate::cluster::ClusterView;
+use crate::ops::counters::NodeCounters;
+use crate::storage::{HintKey, Store, StoreError, encode_state};
+
+/// The parts of a `Put` request that say what to write.
+#[derive(Debug)]
+pub struct Write {
+    /// The version vector of the read this write is based on (`None`: a blind write).
+    pub context: Option<VersionVector>,
+    /// The value, or `None` for a delete (a tombstone).
+    pub value: Option<Bytes>,
+    /// Replace every sibling this node holds, whatever the context.
+    pub overwrite: bool,
+    /// The SDK's id for this write, the same on every retry of it.
+    pub write_id: Option<u64>,
+    /// Stamped by a fallback: keep the result as a hint for this home node.
+    pub hint: Option<NodeId>,
+}
+
+/// One node's copy of every key it holds, and the hints it keeps for other nodes.
+#[derive(Debug)]
+pub struct Replica {
+    node: NodeId,
+    store: Arc<dyn Store>,
+    /// For each bucket's conflict policy.
+    view: watch::Receiver<Arc<ClusterView>>,
+    locks: KeyLocks,
+    counters: Arc<NodeCounters>,
+    /// Hints are refused while the queue holds more bytes than this.
+    max_hint_queue_bytes: u64,
+}
+
+impl Replica {
+    /// The replica of the node that owns `store`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        view: watch::Receiver<Arc<ClusterView>>,
+        counters: Arc<NodeCounters>,
+        max_hint_queue_bytes: u64,
+    ) -> Replica {
+        Replica {
+            node: store.node_id(),
+            store,
+            view,
+            locks: KeyLocks::new(),
+            counters,
+            max_hint_queue_bytes,
+        }
+    }
+
+    /// The store the replica writes to (scans and statistics read it directly).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The key's state as this node can answer it: its own copy merged with any hints it
+    /// holds for other nodes (a fallback that took a write must be able to serve it back).
+    pub fn read(&self, bucket: &str, key: &[u8]) -> Result<Option<SiblingSet>, WireError> {
+        let policy = self.policy(bucket);
+        let mut state = self.store.get(bucket, key).map_err(store_error)?;
+        for (_, hinted) in self.store.hints_for_key(bucket, key).map_err(store_error)? {
+            state
+                .get_or_insert_with(SiblingSet::new)
+                .merge(&hinted, policy);
+        }
+        Ok(state)
+    }
+
+    /// Stamps a write under the key's lock. See `SiblingSet::stamp` for the semantics.
+    ///
+    /// The write is stamped on top of everything this node holds for the key, its own copy and
+    /// every hint: a dot `(this node, n)` must be new among all of them, or two writes kept in
+    /// different places here could meet later under one dot and one would vanish.
+    pub fn stamp(&self, bucket: &str, key: &[u8], write: Write) -> Result<SiblingSet, WireError> {
+        let policy = self.policy(bucket);
+        let _guard = self.locks.lock(bucket, key);
+        let mut state = self.read(bucket, key)?.unwrap_or_default();
+        let live = state.live_count();
+        let blind = write.context.is_none() && !write.overwrite;
+        if blind && live > 1 && policy == ConflictPolicy::Siblings {
+            return Err(WireError::ContextRequired {
+                siblings: live as u32,
+            });
+        }
+        let mut context = write.context.unwrap_or_default();
+        // Under lww every write replaces what the node holds: there are no siblings to keep.
+        if write.overwrite || policy == ConflictPolicy::Lww {
+            context.merge(state.version_vector());
+        }
+        state.stamp(self.node, &context, write.value, now_ms(), write.write_id);
+        if state.siblings().len() > MAX_SIBLINGS {
+            return Err(WireError::TooManySiblings {
+                count: state.siblings().len() as u32,
+                max: MAX_SIBLINGS as u32,
+            });
+        }
+        match write.hint {
+            Some(home) => {
+                let hint = HintKey {
+                    bucket: bucket.to_string(),
+                    key: key.to_vec(),
+                    home,
+                };
+                self.store.put_hint(&hint, &state).map_err(store_error)?;
+            }
+            None => self.store.put(bucket, key, &state).map_err(store_error)?,
+        }
+        debug!(
+            bucket,
+            key_len = key.len(),
+            siblings = state.siblings().len(),
+            "stamped"
+        );
+        Ok(state)
+    }
+
+    /// Merges a state from a peer under the key's lock, writing only if something changed.
+    pub fn merge(&self, bucket: &str, key: &[u8], incoming: &SiblingSet) -> Result<(), WireError> {
+        let policy = self.validated_policy(bucket, incoming)?;
+        let _guard = self.locks.lock(bucket, key);
+        let mut state = self
+            .store
+            .get(bucket, key)
+            .map_err(store_error)?
+            .unwrap_or_default();
+        if state.merge(incoming, policy) {
+            self.store.put(bucket, key, &state).map_err(store_error)?;
+        }
+        Ok(())
+    }
+
+    /// Keeps a state for `home` (which a client could not reach) until it can be handed off.
+    pub fn merge_hint(
+        &self,
+        bucket: &str,
+        key: &[u8],
+        home: NodeId,
+        incoming: &SiblingSet,
+    ) -> Result<(), WireError> {
+        let policy = self.validated_policy(bucket, incoming)?;
+        let held = self.counters.hint_bytes.load(Ordering::Relaxed);
+        if held > self.max_hint_queue_bytes {
+            // Refusing is safe: the writer counts this copy as failed and uses another node.
+            return Err(WireError::Overloaded {
+                reason: format!(
+                    "the hint queue holds {held} bytes, over its cap of {}",
+                    self.max_hint_queue_bytes
+                ),
+            });
+        }
+        let hint = HintKey {
+            bucket: bucket.to_string(),
+            key: key.to_vec(),
+            home,
+        };
+        let _guard = self.locks.lock(bucket, key);
+        let mut state = self
+            .store
+            .get_hint(&hint)
+            .map_err(store_error)?
+            .unwrap_or_default();
+        if state.merge(incoming, policy) {
+            self.store.put_hint(&hint, &state).map_err(store_error)?;
+            let added = encode_state(incoming).len() + key.len();
+            self.counters
+                .hint_bytes
+                .fetch_add(added as u64, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Deletes a hint after its home node acknowledged `delivered`, unless it changed since
+    /// (a newer write arrived for the same home while the handoff was in flight: that one
+    /// must be handed off too). Returns whether the hint is gone.
+    pub fn hint_delivered(
+        &self,
+        hint: &HintKey,
+        delivered: &SiblingSet,
+    ) -> Result<bool, StoreError> {
+        let _guard = self.locks.lock(&hint.bucket, &hint.key);
+        match self.store.get_hint(hint)? {
+            Some(current) if &current == delivered => {
+                self.store.delete_hint(hint)?;
+                self.counters
+                    .hints_delivered
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(true)
+            }
+            Some(_) => Ok(false),
+            None => Ok(true),
+        }
+    }
+
+    /// Deletes the key's copy if it still is `expected` (a write that arrived meanwhile keeps
+    /// it). Returns whether it is gone.
+    pub fn delete_if_unchanged(
+        &self,
+        bucket: &str,
+        key: &[u8],
+        expected: &SiblingSet,
+    ) -> Result<bool, StoreError> {
+        let _guard = self.locks.lock(bucket, key);
+        match self.store.get(bucket, key)? {
+            Some(current) if &current == expected => {
+                self.store.delete(bucket, key)?;
+                Ok(true)
+            }
+            Some(_) => Ok(false),
+            None => Ok(true),
+        }
+    }
+
+    fn policy(&self, bucket: &str) -> ConflictPolicy {
+        self.view.borrow().ring.conflict_policy(bucket)
+    }
+
+    fn validated_policy(
+        &self,
+        bucket: &str,
+        incoming: &SiblingSet,
+    ) -> Result<ConflictPolicy, WireError> {
+        let policy = self.policy(bucket);
+        incoming
+            .validate(policy)
+            .map_err(|e| WireError::InvalidRequest {
+                reason: format!("corrupt state: {e}"),
+            })?;
+        Ok(policy)
+    }
+}
+
+/// The wire's answer to a storage failure.
+pub fn store_error(e: StoreError) -> WireError {
+    match e {
+        StoreError::Full => WireError::StorageFull,
+        // Back-pressure: the client retries after a back-off or uses another replica.
+        StoreError::Stalled => WireError::Overloaded {
+            reason: e.to_string(),
+        },
+        other => {
+            error!(error = %other, "storage error");
+            WireError::Storage {
+                reason: other.to_string(),
+            }
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Striped per-key locks for read-modify-write on one key.
+///
+/// A stripe per key would need a map and its own locking; 4,096 stripes make collisions rare
+/// (two writes to different keys wait for each other only if they share a stripe) at a fixed
+/// 4,096 small mutexes. The critical section is one store read and one store write, with no
+/// await inside, hence std `Mutex`.
+#[derive(Debug)]
+struct KeyLocks {
+    stripes: Vec<Mutex<()>>,
+}
+
+const LOCK_STRIPES: usize = 4096;
+
+impl KeyLocks {
+    fn new() -> KeyLocks {
+        KeyLocks {
+            stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+        }
+    }
+
+    fn lock(&self, bucket: &str, key: &[u8]) -> MutexGuard<'_, ()> {
+        let stripe = key_position(bucket.as_bytes(), key) as usize % LOCK_STRIPES;
+        // A poisoned stripe only means another request panicked while holding it; the data
+        // it guards lives in the store, which is still consistent.
+        self.stripes[stripe]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+}

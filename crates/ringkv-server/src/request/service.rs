@@ -1,0 +1,416 @@
+//! Dispatch and validation: what a node answers to each request.
+//!
+//! [`Service::handle`] is plain synchronous code: it validates the request against the node's
+//! limits and ring (key and value sizes, bucket names, the client's ring epoch), hands reads
+//! and writes to the [`Replica`], answers membership operations through the layout
+//! [`Keeper`], and returns a [`Response`] or a [`WireError`]. Where it runs (on the
+//! connection's task, or a blocking thread, or followed by a wait for the group commit) is
+//! `lane`'s decision; tests call it directly on a `MemoryStore`.
+
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use ringkv_core::wire::{Coordinated, NodeStats, Request, Response, RingSnapshot, WireError};
+use ringkv_core::{Layout, LayoutError, NodeId, RingEpoch};
+use tokio::sync::watch;
+
+use crate::cluster::{ClusterView, Keeper};
+use crate::node::NodeParts;
+use crate::ops::config::{Durability, Limits};
+use crate::ops::counters::NodeCounters;
+use crate::ops::metrics::Metrics;
+use crate::request::lane::{Lane, lane};
+use crate::request::proxy::Proxy;
+use crate::request::replica::{Replica, Write, store_error};
+use crate::storage::Store;
+use crate::workers::antientropy::digest;
+use crate::workers::commit::GroupCommit;
+
+/// Longest bucket name accepted.
+pub const MAX_BUCKET_BYTES: usize = 255;
+
+/// Answers requests for one node. Cheap to share: wrap it in an `Arc`.
+#[derive(Debug)]
+pub struct Service {
+    node: NodeId,
+    store: Arc<dyn Store>,
+    view: watch::Receiver<Arc<ClusterView>>,
+    limits: Limits,
+    replica: Arc<Replica>,
+    counters: Arc<NodeCounters>,
+    /// Records the siblings each read returns.
+    metrics: Arc<Metrics>,
+    /// The layout and its operations; `None` in tests that run without membership.
+    keeper: Option<Arc<Keeper>>,
+    /// The weight this node was started with.
+    weight: u32,
+    /// Proxy mode's coordinator; `None` in tests that run without a network address.
+    proxy: Option<Proxy>,
+    /// Every write waits for the log to be synced (`storage.durability = "fsync"`), not only
+    /// those that ask (`sync`, the SDK's `dw`).
+    durable_writes: bool,
+    /// The group committer, started by the first durable write.
+    commit: OnceLock<GroupCommit>,
+}
+
+impl Service {
+    /// A service of its own over `store` (tests, fuzzing): the parts of
+    /// [`NodeParts::new`].
+    pub fn new(
+        store: Arc<dyn Store>,
+        view: watch::Receiver<Arc<ClusterView>>,
+        limits: Limits,
+    ) -> Service {
+        Service::from_parts(&NodeParts::new(store, view, limits))
+    }
+
+    /// The service of the node `parts` make up.
+    pub fn from_parts(parts: &NodeParts) -> Service {
+        Service {
+            node: parts.id,
+            store: parts.store.clone(),
+            view: parts.view.clone(),
+            limits: parts.limits.clone(),
+            replica: parts.replica.clone(),
+            counters: parts.counters.clone(),
+            metrics: parts.metrics.clone(),
+            keeper: parts.keeper.clone(),
+            weight: parts.weight,
+            proxy: parts
+                .proxy_seed
+                .clone()
+                .map(|seed| Proxy::new(seed, parts.outbound.clone())),
+            durable_writes: parts.durability == Durability::Fsync,
+            commit: OnceLock::new(),
+        }
+    }
+
+    /// With `fsync` durability every write is acknowledged only once on disk.
+    pub fn with_durability(mut self, durability: Durability) -> Service {
+        self.durable_writes = durability == Durability::Fsync;
+        self
+    }
+
+    /// Where `request` runs (see `lane`).
+    pub fn lane(&self, request: &Request) -> Lane {
+        lane(request, self.durable_writes)
+    }
+
+    /// The node's group committer, started by the first durable write.
+    pub fn group_commit(&self) -> Result<&GroupCommit, WireError> {
+        if let Some(commit) = self.commit.get() {
+            return Ok(commit);
+        }
+        let store = self.store.clone();
+        let started = GroupCommit::start(move || store.sync()).map_err(|e| WireError::Storage {
+            reason: format!("starting the commit thread: {e}"),
+        })?;
+        // Two first writers may both start one; the loser's thread ends by itself.
+        let _ = self.commit.set(started);
+        self.commit.get().ok_or_else(|| WireError::Storage {
+            reason: "no commit thread".into(),
+        })
+    }
+
+    /// Log syncs the group committer made so far (0 before the first durable write).
+    pub fn log_syncs(&self) -> u64 {
+        self.commit.get().map_or(0, GroupCommit::syncs)
+    }
+
+    /// Coordinates a thin client's operation (`Request::Coordinate`, proxy mode).
+    pub async fn coordinate(&self, op: Coordinated) -> Result<Response, WireError> {
+        match &self.proxy {
+            Some(proxy) => proxy.coordinate(op).await,
+            None => Err(WireError::InvalidRequest {
+                reason: "this node does not coordinate for thin clients".into(),
+            }),
+        }
+    }
+
+    /// The node's counters, as `Stats` answers them and `/metrics` exposes them.
+    pub fn stats(&self) -> Result<NodeStats, WireError> {
+        let (keys, bytes) = self.store.estimate().map_err(store_error)?;
+        let counters = self.counters.snapshot();
+        Ok(NodeStats {
+            node: self.node,
+            hints_pending: self.store.hint_count().map_err(store_error)?,
+            hints_delivered: counters.hints_delivered,
+            hint_bytes: counters.hint_bytes,
+            hints_converted: counters.hints_converted,
+            keys,
+            bytes,
+            weight: self.weight,
+            transfer: counters.transfer,
+            anti_entropy: counters.anti_entropy,
+        })
+    }
+
+    /// `Ok` while the node can serve clients: it belongs to a cluster and hands out its ring,
+    /// and enough members are alive for the default bucket's quorums. Else why not.
+    pub fn readiness(&self) -> Result<(), String> {
+        let view = self.view.borrow().clone();
+        if !view.ready || view.ring.members().is_empty() {
+            return Err(not_ready_reason(&view));
+        }
+        let props = view.ring.bucket(ringkv_core::DEFAULT_BUCKET);
+        let needed = usize::from(props.r.max(props.w)).min(view.ring.members().len());
+        let alive = view
+            .ring
+            .members()
+            .iter()
+            .filter(|m| view.alive.contains(&m.id))
+            .count();
+        if alive < needed {
+            return Err(format!(
+                "{alive} of {} members alive, the default quorum needs {needed}",
+                view.ring.members().len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// The epoch of the ring this node currently routes by.
+    pub fn epoch(&self) -> RingEpoch {
+        self.view.borrow().ring.epoch()
+    }
+
+    /// The current view of the cluster.
+    pub fn view(&self) -> Arc<ClusterView> {
+        self.view.borrow().clone()
+    }
+
+    /// The node's store (the admin endpoint reads the engine's statistics from it).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The node's replica (tests check what it kept).
+    pub fn replica(&self) -> &Arc<Replica> {
+        &self.replica
+    }
+
+    /// Handles one request sent by a client that routed by `client_epoch`. Blocking: it may
+    /// touch the disk.
+    pub fn handle(&self, client_epoch: RingEpoch, request: Request) -> Result<Response, WireError> {
+        match request {
+            Request::Get { bucket, key } => {
+                self.check_key(&bucket, &key)?;
+                self.check_epoch(client_epoch)?;
+                let state = self.replica.read(&bucket, &key)?;
+                let siblings = state.as_ref().map_or(0, |s| s.live_count());
+                self.metrics.observe_siblings(siblings);
+                Ok(Response::Value { state })
+            }
+            Request::Put {
+                bucket,
+                key,
+                context,
+                value,
+                overwrite,
+                write_id,
+                hint,
+                sync,
+                defer_sync,
+            } => {
+                self.check_key(&bucket, &key)?;
+                self.check_value(value.as_ref())?;
+                self.check_epoch(client_epoch)?;
+                let pending_sync = defer_sync && (self.durable_writes || sync);
+                let hint = hint.filter(|home| *home != self.node);
+                let write = Write {
+                    context,
+                    value,
+                    overwrite,
+                    write_id,
+                    hint,
+                };
+                let state = self.replica.stamp(&bucket, &key, write)?;
+                Ok(Response::Stamped {
+                    state,
+                    pending_sync,
+                })
+            }
+            Request::Merge {
+                bucket,
+                key,
+                state,
+                hint,
+                sync: _,
+            } => {
+                self.check_key(&bucket, &key)?;
+                for sibling in state.siblings() {
+                    self.check_value(sibling.value.as_ref())?;
+                }
+                self.check_epoch(client_epoch)?;
+                match hint.filter(|home| *home != self.node) {
+                    Some(home) => self.replica.merge_hint(&bucket, &key, home, &state)?,
+                    None => self.replica.merge(&bucket, &key, &state)?,
+                }
+                Ok(Response::Merged)
+            }
+            Request::Ring => {
+                let view = self.view.borrow().clone();
+                if !view.ready {
+                    return Err(WireError::NotReady {
+                        reason: not_ready_reason(&view),
+                    });
+                }
+                Ok(Response::Ring(RingSnapshot {
+                    node: self.node,
+                    config: view.ring.config().clone(),
+                    alive: view.alive.clone(),
+                }))
+            }
+            Request::Ping => Ok(Response::Pong { node: self.node }),
+            Request::Stats => Ok(Response::Stats(self.stats()?)),
+            Request::Inspect { bucket, key } => {
+                self.check_key(&bucket, &key)?;
+                let data = self.store.get(&bucket, &key).map_err(store_error)?;
+                let hints = self
+                    .store
+                    .hints_for_key(&bucket, &key)
+                    .map_err(store_error)?
+                    .into_iter()
+                    .map(|(hint, state)| (hint.home, state))
+                    .collect();
+                Ok(Response::Inspection { data, hints })
+            }
+            Request::AeTree { peer } => {
+                self.check_same_ring(client_epoch)?;
+                // The ring is copied out: a scan must not hold the view's lock.
+                let ring = self.view.borrow().ring.clone();
+                let ranges =
+                    digest::tree(&self.store, &ring, self.node, peer).map_err(store_error)?;
+                Ok(Response::AeTree { ranges })
+            }
+            Request::AeKeys { peer, mut ranges } => {
+                self.check_same_ring(client_epoch)?;
+                ranges.sort_unstable();
+                let ring = self.view.borrow().ring.clone();
+                let keys = digest::keys(&self.store, &ring, self.node, peer, &ranges)
+                    .map_err(store_error)?;
+                Ok(Response::AeKeys { keys })
+            }
+            Request::Layout => Ok(Response::Layout((*self.admin()?.layout()).clone())),
+            Request::Found { members } => self.change_layout(|layout| layout.found(&members)),
+            Request::Stage { change, base } => self.change_layout(|layout| {
+                layout.expect_version(base)?;
+                layout.stage(change)
+            }),
+            Request::Commit { base } => self.change_layout(|layout| {
+                layout.expect_version(base)?;
+                layout.commit()
+            }),
+            Request::Clear { base } => self.change_layout(|layout| {
+                layout.expect_version(base)?;
+                layout.clear()
+            }),
+            // Coordination waits on the network: `lane` runs it on the async path
+            // (`Service::coordinate`), never here.
+            Request::Coordinate(_) => Err(WireError::InvalidRequest {
+                reason: "a coordinated operation cannot run on the storage path".into(),
+            }),
+        }
+    }
+
+    fn admin(&self) -> Result<&Arc<Keeper>, WireError> {
+        self.keeper
+            .as_ref()
+            .ok_or_else(|| WireError::InvalidRequest {
+                reason: "this node runs without membership".into(),
+            })
+    }
+
+    fn change_layout(
+        &self,
+        change: impl FnOnce(&mut Layout) -> Result<(), LayoutError>,
+    ) -> Result<Response, WireError> {
+        let layout = self
+            .admin()?
+            .update(change)
+            .map_err(|e| WireError::Layout {
+                reason: e.to_string(),
+            })?;
+        Ok(Response::Layout((*layout).clone()))
+    }
+
+    fn check_key(&self, bucket: &str, key: &[u8]) -> Result<(), WireError> {
+        check_key(&self.limits, bucket, key)
+    }
+
+    fn check_value(&self, value: Option<&Bytes>) -> Result<(), WireError> {
+        check_value(&self.limits, value)
+    }
+
+    /// A client that routed by an older ring than this node's may have picked the wrong
+    /// replicas, or may be reading the previous owners after a transfer switched: refuse, so
+    /// that it refetches the ring and retries. A client with a newer ring than ours is served
+    /// (we will catch up; what it asks of us is what the newer ring wants).
+    fn check_epoch(&self, client: RingEpoch) -> Result<(), WireError> {
+        let view = self.view.borrow();
+        if view.ring.members().is_empty() {
+            return Err(WireError::NotReady {
+                reason: not_ready_reason(&view),
+            });
+        }
+        let ours = view.ring.epoch();
+        if client < ours {
+            Err(WireError::StaleRing { epoch: ours })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Anti-entropy compares ranges of one ring: both sides must hold the same one.
+    fn check_same_ring(&self, client: RingEpoch) -> Result<(), WireError> {
+        let ours = self.view.borrow().ring.epoch();
+        if client == ours {
+            Ok(())
+        } else {
+            Err(WireError::StaleRing { epoch: ours })
+        }
+    }
+}
+
+/// Refuses a bucket name out of bounds or a key longer than `limits` allow.
+pub fn check_key(limits: &Limits, bucket: &str, key: &[u8]) -> Result<(), WireError> {
+    if bucket.is_empty() || bucket.len() > MAX_BUCKET_BYTES {
+        return Err(WireError::InvalidRequest {
+            reason: format!("bucket names are 1 to {MAX_BUCKET_BYTES} bytes"),
+        });
+    }
+    if key.len() > limits.max_key_bytes {
+        return Err(WireError::KeyTooLarge {
+            len: key.len() as u64,
+            max: limits.max_key_bytes as u64,
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a value longer than `limits` allow.
+pub fn check_value(limits: &Limits, value: Option<&Bytes>) -> Result<(), WireError> {
+    match value {
+        Some(v) if v.len() > limits.max_value_bytes => Err(WireError::ValueTooLarge {
+            len: v.len() as u64,
+            max: limits.max_value_bytes as u64,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn not_ready_reason(view: &ClusterView) -> String {
+    if view.layout.is_founded() {
+        "starting: no other member heard from yet".into()
+    } else {
+        "not part of a cluster yet: run `ringkv cluster init` or `ringkv cluster join`".into()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,465 @@
+use bytes::Bytes;
+use ringkv_core::{
+    BucketProps, Buckets, ConflictPolicy, Member, NodeId, Ring, RingConfig, SiblingSet,
+    VersionVector,
+};
+
+use ringkv_core::siblings::MAX_SIBLINGS;
+use ringkv_core::wire::NodeStats;
+
+use super::*;
+use crate::request::lane::handle_durable;
+use crate::storage::{HintKey, MemoryStore};
+
+const ME: NodeId = NodeId(1);
+
+fn members(ids: &[u64]) -> Vec<Member> {
+    let members: Vec<Member> = ids
+        .iter()
+        .map(|&id| Member {
+            id: NodeId(id),
+            addr: format!("127.0.0.1:{id}"),
+            weight: 1,
+            tokens: Vec::new(),
+        })
+        .collect();
+    ringkv_core::claim::found(&members, 16).expect("members")
+}
+
+fn service_with(buckets: Buckets, ids: &[u64]) -> Service {
+    let ring = Ring::new(RingConfig {
+        buckets,
+        ..RingConfig::of(members(ids))
+    })
+    .expect("ring");
+    let (_tx, rx) = watch::channel(Arc::new(ClusterView::fixed(ring)));
+    Service::new(Arc::new(MemoryStore::new(ME)), rx, Limits::default())
+}
+
+fn service() -> Service {
+    service_with(Buckets::default(), &[1])
+}
+
+fn put(context: Option<VersionVector>, value: &str, overwrite: bool) -> Request {
+    Request::Put {
+        bucket: "b".into(),
+        key: Bytes::from_static(b"k"),
+        context,
+        value: Some(Bytes::copy_from_slice(value.as_bytes())),
+        overwrite,
+        write_id: None,
+        hint: None,
+        sync: false,
+        defer_sync: false,
+    }
+}
+
+/// A blind overwrite of `b/k`, with the durability flags given.
+fn overwrite_put(value: &str, sync: bool, defer_sync: bool) -> Request {
+    Request::Put {
+        bucket: "b".into(),
+        key: Bytes::from_static(b"k"),
+        context: None,
+        value: Some(Bytes::copy_from_slice(value.as_bytes())),
+        overwrite: true,
+        write_id: None,
+        hint: None,
+        sync,
+        defer_sync,
+    }
+}
+
+fn get(svc: &Service) -> Option<SiblingSet> {
+    let epoch = svc.epoch();
+    match svc.handle(
+        epoch,
+        Request::Get {
+            bucket: "b".into(),
+            key: Bytes::from_static(b"k"),
+        },
+    ) {
+        Ok(Response::Value { state }) => state,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn blind_writes_make_siblings_then_need_a_context_or_an_overwrite() {
+    let svc = service();
+    let epoch = svc.epoch();
+    svc.handle(epoch, put(None, "a", false))
+        .expect("first write");
+    svc.handle(epoch, put(None, "b", false))
+        .expect("second blind write: a sibling");
+    assert_eq!(get(&svc).expect("state").live_count(), 2);
+    assert_eq!(
+        svc.handle(epoch, put(None, "c", false)),
+        Err(WireError::ContextRequired { siblings: 2 })
+    );
+    svc.handle(epoch, put(None, "c", true))
+        .expect("explicit overwrite");
+    let state = get(&svc).expect("state");
+    assert_eq!(state.live_count(), 1);
+    assert_eq!(
+        state.live().next().and_then(|s| s.value.clone()),
+        Some(Bytes::from("c"))
+    );
+}
+
+#[test]
+fn a_hundred_and_first_sibling_is_refused_with_the_limit_named() {
+    let svc = service();
+    let epoch = svc.epoch();
+    // Each write from an empty context (a writer that read nothing) adds a sibling.
+    for i in 0..MAX_SIBLINGS {
+        svc.handle(
+            epoch,
+            put(Some(VersionVector::new()), &format!("v{i}"), false),
+        )
+        .expect("a sibling below the limit");
+    }
+    assert_eq!(
+        svc.handle(
+            epoch,
+            put(Some(VersionVector::new()), "one too many", false)
+        ),
+        Err(WireError::TooManySiblings {
+            count: MAX_SIBLINGS as u32 + 1,
+            max: MAX_SIBLINGS as u32
+        })
+    );
+    // Nothing was written; a write with the read's context still resolves them all.
+    let state = get(&svc).expect("state");
+    assert_eq!(state.live_count(), MAX_SIBLINGS);
+    let context = state.version_vector().clone();
+    svc.handle(epoch, put(Some(context), "merged", false))
+        .expect("resolving write");
+    assert_eq!(get(&svc).expect("state").live_count(), 1);
+}
+
+#[test]
+fn a_write_with_the_read_context_resolves_siblings() {
+    let svc = service();
+    let epoch = svc.epoch();
+    svc.handle(epoch, put(None, "a", false)).expect("write");
+    svc.handle(epoch, put(None, "b", false)).expect("write");
+    let ctx = get(&svc).expect("state").version_vector().clone();
+    svc.handle(epoch, put(Some(ctx), "ab", false))
+        .expect("resolve");
+    assert_eq!(get(&svc).expect("state").live_count(), 1);
+}
+
+#[test]
+fn lww_buckets_keep_one_value() {
+    let mut buckets = Buckets::default();
+    buckets.named.insert(
+        "b".into(),
+        BucketProps {
+            conflict: ConflictPolicy::Lww,
+            ..Default::default()
+        },
+    );
+    let svc = service_with(buckets, &[1]);
+    let epoch = svc.epoch();
+    svc.handle(epoch, put(None, "a", false)).expect("write");
+    svc.handle(epoch, put(None, "b", false)).expect("write");
+    let state = get(&svc).expect("state");
+    assert_eq!(state.live_count(), 1);
+    assert_eq!(
+        state.live().next().and_then(|s| s.value.clone()),
+        Some(Bytes::from("b"))
+    );
+}
+
+#[test]
+fn oversized_keys_and_values_and_bad_buckets_are_refused() {
+    let svc = service();
+    let epoch = svc.epoch();
+    let big_key = Bytes::from(vec![0; Limits::default().max_key_bytes + 1]);
+    assert!(matches!(
+        svc.handle(
+            epoch,
+            Request::Get {
+                bucket: "b".into(),
+                key: big_key
+            }
+        ),
+        Err(WireError::KeyTooLarge { .. })
+    ));
+    let big_value = "x".repeat(Limits::default().max_value_bytes + 1);
+    assert!(matches!(
+        svc.handle(epoch, put(None, &big_value, false)),
+        Err(WireError::ValueTooLarge { .. })
+    ));
+    assert!(matches!(
+        svc.handle(
+            epoch,
+            Request::Get {
+                bucket: String::new(),
+                key: Bytes::new()
+            }
+        ),
+        Err(WireError::InvalidRequest { .. })
+    ));
+    assert_eq!(get(&svc), None, "nothing was written");
+}
+
+#[test]
+fn corrupt_merged_states_are_refused_and_nothing_is_written() {
+    let svc = service();
+    let epoch = svc.epoch();
+    // A sibling its own version vector does not cover: impossible in a real state.
+    let mut other = SiblingSet::new();
+    other.stamp(
+        NodeId(9),
+        &VersionVector::new(),
+        Some(Bytes::from("x")),
+        1,
+        None,
+    );
+    let bytes = {
+        let mut v = Vec::new();
+        ciborium::into_writer(&other, &mut v).expect("encode");
+        v
+    };
+    let mut value: ciborium::Value = ciborium::from_reader(&bytes[..]).expect("decode");
+    if let ciborium::Value::Map(fields) = &mut value {
+        for (k, v) in fields.iter_mut() {
+            if k.as_text() == Some("vv") {
+                *v = ciborium::Value::Map(vec![]);
+            }
+        }
+    }
+    let corrupt: SiblingSet = value.deserialized().expect("still well-typed");
+    let result = svc.handle(
+        epoch,
+        Request::Merge {
+            bucket: "b".into(),
+            key: Bytes::from_static(b"k"),
+            state: corrupt,
+            hint: None,
+            sync: false,
+        },
+    );
+    assert!(
+        matches!(result, Err(WireError::InvalidRequest { .. })),
+        "{result:?}"
+    );
+    assert_eq!(get(&svc), None);
+}
+
+#[test]
+fn a_request_routed_by_an_older_ring_is_refused_and_a_newer_one_served() {
+    // Four nodes, n = 1: most keys are not on node 1, and that must not matter either way.
+    let buckets = Buckets {
+        default: BucketProps {
+            n: 1,
+            r: 1,
+            w: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let svc = service_with(buckets, &[1, 2, 3, 4]);
+    let ours = svc.epoch();
+    let older = RingEpoch {
+        version: ours.version - 1,
+        ..ours
+    };
+    let newer = RingEpoch {
+        version: ours.version + 1,
+        ..ours
+    };
+    for i in 0..50u32 {
+        let key = Bytes::from(i.to_be_bytes().to_vec());
+        let get = || Request::Get {
+            bucket: "b".into(),
+            key: key.clone(),
+        };
+        // An older ring may pick the wrong replicas, or the previous owners after a switch.
+        assert_eq!(
+            svc.handle(older, get()),
+            Err(WireError::StaleRing { epoch: ours })
+        );
+        // The same ring computed what we would; a newer one is what we will soon hold.
+        assert!(svc.handle(ours, get()).is_ok());
+        assert!(svc.handle(newer, get()).is_ok());
+    }
+}
+
+#[test]
+fn a_node_that_has_not_heard_from_the_cluster_does_not_hand_out_its_ring() {
+    let ring = Ring::new(RingConfig::of(members(&[1]))).expect("ring");
+    let joining = ClusterView {
+        ready: false,
+        ..ClusterView::fixed(ring)
+    };
+    let (_tx, rx) = watch::channel(Arc::new(joining));
+    let svc = Service::new(Arc::new(MemoryStore::new(ME)), rx, Limits::default());
+    assert!(matches!(
+        svc.handle(svc.epoch(), Request::Ring),
+        Err(WireError::NotReady { .. })
+    ));
+    // Data requests are still served.
+    assert!(matches!(
+        svc.handle(svc.epoch(), Request::Ping),
+        Ok(Response::Pong { .. })
+    ));
+}
+
+fn stats(svc: &Service) -> NodeStats {
+    match svc.handle(svc.epoch(), Request::Stats) {
+        Ok(Response::Stats(stats)) => stats,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn a_hinted_merge_is_kept_as_a_hint_served_by_reads_and_removed_once_delivered() {
+    let svc = service_with(Buckets::default(), &[1, 2]);
+    let mut state = SiblingSet::new();
+    state.stamp(
+        NodeId(2),
+        &VersionVector::new(),
+        Some(Bytes::from("for 2")),
+        1,
+        None,
+    );
+    let merge = Request::Merge {
+        bucket: "b".into(),
+        key: Bytes::from_static(b"k"),
+        state: state.clone(),
+        hint: Some(NodeId(2)),
+        sync: false,
+    };
+    svc.handle(svc.epoch(), merge.clone())
+        .expect("hinted merge");
+    svc.handle(svc.epoch(), merge)
+        .expect("redelivery is idempotent");
+    assert_eq!(
+        svc.store().get("b", b"k").expect("get"),
+        None,
+        "a hint is not our own data"
+    );
+    assert_eq!(get(&svc), Some(state.clone()), "reads include hints");
+    assert_eq!(stats(&svc).hints_pending, 1);
+
+    let hint = HintKey {
+        bucket: "b".into(),
+        key: b"k".to_vec(),
+        home: NodeId(2),
+    };
+    let stale = SiblingSet::new();
+    assert!(
+        !svc.replica().hint_delivered(&hint, &stale).expect("store"),
+        "a changed hint is kept"
+    );
+    assert!(svc.replica().hint_delivered(&hint, &state).expect("store"));
+    let after = stats(&svc);
+    assert_eq!((after.hints_pending, after.hints_delivered), (0, 1));
+}
+
+#[test]
+fn a_retried_put_with_the_same_write_id_is_one_sibling() {
+    let svc = service();
+    let epoch = svc.epoch();
+    let retry = || Request::Put {
+        bucket: "b".into(),
+        key: Bytes::from_static(b"k"),
+        context: None,
+        value: Some(Bytes::from("once")),
+        overwrite: false,
+        write_id: Some(42),
+        hint: None,
+        sync: false,
+        defer_sync: false,
+    };
+    svc.handle(epoch, retry()).expect("first attempt");
+    svc.handle(epoch, retry()).expect("retry");
+    assert_eq!(get(&svc).expect("state").live_count(), 1);
+}
+
+#[test]
+fn a_fallback_stamps_on_top_of_everything_it_holds_and_keeps_the_result_as_a_hint() {
+    let svc = service_with(Buckets::default(), &[1, 2, 3]);
+    let epoch = svc.epoch();
+    let put_for = |home: u64, value: &str| Request::Put {
+        bucket: "b".into(),
+        key: Bytes::from_static(b"k"),
+        context: None,
+        value: Some(Bytes::copy_from_slice(value.as_bytes())),
+        overwrite: false,
+        write_id: None,
+        hint: Some(NodeId(home)),
+        sync: false,
+        defer_sync: false,
+    };
+    svc.handle(epoch, put_for(2, "for 2")).expect("stamp for 2");
+    svc.handle(epoch, put_for(3, "for 3")).expect("stamp for 3");
+    assert_eq!(svc.store().get("b", b"k").expect("get"), None, "hints only");
+    // Two writes stamped here for different homes must have different dots.
+    let state = get(&svc).expect("served from hints");
+    assert_eq!(state.live_count(), 2, "{state:?}");
+    assert_eq!(stats(&svc).hints_pending, 2);
+}
+
+#[tokio::test]
+async fn durable_writes_wait_for_a_sync_and_others_do_not() {
+    let store = Arc::new(MemoryStore::new(ME));
+    let ring = Ring::new(RingConfig::of(members(&[1]))).expect("ring");
+    let (_tx, rx) = watch::channel(Arc::new(ClusterView::fixed(ring)));
+    let svc = Service::new(store.clone(), rx.clone(), Limits::default());
+    let epoch = svc.epoch();
+    let write = |sync: bool, value: &str| overwrite_put(value, sync, false);
+    assert_eq!(svc.lane(&write(false, "fast")), Lane::Inline);
+    assert_eq!(svc.lane(&write(true, "durable")), Lane::Durable);
+    svc.handle(epoch, write(false, "fast")).expect("put");
+    assert_eq!(store.syncs(), 0, "a write without dw must not sync");
+    let Ok(Response::Stamped {
+        state,
+        pending_sync: false,
+    }) = handle_durable(&svc, epoch, write(true, "durable")).await
+    else {
+        panic!("a durable put must be stamped");
+    };
+    assert_eq!(store.syncs(), 1, "a durable put waits for a sync");
+    assert_eq!(svc.log_syncs(), 1);
+    // A durable merge waits even when it changes nothing: the copy may not be on disk yet.
+    let merge = |sync: bool| Request::Merge {
+        bucket: "b".into(),
+        key: Bytes::from_static(b"k"),
+        state: state.clone(),
+        hint: None,
+        sync,
+    };
+    handle_durable(&svc, epoch, merge(true))
+        .await
+        .expect("merge");
+    assert_eq!(store.syncs(), 2);
+
+    // With `fsync` durability every write is durable, asked or not.
+    let fsync =
+        Service::new(store.clone(), rx, Limits::default()).with_durability(Durability::Fsync);
+    assert_eq!(fsync.lane(&merge(false)), Lane::Durable);
+    // A put that defers its sync is answered at once, marked pending: the caller's merge to
+    // this node will wait for the sync.
+    let deferred = overwrite_put("deferred", false, true);
+    assert_eq!(fsync.lane(&deferred), Lane::Inline);
+    let syncs = store.syncs();
+    let answer = fsync.handle(fsync.epoch(), deferred);
+    assert!(
+        matches!(
+            answer,
+            Ok(Response::Stamped {
+                pending_sync: true,
+                ..
+            })
+        ),
+        "{answer:?}"
+    );
+    assert_eq!(
+        store.syncs(),
+        syncs,
+        "the deferred put did not wait for a sync"
+    );
+}

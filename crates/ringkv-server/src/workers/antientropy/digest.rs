@@ -1,0 +1,100 @@
+//! Anti-entropy's digests of what a node stores, over the store and the ring alone.
+//!
+//! The same two functions serve both sides of an exchange: the worker computes its own, and
+//! the request path answers a peer's `AeTree` and `AeKeys` with them. For every range of the
+//! ring (the keys between two tokens, which all share one preference list, named by the token
+//! that ends it), the keys this node stores there that *both* nodes are home replicas of, each
+//! key as a digest of its bucket, name and encoded state, combined by XOR (so the order of the
+//! scan does not matter). That is a two-level Merkle tree: equal ranges are skipped whole.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ringkv_core::hash::{digest, key_position};
+use ringkv_core::{NodeId, Ring};
+
+use crate::storage::{DataKey, Store, StoreError, encode_state};
+
+/// Keys read from the store per step of a scan.
+const SCAN_BATCH: usize = 1024;
+
+/// `(range, hash)` for every range where this node stores keys `peer` is also a home of.
+pub fn tree(
+    store: &Arc<dyn Store>,
+    ring: &Ring,
+    me: NodeId,
+    peer: NodeId,
+) -> Result<Vec<(u64, u64)>, StoreError> {
+    let mut ranges: BTreeMap<u64, u64> = BTreeMap::new();
+    shared_keys(store, ring, me, peer, |range, key, state_digest| {
+        *ranges.entry(range).or_default() ^= key_digest(key, state_digest);
+    })?;
+    Ok(ranges.into_iter().collect())
+}
+
+/// `(bucket, key, state digest)` for every key in `ranges` this node stores that `peer` is
+/// also a home of, sorted.
+pub fn keys(
+    store: &Arc<dyn Store>,
+    ring: &Ring,
+    me: NodeId,
+    peer: NodeId,
+    ranges: &[u64],
+) -> Result<Vec<(String, Bytes, u64)>, StoreError> {
+    let mut out = Vec::new();
+    shared_keys(store, ring, me, peer, |range, key, state_digest| {
+        if ranges.binary_search(&range).is_ok() {
+            out.push((
+                key.bucket.clone(),
+                Bytes::from(key.key.clone()),
+                state_digest,
+            ));
+        }
+    })?;
+    out.sort();
+    Ok(out)
+}
+
+/// Calls `each(range, key, state digest)` for every key this node stores of which both it
+/// and `peer` are home replicas under `ring`.
+fn shared_keys(
+    store: &Arc<dyn Store>,
+    ring: &Ring,
+    me: NodeId,
+    peer: NodeId,
+    mut each: impl FnMut(u64, &DataKey, u64),
+) -> Result<(), StoreError> {
+    let mut after: Option<DataKey> = None;
+    loop {
+        let batch = store.scan(after.as_ref(), SCAN_BATCH)?;
+        let Some((last, _, _)) = batch.last() else {
+            return Ok(());
+        };
+        after = Some(last.clone());
+        for (key, state, _) in &batch {
+            if let Some(range) = shared_range(ring, me, peer, key) {
+                each(range, key, digest(&encode_state(state)));
+            }
+        }
+    }
+}
+
+/// The range of `key` if both `me` and `peer` are among its home replicas.
+fn shared_range(ring: &Ring, me: NodeId, peer: NodeId, key: &DataKey) -> Option<u64> {
+    let homes = ring.home_replicas(&key.bucket, &key.key);
+    let both = homes.iter().any(|m| m.id == me) && homes.iter().any(|m| m.id == peer);
+    if !both {
+        return None;
+    }
+    ring.range_of(key_position(key.bucket.as_bytes(), &key.key))
+}
+
+fn key_digest(key: &DataKey, state_digest: u64) -> u64 {
+    let mut bytes = Vec::with_capacity(key.bucket.len() + key.key.len() + 12);
+    bytes.extend_from_slice(&(key.bucket.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(key.bucket.as_bytes());
+    bytes.extend_from_slice(&key.key);
+    bytes.extend_from_slice(&state_digest.to_be_bytes());
+    digest(&bytes)
+}

@@ -1,0 +1,276 @@
+//! Hinted handoff: hand the writes this node took for unreachable nodes back to them.
+//!
+//! A fallback that received a `Merge` with a hint keeps the state in the `hints` column family
+//! (so it survives a restart). Every `handoff.interval_ms` the worker walks the hints in
+//! batches of [`HANDOFF_BATCH`]; each hint whose home node gossip shows alive is sent to it as
+//! a plain `Merge`, at most `handoff.max_in_flight` at once. A hint is deleted only once the
+//! home node has acknowledged it, and only if it did not change meanwhile
+//! ([`Replica::hint_delivered`]); a failed delivery is retried on the next round. Merging is
+//! idempotent, so a delivery repeated after a crash does no harm. A hint whose home node has
+//! left the ring since goes to the key's current home replicas instead.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use ringkv::transport::{Pool, Request, Response};
+use ringkv_core::NodeId;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::cluster::ClusterView;
+use crate::error::Result;
+use crate::node::NodeParts;
+use crate::ops::config::Handoff;
+use crate::ops::counters::NodeCounters;
+use crate::request::Replica;
+use crate::storage::{HintKey, encode_state};
+
+/// Hints read from the store per step of a round: bounds the memory one round holds.
+pub const HANDOFF_BATCH: usize = 256;
+
+/// How long a home node gets to accept a connection during handoff.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What the worker uses of the node.
+struct Worker {
+    me: NodeId,
+    replica: Arc<Replica>,
+    view: watch::Receiver<Arc<ClusterView>>,
+    counters: Arc<NodeCounters>,
+    pool: Pool,
+    /// Over this many bytes of hints, hints of down homes are handed to anti-entropy.
+    max_hint_queue_bytes: u64,
+}
+
+/// Starts the worker for the node `parts` make up; it stops when `shutdown` is cancelled.
+pub fn spawn_handoff(
+    parts: &NodeParts,
+    config: Handoff,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    let worker = Worker {
+        me: parts.id,
+        replica: parts.replica.clone(),
+        view: parts.view.clone(),
+        counters: parts.counters.clone(),
+        pool: parts.pool(),
+        max_hint_queue_bytes: parts.limits.max_hint_queue_bytes,
+    };
+    tokio::spawn(async move {
+        let interval = Duration::from_millis(config.interval_ms);
+        let mut last_pending = 0;
+        loop {
+            if !super::pause(interval, &shutdown).await {
+                return;
+            }
+            let round = worker.run_round(&config, &shutdown).await;
+            match round {
+                Ok(Round {
+                    delivered,
+                    converted,
+                    pending,
+                }) => {
+                    if delivered > 0 || converted > 0 || pending != last_pending {
+                        info!(delivered, converted, pending, "hinted handoff");
+                    }
+                    worker
+                        .counters
+                        .hints_converted
+                        .fetch_add(converted, Ordering::Relaxed);
+                    last_pending = pending;
+                }
+                Err(e) => warn!(error = %e, "hinted handoff round failed"),
+            }
+        }
+    })
+}
+
+struct Round {
+    delivered: u64,
+    /// Hints handed to anti-entropy (copied to the key's live homes, then deleted).
+    converted: u64,
+    pending: u64,
+}
+
+impl Worker {
+    async fn run_round(&self, config: &Handoff, shutdown: &CancellationToken) -> Result<Round> {
+        let max_in_flight = config.max_in_flight.max(1);
+        let max_age_ms = config.max_hint_age_secs.saturating_mul(1000);
+        let over_cap = self.counters.hint_bytes.load(Ordering::Relaxed) > self.max_hint_queue_bytes;
+        let me = self.me;
+        let pool = &self.pool;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut bytes = 0u64;
+        let mut converted = 0;
+        let view = self.view.borrow().clone();
+        let addresses: HashMap<NodeId, String> = view
+            .ring
+            .all_members()
+            .into_iter()
+            .filter(|m| view.alive.contains(&m.id) && m.id != me)
+            .map(|m| (m.id, m.addr.clone()))
+            .collect();
+        let epoch = view.ring.epoch();
+        let mut delivered = 0;
+        // Counted during the scan rather than by a second scan of the column family: what this
+        // round saw, less what it delivered (a hint added meanwhile shows in the next round).
+        let mut scanned = 0;
+        let mut after: Option<HintKey> = None;
+        loop {
+            let store = self.replica.store().clone();
+            let cursor = after.clone();
+            let batch = tokio::task::spawn_blocking(move || {
+                store.scan_hints(cursor.as_ref(), HANDOFF_BATCH)
+            })
+            .await??;
+            let Some((last, _)) = batch.last() else { break };
+            after = Some(last.clone());
+            scanned += batch.len() as u64;
+            let mut sends = FuturesUnordered::new();
+            for (hint, state) in batch {
+                bytes += (encode_state(&state).len() + hint.key.len()) as u64;
+                let newest = state.siblings().iter().map(|s| s.timestamp_ms).max();
+                let overdue = newest.is_some_and(|t| now_ms.saturating_sub(t) > max_age_ms);
+                let (destinations, converting) = match destinations(&view, &addresses, &hint) {
+                    Some(destinations) => (destinations, false),
+                    None if overdue || over_cap => {
+                        match live_other_homes(&view, &addresses, &hint, me) {
+                            Some(homes) => (homes, true),
+                            None => continue, // No live home to hand it to: keep it, however old.
+                        }
+                    }
+                    None => continue,
+                };
+                if shutdown.is_cancelled() {
+                    break;
+                }
+                if sends.len() >= max_in_flight
+                    && let Some((hint, state, answer, converting)) = sends.next().await
+                {
+                    let gone: u64 = self.settle((hint, state, answer)).await;
+                    tally(gone, converting, &mut delivered, &mut converted);
+                }
+                let body = Request::Merge {
+                    bucket: hint.bucket.clone(),
+                    key: hint.key.clone().into(),
+                    state: state.clone(),
+                    hint: None,
+                    sync: false,
+                };
+                sends.push(async move {
+                    let mut answer = Ok((Response::Merged, epoch));
+                    for addr in destinations {
+                        let result = pool.call(&addr, CONNECT_TIMEOUT, epoch, body.clone()).await;
+                        if !matches!(result, Ok((Response::Merged, _))) {
+                            answer = result;
+                        }
+                    }
+                    (hint, state, answer, converting)
+                });
+            }
+            while let Some((hint, state, answer, converting)) = sends.next().await {
+                let gone = self.settle((hint, state, answer)).await;
+                tally(gone, converting, &mut delivered, &mut converted);
+            }
+        }
+        self.counters.hint_bytes.store(bytes, Ordering::Relaxed);
+        Ok(Round {
+            delivered,
+            converted,
+            pending: scanned.saturating_sub(delivered + converted),
+        })
+    }
+
+    /// Deletes a hint whose home node acknowledged it. Returns 1 if it is gone (a hint that
+    /// changed while in flight stays, and is sent again next round).
+    async fn settle(&self, (hint, state, answer): Sent) -> u64 {
+        match answer {
+            Ok((Response::Merged, _)) => {
+                let replica = self.replica.clone();
+                let home = hint.home;
+                match tokio::task::spawn_blocking(move || replica.hint_delivered(&hint, &state))
+                    .await
+                {
+                    Ok(Ok(gone)) => u64::from(gone),
+                    Ok(Err(e)) => {
+                        warn!(node = %home, error = %e, "could not delete a delivered hint; it will be sent again");
+                        0
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "hint bookkeeping failed");
+                        0
+                    }
+                }
+            }
+            Ok((other, _)) => {
+                warn!(node = %hint.home, answer = other.kind(), "unexpected answer to a handoff");
+                0
+            }
+            Err(e) => {
+                debug!(node = %hint.home, error = %e, "handoff failed; will retry");
+                0
+            }
+        }
+    }
+}
+
+fn tally(gone: u64, converting: bool, delivered: &mut u64, converted: &mut u64) {
+    if converting {
+        *converted += gone;
+    } else {
+        *delivered += gone;
+    }
+}
+
+/// The key's live home replicas other than the hint's (down) home and this node: where a hint
+/// goes when it is handed to anti-entropy. `None` if there are none: then it must wait.
+fn live_other_homes(
+    view: &ClusterView,
+    alive_addresses: &HashMap<NodeId, String>,
+    hint: &HintKey,
+    me: NodeId,
+) -> Option<Vec<String>> {
+    let homes: Vec<String> = view
+        .ring
+        .home_replicas(&hint.bucket, &hint.key)
+        .iter()
+        .filter(|m| m.id != hint.home && m.id != me)
+        .filter_map(|m| alive_addresses.get(&m.id).cloned())
+        .collect();
+    (!homes.is_empty()).then_some(homes)
+}
+
+/// Where a hint goes: its home node if that is alive; if the home has left the ring since
+/// (its share was handed to others), every current home replica of the key, all alive.
+/// `None`: not now.
+fn destinations(
+    view: &ClusterView,
+    alive_addresses: &HashMap<NodeId, String>,
+    hint: &HintKey,
+) -> Option<Vec<String>> {
+    if let Some(addr) = alive_addresses.get(&hint.home) {
+        return Some(vec![addr.clone()]);
+    }
+    if view.ring.member(hint.home).is_some() || view.ring.members().is_empty() {
+        return None; // Still a member (or a node we cannot place yet): wait for it.
+    }
+    view.ring
+        .home_replicas(&hint.bucket, &hint.key)
+        .iter()
+        .map(|m| alive_addresses.get(&m.id).cloned())
+        .collect()
+}
+
+type Sent = (
+    HintKey,
+    ringkv_core::SiblingSet,
+    ringkv::Result<(Response, ringkv_core::RingEpoch)>,
+);

@@ -1,0 +1,98 @@
+//! The retry loop around every read and write attempt.
+//!
+//! An attempt that fails with an error that may pass (unreachable nodes, quorum misses,
+//! timeouts: [`Error::is_retryable`]) is made again after a jittered exponential back-off,
+//! at most `ClientConfig::retries` more times and only while the call's deadline allows. A
+//! request refused with `StaleRing` refetches the ring (from a node at least that new) and
+//! retries at once, once. A retry that ends in `Unavailable` (nothing sent) never hides an
+//! earlier attempt that reached replicas: the caller gets that attempt's `Quorum` error.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use ringkv_core::RingEpoch;
+use ringkv_core::wire::WireError;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::error::{Error, Result};
+use crate::inner::Inner;
+
+/// Runs `op`, again after a jittered back-off while it fails with a retryable error and the
+/// deadline allows, at most `retries` more times; a `StaleRing` refusal refetches the ring and
+/// retries at once (once).
+pub(super) async fn with_retries<T, F, Fut>(
+    inner: &Arc<Inner>,
+    deadline: Instant,
+    op: F,
+) -> Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut attempt = 0u32;
+    let mut refetched = false;
+    // The last error that says what happened at the replicas, so that a retry that ends in
+    // `Unavailable` (nothing sent) cannot hide an earlier attempt that reached some of them.
+    let mut informative: Option<Error> = None;
+    loop {
+        let error = match op().await {
+            Ok(value) => return Ok(value),
+            Err(e) => e,
+        };
+        if let Some(newer) = stale_ring(&error)
+            && !refetched
+        {
+            debug!(%newer, "a node refused a request routed by an older ring; refetching");
+            refetched = true;
+            inner
+                .ring
+                .refresh(&inner.pool, inner.config.connect_timeout, newer)
+                .await?;
+            continue;
+        }
+        let error = match error {
+            Error::Unavailable { .. } if informative.is_some() => {
+                informative.take().unwrap_or(error)
+            }
+            other => other,
+        };
+        let pause = backoff(attempt);
+        // `Unavailable` comes from what the client already knows about the replicas, before
+        // anything is sent; a retry milliseconds later would know the same (probes take a
+        // back-off period), so the call fails fast instead, as strict mode promises.
+        let unavailable = matches!(error, Error::Unavailable { .. });
+        if unavailable
+            || !error.is_retryable()
+            || attempt >= inner.config.retries
+            || Instant::now() + pause >= deadline
+        {
+            return Err(error);
+        }
+        debug!(attempt, error = %error, "retrying");
+        inner.stats.retries.fetch_add(1, Ordering::Relaxed);
+        if matches!(error, Error::Quorum { .. }) {
+            informative = Some(error);
+        }
+        attempt += 1;
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// Back-off before retry `attempt` (0-based): 25 ms doubling, capped at 500 ms, ±50% jitter.
+fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(25).saturating_mul(1 << attempt.min(5));
+    base.min(Duration::from_millis(500))
+        .mul_f64(crate::random::jitter())
+}
+
+/// The newest ring epoch a `StaleRing` refusal in `e` named, if any.
+fn stale_ring(e: &Error) -> Option<RingEpoch> {
+    match e {
+        Error::Server(WireError::StaleRing { epoch }) => Some(*epoch),
+        Error::Quorum { errors, .. } => errors.iter().filter_map(|n| stale_ring(&n.error)).max(),
+        _ => None,
+    }
+}

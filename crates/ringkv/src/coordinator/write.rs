@@ -1,0 +1,348 @@
+//! Writes: [`write`], a plan and then two steps.
+//!
+//! - **Stamp** ([`stamp`]): `Put` to the first target, which stamps the write (a new dot) and
+//!   answers with the new state; a target that fails or does not answer within
+//!   `request_timeout` is replaced by the next one, with the same write id, so that a write
+//!   applied after all is recognised as the same one.
+//! - **Replicate** ([`replicate`]): the state goes with `Merge` to the other targets in
+//!   parallel (with a hint to fallbacks); a spare replaces each target whose copy fails. The
+//!   call returns after `W` acknowledgements; the merges still under way finish in the
+//!   background.
+//! - **LWW buckets** skip the stamp: [`lww_state`] builds the one-sibling state from the
+//!   client's own dot, and the replicate step sends it to every target: one round trip.
+//!
+//! A failed write says whether it may have been applied all the same (`in_doubt`): once any
+//! request of it, in any attempt, may have reached a node.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use ringkv_core::quorum::{Quorum, QuorumState};
+use ringkv_core::wire::{Request, Response};
+use ringkv_core::{ConflictPolicy, Context, Member, NodeId, SiblingSet, VersionVector};
+use tokio::time::Instant;
+use tracing::field::{Empty, display};
+use tracing::{Instrument as _, Span, debug_span};
+
+use super::fanout::{Fanout, Leftovers, node_error, send};
+use super::plan::{Ask, Plan, Target, ids, plan, target_ids};
+use super::retry::with_retries;
+use crate::error::{Error, NodeError, Result};
+use crate::inner::Inner;
+use crate::options::WriteOptions;
+use crate::value::WriteReceipt;
+
+/// Writes `value` (`None`: a delete) to `key`; see the module docs.
+pub(crate) async fn write(
+    inner: &Arc<Inner>,
+    bucket: &str,
+    key: Bytes,
+    value: Option<Bytes>,
+    context: Option<&Context>,
+    opts: &WriteOptions,
+) -> Result<WriteReceipt> {
+    let started = Instant::now();
+    let deadline = started + opts.timeout.unwrap_or(inner.config.timeout);
+    let request = WriteRequest {
+        bucket,
+        key,
+        value,
+        context: context.map(|c| c.version_vector().clone()),
+        write_id: crate::random::next_u64(),
+        sent: Arc::new(AtomicBool::new(false)),
+    };
+    let span = debug_span!(
+        "ringkv.write",
+        bucket,
+        key_len = request.key.len(),
+        delete = request.value.is_none(),
+        targets = Empty,
+        home_acks = Empty,
+        fallback_acks = Empty
+    );
+    let attempts = with_retries(inner, deadline, || write_once(inner, &request, opts));
+    let result = match tokio::time::timeout_at(deadline, attempts)
+        .instrument(span.clone())
+        .await
+    {
+        Ok(result) => result,
+        Err(_) => Err(Error::Timeout { in_doubt: false }),
+    };
+    let fallbacks = result.as_ref().map_or(0, |r| r.fallback.len());
+    if let Ok(receipt) = &result
+        && !span.is_disabled()
+    {
+        span.record("home_acks", display(ids(&receipt.home)));
+        span.record("fallback_acks", display(ids(&receipt.fallback)));
+    }
+    inner
+        .stats
+        .write(started.elapsed(), result.is_ok(), fallbacks);
+    // Once any attempt reached a node, a failed write may have been applied.
+    result.map_err(|e| mark_in_doubt(e, request.sent.load(Ordering::Acquire)))
+}
+
+/// What one write is, the same across its retries.
+struct WriteRequest<'a> {
+    bucket: &'a str,
+    key: Bytes,
+    value: Option<Bytes>,
+    context: Option<VersionVector>,
+    write_id: u64,
+    /// Set once any request of this write may have been applied by a node (it was answered,
+    /// or it failed in a way that does not prove it was not).
+    sent: Arc<AtomicBool>,
+}
+
+/// One attempt of a write: plan, stamp (unless `lww`), replicate.
+async fn write_once(
+    inner: &Arc<Inner>,
+    write: &WriteRequest<'_>,
+    opts: &WriteOptions,
+) -> Result<WriteReceipt> {
+    let ask = Ask {
+        name: "w",
+        strict_name: "pw",
+        sloppy: opts.w.or(inner.config.w),
+        strict: opts.pw.or(inner.config.pw),
+        durable: opts.dw.or(inner.config.dw).unwrap_or(0),
+    };
+    // With `dw`, every replica asked syncs before it acknowledges, so each acknowledgement
+    // counted is a durable one.
+    let sync = ask.durable > 0;
+    let plan = plan(inner, write.bucket, &write.key, ask)?;
+    let span = Span::current();
+    if !span.is_disabled() {
+        span.record("targets", display(target_ids(&plan.targets)));
+    }
+    let mut acks = Acks::new(&plan);
+    let (state, others) = if plan.props.conflict == ConflictPolicy::Lww {
+        (lww_state(inner, write), plan.targets.clone())
+    } else {
+        stamp(inner, write, opts, &plan, sync, &mut acks).await?
+    };
+    replicate(inner, write, &plan, sync, state, others, acks).await
+}
+
+/// The state of an `lww` write: one sibling, dotted by this client, timestamped now.
+fn lww_state(inner: &Inner, write: &WriteRequest<'_>) -> SiblingSet {
+    SiblingSet::lww(inner.next_lww_dot(), now_ms(), write.value.clone())
+}
+
+/// The stamp step: `Put` to the targets in turn until one stamps the write. Returns the
+/// stamped state and the targets still to copy it to: the others, spares in place of the
+/// targets that failed to stamp, and the stamping target itself if its copy is still to be
+/// synced.
+async fn stamp(
+    inner: &Arc<Inner>,
+    write: &WriteRequest<'_>,
+    opts: &WriteOptions,
+    plan: &Plan,
+    sync: bool,
+    acks: &mut Acks<'_>,
+) -> Result<(SiblingSet, Vec<Target>)> {
+    let overwrite = opts.overwrite || (write.value.is_none() && write.context.is_none());
+    let mut failed = Vec::new();
+    let mut remaining = plan.targets.iter().cloned();
+    for target in remaining.by_ref() {
+        let body = Request::Put {
+            bucket: write.bucket.into(),
+            key: write.key.clone(),
+            context: write.context.clone(),
+            value: write.value.clone(),
+            overwrite,
+            write_id: Some(write.write_id),
+            hint: target.hint,
+            sync,
+            defer_sync: true,
+        };
+        let (target, result) = send(inner, target, plan.epoch, body).await;
+        if result.as_ref().map_or_else(may_have_applied, |_| true) {
+            write.sent.store(true, Ordering::Release);
+        }
+        let error = match result {
+            Ok((
+                Response::Stamped {
+                    state,
+                    pending_sync,
+                },
+                _,
+            )) => {
+                // A stamp that still has to be synced counts once its Merge (which waits for
+                // the sync, in parallel with the other replicas' merges) answers.
+                let confirm = if pending_sync {
+                    Some(target)
+                } else {
+                    acks.acknowledge(&target);
+                    None
+                };
+                let mut others: Vec<Target> = confirm.into_iter().chain(remaining).collect();
+                others.extend(failed.iter().filter_map(|t| acks.replacement(t)));
+                return Ok((state, others));
+            }
+            Ok((other, _)) => Error::unexpected("put", &other),
+            Err(e) if e.is_about_the_request() => return Err(e),
+            Err(e) => e,
+        };
+        let progress = acks.fail(&target, error);
+        failed.push(target);
+        if progress == QuorumState::Failed {
+            break;
+        }
+    }
+    Err(acks.failure())
+}
+
+/// The replicate step: `Merge` of `state` to `others` in parallel, until the quorum is
+/// decided; merges still under way then finish in the background.
+async fn replicate(
+    inner: &Arc<Inner>,
+    write: &WriteRequest<'_>,
+    plan: &Plan,
+    sync: bool,
+    state: SiblingSet,
+    others: Vec<Target>,
+    mut acks: Acks<'_>,
+) -> Result<WriteReceipt> {
+    let merge = |target: &Target| Request::Merge {
+        bucket: write.bucket.into(),
+        key: write.key.clone(),
+        state: state.clone(),
+        hint: target.hint,
+        sync,
+    };
+    let mut merges = Fanout::new(inner, plan.epoch, Leftovers::Finish);
+    for target in others {
+        write.sent.store(true, Ordering::Release);
+        merges.send(target.clone(), merge(&target));
+    }
+    while acks.tally.state() == QuorumState::Pending {
+        let Some((target, result)) = merges.next().await else {
+            break;
+        };
+        match result {
+            Ok((Response::Merged, _)) => acks.acknowledge(&target),
+            Ok((other, _)) => {
+                acks.fail(&target, Error::unexpected("merge", &other));
+            }
+            Err(e) if e.is_about_the_request() && acks.tally.succeeded() == 0 => return Err(e),
+            Err(e) => {
+                if let Some(spare) = acks.replacement(&target) {
+                    let body = merge(&spare);
+                    merges.send(spare, body);
+                }
+                acks.fail(&target, e);
+            }
+        }
+    }
+    if acks.tally.state() == QuorumState::Reached {
+        Ok(acks.receipt)
+    } else {
+        Err(acks.failure())
+    }
+}
+
+/// What one attempt of a write has gathered, across its two steps.
+struct Acks<'p> {
+    required: usize,
+    /// Counts targets and spares: a spare's acknowledgement counts like a target's.
+    tally: Quorum,
+    errors: Vec<NodeError>,
+    receipt: WriteReceipt,
+    /// The plan's spares not used yet.
+    spares: std::slice::Iter<'p, Member>,
+}
+
+impl<'p> Acks<'p> {
+    fn new(plan: &'p Plan) -> Acks<'p> {
+        Acks {
+            required: plan.required,
+            tally: Quorum::new(plan.required, plan.targets.len() + plan.spares.len()),
+            errors: Vec::new(),
+            receipt: WriteReceipt::default(),
+            spares: plan.spares.iter(),
+        }
+    }
+
+    /// Counts `target`'s acknowledgement, as a home or a fallback one.
+    fn acknowledge(&mut self, target: &Target) {
+        match target.hint {
+            None => self.receipt.home.push(target.member.id),
+            Some(_) => self.receipt.fallback.push(target.member.id),
+        }
+        self.tally.succeed();
+    }
+
+    /// Counts `target`'s failure; says whether the quorum is still possible.
+    fn fail(&mut self, target: &Target, error: Error) -> QuorumState {
+        self.errors.push(node_error(target, error));
+        self.tally.fail()
+    }
+
+    /// The next spare, to stand in for `failed`: for the home replica itself, or for the
+    /// home the failed fallback stood in for.
+    fn replacement(&mut self, failed: &Target) -> Option<Target> {
+        let home: NodeId = failed.hint.unwrap_or(failed.member.id);
+        self.spares.next().map(|member| Target {
+            member: member.clone(),
+            hint: Some(home),
+        })
+    }
+
+    /// The quorum error of an attempt that did not reach its quorum. A target that
+    /// acknowledged holds the write; a target that failed may (see [`may_have_applied`]).
+    fn failure(&mut self) -> Error {
+        let errors = std::mem::take(&mut self.errors);
+        let succeeded = self.tally.succeeded();
+        let in_doubt = succeeded > 0 || errors.iter().any(|e| may_have_applied(&e.error));
+        Error::Quorum {
+            required: self.required,
+            succeeded,
+            errors,
+            in_doubt,
+        }
+    }
+}
+
+/// Whether a replica that failed this way may still have applied the request: only errors
+/// that prove it was refused (or never sent) say no.
+fn may_have_applied(e: &Error) -> bool {
+    !matches!(
+        e,
+        Error::Server(_)
+            | Error::Unreachable { .. }
+            | Error::InvalidArgument(_)
+            | Error::ContextRequired { .. }
+    )
+}
+
+/// `e`, in doubt if any attempt of the write was `sent`.
+fn mark_in_doubt(e: Error, sent: bool) -> Error {
+    match e {
+        Error::Quorum {
+            required,
+            succeeded,
+            errors,
+            in_doubt,
+        } => Error::Quorum {
+            required,
+            succeeded,
+            errors,
+            in_doubt: in_doubt || sent,
+        },
+        Error::Timeout { in_doubt } => Error::Timeout {
+            in_doubt: in_doubt || sent,
+        },
+        other => other,
+    }
+}
+
+/// Wall-clock milliseconds: an `lww` write's timestamp, compared across clients.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

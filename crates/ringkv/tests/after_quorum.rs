@@ -1,0 +1,310 @@
+//! What the coordinator does after a call's quorum is decided, against in-memory nodes.
+//!
+//! A [`Dialer`] connects the client to fake nodes that speak the protocol over
+//! `tokio::io::duplex` streams, store states in a map, and can be slow to connect to or to
+//! answer. A read's late answers feed read repair; a write's last merges still land, even
+//! those not yet sent (their connection still opening) when the caller stopped waiting.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use ringkv_core::wire::{
+    ClientFrame, FrameCodec, PROTOCOL_VERSION, Request, Response, ResponseFrame, RingSnapshot,
+    ServerFrame, Welcome,
+};
+use ringkv_core::{
+    ConflictPolicy, DEFAULT_BUCKET, Member, NodeId, Ring, RingConfig, SiblingSet, VersionVector,
+};
+use tokio::sync::mpsc;
+use tokio_util::codec::Framed;
+
+use ringkv::transport::{BoxedStream, ConnectOptions, Dialer};
+use ringkv::{Client, ClientConfig, Error, WriteOptions};
+
+/// How slow a fake node is to connect to, and to answer a kind of request.
+#[derive(Clone, Copy, Debug, Default)]
+struct Delays {
+    dial: Duration,
+    get: Duration,
+    merge: Duration,
+}
+
+/// One fake node: its id, its store, and how slow it is.
+#[derive(Debug)]
+struct FakeNode {
+    id: NodeId,
+    addr: String,
+    /// Short critical sections (one lookup or update), never across an await.
+    store: Mutex<HashMap<Bytes, SiblingSet>>,
+    delays: Mutex<Delays>,
+}
+
+impl FakeNode {
+    fn state(&self, key: &str) -> Option<SiblingSet> {
+        let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        store.get(key.as_bytes()).cloned()
+    }
+
+    fn answer(&self, body: Request) -> Response {
+        let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        match body {
+            Request::Get { key, .. } => Response::Value {
+                state: store.get(&key).cloned(),
+            },
+            Request::Put {
+                key,
+                context,
+                value,
+                write_id,
+                ..
+            } => {
+                let state = store.entry(key).or_default();
+                let context = context.unwrap_or_else(VersionVector::default);
+                state.stamp(self.id, &context, value, 1, write_id);
+                Response::Stamped {
+                    state: state.clone(),
+                    pending_sync: false,
+                }
+            }
+            Request::Merge { key, state, .. } => {
+                store
+                    .entry(key)
+                    .or_default()
+                    .merge(&state, ConflictPolicy::Siblings);
+                Response::Merged
+            }
+            Request::Ping => Response::Pong { node: self.id },
+            other => panic!("the fake node does not answer {other:?}"),
+        }
+    }
+}
+
+/// Three fake nodes on one ring, reached by address through [`Dialer::dial`].
+#[derive(Debug)]
+struct FakeCluster {
+    ring: RingConfig,
+    nodes: HashMap<String, Arc<FakeNode>>,
+}
+
+impl FakeCluster {
+    fn new() -> Arc<FakeCluster> {
+        let members: Vec<Member> = (1..=3)
+            .map(|i| Member {
+                id: NodeId(i),
+                addr: format!("node-{i}"),
+                weight: 1,
+                tokens: Vec::new(),
+            })
+            .collect();
+        let members = ringkv_core::claim::found(&members, 16).expect("three members found a ring");
+        let nodes = members
+            .iter()
+            .map(|m| {
+                let node = FakeNode {
+                    id: m.id,
+                    addr: m.addr.clone(),
+                    store: Mutex::default(),
+                    delays: Mutex::default(),
+                };
+                (m.addr.clone(), Arc::new(node))
+            })
+            .collect();
+        Arc::new(FakeCluster {
+            ring: RingConfig::of(members),
+            nodes,
+        })
+    }
+
+    /// The fake nodes holding `key`, in preference order (the first one stamps writes).
+    fn homes(&self, key: &str) -> Vec<Arc<FakeNode>> {
+        let ring = Ring::new(self.ring.clone()).expect("a valid ring");
+        ring.home_replicas(DEFAULT_BUCKET, key.as_bytes())
+            .iter()
+            .map(|m| self.nodes[&m.addr].clone())
+            .collect()
+    }
+
+    /// A client whose only seed is `seed`: before its first call, it is connected to that
+    /// node only.
+    async fn client(self: &Arc<Self>, seed: &FakeNode) -> Client {
+        let dialer: Arc<dyn Dialer> = self.clone();
+        let config =
+            ClientConfig::default().with_connect(ConnectOptions::default().with_dialer(dialer));
+        Client::builder()
+            .seeds([seed.addr.clone()])
+            .config(config)
+            .build()
+            .await
+            .expect("the client fetches the ring")
+    }
+}
+
+impl Dialer for FakeCluster {
+    fn dial<'a>(
+        &'a self,
+        addr: &'a str,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<BoxedStream>> + Send + 'a>> {
+        Box::pin(async move {
+            let node = self.nodes.get(addr).cloned().ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::ConnectionRefused, addr.to_string())
+            })?;
+            let delay = node.delays.lock().unwrap_or_else(|p| p.into_inner()).dial;
+            tokio::time::sleep(delay).await;
+            let (client, server) = tokio::io::duplex(1 << 16);
+            let alive = self.nodes.values().map(|n| n.id).collect();
+            tokio::spawn(serve(node, self.ring.clone(), alive, server));
+            Ok(Box::new(client) as BoxedStream)
+        })
+    }
+}
+
+/// Serves one connection to `node` on the ring `config`: the handshake, then each request
+/// on a task of its own, answered after the node's delay for its kind.
+async fn serve(
+    node: Arc<FakeNode>,
+    config: RingConfig,
+    alive: Vec<NodeId>,
+    stream: tokio::io::DuplexStream,
+) {
+    let framed = Framed::new(stream, FrameCodec::<ClientFrame, ServerFrame>::new());
+    let (mut sink, mut frames) = framed.split();
+    let (tx, mut outbox) = mpsc::channel::<ServerFrame>(64);
+    tokio::spawn(async move {
+        while let Some(frame) = outbox.recv().await {
+            if sink.send(frame).await.is_err() {
+                return;
+            }
+        }
+    });
+    let epoch = Ring::new(config.clone()).expect("a valid ring").epoch();
+    while let Some(Ok(frame)) = frames.next().await {
+        let request = match frame {
+            ClientFrame::Hello(_) => {
+                let welcome = Welcome {
+                    protocol_version: PROTOCOL_VERSION,
+                    node: node.id,
+                    epoch,
+                    challenge: None,
+                    auth_required: false,
+                };
+                let _ = tx.send(ServerFrame::Welcome(welcome)).await;
+                continue;
+            }
+            ClientFrame::Auth(_) => panic!("the fake node asks for no credential"),
+            ClientFrame::Request(request) => request,
+        };
+        let (node, tx) = (node.clone(), tx.clone());
+        let snapshot = RingSnapshot {
+            node: node.id,
+            config: config.clone(),
+            alive: alive.clone(),
+        };
+        tokio::spawn(async move {
+            let delays = *node.delays.lock().unwrap_or_else(|p| p.into_inner());
+            let delay = match request.body {
+                Request::Get { .. } => delays.get,
+                Request::Merge { .. } => delays.merge,
+                _ => Duration::ZERO,
+            };
+            tokio::time::sleep(delay).await;
+            let body = match request.body {
+                Request::Ring => Response::Ring(snapshot),
+                body => node.answer(body),
+            };
+            let response = ResponseFrame {
+                id: request.id,
+                epoch,
+                body: Ok(body),
+            };
+            let _ = tx.send(ServerFrame::Response(response)).await;
+        });
+    }
+}
+
+fn holds(node: &FakeNode, key: &str, value: &str) -> bool {
+    node.state(key).is_some_and(|s| {
+        s.live()
+            .any(|s| s.value.as_deref() == Some(value.as_bytes()))
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_returns_after_w_acks_and_its_last_merge_still_lands() {
+    let cluster = FakeCluster::new();
+    let homes = cluster.homes("k");
+    let client = cluster.client(&homes[0]).await;
+    homes[2].delays.lock().expect("delays").dial = Duration::from_millis(300);
+
+    let receipt = client.put("k", "v", None).await.expect("w = 2 of 3");
+    assert_eq!(receipt.acks(), 2, "{receipt:?}");
+    assert!(holds(&homes[0], "k", "v") && holds(&homes[1], "k", "v"));
+    assert!(
+        !holds(&homes[2], "k", "v"),
+        "its connection is still opening"
+    );
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        holds(&homes[2], "k", "v"),
+        "the merge finished in the background"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn merges_still_land_when_the_caller_stops_waiting() {
+    let cluster = FakeCluster::new();
+    let homes = cluster.homes("k");
+    let client = cluster.client(&homes[0]).await;
+    for home in &homes[1..] {
+        home.delays.lock().expect("delays").dial = Duration::from_millis(300);
+    }
+
+    let opts = WriteOptions::default()
+        .with_w(3)
+        .with_timeout(Duration::from_millis(100));
+    let result = client.put_with("k", "v", None, &opts).await;
+    assert!(
+        matches!(result, Err(Error::Timeout { in_doubt: true })),
+        "{result:?}"
+    );
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(homes.iter().all(|home| holds(home, "k", "v")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_read_answers_after_r_and_repairs_the_late_replica_in_the_background() {
+    let cluster = FakeCluster::new();
+    let homes = cluster.homes("k");
+    let client = cluster.client(&homes[0]).await;
+    let mut state = SiblingSet::new();
+    state.stamp(
+        homes[0].id,
+        &VersionVector::default(),
+        Some("v".into()),
+        1,
+        None,
+    );
+    for home in &homes[..2] {
+        let mut store = home.store.lock().expect("store");
+        store.insert(Bytes::from_static(b"k"), state.clone());
+    }
+    homes[2].delays.lock().expect("delays").get = Duration::from_millis(300);
+
+    let read = client.get("k").await.expect("r = 2 of 3");
+    assert_eq!(read.value().map(|v| &v[..]), Some(&b"v"[..]));
+    assert_eq!(
+        client.stats().read_repairs,
+        0,
+        "the late answer is not in yet"
+    );
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(client.stats().read_repairs, 1);
+    assert_eq!(homes[2].state("k"), Some(state));
+}
