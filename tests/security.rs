@@ -86,13 +86,15 @@ async fn only_connections_proving_a_token_or_the_secret_are_served() -> anyhow::
     // An unauthenticated peer performs no operation: its write is refused and not applied.
     let mut framed = hello(addr).await?;
     let mut state = ringkv_core::SiblingSet::new();
-    state.stamp(
-        ringkv::NodeId(99),
-        &ringkv_core::VersionVector::new(),
-        Some(Bytes::from("forged")),
-        1,
-        None,
-    );
+    state
+        .stamp(
+            ringkv::NodeId(99),
+            &ringkv_core::VersionVector::new(),
+            Some(Bytes::from("forged")),
+            1,
+            None,
+        )
+        .expect("stamp");
     framed
         .send(ClientFrame::Request(RequestFrame {
             id: 1,

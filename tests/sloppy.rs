@@ -301,3 +301,82 @@ async fn a_write_retried_at_another_coordinator_is_one_sibling() -> anyhow::Resu
     );
     Ok(())
 }
+
+/// A delete or overwrite without a context while the key's home replicas are down is refused
+/// with `Unavailable`: the fallbacks that would stamp it hold nothing of the key, so the
+/// tombstone would cover nothing and the value would read back once the homes return (it
+/// was acknowledged, then resurrected). With a context, a delete goes through the sloppy
+/// quorum as any write does; without one it waits for the homes, and then deletes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_without_a_context_needs_the_home_replicas_and_stays_deleted() -> anyhow::Result<()>
+{
+    let mut cluster = TestCluster::start(five()).await?;
+    let client = cluster.client().await?;
+    let key = "blind-delete";
+    let home = cluster.homes_of(&client, key);
+    client.put(key, "v1", None).await?;
+    let everywhere = eventually(Duration::from_secs(20), || async {
+        let mut all = true;
+        for &h in &home {
+            all &= held_by(&cluster, h, key).await.ok().flatten().is_some();
+        }
+        all
+    })
+    .await;
+    assert!(everywhere, "the write never reached all three homes");
+    for &h in &home {
+        cluster.kill(h);
+    }
+    let known = eventually(Duration::from_secs(20), || async {
+        client.refresh_ring().await.is_ok()
+            && matches!(
+                client
+                    .get_with(key, &ReadOptions::default().with_pr(1))
+                    .await,
+                Err(Error::Unavailable { .. })
+            )
+    })
+    .await;
+    assert!(known, "the client never learned that the homes are down");
+
+    match client.delete(key, None).await {
+        Err(Error::Unavailable { .. }) => {}
+        other => panic!("a blind delete with every home down must be refused, got {other:?}"),
+    }
+    let overwrite = WriteOptions::default().with_overwrite(true);
+    match client.put_with(key, "v2", None, &overwrite).await {
+        Err(Error::Unavailable { .. }) => {}
+        other => panic!("a blind overwrite with every home down must be refused, got {other:?}"),
+    }
+
+    // The homes return: the value is still there, and a blind delete now deletes it, for
+    // good (after handoff and repair, every replica agrees).
+    for &h in &home {
+        cluster.restart(h).await?;
+    }
+    let back = eventually(Duration::from_secs(30), || async {
+        client.refresh_ring().await.is_ok()
+            && client
+                .get_with(key, &ReadOptions::default().with_pr(3))
+                .await
+                .is_ok_and(|v| v.value() == Some(&Bytes::from("v1")))
+    })
+    .await;
+    assert!(back, "the homes never came back with v1");
+    client.delete(key, None).await?;
+    assert!(hints_drain(&cluster).await, "hints were not handed off");
+    let all = ReadOptions::default().with_r(3);
+    let gone = eventually(Duration::from_secs(10), || async {
+        client
+            .get_with(key, &all)
+            .await
+            .is_ok_and(|v| !v.is_found())
+    })
+    .await;
+    assert!(
+        gone,
+        "the deleted value read back: {:?}",
+        client.get_with(key, &all).await
+    );
+    Ok(())
+}

@@ -20,7 +20,7 @@ from ._common import (
     seed_list,
     value_bytes,
 )
-from .exceptions import translate
+from .exceptions import ContextRequired, translate
 
 
 class Client:
@@ -103,7 +103,10 @@ class Client:
         """Writes ``value``; ``context`` (from a read) says which versions it replaces.
 
         ``w``/``pw`` are the (strict) write quorum, ``dw`` how many replicas must have synced
-        the write to disk before it returns.
+        the write to disk before it returns. ``overwrite`` replaces every version; without a
+        context it first reads ``r`` home replicas strictly (fallbacks are not asked) and raises
+        :class:`UnavailableError` when it cannot, since an overwrite stamped where the key's history
+        is missing would replace nothing.
         """
         return self._write(key, value_bytes(value), context, w, pw, timeout, overwrite, bucket, dw)
 
@@ -118,7 +121,13 @@ class Client:
         bucket: Optional[str] = None,
         dw: Optional[int] = None,
     ) -> Receipt:
-        """Deletes ``key``: what ``context`` saw, or (without one) every version."""
+        """Deletes ``key``: what ``context`` saw, or (without one) every version.
+
+        With a context the delete is accepted however many home replicas are down. Without
+        one, the client first reads ``r`` home replicas strictly and deletes what they hold;
+        it raises :class:`UnavailableError` when fewer than ``r`` home replicas are up (a delete
+        stamped by a fallback that never saw the key would delete nothing).
+        """
         return self._write(key, None, context, w, pw, timeout, False, bucket, dw)
 
     def get_many(self, keys: Iterable[Key], **options: object) -> Dict[Key, Result]:
@@ -157,7 +166,18 @@ class Client:
         return result.value
 
     def __setitem__(self, key: Key, value: bytes) -> None:
-        self.put(key, value, overwrite=True)
+        """Sets ``key`` to ``value``, replacing the value it holds (read first, written with the
+        read's context). A key holding concurrent siblings is refused with
+        :class:`ContextRequired`, as a put without a context is: assigning would silently
+        discard all of them but one. Read it, merge, and ``put`` with the read's context."""
+        current = self.get(key)
+        if len(current.siblings) > 1:
+            raise ContextRequired(
+                f"{key!r} has {len(current.siblings)} concurrent siblings: read it, merge them "
+                "and put with the read's context",
+                siblings=len(current.siblings),
+            )
+        self.put(key, value, context=current.context)
 
     def __delitem__(self, key: Key) -> None:
         self.delete(key)

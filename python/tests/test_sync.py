@@ -49,6 +49,10 @@ def test_concurrent_writes_become_siblings_and_a_resolver_merges_them(client: ri
     with pytest.raises(ringkv.ContextRequired) as info:
         client.put(key, b"blind")
     assert info.value.siblings == 2
+    # Assignment refuses too: it would silently discard all siblings but one.
+    with pytest.raises(ringkv.ContextRequired) as assigned:
+        client[key] = b"assigned"
+    assert assigned.value.siblings == 2
 
     def union(siblings: list[bytes]) -> bytes:
         return b",".join(sorted({item for s in siblings for item in s.split(b",")}))

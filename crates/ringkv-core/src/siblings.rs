@@ -91,6 +91,19 @@ pub enum InvalidSiblings {
     ZeroCounter,
 }
 
+/// Why a write cannot be stamped.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StampError {
+    /// The set or the writer's context already claims `u64::MAX` dots of `node`, so `node`
+    /// has no next dot to give this write. No genuine history gets there; a forged context or
+    /// state does.
+    #[error("the version vector claims every possible write of node {node}: no dot is left")]
+    CounterExhausted {
+        /// The stamping node.
+        node: NodeId,
+    },
+}
+
 impl SiblingSet {
     /// The state of a key never written: no siblings, an empty version vector.
     pub fn new() -> SiblingSet {
@@ -140,6 +153,9 @@ impl SiblingSet {
 
     /// Applies a write coordinated by `node`: see the module docs. Returns the write's dot: a
     /// new one, or the existing one if this set already holds `write_id` (a retry).
+    ///
+    /// Fails, changing nothing, when `node`'s counter is exhausted: a context or a stored
+    /// vector claiming `u64::MAX` writes by `node` (only a forged one can) leaves no next dot.
     pub fn stamp(
         &mut self,
         node: NodeId,
@@ -147,15 +163,18 @@ impl SiblingSet {
         value: Option<Bytes>,
         timestamp_ms: u64,
         write_id: Option<u64>,
-    ) -> Dot {
+    ) -> Result<Dot, StampError> {
         if let Some(id) = write_id
             && let Some(existing) = self.siblings.iter().find(|s| s.write_id == Some(id))
         {
-            return existing.dot;
+            return Ok(existing.dot);
         }
+        let seen = self.vv.get(node).max(context.get(node));
         let dot = Dot {
             node,
-            counter: self.vv.get(node).max(context.get(node)) + 1,
+            counter: seen
+                .checked_add(1)
+                .ok_or(StampError::CounterExhausted { node })?,
         };
         self.siblings.retain(|s| !context.covers(s.dot));
         self.vv.merge(context);
@@ -170,7 +189,7 @@ impl SiblingSet {
                 write_id,
             },
         );
-        dot
+        Ok(dot)
     }
 
     /// Merges `other` into `self` under `policy`. Returns whether `self` changed.

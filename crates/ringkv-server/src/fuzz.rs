@@ -269,6 +269,8 @@ fn seed_requests() -> Vec<Request> {
 fn one_write(node: u64, value: &'static [u8], write_id: Option<u64>) -> SiblingSet {
     let mut state = SiblingSet::new();
     let value = Some(Bytes::from_static(value));
-    state.stamp(NodeId(node), &VersionVector::new(), value, node, write_id);
+    state
+        .stamp(NodeId(node), &VersionVector::new(), value, node, write_id)
+        .expect("stamp");
     state
 }

@@ -197,8 +197,12 @@ impl Client {
     }
 
     /// Deletes `key` from the default bucket. With a context, only what that read saw is
-    /// deleted (a concurrent write survives); without one, every value the coordinating
-    /// replica holds.
+    /// deleted (a concurrent write survives), and the delete is accepted however many home
+    /// replicas are down (sloppy quorum). Without one, the client first reads `r` *home*
+    /// replicas strictly and deletes what they hold, so that the delete covers every write a
+    /// write quorum acknowledged; it fails with [`Error::Unavailable`](crate::Error) when
+    /// fewer than `r` home replicas are up (a delete stamped by a fallback that never saw
+    /// the key would delete nothing, and the value would read back once the homes return).
     pub async fn delete(
         &self,
         key: impl AsRef<[u8]>,

@@ -213,6 +213,9 @@ pub struct WriteOptions {
     pub timeout: Option<Duration>,
     /// Replace every sibling the coordinating replica holds, whatever the context says. For
     /// callers who really mean "this is the value now" and accept losing concurrent updates.
+    /// Without a context, the client first reads `r` home replicas strictly, as a delete
+    /// without a context does (see `Client::delete`), and fails with `Unavailable` when it
+    /// cannot: stamped where the key's history is missing, an overwrite would replace nothing.
     pub overwrite: bool,
 }
 

@@ -65,7 +65,9 @@ impl FakeNode {
             } => {
                 let state = store.entry(key).or_default();
                 let context = context.unwrap_or_else(VersionVector::default);
-                state.stamp(self.id, &context, value, 1, write_id);
+                state
+                    .stamp(self.id, &context, value, 1, write_id)
+                    .expect("stamp");
                 Response::Stamped {
                     state: state.clone(),
                     pending_sync: false,
@@ -283,13 +285,15 @@ async fn a_read_answers_after_r_and_repairs_the_late_replica_in_the_background()
     let homes = cluster.homes("k");
     let client = cluster.client(&homes[0]).await;
     let mut state = SiblingSet::new();
-    state.stamp(
-        homes[0].id,
-        &VersionVector::default(),
-        Some("v".into()),
-        1,
-        None,
-    );
+    state
+        .stamp(
+            homes[0].id,
+            &VersionVector::default(),
+            Some("v".into()),
+            1,
+            None,
+        )
+        .expect("stamp");
     for home in &homes[..2] {
         let mut store = home.store.lock().expect("store");
         store.insert(Bytes::from_static(b"k"), state.clone());

@@ -19,40 +19,54 @@ fn live_values(set: &SiblingSet) -> BTreeSet<Bytes> {
 #[test]
 fn a_write_with_the_read_context_replaces_what_was_read() {
     let mut state = SiblingSet::new();
-    state.stamp(A, &VersionVector::new(), value("v1"), 1, None);
+    state
+        .stamp(A, &VersionVector::new(), value("v1"), 1, None)
+        .expect("stamp");
     let read = state.version_vector().clone();
-    state.stamp(A, &read, value("v2"), 2, None);
+    state.stamp(A, &read, value("v2"), 2, None).expect("stamp");
     assert_eq!(live_values(&state), BTreeSet::from([Bytes::from("v2")]));
 }
 
 #[test]
 fn two_writes_from_one_context_both_survive() {
     let mut state = SiblingSet::new();
-    state.stamp(A, &VersionVector::new(), value("v1"), 1, None);
+    state
+        .stamp(A, &VersionVector::new(), value("v1"), 1, None)
+        .expect("stamp");
     let read = state.version_vector().clone();
-    state.stamp(A, &read, value("left"), 2, None);
-    state.stamp(B, &read, value("right"), 3, None);
+    state
+        .stamp(A, &read, value("left"), 2, None)
+        .expect("stamp");
+    state
+        .stamp(B, &read, value("right"), 3, None)
+        .expect("stamp");
     assert_eq!(
         live_values(&state),
         BTreeSet::from([Bytes::from("left"), Bytes::from("right")])
     );
     // Resolving with the merged context leaves exactly one value.
     let merged = state.version_vector().clone();
-    state.stamp(A, &merged, value("both"), 4, None);
+    state
+        .stamp(A, &merged, value("both"), 4, None)
+        .expect("stamp");
     assert_eq!(live_values(&state), BTreeSet::from([Bytes::from("both")]));
 }
 
 #[test]
 fn a_stale_context_never_overwrites_a_newer_value() {
     let mut state = SiblingSet::new();
-    state.stamp(A, &VersionVector::new(), value("v1"), 1, None);
+    state
+        .stamp(A, &VersionVector::new(), value("v1"), 1, None)
+        .expect("stamp");
     let stale = state.version_vector().clone();
     let fresh = {
-        state.stamp(A, &stale, value("v2"), 2, None);
+        state.stamp(A, &stale, value("v2"), 2, None).expect("stamp");
         state.version_vector().clone()
     };
     assert!(fresh.descends(&stale));
-    state.stamp(B, &stale, value("late"), 3, None);
+    state
+        .stamp(B, &stale, value("late"), 3, None)
+        .expect("stamp");
     assert_eq!(
         live_values(&state),
         BTreeSet::from([Bytes::from("v2"), Bytes::from("late")])
@@ -62,15 +76,19 @@ fn a_stale_context_never_overwrites_a_newer_value() {
 #[test]
 fn a_delete_is_a_tombstone_that_reads_as_absent_with_a_context() {
     let mut state = SiblingSet::new();
-    state.stamp(A, &VersionVector::new(), value("v1"), 1, None);
+    state
+        .stamp(A, &VersionVector::new(), value("v1"), 1, None)
+        .expect("stamp");
     let read = state.version_vector().clone();
-    state.stamp(A, &read, None, 2, None);
+    state.stamp(A, &read, None, 2, None).expect("stamp");
     assert!(state.is_absent());
     assert_eq!(state.siblings().len(), 1);
     assert!(!state.version_vector().is_empty());
     // A replica that missed the delete cannot bring the value back by merging.
     let mut stale_replica = SiblingSet::new();
-    stale_replica.stamp(A, &VersionVector::new(), value("v1"), 1, None);
+    stale_replica
+        .stamp(A, &VersionVector::new(), value("v1"), 1, None)
+        .expect("stamp");
     state.merge(&stale_replica, ConflictPolicy::Siblings);
     assert!(state.is_absent());
 }
@@ -104,18 +122,21 @@ fn lww_keeps_the_latest_timestamp_whatever_the_order() {
 #[test]
 fn merge_reports_whether_anything_changed() {
     let mut a = SiblingSet::new();
-    a.stamp(A, &VersionVector::new(), value("v1"), 1, None);
+    a.stamp(A, &VersionVector::new(), value("v1"), 1, None)
+        .expect("stamp");
     let copy = a.clone();
     assert!(!a.merge(&copy, ConflictPolicy::Siblings));
     let mut b = SiblingSet::new();
-    b.stamp(B, &VersionVector::new(), value("v2"), 1, None);
+    b.stamp(B, &VersionVector::new(), value("v2"), 1, None)
+        .expect("stamp");
     assert!(a.merge(&b, ConflictPolicy::Siblings));
 }
 
 #[test]
 fn validate_rejects_corrupt_states() {
     let mut good = SiblingSet::new();
-    good.stamp(A, &VersionVector::new(), value("v1"), 1, None);
+    good.stamp(A, &VersionVector::new(), value("v1"), 1, None)
+        .expect("stamp");
     assert_eq!(good.validate(ConflictPolicy::Siblings), Ok(()));
     let uncovered = SiblingSet {
         vv: VersionVector::new(),
@@ -181,7 +202,9 @@ fn play(steps: &[Step]) -> ([SiblingSet; 3], Vec<(Dot, VersionVector)>) {
                 } else {
                     Some(Bytes::from(i.to_string()))
                 };
-                let dot = replicas[at].stamp(NodeId(at as u64 + 1), &ctx, v, i as u64, None);
+                let dot = replicas[at]
+                    .stamp(NodeId(at as u64 + 1), &ctx, v, i as u64, None)
+                    .expect("stamp");
                 writes.push((dot, ctx));
             }
             Step::Merge { from, to } => {
@@ -276,7 +299,7 @@ proptest! {
         let (mut replicas, _) = play(&history);
         let read = replicas[reader].clone();
         let dot = replicas[writer].stamp(
-            NodeId(writer as u64 + 1), read.version_vector(), Some(Bytes::from("w")), 999, None);
+            NodeId(writer as u64 + 1), read.version_vector(), Some(Bytes::from("w")), 999, None).expect("stamp");
         // Concurrent activity after the read, which the write must not hide.
         let mut concurrent = BTreeSet::new();
         for (i, s) in later.iter().enumerate() {
@@ -285,7 +308,7 @@ proptest! {
             {
                 let ctx = VersionVector::new();
                 concurrent.insert(replicas[at].stamp(
-                    NodeId(at as u64 + 1), &ctx, Some(Bytes::from(format!("c{i}"))), 1000, None));
+                    NodeId(at as u64 + 1), &ctx, Some(Bytes::from(format!("c{i}"))), 1000, None).expect("stamp"));
             }
         }
         let merged = merge_all(&replicas, &[0, 1, 2]);
@@ -339,7 +362,7 @@ proptest! {
                         .unwrap_or_default();
                     let id = writes.len() as u64;
                     let dot = replicas[at].stamp(
-                        NodeId(at as u64 + 1), &ctx, Some(Bytes::from(id.to_string())), 0, Some(id));
+                        NodeId(at as u64 + 1), &ctx, Some(Bytes::from(id.to_string())), 0, Some(id)).expect("stamp");
                     writes.push((ctx, vec![dot]));
                 }
                 RetryStep::Retry { nth, at } if !writes.is_empty() => {
@@ -347,7 +370,7 @@ proptest! {
                     let ctx = writes[id].0.clone();
                     let dot = replicas[at].stamp(
                         NodeId(at as u64 + 1), &ctx, Some(Bytes::from(id.to_string())), 0,
-                        Some(id as u64));
+                        Some(id as u64)).expect("stamp");
                     writes[id].1.push(dot);
                 }
                 RetryStep::Retry { .. } => {}

@@ -110,7 +110,11 @@ impl Replica {
         if write.overwrite || policy == ConflictPolicy::Lww {
             context.merge(state.version_vector());
         }
-        state.stamp(self.node, &context, write.value, now_ms(), write.write_id);
+        state
+            .stamp(self.node, &context, write.value, now_ms(), write.write_id)
+            .map_err(|e| WireError::InvalidRequest {
+                reason: e.to_string(),
+            })?;
         if state.siblings().len() > MAX_SIBLINGS {
             return Err(WireError::TooManySiblings {
                 count: state.siblings().len() as u32,

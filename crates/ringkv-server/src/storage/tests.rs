@@ -11,7 +11,8 @@ fn state(value: &str) -> SiblingSet {
         Some(Bytes::copy_from_slice(value.as_bytes())),
         1,
         None,
-    );
+    )
+    .expect("stamp");
     s
 }
 

@@ -6,8 +6,14 @@
 //! a plain `Merge`, at most `handoff.max_in_flight` at once. A hint is deleted only once the
 //! home node has acknowledged it, and only if it did not change meanwhile
 //! ([`Replica::hint_delivered`]); a failed delivery is retried on the next round. Merging is
-//! idempotent, so a delivery repeated after a crash does no harm. A hint whose home node has
-//! left the ring since goes to the key's current home replicas instead.
+//! idempotent, so a delivery repeated after a crash does no harm.
+//!
+//! Hints follow the ring: a hint goes to its home alone only while that node is a home of
+//! the key under the current ring (during a transfer, the ring the key moves to). Once a
+//! layout change is moving the key away from it (or it left the ring), the hint goes to every
+//! home a write of the key reaches now, this node included if it is one: the old home streams
+//! the key to its new owners and deletes its copy, so a write delivered there alone would be
+//! lost.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +23,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use ringkv::transport::{Pool, Request, Response};
-use ringkv_core::NodeId;
+use ringkv_core::{Member, NodeId};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -139,8 +145,25 @@ impl Worker {
                 bytes += (encode_state(&state).len() + hint.key.len()) as u64;
                 let newest = state.siblings().iter().map(|s| s.timestamp_ms).max();
                 let overdue = newest.is_some_and(|t| now_ms.saturating_sub(t) > max_age_ms);
-                let (destinations, converting) = match destinations(&view, &addresses, &hint) {
-                    Some(destinations) => (destinations, false),
+                let (destinations, converting) = match destinations(&view, &addresses, &hint, me) {
+                    Some(Destinations { remote, local }) => {
+                        // This node's own copy first: the hint is deleted once the others
+                        // acknowledged, so it must be here by then.
+                        if local {
+                            let replica = self.replica.clone();
+                            let (bucket, key, copy) =
+                                (hint.bucket.clone(), hint.key.clone(), state.clone());
+                            let merged = tokio::task::spawn_blocking(move || {
+                                replica.merge(&bucket, &key, &copy)
+                            })
+                            .await;
+                            if !matches!(merged, Ok(Ok(()))) {
+                                warn!(?merged, "could not keep a hint for a key this node owns");
+                                continue;
+                            }
+                        }
+                        (remote, false)
+                    }
                     None if overdue || over_cap => {
                         match live_other_homes(&view, &addresses, &hint, me) {
                             Some(homes) => (homes, true),
@@ -248,25 +271,58 @@ fn live_other_homes(
     (!homes.is_empty()).then_some(homes)
 }
 
-/// Where a hint goes: its home node if that is alive; if the home has left the ring since
-/// (its share was handed to others), every current home replica of the key, all alive.
-/// `None`: not now.
+/// Where a hint goes now: see [`destinations`].
+#[derive(Debug, PartialEq, Eq)]
+struct Destinations {
+    /// The nodes to send it to, by address.
+    remote: Vec<String>,
+    /// This node is one of the key's homes now: merge the hint into its own copy too.
+    local: bool,
+}
+
+/// Where a hint goes: to its own home, alone, if that is a home of the key under the current
+/// ring (during a transfer, the ring the key is moving to) and is alive. Otherwise (a layout
+/// change is taking or took the key from it, or it left the ring) to every home a write of the
+/// key reaches now (`Ring::route`: during a transfer, both rings' homes), all of them alive,
+/// this node included if it is one: a home that lost the key has streamed it away and will
+/// clean its copy up, so a hint delivered there alone would be lost. `None`: not now.
 fn destinations(
     view: &ClusterView,
     alive_addresses: &HashMap<NodeId, String>,
     hint: &HintKey,
-) -> Option<Vec<String>> {
-    if let Some(addr) = alive_addresses.get(&hint.home) {
-        return Some(vec![addr.clone()]);
+    me: NodeId,
+) -> Option<Destinations> {
+    if view.ring.members().is_empty() {
+        return None; // A node we cannot place yet.
     }
-    if view.ring.member(hint.home).is_some() || view.ring.members().is_empty() {
-        return None; // Still a member (or a node we cannot place yet): wait for it.
-    }
-    view.ring
+    // Still a home of the key under the current ring (during a transfer, the ring the key
+    // is moving to): it gets the hint when it is back, and only it. A home the key is moving
+    // away from does not count: it may have streamed the key already, and will clean it up.
+    if view
+        .ring
         .home_replicas(&hint.bucket, &hint.key)
         .iter()
-        .map(|m| alive_addresses.get(&m.id).cloned())
-        .collect()
+        .any(|m| m.id == hint.home)
+    {
+        let addr = alive_addresses.get(&hint.home)?;
+        return Some(Destinations {
+            remote: vec![addr.clone()],
+            local: false,
+        });
+    }
+    let route = view.ring.route(&hint.bucket, &hint.key);
+    let n = usize::from(view.ring.bucket(&hint.bucket).n);
+    let homes: Vec<&Member> = route.preference.take(n).chain(route.extra_homes).collect();
+    let mut remote = Vec::with_capacity(homes.len());
+    let mut local = false;
+    for home in homes {
+        if home.id == me {
+            local = true;
+        } else {
+            remote.push(alive_addresses.get(&home.id)?.clone());
+        }
+    }
+    Some(Destinations { remote, local })
 }
 
 type Sent = (
@@ -274,3 +330,6 @@ type Sent = (
     ringkv_core::SiblingSet,
     ringkv::Result<(Response, ringkv_core::RingEpoch)>,
 );
+
+#[cfg(test)]
+mod tests;

@@ -31,7 +31,7 @@ use super::plan::{Ask, Plan, Target, ids, plan, target_ids};
 use super::retry::with_retries;
 use crate::error::{Error, NodeError, Result};
 use crate::inner::Inner;
-use crate::options::WriteOptions;
+use crate::options::{ReadOptions, WriteOptions};
 use crate::value::WriteReceipt;
 
 /// Writes `value` (`None`: a delete) to `key`; see the module docs.
@@ -45,14 +45,29 @@ pub(crate) async fn write(
 ) -> Result<WriteReceipt> {
     let started = Instant::now();
     let deadline = started + opts.timeout.unwrap_or(inner.config.timeout);
-    let request = WriteRequest {
+    let value_is_none = value.is_none();
+    let mut request = WriteRequest {
         bucket,
         key,
         value,
         context: context.map(|c| c.version_vector().clone()),
+        // A delete without a context deletes every version the stamping replica holds too,
+        // on top of what the home read below saw (which may miss what that replica has).
+        overwrite: opts.overwrite || (value_is_none && context.is_none()),
         write_id: crate::random::next_u64(),
         sent: Arc::new(AtomicBool::new(false)),
     };
+    // A delete or overwrite without a context is made with what the key's home replicas hold
+    // (see `home_context`); nothing has been sent yet if that read fails.
+    if request.context.is_none() && (opts.overwrite || request.value.is_none()) {
+        match home_context(inner, bucket, &request.key, deadline).await {
+            Ok(context) => request.context = context,
+            Err(e) => {
+                inner.stats.write(started.elapsed(), false, 0);
+                return Err(e);
+            }
+        }
+    }
     let span = debug_span!(
         "ringkv.write",
         bucket,
@@ -84,12 +99,42 @@ pub(crate) async fn write(
     result.map_err(|e| mark_in_doubt(e, request.sent.load(Ordering::Acquire)))
 }
 
+/// The context a delete or overwrite made without one is stamped with: what `r` home
+/// replicas of the key hold, read strictly (fallbacks are not asked, whatever the caller's
+/// own `r`). Stamped with the stamping node's own history alone, such a write covers nothing
+/// when that node lacks the key (a fallback while the homes are down, a stale home): the old
+/// value outlives the acknowledged delete and reads back once the homes return. With
+/// `r + w > n`, `r` homes have seen every write that `w` homes acknowledged. Fails with
+/// `Unavailable` when fewer than `r` homes are up. `None` for `lww` buckets, whose writes are
+/// ordered by time, not by context.
+async fn home_context(
+    inner: &Arc<Inner>,
+    bucket: &str,
+    key: &Bytes,
+    deadline: Instant,
+) -> Result<Option<VersionVector>> {
+    let props = *inner.ring.current().ring.bucket(bucket);
+    if props.conflict == ConflictPolicy::Lww {
+        return Ok(None);
+    }
+    let r = props.r.max(inner.config.r.unwrap_or(0)).min(props.n);
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let strict = ReadOptions::default()
+        .with_r(r)
+        .with_pr(r)
+        .with_timeout(remaining);
+    let read = super::read::get(inner, bucket, key.clone(), &strict).await?;
+    Ok(Some(read.context().version_vector().clone()))
+}
+
 /// What one write is, the same across its retries.
 struct WriteRequest<'a> {
     bucket: &'a str,
     key: Bytes,
     value: Option<Bytes>,
     context: Option<VersionVector>,
+    /// Replace every version the stamping replica holds, besides what the context covers.
+    overwrite: bool,
     write_id: u64,
     /// Set once any request of this write may have been applied by a node (it was answered,
     /// or it failed in a way that does not prove it was not).
@@ -121,7 +166,7 @@ async fn write_once(
     let (state, others) = if plan.props.conflict == ConflictPolicy::Lww {
         (lww_state(inner, write), plan.targets.clone())
     } else {
-        stamp(inner, write, opts, &plan, sync, &mut acks).await?
+        stamp(inner, write, &plan, sync, &mut acks).await?
     };
     replicate(inner, write, &plan, sync, state, others, acks).await
 }
@@ -138,12 +183,10 @@ fn lww_state(inner: &Inner, write: &WriteRequest<'_>) -> SiblingSet {
 async fn stamp(
     inner: &Arc<Inner>,
     write: &WriteRequest<'_>,
-    opts: &WriteOptions,
     plan: &Plan,
     sync: bool,
     acks: &mut Acks<'_>,
 ) -> Result<(SiblingSet, Vec<Target>)> {
-    let overwrite = opts.overwrite || (write.value.is_none() && write.context.is_none());
     let mut failed = Vec::new();
     let mut remaining = plan.targets.iter().cloned();
     for target in remaining.by_ref() {
@@ -152,7 +195,7 @@ async fn stamp(
             key: write.key.clone(),
             context: write.context.clone(),
             value: write.value.clone(),
-            overwrite,
+            overwrite: write.overwrite,
             write_id: Some(write.write_id),
             hint: target.hint,
             sync,

@@ -1,6 +1,6 @@
 use bytes::Bytes;
 use ringkv_core::{
-    BucketProps, Buckets, ConflictPolicy, Member, NodeId, Ring, RingConfig, SiblingSet,
+    BucketProps, Buckets, ConflictPolicy, Dot, Member, NodeId, Ring, RingConfig, SiblingSet,
     VersionVector,
 };
 
@@ -210,13 +210,15 @@ fn corrupt_merged_states_are_refused_and_nothing_is_written() {
     let epoch = svc.epoch();
     // A sibling its own version vector does not cover: impossible in a real state.
     let mut other = SiblingSet::new();
-    other.stamp(
-        NodeId(9),
-        &VersionVector::new(),
-        Some(Bytes::from("x")),
-        1,
-        None,
-    );
+    other
+        .stamp(
+            NodeId(9),
+            &VersionVector::new(),
+            Some(Bytes::from("x")),
+            1,
+            None,
+        )
+        .expect("stamp");
     let bytes = {
         let mut v = Vec::new();
         ciborium::into_writer(&other, &mut v).expect("encode");
@@ -318,13 +320,15 @@ fn stats(svc: &Service) -> NodeStats {
 fn a_hinted_merge_is_kept_as_a_hint_served_by_reads_and_removed_once_delivered() {
     let svc = service_with(Buckets::default(), &[1, 2]);
     let mut state = SiblingSet::new();
-    state.stamp(
-        NodeId(2),
-        &VersionVector::new(),
-        Some(Bytes::from("for 2")),
-        1,
-        None,
-    );
+    state
+        .stamp(
+            NodeId(2),
+            &VersionVector::new(),
+            Some(Bytes::from("for 2")),
+            1,
+            None,
+        )
+        .expect("stamp");
     let merge = Request::Merge {
         bucket: "b".into(),
         key: Bytes::from_static(b"k"),
@@ -462,4 +466,61 @@ async fn durable_writes_wait_for_a_sync_and_others_do_not() {
         syncs,
         "the deferred put did not wait for a sync"
     );
+}
+
+#[test]
+fn a_forged_context_or_state_at_the_counters_limit_is_refused_without_a_panic() {
+    let svc = service();
+    let epoch = svc.epoch();
+    // A context claiming every possible write of this node (contexts travel through cookies
+    // and forms): there is no next dot; the write is refused and nothing is stored.
+    let mut forged = VersionVector::new();
+    forged.observe(Dot {
+        node: ME,
+        counter: u64::MAX,
+    });
+    match svc.handle(epoch, put(Some(forged), "v", false)) {
+        Err(WireError::InvalidRequest { reason }) => assert!(reason.contains("no dot"), "{reason}"),
+        other => panic!("expected InvalidRequest, got {other:?}"),
+    }
+    assert_eq!(get(&svc), None);
+
+    // A peer's state holding such a dot is a valid state; merging it is fine, and every later
+    // write of the key is refused with the same typed error rather than a panic.
+    let mut state = SiblingSet::new();
+    state
+        .stamp(
+            ME,
+            &forged_below_limit(),
+            Some(Bytes::from("peer")),
+            1,
+            None,
+        )
+        .expect("stamp");
+    let merge = Request::Merge {
+        bucket: "b".into(),
+        key: Bytes::from_static(b"k"),
+        state,
+        hint: None,
+        sync: false,
+    };
+    svc.handle(epoch, merge).expect("merge");
+    for overwrite in [false, true] {
+        assert!(matches!(
+            svc.handle(epoch, put(None, "again", overwrite)),
+            Err(WireError::InvalidRequest { .. })
+        ));
+    }
+    // The node still answers.
+    assert!(get(&svc).is_some());
+}
+
+/// A context one short of the limit, so that the next stamp takes the last counter.
+fn forged_below_limit() -> VersionVector {
+    let mut context = VersionVector::new();
+    context.observe(Dot {
+        node: ME,
+        counter: u64::MAX - 1,
+    });
+    context
 }

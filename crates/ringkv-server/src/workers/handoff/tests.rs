@@ -1,0 +1,176 @@
+use std::collections::HashMap;
+
+use ringkv_core::{Member, NodeId, Phase, Ring, RingConfig, Transition};
+
+use super::{Destinations, destinations};
+use crate::cluster::ClusterView;
+use crate::storage::HintKey;
+
+fn view() -> ClusterView {
+    let members: Vec<Member> = (1..=5)
+        .map(|id| Member {
+            id: NodeId(id),
+            addr: format!("127.0.0.1:{id}"),
+            weight: 1,
+            tokens: Vec::new(),
+        })
+        .collect();
+    let members = ringkv_core::claim::found(&members, 16).expect("members");
+    ClusterView::fixed(Ring::new(RingConfig::of(members)).expect("ring"))
+}
+
+/// Every member but `me` and `down`, by address, as the worker sees them.
+fn alive(view: &ClusterView, me: NodeId, down: &[NodeId]) -> HashMap<NodeId, String> {
+    view.ring
+        .members()
+        .iter()
+        .filter(|m| m.id != me && !down.contains(&m.id))
+        .map(|m| (m.id, m.addr.clone()))
+        .collect()
+}
+
+/// A key whose three homes satisfy `wanted`, and those homes.
+fn key_where(view: &ClusterView, wanted: impl Fn(&[NodeId]) -> bool) -> (Vec<u8>, Vec<NodeId>) {
+    (0..10_000)
+        .map(|i| format!("k{i}").into_bytes())
+        .map(|key| {
+            let homes = view
+                .ring
+                .home_replicas("b", &key)
+                .iter()
+                .map(|m| m.id)
+                .collect::<Vec<_>>();
+            (key, homes)
+        })
+        .find(|(_, homes)| wanted(homes))
+        .expect("such a key")
+}
+
+fn hint(key: &[u8], home: NodeId) -> HintKey {
+    HintKey {
+        bucket: "b".into(),
+        key: key.to_vec(),
+        home,
+    }
+}
+
+fn addr(id: NodeId) -> String {
+    format!("127.0.0.1:{}", id.0)
+}
+
+#[test]
+fn a_hint_goes_to_its_home_while_that_still_is_a_home_of_the_key() {
+    let view = view();
+    let me = NodeId(1);
+    let (key, homes) = key_where(&view, |h| !h.contains(&me));
+    let home = homes[1];
+    assert_eq!(
+        destinations(&view, &alive(&view, me, &[]), &hint(&key, home), me),
+        Some(Destinations {
+            remote: vec![addr(home)],
+            local: false
+        })
+    );
+    // Down: the hint waits for it, however many other homes are up.
+    assert_eq!(
+        destinations(&view, &alive(&view, me, &[home]), &hint(&key, home), me),
+        None
+    );
+}
+
+#[test]
+fn a_hint_whose_home_lost_the_key_goes_to_every_home_the_key_has_now() {
+    let view = view();
+    let me = NodeId(1);
+    // The hint's node is alive and still a member, but no longer a home of the key (a
+    // layout change moved it): delivering to it would leave the write with a node that has
+    // streamed the key away and will clean its copy up.
+    let (key, homes) = key_where(&view, |h| !h.contains(&me) && !h.contains(&NodeId(5)));
+    let moved = hint(&key, NodeId(5));
+    let Some(Destinations { mut remote, local }) =
+        destinations(&view, &alive(&view, me, &[]), &moved, me)
+    else {
+        panic!("the key's homes are all up");
+    };
+    remote.sort();
+    let mut expected: Vec<String> = homes.iter().map(|&h| addr(h)).collect();
+    expected.sort();
+    assert_eq!((remote, local), (expected, false));
+    // One of the key's homes down: not now (it must get the write too).
+    assert_eq!(
+        destinations(&view, &alive(&view, me, &[homes[2]]), &moved, me),
+        None
+    );
+
+    // This node is one of the key's homes now: it keeps the write itself as well.
+    let (key, homes) = key_where(&view, |h| h.contains(&me) && !h.contains(&NodeId(5)));
+    let Some(Destinations { remote, local }) =
+        destinations(&view, &alive(&view, me, &[]), &hint(&key, NodeId(5)), me)
+    else {
+        panic!("the key's homes are all up");
+    };
+    assert!(local);
+    assert_eq!(remote.len(), homes.len() - 1);
+    assert!(!remote.contains(&addr(me)));
+}
+
+#[test]
+fn during_a_transfer_a_hint_for_a_home_losing_the_key_goes_to_the_new_homes_too() {
+    let before: Vec<Member> = {
+        let members: Vec<Member> = (1..=4)
+            .map(|id| Member {
+                id: NodeId(id),
+                addr: addr(NodeId(id)),
+                weight: 1,
+                tokens: Vec::new(),
+            })
+            .collect();
+        ringkv_core::claim::found(&members, 16).expect("members")
+    };
+    let joining = Member {
+        id: NodeId(5),
+        addr: addr(NodeId(5)),
+        weight: 1,
+        tokens: Vec::new(),
+    };
+    let after = ringkv_core::claim::join(&before, joining, 16).expect("join");
+    for phase in [Phase::Streaming, Phase::Switching] {
+        let mut config = RingConfig::of(after.clone());
+        config.transition = Some(Transition {
+            id: 2,
+            phase,
+            previous: before.clone(),
+        });
+        let view = ClusterView::fixed(Ring::new(config).expect("ring"));
+        let old_homes = |key: &[u8]| -> Vec<NodeId> {
+            view.ring
+                .previous_home_replicas("b", key)
+                .iter()
+                .map(|m| m.id)
+                .collect()
+        };
+        // A key that moves from `losing` (an old home, not a new one) to node 5; this node
+        // (`me`) is neither.
+        let (key, new_homes) = key_where(&view, |h| h.contains(&NodeId(5)));
+        let losing = old_homes(&key)
+            .into_iter()
+            .find(|id| !new_homes.contains(id))
+            .expect("a home the key moves away from");
+        let me = (1..=4)
+            .map(NodeId)
+            .find(|id| !new_homes.contains(id) && !old_homes(&key).contains(id))
+            .expect("a bystander");
+        let Some(Destinations { remote, local }) =
+            destinations(&view, &alive(&view, me, &[]), &hint(&key, losing), me)
+        else {
+            panic!("every home is up ({phase:?})");
+        };
+        assert!(!local);
+        for home in &new_homes {
+            assert!(
+                remote.contains(&addr(*home)),
+                "{phase:?}: the hint for {losing} must reach the new home {home}: {remote:?}"
+            );
+        }
+    }
+}
