@@ -116,6 +116,31 @@ async fn with_one_of_three_killed_quorums_still_succeed_and_its_data_survives() 
             .await?;
     }
     let victim = cluster.nodes[1].addr;
+    // A put returns after W = 2 acknowledgements; the third copy follows in the background.
+    // What this test asks is that what the node *holds* survives kill -9, so it kills the node
+    // once every copy has landed (a copy still in flight at the kill is the quorum's to keep,
+    // and the reads below check that).
+    let all_landed = ringkv_tests::eventually(Duration::from_secs(10), || async {
+        let Ok(mut raw) = RawConnection::open(victim).await else {
+            return false;
+        };
+        for i in 0..100 {
+            let get = Request::Get {
+                bucket: "default".into(),
+                key: Bytes::from(format!("before-{i}")),
+            };
+            match raw.request(get).await {
+                Ok(Ok(Response::Value { state: Some(state) })) if !state.is_absent() => {}
+                _ => return false,
+            }
+        }
+        true
+    })
+    .await;
+    assert!(
+        all_landed,
+        "the background copies never reached the third replica"
+    );
     cluster.kill(1);
     for i in 0..100 {
         client
