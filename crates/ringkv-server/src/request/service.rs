@@ -85,12 +85,6 @@ impl Service {
         }
     }
 
-    /// With `fsync` durability every write is acknowledged only once on disk.
-    pub fn with_durability(mut self, durability: Durability) -> Service {
-        self.durable_writes = durability == Durability::Fsync;
-        self
-    }
-
     /// Where `request` runs (see `lane`).
     pub fn lane(&self, request: &Request) -> Lane {
         lane(request, self.durable_writes)

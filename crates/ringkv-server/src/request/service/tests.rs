@@ -442,8 +442,9 @@ async fn durable_writes_wait_for_a_sync_and_others_do_not() {
     assert_eq!(store.syncs(), 2);
 
     // With `fsync` durability every write is durable, asked or not.
-    let fsync =
-        Service::new(store.clone(), rx, Limits::default()).with_durability(Durability::Fsync);
+    let fsync = Service::from_parts(
+        &NodeParts::new(store.clone(), rx, Limits::default()).with_durability(Durability::Fsync),
+    );
     assert_eq!(fsync.lane(&merge(false)), Lane::Durable);
     // A put that defers its sync is answered at once, marked pending: the caller's merge to
     // this node will wait for the sync.
