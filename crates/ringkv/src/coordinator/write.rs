@@ -20,7 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use ringkv_core::quorum::{Quorum, QuorumState};
-use ringkv_core::wire::{Request, Response, WireError};
+use ringkv_core::wire::{Request, Response};
 use ringkv_core::{ConflictPolicy, Context, Member, NodeId, SiblingSet, VersionVector};
 use tokio::time::Instant;
 use tracing::field::{Empty, display};
@@ -229,11 +229,8 @@ async fn stamp(
             Err(e) if e.is_about_the_request() => return Err(e),
             Err(e) => e,
         };
-        // A target that refused with `StaleRing` gets no spare (see `refused_as_stale`).
-        if !refused_as_stale(&error) {
-            failed.push(target.clone());
-        }
         let progress = acks.fail(&target, error);
+        failed.push(target);
         if progress == QuorumState::Failed {
             break;
         }
@@ -275,9 +272,7 @@ async fn replicate(
             }
             Err(e) if e.is_about_the_request() && acks.tally.succeeded() == 0 => return Err(e),
             Err(e) => {
-                if !refused_as_stale(&e)
-                    && let Some(spare) = acks.replacement(&target)
-                {
+                if let Some(spare) = acks.replacement(&target) {
                     let body = merge(&spare);
                     merges.send(spare, body);
                 }
@@ -290,16 +285,6 @@ async fn replicate(
     } else {
         Err(acks.failure())
     }
-}
-
-/// Whether a target refused the request because the plan's ring is older than its own. Such a
-/// target gets no spare: the spare, a fallback of the old ring, would acknowledge the write
-/// with a hint in place of a node the newer ring may no longer read, and a reader routed by
-/// the newer ring would miss an acknowledged write until the hint is handed off. Without the
-/// spare the attempt may fall short of its quorum; the retry loop then refetches the ring and
-/// writes again under the newer one, with the same write id.
-fn refused_as_stale(error: &Error) -> bool {
-    matches!(error, Error::Server(WireError::StaleRing { .. }))
 }
 
 /// What one attempt of a write has gathered, across its two steps.
