@@ -1,6 +1,6 @@
 # Shortcuts for the scripts in scripts/ (which are what the README and CI run).
 SHELL := /bin/bash
-.PHONY: help demo cluster-demo scale test bench bench-python compare build fmt clippy clean-demo fuzz
+.PHONY: help demo cluster-demo scale test nemesis bench bench-python compare build fmt clippy clean-demo fuzz
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -16,6 +16,12 @@ scale: ## Print the scale figures: a 10,000-node ring, a 1,000-node gossip simul
 
 test: ## Everything CI runs: fmt, clippy -D warnings, all Rust and Python tests
 	./scripts/test.sh
+
+SECONDS ?= 600
+SEED ?=
+nemesis: ## Randomized faults on a real 5-node cluster for SECONDS (default 600); SEED=S replays a schedule
+	. scripts/env.sh && build_all && RINGKV_NEMESIS_SECONDS=$(SECONDS) $(if $(SEED),RINGKV_NEMESIS_SEED=$(SEED)) \
+	  cargo test --workspace --test nemesis -- --nocapture
 
 FUZZ_SECONDS ?= 60
 fuzz: ## Fuzz every target for FUZZ_SECONDS each (default 60), minimise the corpus; crashes go to crates/ringkv-fuzz/artifacts/

@@ -30,16 +30,16 @@ pub fn three_sibling_states() -> (SiblingSet, SiblingSet) {
     let value = |s: &str| Some(Bytes::copy_from_slice(s.as_bytes()));
     let mut base = SiblingSet::new();
     let empty = VersionVector::new();
-    base.stamp(NodeId(1), &empty, value("a"), 1, None)
+    base.stamp(NodeId(1).into(), &empty, value("a"), 1, None)
         .expect("stamp");
-    base.stamp(NodeId(2), &empty, value("b"), 2, None)
+    base.stamp(NodeId(2).into(), &empty, value("b"), 2, None)
         .expect("stamp");
     let mut left = base.clone();
     let mut right = base;
-    left.stamp(NodeId(1), &empty, value("left"), 3, None)
+    left.stamp(NodeId(1).into(), &empty, value("left"), 3, None)
         .expect("stamp");
     right
-        .stamp(NodeId(3), &empty, value("right"), 4, None)
+        .stamp(NodeId(3).into(), &empty, value("right"), 4, None)
         .expect("stamp");
     (left, right)
 }

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use ringkv::WriteOptions;
-use ringkv_server::storage::{RocksStore, Store};
+use ringkv_server::storage::{Record, RocksStore, Store};
 use ringkv_tests::{ClusterSpec, TestCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,7 +46,7 @@ async fn anti_entropy_restores_lost_and_stale_copies_without_any_read() -> anyho
             store.delete("default", key.as_bytes())?;
         }
         for (key, state) in keys[100..].iter().zip(&old) {
-            store.put("default", key.as_bytes(), state)?;
+            store.put("default", key.as_bytes(), &Record::new(state.clone()))?;
         }
         store.flush()?;
     }

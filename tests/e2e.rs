@@ -773,7 +773,7 @@ async fn a_checkpoint_from_the_admin_port_is_a_consistent_copy_of_the_store() ->
             "default",
             format!("backup-{i}").as_bytes(),
         )?;
-        let value = state.and_then(|s| s.live().next().and_then(|l| l.value.clone()));
+        let value = state.and_then(|s| s.state.live().next().and_then(|l| l.value.clone()));
         assert_eq!(
             value.as_deref(),
             Some(format!("v{i}").as_bytes()),
@@ -784,5 +784,122 @@ async fn a_checkpoint_from_the_admin_port_is_a_consistent_copy_of_the_store() ->
     let (status, second) = ringkv_tests::http_post(admin, "/checkpoint")?;
     assert_eq!(status, 200, "{second}");
     assert_ne!(second.trim(), body.trim());
+    Ok(())
+}
+
+/// The review's restore scenario: a home restarted on a checkpoint taken before a
+/// read-modify-write must not stamp the next write with the dot that write already has on
+/// the other replicas (two acknowledged writes under one dot, replicas divergent for ever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_home_restored_from_a_checkpoint_never_mints_a_dot_its_peers_hold() -> anyhow::Result<()>
+{
+    let mut cluster = TestCluster::start(ClusterSpec {
+        admin: true,
+        ..three()
+    })
+    .await?;
+    let client = cluster.client().await?;
+    let key = "restored";
+    let all = WriteOptions::default().with_w(3);
+    client.put_with(key, "v1", None, &all).await?;
+    // The first home stamps the key's writes: restore that one.
+    let first = cluster.homes_of(&client, key)[0];
+    let admin = cluster.nodes[first].admin.expect("an admin port");
+    let (status, checkpoint) = ringkv_tests::http_post(admin, "/checkpoint")?;
+    assert_eq!(status, 200, "{checkpoint}");
+    let v1 = client.get(key).await?;
+    client.put_with(key, "v2", Some(v1.context()), &all).await?;
+
+    cluster.kill(first);
+    let data = cluster.nodes[first].dir.join("data");
+    std::fs::remove_dir_all(&data)?;
+    std::fs::create_dir_all(&data)?;
+    for entry in std::fs::read_dir(checkpoint.trim())? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), data.join(entry.file_name()))?;
+    }
+    cluster.restart(first).await?;
+
+    let r3 = ReadOptions::default().with_r(3);
+    let back = ringkv_tests::eventually(Duration::from_secs(20), || async {
+        client.refresh_ring().await.is_ok() && client.put_with(key, "v3", None, &all).await.is_ok()
+    })
+    .await;
+    assert!(back, "the blind put v3 was never acknowledged by all three");
+    // Every replica holds the same state, and it keeps both acknowledged writes.
+    let mut states = Vec::new();
+    for i in 0..3 {
+        let mut raw = RawConnection::open(cluster.nodes[i].addr).await?;
+        match raw
+            .request(Request::Get {
+                bucket: "default".into(),
+                key: Bytes::from(key),
+            })
+            .await?
+        {
+            Ok(Response::Value { state }) => states.push(state),
+            other => anyhow::bail!("unexpected {other:?}"),
+        }
+    }
+    let read = client.get_with(key, &r3).await?;
+    let mut values = read.siblings().to_vec();
+    values.sort();
+    assert_eq!(values, [Bytes::from("v2"), Bytes::from("v3")], "{states:?}");
+    for state in states.iter().flatten() {
+        for sibling in state.siblings() {
+            let same_dot = state
+                .siblings()
+                .iter()
+                .chain(states.iter().flatten().flat_map(|s| s.siblings()))
+                .filter(|s| s.dot == sibling.dot);
+            for other in same_dot {
+                assert_eq!(other, sibling, "one dot names two writes: {states:?}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A write returns what it left, like a read (Riak's `return_body`): two writers (two
+/// requests of one web session on two servers) update a set on one key in turns, each with
+/// what its own last write returned and no read in between. Every element stays, at most two
+/// siblings remain, and the receipt shows the write itself among the siblings it left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alternating_writers_using_their_write_receipts_keep_every_element() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(three()).await?;
+    let client = cluster.client().await?;
+    let key = "session:alternating";
+    let mut last: [Option<ringkv::Value>; 2] = [None, None];
+    let mut added = BTreeSet::new();
+    for n in 0..6 {
+        for (writer, mine) in last.iter_mut().enumerate() {
+            let mut elements = BTreeSet::new();
+            for sibling in mine.iter().flat_map(|v| v.siblings()) {
+                let text = String::from_utf8_lossy(sibling).into_owned();
+                elements.extend(text.split(',').map(str::to_string));
+            }
+            let element = format!("w{writer}-{n}");
+            elements.insert(element.clone());
+            added.insert(element);
+            let body = elements.iter().cloned().collect::<Vec<_>>().join(",");
+            let receipt = client
+                .put(key, body.clone(), mine.as_ref().map(|v| v.context()))
+                .await?;
+            assert!(
+                receipt.written.siblings().contains(&Bytes::from(body)),
+                "the receipt shows the write itself"
+            );
+            *mine = Some(receipt.written);
+        }
+    }
+    let read = client.get(key).await?;
+    assert!(read.siblings().len() <= 2, "{:?}", read.siblings());
+    let mut held = BTreeSet::new();
+    for sibling in read.siblings() {
+        let text = String::from_utf8_lossy(sibling).into_owned();
+        held.extend(text.split(',').map(str::to_string));
+    }
+    let lost: Vec<_> = added.difference(&held).collect();
+    assert!(lost.is_empty(), "elements lost: {lost:?}");
     Ok(())
 }

@@ -88,7 +88,7 @@ async fn only_connections_proving_a_token_or_the_secret_are_served() -> anyhow::
     let mut state = ringkv_core::SiblingSet::new();
     state
         .stamp(
-            ringkv::NodeId(99),
+            ringkv::NodeId(99).into(),
             &ringkv_core::VersionVector::new(),
             Some(Bytes::from("forged")),
             1,

@@ -343,6 +343,7 @@ async fn run(seed: u64) -> Result<Outcome, String> {
     }
     // Convergence: the home replicas of every key hold the same state, no hint is left.
     tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut minted: BTreeMap<(Vec<u8>, ringkv_core::Dot), ringkv_core::Sibling> = BTreeMap::new();
     let ring = ring();
     let nodes = net.lock();
     for node in nodes.iter() {
@@ -360,7 +361,11 @@ async fn run(seed: u64) -> Result<Outcome, String> {
             .iter()
             .map(|member| {
                 let i = (member.id.0 - 1) as usize;
-                nodes[i].store.get(ringkv::DEFAULT_BUCKET, key.as_bytes())
+                // The state only: markers are each node's own.
+                nodes[i]
+                    .store
+                    .get(ringkv::DEFAULT_BUCKET, key.as_bytes())
+                    .map(|r| r.map(|r| r.state))
             })
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?;
@@ -368,6 +373,27 @@ async fn run(seed: u64) -> Result<Outcome, String> {
             return Err(format!(
                 "{key}: the home replicas did not converge: {states:?}"
             ));
+        }
+    }
+    // No dot minted twice: across every node's copy of every key, one dot names one write.
+    for node in nodes.iter() {
+        let copies = node
+            .store
+            .scan(None, usize::MAX)
+            .map_err(|e| e.to_string())?;
+        for (key, state, _) in copies {
+            for sibling in state.siblings() {
+                let clash = minted
+                    .entry((key.key.clone(), sibling.dot))
+                    .or_insert_with(|| sibling.clone());
+                if *clash != *sibling {
+                    return Err(format!(
+                        "dot {} names two writes of {:?}: {clash:?} and {sibling:?}",
+                        sibling.dot,
+                        String::from_utf8_lossy(&key.key)
+                    ));
+                }
+            }
         }
     }
     drop(nodes);

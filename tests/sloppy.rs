@@ -380,3 +380,59 @@ async fn a_delete_without_a_context_needs_the_home_replicas_and_stays_deleted() 
     );
     Ok(())
 }
+
+/// Kills `home`, then waits until the client sees every one of them down (a read with
+/// `pr = 1` is refused).
+async fn kill_homes(cluster: &mut TestCluster, client: &ringkv::Client, key: &str, home: &[usize]) {
+    for &h in home {
+        cluster.kill(h);
+    }
+    let known = eventually(Duration::from_secs(20), || async {
+        client.refresh_ring().await.is_ok()
+            && matches!(
+                client
+                    .get_with(key, &ReadOptions::default().with_pr(1))
+                    .await,
+                Err(Error::Unavailable { .. })
+            )
+    })
+    .await;
+    assert!(known, "the client never learned that the homes are down");
+}
+
+/// The review's scenario: the key's three homes die twice, and each time a write without a
+/// context is acknowledged by two fallbacks only; between the outages the homes come back
+/// and handoff delivers (and the fallbacks delete their hints). The second write used to get
+/// the dot the fallback had minted for the first, and vanished. Both must be siblings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_outages_of_a_keys_homes_keep_both_writes_the_fallbacks_took() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start(five()).await?;
+    let client = cluster.client().await?;
+    let key = "cart:x";
+    let home = cluster.homes_of(&client, key);
+    for value in ["v1", "v2"] {
+        kill_homes(&mut cluster, &client, key, &home).await;
+        let receipt = client.put(key, value, None).await?;
+        assert!(receipt.home.is_empty(), "{receipt:?}");
+        assert!(receipt.fallback.len() >= 2, "{receipt:?}");
+        for &h in &home {
+            cluster.restart(h).await?;
+        }
+        assert!(hints_drain(&cluster).await, "hints were not handed off");
+    }
+    let all = ReadOptions::default().with_r(3);
+    let siblings = || async {
+        let read = client.get_with(key, &all).await.ok()?;
+        let mut values = read.siblings().to_vec();
+        values.sort();
+        Some(values)
+    };
+    let want = Some(vec![Bytes::from("v1"), Bytes::from("v2")]);
+    let both = eventually(Duration::from_secs(20), || async {
+        siblings().await == want
+    })
+    .await;
+    let last = siblings().await;
+    assert!(both, "both acknowledged writes must be siblings: {last:?}");
+    Ok(())
+}

@@ -200,12 +200,14 @@ class Client:
         dw: Optional[int] = None,
     ) -> Receipt:
         try:
-            home, fallback = self._native.put(
+            home, fallback, siblings, context = self._native.put(
                 bucket or self._bucket, key_bytes(key), value, context, w, pw, timeout, overwrite, dw
             )
         except _native.NativeError as e:
             raise translate(e) from None
-        return Receipt(home=list(home), fallback=list(fallback))
+        return Receipt(
+            home=list(home), fallback=list(fallback), siblings=list(siblings), context=context
+        )
 
 
 __all__: List[str] = ["Client"]

@@ -32,10 +32,16 @@ class Result:
 
 @dataclass(frozen=True)
 class Receipt:
-    """Who acknowledged a write: node ids of home replicas and of fallbacks standing in."""
+    """Who acknowledged a write: node ids of home replicas and of fallbacks standing in. And
+    what the write left (Riak's ``return_body``): ``siblings``, the key's live values at the
+    replica that stamped it, this write among them, and ``context``, which covers exactly
+    those. Write with ``context`` next instead of reading first (merging any other sibling
+    in, as after a read): your own last write is then never left beside your next one."""
 
     home: List[str] = field(default_factory=list)
     fallback: List[str] = field(default_factory=list)
+    siblings: List[bytes] = field(default_factory=list)
+    context: bytes = b""
 
 
 def key_bytes(key: Key) -> bytes:

@@ -60,7 +60,7 @@ class NativeClient:
         timeout: Optional[float] = None,
         overwrite: bool = False,
         dw: Optional[int] = None,
-    ) -> Tuple[List[str], List[str]]: ...
+    ) -> Tuple[List[str], List[str], List[bytes], bytes]: ...
     def put_async(
         self,
         bucket: str,

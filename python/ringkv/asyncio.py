@@ -174,12 +174,14 @@ class Client:
     ) -> Receipt:
         native = await self._client()
         try:
-            home, fallback = await native.put_async(
+            home, fallback, siblings, context = await native.put_async(
                 bucket or self._bucket, key_bytes(key), value, context, w, pw, timeout, overwrite, dw
             )
         except _native.NativeError as e:
             raise translate(e) from None
-        return Receipt(home=list(home), fallback=list(fallback))
+        return Receipt(
+            home=list(home), fallback=list(fallback), siblings=list(siblings), context=context
+        )
 
 
 __all__: List[str] = ["Client"]

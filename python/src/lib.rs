@@ -36,8 +36,9 @@ create_exception!(
 
 /// A read: its live siblings and the context to write with.
 type ReadResult = (Vec<Vec<u8>>, Vec<u8>);
-/// A write receipt: node ids (hex) of home and fallback acknowledgements.
-type Receipt = (Vec<String>, Vec<String>);
+/// A write receipt: node ids (hex) of home and fallback acknowledgements, then what the
+/// write left: the live siblings at the stamping replica and the context covering them.
+type Receipt = (Vec<String>, Vec<String>, Vec<Vec<u8>>, Vec<u8>);
 
 /// The SDK client. Thread-safe and cheap to share; `close()` is idempotent.
 #[pyclass(module = "ringkv._native", frozen)]
@@ -317,7 +318,14 @@ impl NativeClient {
             }
             .map_err(into_py)?;
             let hex = |ids: Vec<ringkv::NodeId>| ids.into_iter().map(|id| id.to_string()).collect();
-            Ok((hex(receipt.home), hex(receipt.fallback)))
+            let context = receipt.written.context().to_bytes();
+            let siblings = receipt
+                .written
+                .into_siblings()
+                .into_iter()
+                .map(|b| b.to_vec())
+                .collect();
+            Ok((hex(receipt.home), hex(receipt.fallback), siblings, context))
         })
     }
 }

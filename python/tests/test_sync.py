@@ -3,6 +3,7 @@ from __future__ import annotations
 import builtins
 import threading
 import uuid
+from typing import Optional
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -25,6 +26,38 @@ def test_round_trip_with_str_and_bytes_keys(client: ringkv.Client) -> None:
     client.delete(key, context=client.get(key).context)
     gone = client.get(key)
     assert not gone.found and gone.value is None and gone.context
+
+
+def test_two_writers_alternating_with_what_their_own_writes_returned(client: ringkv.Client) -> None:
+    """A write returns what it left, like a read: two writers (two requests of one web
+    session) update a set on one key in turns, each with its own last write's receipt and
+    no read in between. Every element stays, and at most two siblings remain."""
+    key = unique("cart")
+    last: dict[str, Optional[ringkv.Receipt]] = {"a": None, "b": None}
+    added: set[str] = set()
+    for n in range(6):
+        for writer in ("a", "b"):
+            receipt = last[writer]
+            elements: set[str] = set()
+            for sibling in receipt.siblings if receipt else []:
+                elements |= set(sibling.decode().split(",")) - {""}
+            element = f"{writer}{n}"
+            elements.add(element)
+            added.add(element)
+            last[writer] = client.put(
+                key,
+                ",".join(sorted(elements)).encode(),
+                context=receipt.context if receipt else None,
+            )
+            written = last[writer]
+            assert written is not None and written.context
+            assert ",".join(sorted(elements)).encode() in written.siblings
+    final = client.get(key)
+    assert len(final.siblings) <= 2, final.siblings
+    held: set[str] = set()
+    for sibling in final.siblings:
+        held |= set(sibling.decode().split(","))
+    assert added <= held, added - held
 
 
 def test_mapping_interface(client: ringkv.Client) -> None:

@@ -67,7 +67,7 @@ pub const PAYLOAD: usize = 1024;
 
 fn payload_state() -> SiblingSet {
     let dot = Dot {
-        node: NodeId(1),
+        actor: NodeId(1).into(),
         counter: 1,
     };
     SiblingSet::lww(dot, 0, Some(Bytes::from(vec![b'x'; PAYLOAD])))

@@ -66,10 +66,18 @@ pub async fn put(
         ),
     };
     let ids = |v: &[ringkv::NodeId]| v.iter().map(|id| id.to_string()).collect::<Vec<_>>();
+    // What the write left, like a read: the next write can use its context.
+    let written = &receipt.written;
+    let context = hex(&written.context().to_bytes());
+    let siblings: Vec<String> = written
+        .siblings()
+        .iter()
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
     if as_json {
         println!(
             "{}",
-            json!({ "op": op, "key": key, "home": ids(&receipt.home), "fallback": ids(&receipt.fallback) })
+            json!({ "op": op, "key": key, "home": ids(&receipt.home), "fallback": ids(&receipt.fallback), "siblings": siblings, "context": context })
         );
     } else {
         println!(
@@ -81,6 +89,10 @@ pub async fn put(
                 format!(" and {} fallback(s)", receipt.fallback.len())
             }
         );
+        for (i, s) in siblings.iter().enumerate() {
+            println!("sibling {}: {s}", i + 1);
+        }
+        println!("context {context}");
     }
     Ok(())
 }

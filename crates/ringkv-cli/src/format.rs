@@ -22,11 +22,20 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-/// `{ed14:3, 9ebc:1}`: a version vector with node ids cut to their first four digits.
+/// `{ed14.3f0a:3, 9ebc:1}`: a version vector with each actor's node id cut to its first four
+/// digits, then its epoch's first four (none for the legacy epoch 0).
 pub fn version_vector(vv: &VersionVector) -> String {
     let parts: Vec<String> = vv
         .iter()
-        .map(|(node, counter)| format!("{}:{counter}", &node.to_string()[..4]))
+        .map(|(actor, counter)| {
+            let node = &actor.node.to_string()[..4];
+            if actor.epoch == 0 {
+                format!("{node}:{counter}")
+            } else {
+                let epoch = format!("{:016x}", actor.epoch);
+                format!("{node}.{}:{counter}", &epoch[..4])
+            }
+        })
         .collect();
     format!("{{{}}}", parts.join(", "))
 }

@@ -164,6 +164,9 @@ fn placement(client: &Client, bucket: &str, key: &[u8]) -> Vec<Value> {
     rows
 }
 
+/// What one replica answered `explain`: its own copy and its hints, or why it did not.
+type Answer = Result<(Option<SiblingSet>, Vec<(NodeId, SiblingSet)>), String>;
+
 /// `ringkv explain KEY`: asks every node of the key's preference list what it holds, its
 /// own copy and its hints apart, and shows what a read merging them all would repair.
 pub async fn explain(
@@ -185,7 +188,7 @@ pub async fn explain(
             bucket: bucket.to_string(),
             key: key.as_bytes().to_vec().into(),
         };
-        let answer = match admin.call(&addr, request).await {
+        let answer: Answer = match admin.call(&addr, request).await {
             Ok(Response::Inspection { data, hints }) => Ok((data, hints)),
             Ok(other) => Err(format!("unexpected answer {other:?}")),
             Err(e) => Err(format!("{e:#}")),
@@ -232,6 +235,7 @@ pub async fn explain(
         .filter(|e| e["would_repair"].as_bool() == Some(true))
         .map(|e| text(&e["address"]))
         .collect();
+    let divergent = divergence(&replicas);
     if as_json {
         println!(
             "{}",
@@ -242,6 +246,7 @@ pub async fn explain(
                 "replicas": out,
                 "merged": state_json(&merged),
                 "read_would_repair": repairs,
+                "divergent": divergent,
             })
         );
         return Ok(());
@@ -296,12 +301,65 @@ pub async fn explain(
         text(&merged_json["vv"]),
         merged_json["values"]
     );
-    if repairs.is_empty() {
+    for problem in &divergent {
+        println!("DIVERGENT: {problem}");
+    }
+    if !divergent.is_empty() {
+        println!("a read cannot repair this: one dot names two different writes");
+    } else if repairs.is_empty() {
         println!("a read now would repair nothing: the home replicas agree");
     } else {
         println!("a read now would repair {}", repairs.join(", "));
     }
     Ok(())
+}
+
+/// States the replicas hold that no merge can reconcile: one dot naming different writes on
+/// two replicas (a dot minted twice), which also shows as values that differ under equal
+/// version vectors. Merge keeps whichever copy it meets first and the other write is lost to
+/// every reader, so `explain` says so rather than "the replicas agree".
+fn divergence(replicas: &[(&Value, Answer)]) -> Vec<String> {
+    let mut seen: Vec<(String, &ringkv_core::Sibling)> = Vec::new();
+    let mut states: Vec<(String, &SiblingSet)> = Vec::new();
+    let mut problems = Vec::new();
+    for (row, answer) in replicas {
+        let Ok((data, hints)) = answer else { continue };
+        let address = text(&row["address"]);
+        let held = data.iter().map(|s| (address.clone(), s)).chain(
+            hints
+                .iter()
+                .map(|(home, s)| (format!("{address} (hint for {home})"), s)),
+        );
+        for (place, state) in held {
+            for sibling in state.siblings() {
+                let clash = seen
+                    .iter()
+                    .find(|(_, other)| other.dot == sibling.dot && *other != sibling);
+                if let Some((other_place, _)) = clash {
+                    problems.push(format!(
+                        "dot {} names different writes on {other_place} and {place}",
+                        sibling.dot
+                    ));
+                }
+                seen.push((place.clone(), sibling));
+            }
+            for (other_place, other) in &states {
+                if other.version_vector() == state.version_vector()
+                    && format::values(other) != format::values(state)
+                {
+                    problems.push(format!(
+                        "{other_place} and {place} hold different values under the same version \
+                         vector {}",
+                        format::version_vector(state.version_vector())
+                    ));
+                }
+            }
+            states.push((place, state));
+        }
+    }
+    problems.sort();
+    problems.dedup();
+    problems
 }
 
 fn state_json(state: &SiblingSet) -> Value {

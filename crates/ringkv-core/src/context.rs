@@ -5,12 +5,17 @@
 //! as opaque bytes: store it in a form field, a cookie, a session, and hand it back later.
 //!
 //! Byte form: one format byte ([`CONTEXT_FORMAT`]), then the CBOR encoding of the
-//! [`VersionVector`] (a map from node id to counter).
+//! [`VersionVector`] (a map from actor to counter). Format 1, from before actors had epochs,
+//! is the same map with bare node ids, and still parses: a context an application kept in a
+//! cookie across an upgrade stays good.
 
 use crate::version::VersionVector;
 
 /// The format byte that opens every encoded context.
-pub const CONTEXT_FORMAT: u8 = 1;
+pub const CONTEXT_FORMAT: u8 = 2;
+
+/// Formats [`Context::from_bytes`] reads: the current one and format 1 (bare node ids).
+const READS_FORMATS: [u8; 2] = [1, CONTEXT_FORMAT];
 
 /// An opaque causal context: what a read saw. See the module docs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -25,7 +30,7 @@ pub enum ContextError {
     Empty,
     /// The format byte is not [`CONTEXT_FORMAT`]: a newer version (or something else
     /// entirely) made these bytes, and guessing their layout could supersede the wrong writes.
-    #[error("context format {0} is not known to this version (expected {CONTEXT_FORMAT})")]
+    #[error("context format {0} is not known to this version (expected {CONTEXT_FORMAT} or 1)")]
     UnknownFormat(u8),
     /// The format byte is right but the body is not a CBOR version vector; the text is the
     /// decoder's reason.
@@ -66,7 +71,7 @@ impl Context {
     /// Parses bytes made by [`Context::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Context, ContextError> {
         let (&format, body) = bytes.split_first().ok_or(ContextError::Empty)?;
-        if format != CONTEXT_FORMAT {
+        if !READS_FORMATS.contains(&format) {
             return Err(ContextError::UnknownFormat(format));
         }
         ciborium::from_reader(body)
@@ -94,5 +99,13 @@ mod tests {
             Context::from_bytes(&[1, 0xff, 0x00]),
             Err(ContextError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn a_format_1_context_from_before_epochs_still_parses() {
+        // {7: 3} as format 1 wrote it: a CBOR map from a bare node id to a counter.
+        let old = [1, 0xa1, 0x07, 0x03];
+        let ctx = Context::from_bytes(&old).expect("parses");
+        assert_eq!(ctx.version_vector().get(NodeId(7).into()), 3);
     }
 }

@@ -44,4 +44,4 @@ pub use ring::{
     DEFAULT_TOKENS_PER_WEIGHT, Phase, Ring, RingConfig, RingEpoch, RingError, Route, Transition,
 };
 pub use siblings::{Sibling, SiblingSet, StampError};
-pub use version::{Dot, VersionVector};
+pub use version::{Actor, Dot, VersionVector};

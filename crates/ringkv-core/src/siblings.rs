@@ -3,14 +3,16 @@
 //! This is the DVV set of Preguiça, Almeida et al., in the explicit form of DESIGN.md §4:
 //!
 //! ```text
-//! SiblingSet { vv: NodeId -> u64,                      // every dot this state has seen
+//! SiblingSet { vv: Actor -> u64,                       // every dot this state has seen
 //!              siblings: [(Dot, timestamp, Option<value>)] }   // None = tombstone
 //! ```
 //!
 //! # Operations and their contracts
 //!
 //! - [`SiblingSet::stamp`] (a write, made by the coordinating server under a per-key lock):
-//!   a new dot `(node, vv[node] + 1)`; every sibling whose dot the writer's context covers is
+//!   a new dot `(actor, max(vv[actor], context[actor]) + 1)`, where the server chose an actor
+//!   whose last dot on this key it provably remembers, or a fresh one (see
+//!   [`crate::version`]); every sibling whose dot the writer's context covers is
 //!   dropped; `vv` becomes `max(vv, context)` plus the new dot; the new sibling is added. A write
 //!   therefore supersedes exactly what its writer had read, and two writes from the same
 //!   context both survive as siblings.
@@ -29,17 +31,20 @@
 //!
 //! A client that does not know whether a write was applied (its coordinator timed out) sends
 //! it again, possibly to another coordinator, which stamps it with another dot. Each write
-//! carries a random `write_id` chosen by the client; siblings with the same id are one write,
-//! so `stamp` does not stamp an id it already holds, and `merge` keeps only the smallest dot of
-//! an id (the set's version vector still covers the others, so they stay dropped everywhere).
-//! Deduplication is a deterministic function of the merged set, so the merge laws still hold.
+//! carries a random `write_id` chosen by the client, the same on every retry. A server that
+//! already holds the id does not stamp it again. Two coordinators may still both have
+//! stamped it, leaving two siblings with one id: merge keeps both (it is the plain DVV join,
+//! so it stays commutative, associative and idempotent, and a sibling still disappears only
+//! when a context covers its own dot), and reads present them as one write
+//! ([`SiblingSet::writes`]). Collapsing them in merge instead would keep one dot and drop the
+//! other: a reader that saw only the kept one deletes with a context that does not cover the
+//! dropped one, which then comes back on a replica that still holds it.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::bucket::ConflictPolicy;
-use crate::node::NodeId;
-use crate::version::{Dot, VersionVector};
+use crate::version::{Actor, Dot, VersionVector};
 
 /// Siblings one key may hold before new writes without a resolving context are refused.
 /// Beyond this, reads grow large and the application has clearly stopped merging.
@@ -78,10 +83,10 @@ pub enum InvalidSiblings {
     NotCanonical,
     /// A sibling's dot is not covered by the set's own version vector: the set would claim
     /// a write it has not seen, and a merge could wrongly drop the sibling elsewhere.
-    #[error("sibling {node}:{counter} is not covered by the set's own version vector")]
+    #[error("sibling {actor}:{counter} is not covered by the set's own version vector")]
     Uncovered {
-        /// The node of the uncovered dot.
-        node: NodeId,
+        /// The actor of the uncovered dot.
+        actor: Actor,
         /// The counter of the uncovered dot.
         counter: u64,
     },
@@ -94,13 +99,15 @@ pub enum InvalidSiblings {
 /// Why a write cannot be stamped.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StampError {
-    /// The set or the writer's context already claims `u64::MAX` dots of `node`, so `node`
+    /// The set or the writer's context already claims `u64::MAX` dots of `actor`, so `actor`
     /// has no next dot to give this write. No genuine history gets there; a forged context or
-    /// state does.
-    #[error("the version vector claims every possible write of node {node}: no dot is left")]
+    /// state does, and the write is refused. (A server stamps under a fresh actor whenever a
+    /// key's counter for its actor is not the one it minted last, so a forged counter of its
+    /// own actor does not poison the key.)
+    #[error("the version vector claims every possible write of actor {actor}: no dot is left")]
     CounterExhausted {
-        /// The stamping node.
-        node: NodeId,
+        /// The actor the write was to be stamped under.
+        actor: Actor,
     },
 }
 
@@ -151,31 +158,61 @@ impl SiblingSet {
         self.live_count() == 0
     }
 
-    /// Applies a write coordinated by `node`: see the module docs. Returns the write's dot: a
-    /// new one, or the existing one if this set already holds `write_id` (a retry).
+    /// The live siblings as the writes they are: siblings that share a write id (one write
+    /// stamped by two coordinators, see the module docs) appear once, under the smallest dot.
+    /// This is what a reader is shown; the set itself keeps every dot.
+    pub fn writes(&self) -> impl Iterator<Item = &Sibling> {
+        self.live()
+            .enumerate()
+            .filter(|&(i, s)| match s.write_id {
+                Some(id) => !self.live().take(i).any(|e| e.write_id == Some(id)),
+                None => true,
+            })
+            .map(|(_, s)| s)
+    }
+
+    /// How many distinct writes hold a value: more than one means concurrent writes that the
+    /// application has to merge.
+    pub fn write_count(&self) -> usize {
+        self.writes().count()
+    }
+
+    /// The dot under which this set holds the write with id `id`, if it holds it.
+    pub fn dot_of_write(&self, id: u64) -> Option<Dot> {
+        self.siblings
+            .iter()
+            .find(|s| s.write_id == Some(id))
+            .map(|s| s.dot)
+    }
+
+    /// The next dot `actor` would give a write on this set from `context`.
     ///
-    /// Fails, changing nothing, when `node`'s counter is exhausted: a context or a stored
-    /// vector claiming `u64::MAX` writes by `node` (only a forged one can) leaves no next dot.
+    /// Fails when `actor`'s counter is exhausted: a context or a stored vector claiming
+    /// `u64::MAX` writes by `actor` (only a forged one can) leaves no next dot.
+    pub fn next_dot(&self, actor: Actor, context: &VersionVector) -> Result<Dot, StampError> {
+        let seen = self.vv.get(actor).max(context.get(actor));
+        Ok(Dot {
+            actor,
+            counter: seen
+                .checked_add(1)
+                .ok_or(StampError::CounterExhausted { actor })?,
+        })
+    }
+
+    /// Applies a write stamped by `actor`: see the module docs. Returns the write's new dot.
+    ///
+    /// The caller chose `actor` so that the dot is new (see [`crate::version`]); the set
+    /// cannot check that, since it does not know what other replicas hold. Fails, changing
+    /// nothing, as [`SiblingSet::next_dot`] does.
     pub fn stamp(
         &mut self,
-        node: NodeId,
+        actor: Actor,
         context: &VersionVector,
         value: Option<Bytes>,
         timestamp_ms: u64,
         write_id: Option<u64>,
     ) -> Result<Dot, StampError> {
-        if let Some(id) = write_id
-            && let Some(existing) = self.siblings.iter().find(|s| s.write_id == Some(id))
-        {
-            return Ok(existing.dot);
-        }
-        let seen = self.vv.get(node).max(context.get(node));
-        let dot = Dot {
-            node,
-            counter: seen
-                .checked_add(1)
-                .ok_or(StampError::CounterExhausted { node })?,
-        };
+        let dot = self.next_dot(actor, context)?;
         self.siblings.retain(|s| !context.covers(s.dot));
         self.vv.merge(context);
         self.vv.observe(dot);
@@ -246,16 +283,6 @@ impl SiblingSet {
                 (None, None) => break,
             }
         }
-        // One sibling per write id: the smallest dot (they are sorted, so the first met).
-        let mut ids = Vec::new();
-        merged.retain(|s| match s.write_id {
-            Some(id) if ids.contains(&id) => false,
-            Some(id) => {
-                ids.push(id);
-                true
-            }
-            None => true,
-        });
         self.siblings = merged;
         self.vv.merge(&other.vv);
     }
@@ -286,7 +313,7 @@ impl SiblingSet {
             }
             if policy == ConflictPolicy::Siblings && !self.vv.covers(s.dot) {
                 return Err(InvalidSiblings::Uncovered {
-                    node: s.dot.node,
+                    actor: s.dot.actor,
                     counter: s.dot.counter,
                 });
             }

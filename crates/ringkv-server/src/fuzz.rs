@@ -13,8 +13,8 @@ use ringkv_core::wire::{
     ClientFrame, FrameCodec, Hello, PROTOCOL_VERSION, Request, RequestFrame, Response, ServerFrame,
 };
 use ringkv_core::{
-    BucketProps, Buckets, ConflictPolicy, Member, NodeId, Ring, RingConfig, RingEpoch, SiblingSet,
-    VersionVector,
+    Actor, BucketProps, Buckets, ConflictPolicy, Member, NodeId, Ring, RingConfig, RingEpoch,
+    SiblingSet, VersionVector,
 };
 use tokio::sync::watch;
 use tokio_util::codec::{Decoder, Encoder};
@@ -270,7 +270,16 @@ fn one_write(node: u64, value: &'static [u8], write_id: Option<u64>) -> SiblingS
     let mut state = SiblingSet::new();
     let value = Some(Bytes::from_static(value));
     state
-        .stamp(NodeId(node), &VersionVector::new(), value, node, write_id)
+        .stamp(
+            Actor {
+                node: NodeId(node),
+                epoch: 1,
+            },
+            &VersionVector::new(),
+            value,
+            node,
+            write_id,
+        )
         .expect("stamp");
     state
 }

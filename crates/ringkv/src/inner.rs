@@ -10,7 +10,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ringkv_core::{Dot, NodeId};
+use ringkv_core::{Actor, Dot, NodeId};
 
 use crate::health::Health;
 use crate::metrics::Stats;
@@ -50,7 +50,7 @@ impl Inner {
     /// not stamped by a replica.
     pub(crate) fn next_lww_dot(&self) -> Dot {
         Dot {
-            node: self.lww_actor,
+            actor: Actor::legacy(self.lww_actor),
             counter: self.lww_counter.fetch_add(1, Ordering::Relaxed) + 1,
         }
     }

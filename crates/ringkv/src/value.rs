@@ -1,7 +1,7 @@
 //! What reads and writes return.
 
 use bytes::Bytes;
-use ringkv_core::{Context, NodeId};
+use ringkv_core::{Context, NodeId, SiblingSet};
 
 /// The result of a read: the key's live siblings (usually one) and the context to write with.
 ///
@@ -10,7 +10,7 @@ use ringkv_core::{Context, NodeId};
 /// - One sibling: [`Value::value`] is it.
 /// - Several: concurrent writes that nobody has resolved. Merge them as the application sees
 ///   fit and write the result with [`Value::context`]: that replaces exactly these siblings.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Value {
     siblings: Vec<Bytes>,
     context: Context,
@@ -19,6 +19,15 @@ pub struct Value {
 impl Value {
     pub(crate) fn new(siblings: Vec<Bytes>, context: Context) -> Value {
         Value { siblings, context }
+    }
+
+    /// What `state` shows a caller: each live write once (a write stamped twice by a retry
+    /// is one write), and the context that covers exactly what it shows.
+    pub(crate) fn of(state: &SiblingSet) -> Value {
+        Value::new(
+            state.writes().filter_map(|s| s.value.clone()).collect(),
+            Context::new(state.version_vector().clone()),
+        )
     }
 
     /// Whether the key holds a value.
@@ -70,11 +79,24 @@ pub struct WriteReceipt {
     /// Fallbacks that acknowledged with a hint for a home replica: the copies handoff still
     /// has to deliver home.
     pub fallback: Vec<NodeId>,
+    /// What the write left (Riak's `return_body`): the key's live siblings at the replica
+    /// that stamped it, this write among them, and the context that covers exactly those.
+    /// Write with it next instead of reading first: a client that updates a key twice in a
+    /// row then never leaves its own last write beside its next one as a sibling. Siblings
+    /// beside this write are concurrent writes this replica knew of: merge them in, as after
+    /// a read. (The stamped version vector alone would be wrong: it also covers those
+    /// siblings, and a write with it would drop them unseen.) For an `lww` write, the value
+    /// written and an empty context.
+    pub written: Value,
 }
 
 impl WriteReceipt {
     pub(crate) fn new(home: Vec<NodeId>, fallback: Vec<NodeId>) -> WriteReceipt {
-        WriteReceipt { home, fallback }
+        WriteReceipt {
+            home,
+            fallback,
+            written: Value::default(),
+        }
     }
 
     /// Number of replicas that acknowledged before the call returned.

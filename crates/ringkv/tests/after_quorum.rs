@@ -66,7 +66,7 @@ impl FakeNode {
                 let state = store.entry(key).or_default();
                 let context = context.unwrap_or_else(VersionVector::default);
                 state
-                    .stamp(self.id, &context, value, 1, write_id)
+                    .stamp(self.id.into(), &context, value, 1, write_id)
                     .expect("stamp");
                 Response::Stamped {
                     state: state.clone(),
@@ -287,7 +287,7 @@ async fn a_read_answers_after_r_and_repairs_the_late_replica_in_the_background()
     let mut state = SiblingSet::new();
     state
         .stamp(
-            homes[0].id,
+            homes[0].id.into(),
             &VersionVector::default(),
             Some("v".into()),
             1,

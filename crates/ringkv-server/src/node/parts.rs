@@ -21,6 +21,7 @@ use crate::ops::config::{Durability, Limits};
 use crate::ops::counters::NodeCounters;
 use crate::ops::metrics::Metrics;
 use crate::request::Replica;
+use crate::request::actors::Actors;
 use crate::storage::Store;
 
 /// One node's shared parts. Cheap to clone: everything inside is shared.
@@ -69,6 +70,7 @@ impl NodeParts {
         let counters = Arc::new(NodeCounters::default());
         let replica = Arc::new(Replica::new(
             store.clone(),
+            Actors::open(store.as_ref()),
             view.clone(),
             counters.clone(),
             limits.max_hint_queue_bytes,

@@ -14,6 +14,7 @@ use crate::node::security::Security;
 use crate::node::tls::NodeTls;
 use crate::ops::admin::spawn_admin;
 use crate::ops::config::Config;
+use crate::request::actors::Actors;
 use crate::request::{Endpoint, Service, serve};
 use crate::storage::{RocksStore, Store};
 use crate::workers::antientropy::spawn_anti_entropy;
@@ -33,6 +34,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         tokio::task::spawn_blocking(move || RocksStore::open_with(&dir, &settings)).await??,
     );
     let node = store.node_id();
+    if config.restored {
+        Actors::forget_clean_stop(store.as_ref())?;
+    }
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Listen {
@@ -95,7 +99,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     info!("stopping gossip");
     membership.shutdown().await;
     info!("flushing the store");
-    tokio::task::spawn_blocking(move || store.flush()).await??;
+    let replica = parts.replica.clone();
+    // Stops stamping (a request the drain left running is refused from now on), flushes,
+    // and records the clean stop: the next start may continue this incarnation.
+    tokio::task::spawn_blocking(move || replica.actors().close(store.as_ref())).await??;
     info!("ringkvd stopped");
     Ok(())
 }

@@ -131,7 +131,7 @@ async fn checkpoint(State(admin): State<Admin>) -> (StatusCode, String) {
         let dir = admin.checkpoints.join(millis.to_string());
         admin
             .service
-            .store()
+            .replica()
             .checkpoint(&dir)
             .map_err(|e| e.to_string())?;
         info!(dir = %dir.display(), "wrote a checkpoint");

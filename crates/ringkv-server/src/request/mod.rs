@@ -9,6 +9,7 @@
 //! - [`service`]: dispatch and validation: what a node answers to each request.
 //! - [`replica`]: the replica's read-modify-write of one key under its lock: stamping (where
 //!   dots are minted), merging, hints, deletes of delivered or moved copies.
+//! - [`actors`]: which actor a stamp is made under, so that no dot is ever minted twice.
 //! - [`proxy`]: proxy mode, the node coordinating a thin client's quorum with the SDK's code.
 //!
 //! A put's way through these files: `server` reads the frame and checks the connection's role;
@@ -17,6 +18,7 @@
 //! everything the node holds for the key and stores it; the answer goes back through the
 //! connection's writer task. A get takes the same way and ends in `Replica::read`.
 
+pub mod actors;
 mod handshake;
 pub mod lane;
 pub mod proxy;

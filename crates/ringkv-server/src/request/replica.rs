@@ -1,7 +1,8 @@
 //! The replica: this node's read-modify-write of one key's versions.
 //!
 //! Every change to a key's stored state on this node goes through [`Replica`], under the key's
-//! lock: a client's write is stamped here (this is where dots are minted), a peer's state is
+//! lock: a client's write is stamped here (this is where dots are minted, under the actor
+//! `actors` chooses, with the marker that proves it next time), a peer's state is
 //! merged, a hint is kept for an unreachable home, a delivered hint or a cleaned-up copy is
 //! deleted only if it did not change meanwhile. Reads merge the node's own copy with the hints
 //! it holds, so a fallback serves back what it took.
@@ -23,7 +24,8 @@ use tracing::{debug, error};
 
 use crate::cluster::ClusterView;
 use crate::ops::counters::NodeCounters;
-use crate::storage::{HintKey, Store, StoreError, encode_state};
+use crate::request::actors::Actors;
+use crate::storage::{HintKey, Record, Store, StoreError, encode_state};
 
 /// The parts of a `Put` request that say what to write.
 #[derive(Debug)]
@@ -43,8 +45,9 @@ pub struct Write {
 /// One node's copy of every key it holds, and the hints it keeps for other nodes.
 #[derive(Debug)]
 pub struct Replica {
-    node: NodeId,
     store: Arc<dyn Store>,
+    /// Which actor each stamp is made under.
+    actors: Actors,
     /// For each bucket's conflict policy.
     view: watch::Receiver<Arc<ClusterView>>,
     locks: KeyLocks,
@@ -54,16 +57,17 @@ pub struct Replica {
 }
 
 impl Replica {
-    /// The replica of the node that owns `store`.
+    /// The replica of the node that owns `store`, stamping under `actors`.
     pub fn new(
         store: Arc<dyn Store>,
+        actors: Actors,
         view: watch::Receiver<Arc<ClusterView>>,
         counters: Arc<NodeCounters>,
         max_hint_queue_bytes: u64,
     ) -> Replica {
         Replica {
-            node: store.node_id(),
             store,
+            actors,
             view,
             locks: KeyLocks::new(),
             counters,
@@ -76,33 +80,59 @@ impl Replica {
         &self.store
     }
 
+    /// Where the replica's actors come from.
+    pub fn actors(&self) -> &Actors {
+        &self.actors
+    }
+
     /// The key's state as this node can answer it: its own copy merged with any hints it
     /// holds for other nodes (a fallback that took a write must be able to serve it back).
     pub fn read(&self, bucket: &str, key: &[u8]) -> Result<Option<SiblingSet>, WireError> {
-        let policy = self.policy(bucket);
-        let mut state = self.store.get(bucket, key).map_err(store_error)?;
-        for (_, hinted) in self.store.hints_for_key(bucket, key).map_err(store_error)? {
-            state
-                .get_or_insert_with(SiblingSet::new)
-                .merge(&hinted, policy);
-        }
-        Ok(state)
+        Ok(self.records(bucket, key)?.merged(self.policy(bucket)))
+    }
+
+    /// Every record this node holds for the key: its copy and its hints.
+    fn records(&self, bucket: &str, key: &[u8]) -> Result<KeyRecords, WireError> {
+        Ok(KeyRecords {
+            data: self.store.get(bucket, key).map_err(store_error)?,
+            hints: self.store.hints_for_key(bucket, key).map_err(store_error)?,
+        })
     }
 
     /// Stamps a write under the key's lock. See `SiblingSet::stamp` for the semantics.
     ///
     /// The write is stamped on top of everything this node holds for the key, its own copy and
-    /// every hint: a dot `(this node, n)` must be new among all of them, or two writes kept in
-    /// different places here could meet later under one dot and one would vanish.
+    /// every hint, under the actor `Actors::choose` picks from the key's marker: the new dot
+    /// is new among every state anywhere (see `actors`). The record written gets the new
+    /// marker; the key's other records lose theirs first, since their markers no longer name
+    /// the last dot minted here.
     pub fn stamp(&self, bucket: &str, key: &[u8], write: Write) -> Result<SiblingSet, WireError> {
         let policy = self.policy(bucket);
         let _guard = self.locks.lock(bucket, key);
-        let mut state = self.read(bucket, key)?.unwrap_or_default();
-        let live = state.live_count();
+        let permit = self
+            .actors
+            .permit(self.store.as_ref())
+            .map_err(store_error)?;
+        let records = self.records(bucket, key)?;
+        let mut state = records.merged(policy).unwrap_or_default();
+        let target = write.hint.map(|home| HintKey {
+            bucket: bucket.to_string(),
+            key: key.to_vec(),
+            home,
+        });
+        if let Some(id) = write.write_id
+            && state.dot_of_write(id).is_some()
+        {
+            // A retry of a write this node already stamped: it is one write, stamped once.
+            // The record it was asked for still gets it (a hint for another home, say).
+            self.keep_in(bucket, key, target.as_ref(), &records, &state, policy)?;
+            return Ok(state);
+        }
+        let writes = state.write_count();
         let blind = write.context.is_none() && !write.overwrite;
-        if blind && live > 1 && policy == ConflictPolicy::Siblings {
+        if blind && writes > 1 && policy == ConflictPolicy::Siblings {
             return Err(WireError::ContextRequired {
-                siblings: live as u32,
+                siblings: writes as u32,
             });
         }
         let mut context = write.context.unwrap_or_default();
@@ -110,8 +140,11 @@ impl Replica {
         if write.overwrite || policy == ConflictPolicy::Lww {
             context.merge(state.version_vector());
         }
-        state
-            .stamp(self.node, &context, write.value, now_ms(), write.write_id)
+        let actor = self
+            .actors
+            .choose(&permit, &state, &context, records.marker());
+        let dot = state
+            .stamp(actor, &context, write.value, now_ms(), write.write_id)
             .map_err(|e| WireError::InvalidRequest {
                 reason: e.to_string(),
             })?;
@@ -121,37 +154,75 @@ impl Replica {
                 max: MAX_SIBLINGS as u32,
             });
         }
-        match write.hint {
-            Some(home) => {
-                let hint = HintKey {
-                    bucket: bucket.to_string(),
-                    key: key.to_vec(),
-                    home,
-                };
-                self.store.put_hint(&hint, &state).map_err(store_error)?;
-            }
-            None => self.store.put(bucket, key, &state).map_err(store_error)?,
+        records.clear_markers_except(self.store.as_ref(), bucket, key, target.as_ref())?;
+        let record = Record {
+            state,
+            minted: Some(self.actors.minted(dot)),
+        };
+        match &target {
+            Some(hint) => self.store.put_hint(hint, &record).map_err(store_error)?,
+            None => self.store.put(bucket, key, &record).map_err(store_error)?,
         }
+        drop(permit);
         debug!(
             bucket,
             key_len = key.len(),
-            siblings = state.siblings().len(),
+            dot = %dot,
+            siblings = record.state.siblings().len(),
             "stamped"
         );
-        Ok(state)
+        Ok(record.state)
+    }
+
+    /// Merges `state` into the record `target` names (`None`: the node's own copy), keeping
+    /// its marker; under the key's lock, which the caller holds.
+    fn keep_in(
+        &self,
+        bucket: &str,
+        key: &[u8],
+        target: Option<&HintKey>,
+        records: &KeyRecords,
+        state: &SiblingSet,
+        policy: ConflictPolicy,
+    ) -> Result<(), WireError> {
+        let held = match target {
+            Some(hint) => records
+                .hints
+                .iter()
+                .find(|(h, _)| h == hint)
+                .map(|(_, r)| r.clone()),
+            None => records.data.clone(),
+        };
+        let mut record = held.unwrap_or_default();
+        if record.state.merge(state, policy) {
+            match target {
+                Some(hint) => self.store.put_hint(hint, &record),
+                None => self.store.put(bucket, key, &record),
+            }
+            .map_err(store_error)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a checkpoint of the store to `dir` (see `Store::checkpoint`), once the store
+    /// records this run as running: a restored copy then starts a new incarnation.
+    pub fn checkpoint(&self, dir: &std::path::Path) -> Result<(), StoreError> {
+        self.actors.before_checkpoint(self.store.as_ref())?;
+        self.store.checkpoint(dir)
     }
 
     /// Merges a state from a peer under the key's lock, writing only if something changed.
     pub fn merge(&self, bucket: &str, key: &[u8], incoming: &SiblingSet) -> Result<(), WireError> {
         let policy = self.validated_policy(bucket, incoming)?;
         let _guard = self.locks.lock(bucket, key);
-        let mut state = self
+        let mut record = self
             .store
             .get(bucket, key)
             .map_err(store_error)?
             .unwrap_or_default();
-        if state.merge(incoming, policy) {
-            self.store.put(bucket, key, &state).map_err(store_error)?;
+        // The marker stays: merging in what others hold never makes a stamp made here older.
+        if record.state.merge(incoming, policy) {
+            self.store.put(bucket, key, &record).map_err(store_error)?;
         }
         Ok(())
     }
@@ -181,13 +252,13 @@ impl Replica {
             home,
         };
         let _guard = self.locks.lock(bucket, key);
-        let mut state = self
+        let mut record = self
             .store
             .get_hint(&hint)
             .map_err(store_error)?
             .unwrap_or_default();
-        if state.merge(incoming, policy) {
-            self.store.put_hint(&hint, &state).map_err(store_error)?;
+        if record.state.merge(incoming, policy) {
+            self.store.put_hint(&hint, &record).map_err(store_error)?;
             let added = encode_state(incoming).len() + key.len();
             self.counters
                 .hint_bytes
@@ -206,7 +277,7 @@ impl Replica {
     ) -> Result<bool, StoreError> {
         let _guard = self.locks.lock(&hint.bucket, &hint.key);
         match self.store.get_hint(hint)? {
-            Some(current) if &current == delivered => {
+            Some(current) if &current.state == delivered => {
                 self.store.delete_hint(hint)?;
                 self.counters
                     .hints_delivered
@@ -228,7 +299,7 @@ impl Replica {
     ) -> Result<bool, StoreError> {
         let _guard = self.locks.lock(bucket, key);
         match self.store.get(bucket, key)? {
-            Some(current) if &current == expected => {
+            Some(current) if &current.state == expected => {
                 self.store.delete(bucket, key)?;
                 Ok(true)
             }
@@ -253,6 +324,63 @@ impl Replica {
                 reason: format!("corrupt state: {e}"),
             })?;
         Ok(policy)
+    }
+}
+
+/// What a node holds for one key, read under the key's lock.
+struct KeyRecords {
+    data: Option<Record>,
+    hints: Vec<(HintKey, Record)>,
+}
+
+impl KeyRecords {
+    /// Every record's state merged (`None` if the node holds nothing for the key).
+    fn merged(&self, policy: ConflictPolicy) -> Option<SiblingSet> {
+        let mut states = self
+            .data
+            .iter()
+            .map(|r| &r.state)
+            .chain(self.hints.iter().map(|(_, r)| &r.state));
+        let mut merged = states.next()?.clone();
+        for state in states {
+            merged.merge(state, policy);
+        }
+        Some(merged)
+    }
+
+    /// The key's marker. A stamp clears every other record's first, so at most one record
+    /// holds one (a failed clearing aborts the stamp before it is written).
+    fn marker(&self) -> Option<crate::storage::Minted> {
+        self.data
+            .iter()
+            .chain(self.hints.iter().map(|(_, r)| r))
+            .find_map(|r| r.minted)
+    }
+
+    /// Clears the marker of every record but `keep` (`None`: the node's own copy), before a
+    /// stamp lands there. Cleared first, so that a failure leaves too few markers (the next
+    /// stamp takes a fresh actor), never a stale one.
+    fn clear_markers_except(
+        &self,
+        store: &dyn Store,
+        bucket: &str,
+        key: &[u8],
+        keep: Option<&HintKey>,
+    ) -> Result<(), WireError> {
+        if let Some(data) = &self.data
+            && data.minted.is_some()
+            && keep.is_some()
+        {
+            let cleared = Record::new(data.state.clone());
+            store.put(bucket, key, &cleared).map_err(store_error)?;
+        }
+        for (hint, record) in &self.hints {
+            if record.minted.is_some() && Some(hint) != keep {
+                let cleared = Record::new(record.state.clone());
+                store.put_hint(hint, &cleared).map_err(store_error)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -309,3 +437,6 @@ impl KeyLocks {
             .unwrap_or_else(|p| p.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests;

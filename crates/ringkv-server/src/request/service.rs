@@ -264,13 +264,17 @@ impl Service {
             Request::Stats => Ok(Response::Stats(self.stats()?)),
             Request::Inspect { bucket, key } => {
                 self.check_key(&bucket, &key)?;
-                let data = self.store.get(&bucket, &key).map_err(store_error)?;
+                let data = self
+                    .store
+                    .get(&bucket, &key)
+                    .map_err(store_error)?
+                    .map(|r| r.state);
                 let hints = self
                     .store
                     .hints_for_key(&bucket, &key)
                     .map_err(store_error)?
                     .into_iter()
-                    .map(|(hint, state)| (hint.home, state))
+                    .map(|(hint, record)| (hint.home, record.state))
                     .collect();
                 Ok(Response::Inspection { data, hints })
             }

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ringkv_core::{NodeId, SiblingSet};
 
 use super::{
-    DataKey, HintKey, Store, StoreError, decode_state, encode_state, hint_prefix, storage_key,
+    DataKey, HintKey, Record, Store, StoreError, decode_record, decode_state, encode_record,
+    hint_prefix, storage_key,
 };
 
 /// A store in a hash map. States are kept encoded, as on disk, so that encoding bugs show up
@@ -52,22 +53,22 @@ impl Store for MemoryStore {
         self.node_id
     }
 
-    fn get(&self, bucket: &str, key: &[u8]) -> Result<Option<SiblingSet>, StoreError> {
+    fn get(&self, bucket: &str, key: &[u8]) -> Result<Option<Record>, StoreError> {
         let data = self
             .data
             .lock()
             .map_err(|_| StoreError::Engine("poisoned".into()))?;
         data.get(&storage_key(bucket, key))
-            .map(|b| decode_state(b))
+            .map(|b| decode_record(b))
             .transpose()
     }
 
-    fn put(&self, bucket: &str, key: &[u8], state: &SiblingSet) -> Result<(), StoreError> {
+    fn put(&self, bucket: &str, key: &[u8], record: &Record) -> Result<(), StoreError> {
         let mut data = self
             .data
             .lock()
             .map_err(|_| StoreError::Engine("poisoned".into()))?;
-        data.insert(storage_key(bucket, key), encode_state(state));
+        data.insert(storage_key(bucket, key), encode_record(record));
         Ok(())
     }
 
@@ -111,19 +112,19 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn put_hint(&self, hint: &HintKey, state: &SiblingSet) -> Result<(), StoreError> {
+    fn put_hint(&self, hint: &HintKey, record: &Record) -> Result<(), StoreError> {
         self.hints
             .lock()
             .map_err(poisoned)?
-            .insert(hint.encode(), encode_state(state));
+            .insert(hint.encode(), encode_record(record));
         Ok(())
     }
 
-    fn get_hint(&self, hint: &HintKey) -> Result<Option<SiblingSet>, StoreError> {
+    fn get_hint(&self, hint: &HintKey) -> Result<Option<Record>, StoreError> {
         let hints = self.hints.lock().map_err(poisoned)?;
         hints
             .get(&hint.encode())
-            .map(|b| decode_state(b))
+            .map(|b| decode_record(b))
             .transpose()
     }
 
@@ -131,13 +132,13 @@ impl Store for MemoryStore {
         &self,
         bucket: &str,
         key: &[u8],
-    ) -> Result<Vec<(HintKey, SiblingSet)>, StoreError> {
+    ) -> Result<Vec<(HintKey, Record)>, StoreError> {
         let prefix = hint_prefix(bucket, key);
         let hints = self.hints.lock().map_err(poisoned)?;
         hints
             .range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(k, v)| Ok((HintKey::decode(k)?, decode_state(v)?)))
+            .map(|(k, v)| Ok((HintKey::decode(k)?, decode_record(v)?)))
             .collect()
     }
 

@@ -6,14 +6,17 @@
 //!
 //! # On-disk format
 //!
-//! - Column family `data`: key = `u16 BE len(bucket) ‖ bucket ‖ key`, value =
-//!   `STATE_FORMAT (1 byte) ‖ CBOR(SiblingSet)`.
+//! - Column family `data`: key = `u16 BE len(bucket) ‖ bucket ‖ key`, value = a [`Record`]:
+//!   `RECORD_FORMAT (2) ‖ CBOR([SiblingSet, Minted or null])`. Values written before the
+//!   marker existed are `STATE_FORMAT (1) ‖ CBOR(SiblingSet)` and still read, with no
+//!   marker (which only costs the key a fresh actor on its next write here).
 //! - Column family `hints`: states held for another (home) node while it is unreachable. Key
 //!   = `u16 BE len(bucket) ‖ bucket ‖ u32 BE len(key) ‖ key ‖ u64 BE home node`, so all hints
 //!   for one key are one prefix (merged into reads) and every hint names its home; value as in
 //!   `data`.
 //! - Column family `meta`: `node_id` → `u64 BE` (created on first start), `format` → the
-//!   store's format version (refusing to open a store written by an unknown future format),
+//!   store's format version (refusing to open a store written by an unknown future format;
+//!   a format-1 store is migrated to 2 by rewriting this byte, since its records still read),
 //!   and node-level records such as `members` (the ring members last seen, so that a restarted
 //!   node knows the whole cluster before gossip has caught up).
 //!
@@ -30,10 +33,47 @@ pub use memory::MemoryStore;
 #[cfg(feature = "rocksdb")]
 pub use rocks::RocksStore;
 
-use ringkv_core::{NodeId, SiblingSet};
+use ringkv_core::{Dot, NodeId, SiblingSet};
+use serde::{Deserialize, Serialize};
 
-/// The format byte in front of every stored sibling set.
+/// The format byte of a bare sibling set: records written before markers existed, and the
+/// canonical encoding [`encode_state`] that digests and sizes are computed over.
 pub const STATE_FORMAT: u8 = 1;
+
+/// The format byte of a [`Record`]: a sibling set and this node's marker for the key.
+pub const RECORD_FORMAT: u8 = 2;
+
+/// The last dot this node minted on a key, kept with the key's stored state and never sent to
+/// another node: the proof that lets the node continue that dot's actor (see
+/// `request::actors` for the rule and why it is needed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Minted {
+    /// The dot.
+    pub dot: Dot,
+    /// The node's incarnation when it minted the dot; a marker of another incarnation proves
+    /// nothing (a crash may have lost the stamps after it).
+    pub incarnation: u64,
+}
+
+/// A key's stored state (a copy or a hint) with this node's marker for it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Record {
+    /// The versions.
+    pub state: SiblingSet,
+    /// What this node last minted into this record, if it minted anything since the record
+    /// was created (or since the marker was cleared by a stamp kept elsewhere).
+    pub minted: Option<Minted>,
+}
+
+impl Record {
+    /// A record with no marker: a state received from elsewhere.
+    pub fn new(state: SiblingSet) -> Record {
+        Record {
+            state,
+            minted: None,
+        }
+    }
+}
 
 /// Errors from a store.
 #[derive(Debug, thiserror::Error)]
@@ -61,8 +101,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// This store's node identity, created with the store and kept with its data, so that a
     /// wiped store comes back as a new node.
     fn node_id(&self) -> NodeId;
-    fn get(&self, bucket: &str, key: &[u8]) -> Result<Option<SiblingSet>, StoreError>;
-    fn put(&self, bucket: &str, key: &[u8], state: &SiblingSet) -> Result<(), StoreError>;
+    fn get(&self, bucket: &str, key: &[u8]) -> Result<Option<Record>, StoreError>;
+    fn put(&self, bucket: &str, key: &[u8], record: &Record) -> Result<(), StoreError>;
     /// Writes a consistent copy of the whole store to `dir` (which must not exist yet), for
     /// backups: RocksDB hard-links its immutable files, so it is quick and small at first.
     fn checkpoint(&self, dir: &std::path::Path) -> Result<(), StoreError> {
@@ -97,14 +137,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn flush(&self) -> Result<(), StoreError>;
     /// Merges nothing: stores `state` as the hint for `home` (callers merge under the key
     /// lock first).
-    fn put_hint(&self, hint: &HintKey, state: &SiblingSet) -> Result<(), StoreError>;
-    fn get_hint(&self, hint: &HintKey) -> Result<Option<SiblingSet>, StoreError>;
+    fn put_hint(&self, hint: &HintKey, record: &Record) -> Result<(), StoreError>;
+    fn get_hint(&self, hint: &HintKey) -> Result<Option<Record>, StoreError>;
     /// Every hint held for `(bucket, key)`, whatever its home.
-    fn hints_for_key(
-        &self,
-        bucket: &str,
-        key: &[u8],
-    ) -> Result<Vec<(HintKey, SiblingSet)>, StoreError>;
+    fn hints_for_key(&self, bucket: &str, key: &[u8])
+    -> Result<Vec<(HintKey, Record)>, StoreError>;
     fn delete_hint(&self, hint: &HintKey) -> Result<(), StoreError>;
     /// Up to `limit` hints in key order, starting after `after` (a previous batch's last key).
     fn scan_hints(
@@ -210,7 +247,8 @@ pub(crate) fn storage_key(bucket: &str, key: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A sibling set as the store keeps it: the format byte, then CBOR.
+/// A sibling set in its canonical encoding: the format byte, then CBOR. Digests and sizes
+/// are computed over it; it is also a valid stored value (a record with no marker).
 pub fn encode_state(state: &SiblingSet) -> Vec<u8> {
     let mut out = vec![STATE_FORMAT];
     // Encoding into a Vec fails only on an I/O error, which a Vec never has.
@@ -218,17 +256,34 @@ pub fn encode_state(state: &SiblingSet) -> Vec<u8> {
     out
 }
 
-/// The inverse of [`encode_state`]; anything else is [`StoreError::Corrupt`].
-pub fn decode_state(bytes: &[u8]) -> Result<SiblingSet, StoreError> {
+/// A record as the store keeps it: see the module docs.
+pub fn encode_record(record: &Record) -> Vec<u8> {
+    let mut out = vec![RECORD_FORMAT];
+    let _ = ciborium::into_writer(&(&record.state, &record.minted), &mut out);
+    out
+}
+
+/// The inverse of [`encode_record`], reading [`encode_state`]'s form too; anything else is
+/// [`StoreError::Corrupt`].
+pub fn decode_record(bytes: &[u8]) -> Result<Record, StoreError> {
+    let corrupt = |e: ciborium::de::Error<std::io::Error>| StoreError::Corrupt(e.to_string());
     match bytes.split_first() {
-        Some((&STATE_FORMAT, body)) => {
-            ciborium::from_reader(body).map_err(|e| StoreError::Corrupt(e.to_string()))
-        }
+        Some((&STATE_FORMAT, body)) => ciborium::from_reader(body)
+            .map(Record::new)
+            .map_err(corrupt),
+        Some((&RECORD_FORMAT, body)) => ciborium::from_reader(body)
+            .map(|(state, minted)| Record { state, minted })
+            .map_err(corrupt),
         Some((format, _)) => Err(StoreError::Corrupt(format!(
             "unknown state format {format}"
         ))),
         None => Err(StoreError::Corrupt("empty stored state".into())),
     }
+}
+
+/// The state inside a stored value (scans, which have no use for the marker).
+pub fn decode_state(bytes: &[u8]) -> Result<SiblingSet, StoreError> {
+    decode_record(bytes).map(|r| r.state)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use tracing::warn;
 
-use crate::storage::Store;
+use crate::storage::{Store, StoreError};
 
 /// The format byte in front of every record.
 const FORMAT: u8 = 1;
@@ -38,11 +38,19 @@ pub(crate) fn load<T: serde::de::DeserializeOwned>(store: &dyn Store, name: &str
 /// Persists a record (synced: records are rare and must survive a crash). A failure is
 /// logged: the record's safe default applies after a restart.
 pub(crate) fn save<T: serde::Serialize>(store: &dyn Store, name: &str, value: &T) {
-    let mut bytes = vec![FORMAT];
-    if ciborium::into_writer(value, &mut bytes).is_err() {
-        return;
-    }
-    if let Err(e) = store.put_meta(name, &bytes) {
+    if let Err(e) = self::store(store, name, value) {
         warn!(record = name, error = %e, "cannot persist a record");
     }
+}
+
+/// Persists a record, synced, for a caller that must know it is on disk.
+pub(crate) fn store<T: serde::Serialize>(
+    store: &dyn Store,
+    name: &str,
+    value: &T,
+) -> Result<(), StoreError> {
+    let mut bytes = vec![FORMAT];
+    ciborium::into_writer(value, &mut bytes)
+        .map_err(|e| StoreError::Engine(format!("encoding the record {name}: {e}")))?;
+    store.put_meta(name, &bytes)
 }

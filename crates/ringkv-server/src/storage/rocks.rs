@@ -20,7 +20,8 @@ use rocksdb::{ColumnFamilyDescriptor, DB, DBCompressionType, Options};
 use tracing::{info, warn};
 
 use super::{
-    DataKey, HintKey, Store, StoreError, decode_state, encode_state, hint_prefix, storage_key,
+    DataKey, HintKey, Record, Store, StoreError, decode_record, decode_state, encode_record,
+    hint_prefix, storage_key,
 };
 
 const CF_DATA: &str = "data";
@@ -28,8 +29,13 @@ const CF_META: &str = "meta";
 const CF_HINTS: &str = "hints";
 const META_NODE_ID: &[u8] = b"node_id";
 const META_FORMAT: &[u8] = b"format";
-/// The layout version of the whole store (column families and key encoding).
-const STORE_FORMAT: u8 = 1;
+/// The layout version of the whole store (column families, key encoding, record formats).
+/// 2 added [`Record`]'s marker; a format-1 store is migrated by rewriting this byte, since
+/// its values still read (as records with no marker).
+const STORE_FORMAT: u8 = 2;
+
+/// The store formats this build opens: the current one and the one it migrates from.
+const OPENS_FORMATS: [u8; 2] = [1, STORE_FORMAT];
 
 /// How often writes refused for a full disk check whether space was freed.
 pub const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
@@ -185,12 +191,24 @@ impl RocksStore {
     /// Reads the node id and format, creating them on first start.
     fn identity(db: &DB) -> Result<NodeId, StoreError> {
         let meta = cf(db, CF_META)?;
+        let mut sync = rocksdb::WriteOptions::default();
+        sync.set_sync(true);
         match db.get_cf(meta, META_FORMAT).map_err(engine)? {
             None => {}
             Some(v) if v.as_slice() == [STORE_FORMAT] => {}
+            Some(v) if v.len() == 1 && OPENS_FORMATS.contains(&v[0]) => {
+                info!(
+                    from = v[0],
+                    to = STORE_FORMAT,
+                    "migrating the store's format"
+                );
+                db.put_cf_opt(meta, META_FORMAT, [STORE_FORMAT], &sync)
+                    .map_err(engine)?;
+            }
             Some(v) => {
                 return Err(StoreError::Corrupt(format!(
-                    "data directory has store format {v:?}; this build reads format {STORE_FORMAT}"
+                    "data directory has store format {v:?}; this build reads formats \
+                     {OPENS_FORMATS:?}"
                 )));
             }
         }
@@ -206,8 +224,6 @@ impl RocksStore {
         let mut batch = rocksdb::WriteBatch::default();
         batch.put_cf(meta, META_FORMAT, [STORE_FORMAT]);
         batch.put_cf(meta, META_NODE_ID, id.0.to_be_bytes());
-        let mut sync = rocksdb::WriteOptions::default();
-        sync.set_sync(true);
         db.write_opt(batch, &sync).map_err(engine)?;
         Ok(id)
     }
@@ -218,18 +234,18 @@ impl Store for RocksStore {
         self.node_id
     }
 
-    fn get(&self, bucket: &str, key: &[u8]) -> Result<Option<SiblingSet>, StoreError> {
+    fn get(&self, bucket: &str, key: &[u8]) -> Result<Option<Record>, StoreError> {
         let db = self.db();
         let data = cf(&db, CF_DATA)?;
         db.get_pinned_cf(data, storage_key(bucket, key))
             .map_err(engine)?
-            .map(|bytes| decode_state(&bytes))
+            .map(|bytes| decode_record(&bytes))
             .transpose()
     }
 
-    fn put(&self, bucket: &str, key: &[u8], state: &SiblingSet) -> Result<(), StoreError> {
+    fn put(&self, bucket: &str, key: &[u8], record: &Record) -> Result<(), StoreError> {
         self.write_with(|db| {
-            let value = encode_state(state);
+            let value = encode_record(record);
             db.put_cf_opt(
                 cf(db, CF_DATA)?,
                 storage_key(bucket, key),
@@ -322,20 +338,20 @@ impl Store for RocksStore {
         Ok(())
     }
 
-    fn put_hint(&self, hint: &HintKey, state: &SiblingSet) -> Result<(), StoreError> {
+    fn put_hint(&self, hint: &HintKey, record: &Record) -> Result<(), StoreError> {
         self.write_with(|db| {
-            let value = encode_state(state);
+            let value = encode_record(record);
             db.put_cf_opt(cf(db, CF_HINTS)?, hint.encode(), value, &self.write)
                 .map_err(engine)
         })
     }
 
-    fn get_hint(&self, hint: &HintKey) -> Result<Option<SiblingSet>, StoreError> {
+    fn get_hint(&self, hint: &HintKey) -> Result<Option<Record>, StoreError> {
         let db = self.db();
         let hints = cf(&db, CF_HINTS)?;
         db.get_pinned_cf(hints, hint.encode())
             .map_err(engine)?
-            .map(|bytes| decode_state(&bytes))
+            .map(|bytes| decode_record(&bytes))
             .transpose()
     }
 
@@ -343,7 +359,7 @@ impl Store for RocksStore {
         &self,
         bucket: &str,
         key: &[u8],
-    ) -> Result<Vec<(HintKey, SiblingSet)>, StoreError> {
+    ) -> Result<Vec<(HintKey, Record)>, StoreError> {
         let db = self.db();
         let prefix = hint_prefix(bucket, key);
         let hints = cf(&db, CF_HINTS)?;
@@ -354,7 +370,7 @@ impl Store for RocksStore {
             if !k.starts_with(&prefix) {
                 break;
             }
-            out.push((HintKey::decode(&k)?, decode_state(&v)?));
+            out.push((HintKey::decode(&k)?, decode_record(&v)?));
         }
         Ok(out)
     }

@@ -1,12 +1,17 @@
 use bytes::Bytes;
-use ringkv_core::{NodeId, SiblingSet, VersionVector};
+use ringkv_core::{Actor, Dot, NodeId, SiblingSet, VersionVector};
 
 use super::*;
+
+const ACTOR: Actor = Actor {
+    node: NodeId(1),
+    epoch: 9,
+};
 
 fn state(value: &str) -> SiblingSet {
     let mut s = SiblingSet::new();
     s.stamp(
-        NodeId(1),
+        ACTOR,
         &VersionVector::new(),
         Some(Bytes::copy_from_slice(value.as_bytes())),
         1,
@@ -16,18 +21,32 @@ fn state(value: &str) -> SiblingSet {
     s
 }
 
+/// A stored record with a marker, which must come back as it went in.
+fn record(value: &str) -> Record {
+    Record {
+        state: state(value),
+        minted: Some(Minted {
+            dot: Dot {
+                actor: ACTOR,
+                counter: 1,
+            },
+            incarnation: 3,
+        }),
+    }
+}
+
 /// The behaviour every store must have; run against each implementation below.
 fn round_trips_and_separates_buckets(store: &dyn Store) {
     assert_eq!(store.get("b", b"k").expect("get"), None);
-    store.put("b", b"k", &state("one")).expect("put");
-    store.put("b2", b"k", &state("two")).expect("put");
-    assert_eq!(store.get("b", b"k").expect("get"), Some(state("one")));
-    assert_eq!(store.get("b2", b"k").expect("get"), Some(state("two")));
+    store.put("b", b"k", &record("one")).expect("put");
+    store.put("b2", b"k", &record("two")).expect("put");
+    assert_eq!(store.get("b", b"k").expect("get"), Some(record("one")));
+    assert_eq!(store.get("b2", b"k").expect("get"), Some(record("two")));
     // ("ab", "c") and ("a", "bc") are different keys.
-    store.put("ab", b"c", &state("x")).expect("put");
+    store.put("ab", b"c", &record("x")).expect("put");
     assert_eq!(store.get("a", b"bc").expect("get"), None);
-    store.put("b", b"k", &state("three")).expect("overwrite");
-    assert_eq!(store.get("b", b"k").expect("get"), Some(state("three")));
+    store.put("b", b"k", &record("three")).expect("overwrite");
+    assert_eq!(store.get("b", b"k").expect("get"), Some(record("three")));
     assert_eq!(store.get_meta("members").expect("meta"), None);
     store.put_meta("members", b"m").expect("put meta");
     store
@@ -49,13 +68,13 @@ fn keeps_hints_by_key_and_home(store: &dyn Store) {
         home: NodeId(home),
     };
     store
-        .put_hint(&hint(b"k", 7), &state("for 7"))
+        .put_hint(&hint(b"k", 7), &record("for 7"))
         .expect("put");
     store
-        .put_hint(&hint(b"k", 8), &state("for 8"))
+        .put_hint(&hint(b"k", 8), &record("for 8"))
         .expect("put");
     // "k" must not pick up the hints of "k2".
-    store.put_hint(&hint(b"k2", 7), &state("k2")).expect("put");
+    store.put_hint(&hint(b"k2", 7), &record("k2")).expect("put");
     let for_k = store.hints_for_key("b", b"k").expect("by key");
     assert_eq!(
         for_k.iter().map(|(h, _)| h.home.0).collect::<Vec<_>>(),
@@ -63,7 +82,7 @@ fn keeps_hints_by_key_and_home(store: &dyn Store) {
     );
     assert_eq!(
         store.get_hint(&hint(b"k", 8)).expect("get"),
-        Some(state("for 8"))
+        Some(record("for 8"))
     );
     assert_eq!(store.hint_count().expect("count"), 3);
     let first = store.scan_hints(None, 2).expect("scan");
@@ -108,7 +127,7 @@ fn rocks_store_keeps_its_identity_and_data_across_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
     let id = {
         let store = RocksStore::open(dir.path()).expect("open");
-        store.put("b", b"k", &state("kept")).expect("put");
+        store.put("b", b"k", &record("kept")).expect("put");
         store
             .put_meta("node_id", b"a record, not the identity")
             .expect("meta");
@@ -116,7 +135,7 @@ fn rocks_store_keeps_its_identity_and_data_across_reopen() {
     };
     let store = RocksStore::open(dir.path()).expect("reopen");
     assert_eq!(store.node_id(), id);
-    assert_eq!(store.get("b", b"k").expect("get"), Some(state("kept")));
+    assert_eq!(store.get("b", b"k").expect("get"), Some(record("kept")));
     let other = tempfile::tempdir().expect("tempdir");
     assert_ne!(
         RocksStore::open(other.path()).expect("open").node_id(),
@@ -140,4 +159,81 @@ fn corrupt_stored_bytes_are_an_error_not_a_panic() {
         decode_state(&encode_state(&state("v"))).expect("decodes"),
         state("v")
     );
+    assert_eq!(
+        decode_record(&encode_record(&record("v"))).expect("decodes"),
+        record("v")
+    );
+    assert!(matches!(
+        decode_record(&[RECORD_FORMAT, 0x82, 0xa0]),
+        Err(StoreError::Corrupt(_))
+    ));
+}
+
+/// A copy of the store format 1 fixture (see `tests/fixtures/README.md`) in a fresh
+/// directory: opening migrates it, and the fixture itself must stay as the old release wrote it.
+fn fixture_copy(name: &str) -> tempfile::TempDir {
+    let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let dir = tempfile::tempdir().expect("tempdir");
+    for entry in std::fs::read_dir(&from).expect("fixture") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copy");
+    }
+    dir
+}
+
+#[test]
+fn a_store_written_by_format_1_opens_reads_and_migrates() {
+    let dir = fixture_copy("store-v1");
+    let other = NodeId(0x0b0b_0b0b_0b0b_0b0b);
+    for reopen in [false, true] {
+        let store = RocksStore::open(dir.path()).expect("opens");
+        assert_eq!(
+            store.node_id(),
+            NodeId(0x4d49_1b3e_d1b6_6b1d),
+            "reopen {reopen}"
+        );
+        let plain = store
+            .get("default", b"plain")
+            .expect("get")
+            .expect("present");
+        assert_eq!(plain.minted, None, "format 1 had no marker");
+        assert_eq!(
+            plain
+                .state
+                .live()
+                .map(|s| s.value.clone())
+                .collect::<Vec<_>>(),
+            vec![Some(Bytes::from("v1"))]
+        );
+        assert_eq!(plain.state.siblings()[0].write_id, Some(11));
+        assert_eq!(
+            plain.state.siblings()[0].dot.actor,
+            Actor::legacy(store.node_id()),
+            "legacy dots decode as epoch 0"
+        );
+        let siblings = store
+            .get("default", b"siblings")
+            .expect("get")
+            .expect("present");
+        assert_eq!(siblings.state.live_count(), 2);
+        let deleted = store
+            .get("default", b"deleted")
+            .expect("get")
+            .expect("present");
+        assert!(deleted.state.is_absent() && !deleted.state.siblings().is_empty());
+        let hints = store.hints_for_key("default", b"hinted").expect("hints");
+        assert_eq!(hints.len(), 1);
+        assert_eq!(hints[0].0.home, other);
+        assert_eq!(hints[0].1.state, plain.state);
+        // Written back in the new format, a record keeps its marker.
+        let mut again = plain.clone();
+        again.minted = Some(Minted {
+            dot: plain.state.siblings()[0].dot,
+            incarnation: 1,
+        });
+        store.put("default", b"plain2", &again).expect("put");
+        assert_eq!(store.get("default", b"plain2").expect("get"), Some(again));
+    }
 }

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
+use ringkv_core::SiblingSet;
 use ringkv_core::quorum::{Quorum, QuorumState};
 use ringkv_core::wire::{Request, Response};
-use ringkv_core::{Context, SiblingSet};
 use tokio::time::Instant;
 use tracing::field::{Empty, display};
 use tracing::{Instrument as _, Span, debug, debug_span, warn};
@@ -123,7 +123,9 @@ async fn get_once(
     for state in answers.iter().filter_map(|(_, s)| s.as_ref()) {
         merged.merge(state, plan.props.conflict);
     }
-    let live = merged.live_count();
+    // One write stamped by two coordinators (a retry) is two siblings with one write id: the
+    // caller sees it once. The context still covers both dots.
+    let live = merged.write_count();
     if live > inner.config.sibling_warning {
         inner.stats.sibling_warnings.fetch_add(1, Ordering::Relaxed);
         warn!(
@@ -132,10 +134,7 @@ async fn get_once(
             "read returned many siblings: is the application resolving them?"
         );
     }
-    let value = Value::new(
-        merged.live().filter_map(|s| s.value.clone()).collect(),
-        Context::new(merged.version_vector().clone()),
-    );
+    let value = Value::of(&merged);
     if inner.config.read_repair {
         let repair = Repair {
             inner: inner.clone(),

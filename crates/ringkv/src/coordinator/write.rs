@@ -32,7 +32,7 @@ use super::retry::with_retries;
 use crate::error::{Error, NodeError, Result};
 use crate::inner::Inner;
 use crate::options::{ReadOptions, WriteOptions};
-use crate::value::WriteReceipt;
+use crate::value::{Value, WriteReceipt};
 
 /// Writes `value` (`None`: a delete) to `key`; see the module docs.
 pub(crate) async fn write(
@@ -249,6 +249,7 @@ async fn replicate(
     others: Vec<Target>,
     mut acks: Acks<'_>,
 ) -> Result<WriteReceipt> {
+    acks.receipt.written = Value::of(&state);
     let merge = |target: &Target| Request::Merge {
         bucket: write.bucket.into(),
         key: write.key.clone(),

@@ -57,6 +57,11 @@ pub struct Args {
     /// Require client certificates signed by this CA (mutual TLS).
     #[arg(long, env = "RINGKVD_TLS_CLIENT_CA_FILE")]
     pub tls_client_ca_file: Option<PathBuf>,
+    /// This data directory is a restored copy (of a node stopped at the time, or a filesystem
+    /// snapshot): start a new incarnation, so that no dot minted since the copy is minted
+    /// again. Checkpoints from `POST /checkpoint` do not need it; it never hurts.
+    #[arg(long)]
+    pub restored: bool,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,

@@ -48,6 +48,10 @@ pub struct Config {
     pub cluster: ClusterSettings,
     pub security: Security,
     pub tls: Tls,
+    /// `--restored`: start a new incarnation even if the store says it stopped cleanly (see
+    /// `request::actors`). A start-up action, never read from a file.
+    #[serde(skip)]
+    pub restored: bool,
 }
 
 /// TLS for every connection to and from this node (client and node-to-node; gossip is UDP
@@ -241,6 +245,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 7400)),
             advertise: None,
             data_dir: PathBuf::from("./ringkv-data"),
+            restored: false,
             seeds: Vec::new(),
             cluster_name: "ringkv".into(),
             weight: 1,
@@ -314,6 +319,7 @@ impl Config {
         if let Some(v) = &args.data_dir {
             config.data_dir = v.clone();
         }
+        config.restored = args.restored;
         if let Some(v) = &args.seeds {
             config.seeds = v.iter().filter(|s| !s.is_empty()).cloned().collect();
         }

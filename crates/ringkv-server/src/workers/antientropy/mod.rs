@@ -236,13 +236,13 @@ impl Exchange<'_> {
     async fn push(&self, bucket: &str, key: &Bytes) -> Result<()> {
         let store = self.parts.replica.store().clone();
         let (b, k) = (bucket.to_string(), key.clone());
-        let Some(state) = tokio::task::spawn_blocking(move || store.get(&b, &k)).await?? else {
+        let Some(record) = tokio::task::spawn_blocking(move || store.get(&b, &k)).await?? else {
             return Ok(()); // Deleted meanwhile (a clean-up): nothing to offer.
         };
         let request = Request::Merge {
             bucket: bucket.to_string(),
             key: key.clone(),
-            state,
+            state: record.state,
             hint: None,
             sync: false,
         };
