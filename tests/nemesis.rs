@@ -368,7 +368,10 @@ async fn check(
     seconds: u64,
     faults: usize,
 ) -> anyhow::Result<Verdict> {
-    let ledger = ledger.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let ledger = ledger
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
     let all = ReadOptions::default()
         .with_r(3)
         .with_timeout(Duration::from_secs(5));
