@@ -14,7 +14,7 @@ cd "$ROOT"
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(frame_decoder request_handlers sibling_decoder)
+[ ${#targets[@]} -gt 0 ] || targets=(frame_decoder request_handlers sibling_decoder stamp_merge)
 
 if ! command -v cargo-fuzz >/dev/null; then
   cargo install --locked cargo-fuzz

@@ -634,3 +634,103 @@ fn join_leave_under_load() {
         Ok(())
     });
 }
+
+/// A node leaving the ring while it holds hints for a home it cannot reach: its part of the
+/// transfer is not done until the hints are placed, so an operator who stops it when the
+/// transfer ends drops nothing. (Before, the transfer ended as soon as its data had streamed,
+/// and the hints went with the stopped node.)
+#[test]
+fn leaving_node_places_its_hints_before_the_transfer_ends() {
+    if !in_own_netns("leaving_node_places_its_hints_before_the_transfer_ends") {
+        return;
+    }
+    run(async {
+        let (mut cluster, client, bucket, _) = setup(5).await?;
+        let home = 0;
+        let keys = cluster.keys_homed_on(&client, home, "leave-hints", 60);
+        cluster.kill(home);
+        for key in &keys {
+            bucket.put(key.as_str(), key.clone(), None).await?;
+        }
+        // Every write went to a fallback too (in its background part, if not before the
+        // call returned), with a hint for the dead home.
+        let hinted = eventually(Duration::from_secs(20), || async {
+            node_stats(&cluster)
+                .await
+                .iter()
+                .map(|s| s.hints_pending)
+                .sum::<u64>()
+                > 0
+        })
+        .await;
+        anyhow::ensure!(hinted, "no node took a hint for the dead home");
+        // The node holding the most hints leaves.
+        let mut most = (0, 0);
+        for i in (0..cluster.nodes.len()).filter(|&i| cluster.is_running(i)) {
+            let mut raw = RawConnection::open(cluster.nodes[i].addr).await?;
+            if let Ok(Response::Stats(stats)) = raw.request(Request::Stats).await?
+                && stats.hints_pending > most.1
+            {
+                most = (i, stats.hints_pending);
+            }
+        }
+        let (leaver, held) = most;
+        anyhow::ensure!(held > 0, "no node took hints");
+        let via = (0..cluster.nodes.len())
+            .find(|&i| i != home && i != leaver)
+            .expect("another node");
+        // The home comes back, but the leaver cannot reach it.
+        Firewall::partition(node_ip(leaver), node_ip(home));
+        cluster.restart(home).await?;
+        let id = cluster.member_of(leaver).await?.id;
+        cluster
+            .stage(via, ringkv_core::Change::Leave { id })
+            .await?;
+        cluster.commit(via).await?;
+        let leaver_hints = |cluster: &TestCluster| {
+            let addr = cluster.nodes[leaver].addr;
+            async move {
+                let mut raw = RawConnection::open(addr).await?;
+                match raw.request(Request::Stats).await? {
+                    Ok(Response::Stats(stats)) => Ok(stats.hints_pending),
+                    other => anyhow::bail!("the leaver answered Stats with {other:?}"),
+                }
+            }
+        };
+        // Whenever the transfer ends, the leaving node must hold no hint. It may place them
+        // on the key's live homes (if it takes the home for down), or wait for the home.
+        let early = cluster.wait_settled(Duration::from_secs(15)).await;
+        let held_then = leaver_hints(&cluster).await?;
+        println!(
+            "  15 s into the partition: settled={} leaver's hints={held_then}",
+            early.is_ok()
+        );
+        if early.is_ok() {
+            anyhow::ensure!(
+                held_then == 0,
+                "the transfer ended while the leaving node still held {held_then} hints"
+            );
+        } else {
+            anyhow::ensure!(held_then > 0, "the transfer is stuck with no hint to place");
+        }
+        Firewall::heal();
+        cluster.wait_settled(Duration::from_secs(120)).await?;
+        let left = leaver_hints(&cluster).await?;
+        anyhow::ensure!(
+            left == 0,
+            "the transfer ended with {left} hints on the leaving node"
+        );
+        cluster.terminate(leaver, Duration::from_secs(10))?;
+        until_replicas_answer(&client, 3).await?;
+        for key in &keys {
+            let read = bucket.get(key.as_str()).await?;
+            anyhow::ensure!(
+                read.siblings().contains(&Bytes::from(key.clone())),
+                "{key} lost with the leaving node's hints: {:?}",
+                read.siblings()
+            );
+        }
+        println!("  {} keys kept after the leaving node stopped", keys.len());
+        Ok(())
+    });
+}

@@ -372,8 +372,11 @@ async fn check(
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
+    // Strict: the three homes themselves, not a fallback the client turns to while it still
+    // takes a healed home for down, so that the read repairs the homes.
     let all = ReadOptions::default()
         .with_r(3)
+        .with_pr(3)
         .with_timeout(Duration::from_secs(5));
     let all = &all;
     let read = |key: String| async move {
@@ -439,9 +442,70 @@ async fn check(
         }
         keys.insert(key.clone());
     }
-    verdict.divergent = divergent(bucket, cluster, &keys).await?;
+    // The final reads repaired the replicas in the background: give the repairs (and
+    // anti-entropy) a bounded while, as the fault scenarios do.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        verdict.divergent = divergent(bucket, cluster, &keys).await?;
+        if verdict.divergent == 0 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    if verdict.divergent > 0 {
+        show_divergence(cluster, bucket, &keys).await?;
+    }
     verdict.dots_minted_twice = dots_minted_twice(cluster, bucket.name(), &keys).await?;
     Ok(verdict)
+}
+
+/// Prints the first few keys whose home replicas differ, each home's state as it holds it.
+async fn show_divergence(
+    cluster: &TestCluster,
+    bucket: &Bucket,
+    keys: &BTreeSet<String>,
+) -> anyhow::Result<()> {
+    let ring = bucket.client().ring();
+    let mut shown = 0;
+    for key in keys {
+        let homes = ring.home_replicas(bucket.name(), key.as_bytes());
+        let mut held = Vec::new();
+        for member in &homes {
+            let Some(node) = cluster
+                .nodes
+                .iter()
+                .find(|n| n.addr.to_string() == member.addr)
+            else {
+                continue;
+            };
+            let mut raw = RawConnection::open(node.addr).await?;
+            let inspect = Request::Inspect {
+                bucket: bucket.name().into(),
+                key: Bytes::from(key.clone()),
+            };
+            if let Ok(Response::Inspection { data, hints }) = raw.request(inspect).await? {
+                held.push((member.addr.clone(), data, hints.len()));
+            }
+        }
+        if held.windows(2).all(|w| w[0].1 == w[1].1) {
+            continue;
+        }
+        println!("  divergent {key}:");
+        for (addr, data, hints) in &held {
+            let summary = data.as_ref().map(|s| {
+                (
+                    s.version_vector().clone(),
+                    s.live().map(|x| x.value.clone()).collect::<Vec<_>>().len(),
+                )
+            });
+            println!("    {addr}: {summary:?} (+{hints} hints)");
+        }
+        shown += 1;
+        if shown == 3 {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Every node's copy and hints of `key`, merged.

@@ -1,8 +1,11 @@
 //! Scenario simulation-sweep (../shared/FAULTS.md): the SDK's coordinator and five nodes on
 //! in-memory stores in one process, on one thread, in simulated time, over an in-memory
-//! network that crashes, restarts and isolates nodes by a seed's schedule. Invariants: no
-//! acknowledged write is lost, and once everything is healed the home replicas of every key
-//! hold the same state and no hint is left.
+//! network that crashes, restarts and isolates nodes by a seed's schedule, and takes down
+//! every home of one key at a time (twice per key, with handoff between the outages). The
+//! clients add to sets with contexts, write blind, and delete with and without a context.
+//! Invariants: no acknowledged write is lost, no acknowledged delete is undone (no live
+//! sibling under a dot a delete covered), no dot names two writes, and once everything is
+//! healed the home replicas of every key hold the same state and no hint is left.
 //!
 //! `RINGKV_SIM_SEEDS` sets how many seeds run (200 by default); `RINGKV_SIM_SEED=N` runs one;
 //! `RINGKV_SIM_DEBUG=1` prints every refused write.
@@ -200,8 +203,76 @@ fn start(net: &Arc<Net>, i: usize, store: Arc<MemoryStore>) -> Node {
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Outcome {
     acknowledged: BTreeMap<String, BTreeSet<String>>,
+    /// Blind writes (no context) acknowledged, per key: each must stay a sibling.
+    blind: BTreeMap<String, BTreeSet<String>>,
+    /// Keys an acknowledged delete removed (what it covered is in [`Covered`]).
+    deleted: BTreeSet<String>,
     failed: usize,
     faults: Vec<String>,
+}
+
+/// What each acknowledged delete covered. Kept out of [`Outcome`]: the dots name actors whose
+/// epochs the nodes draw at random, so two runs of one seed differ in them.
+type Covered = Arc<Mutex<BTreeMap<String, ringkv_core::VersionVector>>>;
+
+/// Blind writes (each key written twice without a context, both must stay) and deletes (a
+/// key written, then deleted with the context its write returned, or without one).
+async fn blind_and_deletes(
+    client: Client,
+    outcome: Arc<Mutex<Outcome>>,
+    covered: Covered,
+    seed: u64,
+) {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xde1e7e);
+    for n in 0..WRITES_PER_WRITER {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(10..200))).await;
+        if rng.random_range(0..2) == 0 {
+            let key = format!("blind{}", n / 2);
+            let value = format!("b{n}");
+            let put = client.put(&key, value.clone(), None).await;
+            let mut o = outcome.lock().unwrap_or_else(PoisonError::into_inner);
+            match put {
+                Ok(_) => {
+                    o.blind.entry(key).or_default().insert(value);
+                }
+                Err(_) => o.failed += 1,
+            }
+            continue;
+        }
+        let key = format!("del{n}");
+        let Ok(written) = client.put(&key, format!("d{n}"), None).await else {
+            outcome
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .failed += 1;
+            continue;
+        };
+        let context = (rng.random_range(0..2) == 0).then(|| written.written.context().clone());
+        match client.delete(&key, context.as_ref()).await {
+            Ok(deleted) => {
+                // A blind delete overwrites all it is stamped on: its returned context is
+                // what it covered.
+                let vv = context
+                    .unwrap_or_else(|| deleted.written.context().clone())
+                    .into_version_vector();
+                covered
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(key.clone(), vv);
+                outcome
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .deleted
+                    .insert(key);
+            }
+            Err(_) => {
+                outcome
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .failed += 1
+            }
+        }
+    }
 }
 
 async fn run(seed: u64) -> Result<Outcome, String> {
@@ -260,10 +331,54 @@ async fn run(seed: u64) -> Result<Outcome, String> {
             }
         }));
     }
-    // The faults, meanwhile: at most two nodes crashed or isolated at once.
+    let covered: Covered = Arc::default();
+    writers.push(tokio::spawn(blind_and_deletes(
+        client.clone(),
+        outcome.clone(),
+        covered.clone(),
+        seed,
+    )));
+    // The faults, meanwhile: at most two nodes crashed or isolated at once, or every home of
+    // one key (and nothing else) while a blind write of it goes to the fallbacks.
+    let mut outages = 0;
     for _ in 0..12 {
         tokio::time::sleep(Duration::from_millis(rng.random_range(200..1200))).await;
         let i = rng.random_range(0..NODES);
+        let calm = net.lock().iter().all(|n| n.up && !n.isolated);
+        if calm && rng.random_range(0..4) == 0 {
+            let key = format!("outage{}", outages / 2);
+            outages += 1;
+            let homes: Vec<usize> = ring()
+                .home_replicas(ringkv::DEFAULT_BUCKET, key.as_bytes())
+                .iter()
+                .map(|m| (m.id.0 - 1) as usize)
+                .collect();
+            {
+                let mut nodes = net.lock();
+                for &h in &homes {
+                    nodes[h].up = false;
+                    nodes[h].life.cancel();
+                }
+            }
+            let value = format!("o{outages}");
+            let put = client.put(&key, value.clone(), None).await;
+            {
+                let mut nodes = net.lock();
+                for &h in &homes {
+                    let store = nodes[h].store.clone();
+                    nodes[h] = start(&net, h, store);
+                }
+            }
+            let mut o = outcome.lock().unwrap_or_else(PoisonError::into_inner);
+            match put {
+                Ok(_) => {
+                    o.blind.entry(key.clone()).or_default().insert(value);
+                }
+                Err(_) => o.failed += 1,
+            }
+            o.faults.push(format!("outage of {key}'s homes {homes:?}"));
+            continue;
+        }
         let fault = {
             let mut nodes = net.lock();
             let troubled = nodes.iter().filter(|n| !n.up || n.isolated).count();
@@ -319,27 +434,48 @@ async fn run(seed: u64) -> Result<Outcome, String> {
         .into_inner()
         .unwrap_or_else(PoisonError::into_inner);
     // No acknowledged write lost: a read of every replica holds each.
-    for (key, values) in &outcome.acknowledged {
-        // The client trusts a node it saw fail again only after a probe: retry a while.
-        let all = ringkv::ReadOptions::default().with_r(3);
-        let mut attempt = 0;
-        let read = loop {
-            match client.get_with(key.clone(), &all).await {
-                Ok(read) => break read,
-                Err(e) if attempt == 30 => {
-                    return Err(format!("the final read of {key} failed: {e}"));
-                }
-                Err(_) => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+    let final_read = |key: String| {
+        let client = client.clone();
+        async move {
+            // The client trusts a node it saw fail again only after a probe: retry a while.
+            let all = ringkv::ReadOptions::default().with_r(3);
+            let mut attempt = 0;
+            loop {
+                match client.get_with(key.clone(), &all).await {
+                    Ok(read) => return Ok(read),
+                    Err(e) if attempt == 30 => {
+                        return Err(format!("the final read of {key} failed: {e}"));
+                    }
+                    Err(_) => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
                 }
             }
-        };
+        }
+    };
+    for (key, values) in &outcome.acknowledged {
+        let read = final_read(key.clone()).await?;
         let held = elements(read.siblings());
         let lost: Vec<&String> = values.difference(&held).collect();
         if !lost.is_empty() {
             return Err(format!("{key}: acknowledged writes lost: {lost:?}"));
         }
+    }
+    for (key, values) in &outcome.blind {
+        let read = final_read(key.clone()).await?;
+        let held: BTreeSet<String> = read
+            .siblings()
+            .iter()
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect();
+        let lost: Vec<&String> = values.difference(&held).collect();
+        if !lost.is_empty() {
+            return Err(format!("{key}: acknowledged blind writes lost: {lost:?}"));
+        }
+    }
+    for key in &outcome.deleted {
+        final_read(key.clone()).await?;
     }
     // Convergence: the home replicas of every key hold the same state, no hint is left.
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -355,7 +491,12 @@ async fn run(seed: u64) -> Result<Outcome, String> {
             ));
         }
     }
-    for key in outcome.acknowledged.keys() {
+    let every_key = outcome
+        .acknowledged
+        .keys()
+        .chain(outcome.blind.keys())
+        .chain(outcome.deleted.iter());
+    for key in every_key {
         let homes = ring.home_replicas(ringkv::DEFAULT_BUCKET, key.as_bytes());
         let states: Vec<_> = homes
             .iter()
@@ -373,6 +514,29 @@ async fn run(seed: u64) -> Result<Outcome, String> {
             return Err(format!(
                 "{key}: the home replicas did not converge: {states:?}"
             ));
+        }
+    }
+    // No acknowledged delete undone: no live sibling under a dot a delete covered, on any node.
+    let covered = covered
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    for (key, vv) in &covered {
+        for node in nodes.iter() {
+            let record = node
+                .store
+                .get(ringkv::DEFAULT_BUCKET, key.as_bytes())
+                .map_err(|e| e.to_string())?;
+            if let Some(back) = record
+                .iter()
+                .flat_map(|r| r.state.live())
+                .find(|s| vv.covers(s.dot))
+            {
+                return Err(format!(
+                    "{key}: resurrected on node {}: {back:?} under a dot its delete covered",
+                    node.store.node_id()
+                ));
+            }
         }
     }
     // No dot minted twice: across every node's copy of every key, one dot names one write.
@@ -426,14 +590,23 @@ fn the_simulation_sweep_loses_no_acknowledged_write_and_converges() {
     };
     let mut acknowledged = 0;
     let mut failed = 0;
+    let mut deletes = 0;
+    let mut outages = 0;
     for &seed in &seeds {
         match run_seed(seed) {
             Ok(outcome) => {
                 acknowledged += outcome
                     .acknowledged
                     .values()
+                    .chain(outcome.blind.values())
                     .map(BTreeSet::len)
                     .sum::<usize>();
+                deletes += outcome.deleted.len();
+                outages += outcome
+                    .faults
+                    .iter()
+                    .filter(|f| f.starts_with("outage"))
+                    .count();
                 failed += outcome.failed;
             }
             Err(e) => panic!(
@@ -442,7 +615,8 @@ fn the_simulation_sweep_loses_no_acknowledged_write_and_converges() {
         }
     }
     eprintln!(
-        "simulation: {} seeds, {acknowledged} writes acknowledged and kept, {failed} refused",
+        "simulation: {} seeds, {acknowledged} writes acknowledged and kept, {deletes} deletes \
+         kept, {outages} outages of a key's every home, {failed} refused",
         seeds.len()
     );
     assert!(

@@ -28,7 +28,9 @@ class Client:
 
     Thread-safe: share one per process. Every call releases the GIL while it waits.
     ``token`` is a client token, for clusters that require one; ``tls`` (a :class:`TLS`)
-    connects with TLS.
+    connects with TLS. ``context_key`` (bytes) seals the contexts the client hands out, for
+    contexts that travel through cookies and forms: one altered or not sealed is refused with
+    ``InvalidArgument`` rather than trusted (a forged context could drop writes it never saw).
 
     >>> with ringkv.Client(["127.0.0.1:7401"]) as kv:   # doctest: +SKIP
     ...     kv.put("k", b"v")
@@ -48,8 +50,19 @@ class Client:
         bucket: str = DEFAULT_BUCKET,
         token: Optional[str] = None,
         tls: Optional[TLS] = None,
+        context_key: Optional[bytes] = None,
     ) -> None:
-        settings = Settings(seeds=seed_list(seeds), r=r, w=w, pr=pr, pw=pw, timeout=timeout, token=token, tls=tls)
+        settings = Settings(
+            seeds=seed_list(seeds),
+            r=r,
+            w=w,
+            pr=pr,
+            pw=pw,
+            timeout=timeout,
+            token=token,
+            tls=tls,
+            context_key=context_key,
+        )
         self._resolver = resolver
         self._bucket = bucket
         try:

@@ -96,6 +96,9 @@ class Settings:
     #: A client token, for clusters that require one (never printed: see ``__repr__``).
     token: Optional[str] = field(default=None, repr=False)
     tls: Optional[TLS] = None
+    #: The application's key for sealing contexts (never printed): contexts the client hands
+    #: out are sealed with it, and a context altered or not sealed is refused.
+    context_key: Optional[bytes] = field(default=None, repr=False)
 
     def _tls(self) -> Optional[Tuple[str, Optional[str], Optional[str], Optional[str]]]:
         return self.tls._native() if self.tls else None
@@ -103,13 +106,29 @@ class Settings:
     def connect(self) -> "_native.NativeClient":
         """Connects (blocking, without the GIL)."""
         return _native.NativeClient(
-            self.seeds, self.r, self.w, self.pr, self.pw, self.timeout, self.token, self._tls()
+            self.seeds,
+            self.r,
+            self.w,
+            self.pr,
+            self.pw,
+            self.timeout,
+            self.token,
+            self._tls(),
+            self.context_key,
         )
 
     def connect_async(self) -> Any:
         """An awaitable resolving to a connected NativeClient."""
         return _native.NativeClient.connect_async(
-            self.seeds, self.r, self.w, self.pr, self.pw, self.timeout, self.token, self._tls()
+            self.seeds,
+            self.r,
+            self.w,
+            self.pr,
+            self.pw,
+            self.timeout,
+            self.token,
+            self._tls(),
+            self.context_key,
         )
 
 

@@ -21,6 +21,7 @@ class NativeClient:
         timeout: Optional[float] = None,
         token: Optional[str] = None,
         tls: Optional[Tuple[str, Optional[str], Optional[str], Optional[str]]] = None,
+        context_key: Optional[bytes] = None,
     ) -> NativeClient: ...
     @staticmethod
     def connect_async(
@@ -32,6 +33,7 @@ class NativeClient:
         timeout: Optional[float] = None,
         token: Optional[str] = None,
         tls: Optional[Tuple[str, Optional[str], Optional[str], Optional[str]]] = None,
+        context_key: Optional[bytes] = None,
     ) -> Any: ...
     def get(
         self,

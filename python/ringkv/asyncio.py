@@ -44,8 +44,19 @@ class Client:
         bucket: str = DEFAULT_BUCKET,
         token: Optional[str] = None,
         tls: Optional[TLS] = None,
+        context_key: Optional[bytes] = None,
     ) -> None:
-        self._settings = Settings(seeds=seed_list(seeds), r=r, w=w, pr=pr, pw=pw, timeout=timeout, token=token, tls=tls)
+        self._settings = Settings(
+            seeds=seed_list(seeds),
+            r=r,
+            w=w,
+            pr=pr,
+            pw=pw,
+            timeout=timeout,
+            token=token,
+            tls=tls,
+            context_key=context_key,
+        )
         self._resolver = resolver
         self._bucket = bucket
         self._native: Optional[_native.NativeClient] = None

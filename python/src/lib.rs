@@ -24,7 +24,7 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use ringkv::{
-    Client, ClientConfig, ClientTls, Context, Credential, Error, ReadOptions, WriteOptions,
+    Client, ClientConfig, ClientTls, ContextKey, Credential, Error, ReadOptions, WriteOptions,
 };
 
 create_exception!(
@@ -63,8 +63,14 @@ fn config(
     timeout: Option<f64>,
     token: Option<String>,
     tls: Option<TlsFiles>,
+    context_key: Option<Vec<u8>>,
 ) -> PyResult<ClientConfig> {
     let mut config = ClientConfig::default();
+    if let Some(key) = context_key {
+        let key = ContextKey::new(key)
+            .ok_or_else(|| into_py(Error::InvalidArgument("the context key is empty".into())))?;
+        config.context_key = Some(key);
+    }
     if let Some((ca, cert, key, server_name)) = tls {
         let identity = match (&cert, &key) {
             (Some(cert), Some(key)) => Some((Path::new(cert), Path::new(key))),
@@ -119,7 +125,7 @@ impl NativeClient {
     /// Connects (blocking, without the GIL): fetches the ring from the seeds.
     #[new]
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (seeds, r=None, w=None, pr=None, pw=None, timeout=None, token=None, tls=None))]
+    #[pyo3(signature = (seeds, r=None, w=None, pr=None, pw=None, timeout=None, token=None, tls=None, context_key=None))]
     fn new(
         py: Python<'_>,
         seeds: Vec<String>,
@@ -130,8 +136,9 @@ impl NativeClient {
         timeout: Option<f64>,
         token: Option<String>,
         tls: Option<TlsFiles>,
+        context_key: Option<Vec<u8>>,
     ) -> PyResult<Self> {
-        let config = config(r, w, pr, pw, timeout, token, tls)?;
+        let config = config(r, w, pr, pw, timeout, token, tls, context_key)?;
         let runtime = pyo3_async_runtimes::tokio::get_runtime();
         py.detach(|| runtime.block_on(connect(seeds, config)))
     }
@@ -139,7 +146,7 @@ impl NativeClient {
     /// Connects without blocking the event loop; resolves to a NativeClient.
     #[staticmethod]
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (seeds, r=None, w=None, pr=None, pw=None, timeout=None, token=None, tls=None))]
+    #[pyo3(signature = (seeds, r=None, w=None, pr=None, pw=None, timeout=None, token=None, tls=None, context_key=None))]
     fn connect_async<'py>(
         py: Python<'py>,
         seeds: Vec<String>,
@@ -150,8 +157,9 @@ impl NativeClient {
         timeout: Option<f64>,
         token: Option<String>,
         tls: Option<TlsFiles>,
+        context_key: Option<Vec<u8>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let config = config(r, w, pr, pw, timeout, token, tls)?;
+        let config = config(r, w, pr, pw, timeout, token, tls, context_key)?;
         pyo3_async_runtimes::tokio::future_into_py(py, connect(seeds, config))
     }
 
@@ -282,11 +290,11 @@ impl NativeClient {
         let client = self.open_client()?;
         Ok(async move {
             let read = client
-                .bucket(bucket)
-                .get_with(key, &opts)
+                .bucket(bucket.clone())
+                .get_with(key.clone(), &opts)
                 .await
                 .map_err(into_py)?;
-            let context = read.context().to_bytes();
+            let context = client.context_to_bytes(&bucket, &key, read.context());
             Ok((
                 read.into_siblings()
                     .into_iter()
@@ -306,11 +314,14 @@ impl NativeClient {
         opts: WriteOptions,
     ) -> PyResult<impl Future<Output = PyResult<Receipt>> + Send + 'static> {
         let client = self.open_client()?;
+        // Sealed with the client's context key, if it has one: a forged context is refused.
         let context = context
-            .map(|c| Context::from_bytes(&c))
+            .map(|c| client.context_from_bytes(&bucket, &key, &c))
             .transpose()
-            .map_err(|e| into_py(Error::InvalidArgument(format!("context: {e}"))))?;
+            .map_err(into_py)?;
         Ok(async move {
+            let name = bucket.clone();
+            let sealed_for = key.clone();
             let bucket = client.bucket(bucket);
             let receipt = match value {
                 Some(value) => bucket.put_with(key, value, context.as_ref(), &opts).await,
@@ -318,7 +329,7 @@ impl NativeClient {
             }
             .map_err(into_py)?;
             let hex = |ids: Vec<ringkv::NodeId>| ids.into_iter().map(|id| id.to_string()).collect();
-            let context = receipt.written.context().to_bytes();
+            let context = client.context_to_bytes(&name, &sealed_for, receipt.written.context());
             let siblings = receipt
                 .written
                 .into_siblings()

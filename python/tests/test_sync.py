@@ -60,6 +60,26 @@ def test_two_writers_alternating_with_what_their_own_writes_returned(client: rin
     assert added <= held, added - held
 
 
+def test_a_sealed_context_is_refused_once_altered_or_unsealed(cluster) -> None:  # type: ignore[no-untyped-def]
+    key = unique("sealed")
+    with ringkv.Client(cluster.addrs, context_key=b"app key") as kv, ringkv.Client(cluster.addrs) as plain:
+        kv.put(key, b"v1")
+        read = kv.get(key)
+        assert read.context[:1] == b"S"
+        kv.put(key, b"v2", context=read.context)
+        assert kv.get(key).value == b"v2"
+        altered = read.context[:-1] + bytes([read.context[-1] ^ 1])
+        with pytest.raises(ringkv.InvalidArgument):
+            kv.put(key, b"forged", context=altered)
+        with pytest.raises(ringkv.InvalidArgument):
+            kv.put(key, b"unsealed", context=plain.get(key).context)
+        other = unique("sealed-other")
+        kv.put(other, b"o")
+        with pytest.raises(ringkv.InvalidArgument):
+            kv.put(other, b"moved", context=read.context)
+        assert kv.get(key).value == b"v2"
+
+
 def test_mapping_interface(client: ringkv.Client) -> None:
     key = unique("m")
     assert key not in client

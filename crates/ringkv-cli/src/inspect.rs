@@ -375,3 +375,75 @@ fn state_json(state: &SiblingSet) -> Value {
 fn text(v: &Value) -> String {
     v.as_str().unwrap_or_default().to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use ringkv_core::{Actor, VersionVector};
+
+    use super::*;
+
+    fn written(value: &str, context: &VersionVector) -> SiblingSet {
+        let mut state = SiblingSet::new();
+        state
+            .stamp(
+                Actor::legacy(NodeId(1)),
+                context,
+                Some(Bytes::from(value.to_string())),
+                1,
+                None,
+            )
+            .expect("stamp");
+        state
+    }
+
+    /// The review's restore scenario as `explain` sees it: two replicas hold `{A:2}` with
+    /// different values. That is not "the replicas agree".
+    #[test]
+    fn one_dot_naming_two_writes_is_reported_divergent() {
+        let v1 = written("v1", &VersionVector::new());
+        let mut v2 = v1.clone();
+        v2.stamp(
+            Actor::legacy(NodeId(1)),
+            v1.version_vector(),
+            Some(Bytes::from("v2")),
+            2,
+            None,
+        )
+        .expect("stamp");
+        let mut v3 = v1.clone();
+        v3.stamp(
+            Actor::legacy(NodeId(1)),
+            &VersionVector::new(),
+            Some(Bytes::from("v3")),
+            3,
+            None,
+        )
+        .expect("stamp");
+        // v3 at the restored replica re-minted A:2 (with v1 beside it, as a blind put).
+        let rows = [
+            json!({ "address": "a" }),
+            json!({ "address": "b" }),
+            json!({ "address": "c" }),
+        ];
+        let replicas: Vec<(&Value, Answer)> = vec![
+            (&rows[0], Ok((Some(v3), Vec::new()))),
+            (&rows[1], Ok((Some(v2.clone()), Vec::new()))),
+            (&rows[2], Ok((Some(v2), Vec::new()))),
+        ];
+        let problems = divergence(&replicas);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("names different writes on")),
+            "{problems:?}"
+        );
+
+        let agreeing: Vec<(&Value, Answer)> = vec![
+            (&rows[0], Ok((Some(v1.clone()), Vec::new()))),
+            (&rows[1], Ok((Some(v1), Vec::new()))),
+            (&rows[2], Err("down".into())),
+        ];
+        assert_eq!(divergence(&agreeing), Vec::<String>::new());
+    }
+}

@@ -25,7 +25,12 @@ use crate::request::Service;
 use crate::storage::{MemoryStore, decode_state, encode_state};
 
 /// The fuzz targets, by the name `cargo fuzz` knows them by.
-pub const TARGETS: [&str; 3] = ["frame_decoder", "request_handlers", "sibling_decoder"];
+pub const TARGETS: [&str; 4] = [
+    "frame_decoder",
+    "request_handlers",
+    "sibling_decoder",
+    "stamp_merge",
+];
 
 /// Runs the target named `target` on `data`. `None` if there is no such target.
 pub fn run(target: &str, data: &[u8]) -> Option<()> {
@@ -33,6 +38,7 @@ pub fn run(target: &str, data: &[u8]) -> Option<()> {
         "frame_decoder" => frame_decoder(data),
         "request_handlers" => request_handlers(data),
         "sibling_decoder" => sibling_decoder(data),
+        "stamp_merge" => stamp_merge(data),
         _ => return None,
     }
     Some(())
@@ -159,7 +165,7 @@ pub fn sibling_decoder(data: &[u8]) {
     if a.validate(policy).is_err() || b.validate(policy).is_err() || reuses_dots(&a, &b) {
         return;
     }
-    // Merging a set into nothing normalises it (one sibling per write id); laws hold from there.
+    // Merging a set into nothing is the identity for a valid set; laws hold from there.
     let normal = |s: &SiblingSet| {
         let mut n = SiblingSet::new();
         n.merge(s, policy);
@@ -175,6 +181,99 @@ pub fn sibling_decoder(data: &[u8]) {
     assert!(!twice.merge(&b, policy), "merging again changed the state");
     assert_eq!(twice, ab);
     assert!(ab.validate(policy).is_ok(), "a merge made an invalid state");
+}
+
+/// A stored state and a writer's context, both arbitrary (contexts travel through cookies and
+/// forms; states come from peers): the first byte says where the state's CBOR ends and the
+/// context's begins. Stamping, under an actor the state or the context names (the hostile
+/// case) or a fresh one, never panics; it fails only with `CounterExhausted`, changing
+/// nothing, or leaves a valid state holding the new dot and none the context covered. The
+/// same state and context through a node's request path never panic either.
+pub fn stamp_merge(data: &[u8]) {
+    let Some((&split, rest)) = data.split_first() else {
+        return;
+    };
+    let at = usize::from(split) * rest.len() / 255;
+    let (Ok(state), Ok(context)) = (
+        ciborium::from_reader::<SiblingSet, _>(&rest[..at]),
+        ciborium::from_reader::<VersionVector, _>(&rest[at..]),
+    ) else {
+        return;
+    };
+    let policy = ConflictPolicy::Siblings;
+    if state.validate(policy).is_err() {
+        return;
+    }
+    let fresh = Actor {
+        node: NodeId(1),
+        epoch: 0x00f0_0d00_f00d,
+    };
+    let named = state
+        .version_vector()
+        .iter()
+        .chain(context.iter())
+        .map(|(actor, _)| actor)
+        .take(4);
+    for actor in named.chain([fresh]) {
+        let mut stamped = state.clone();
+        match stamped.stamp(actor, &context, Some(Bytes::from_static(b"w")), 1, Some(9)) {
+            Ok(dot) => {
+                assert!(
+                    stamped.validate(policy).is_ok(),
+                    "a stamp made an invalid state"
+                );
+                assert!(
+                    stamped.siblings().iter().any(|s| s.dot == dot),
+                    "the write is missing"
+                );
+                assert!(
+                    stamped
+                        .siblings()
+                        .iter()
+                        .all(|s| s.dot == dot || !context.covers(s.dot)),
+                    "a sibling the context covered survived the stamp"
+                );
+                let mut merged = state.clone();
+                merged.merge(&stamped, policy);
+                assert_eq!(
+                    merged, stamped,
+                    "the stamped state does not descend from the state"
+                );
+            }
+            Err(ringkv_core::StampError::CounterExhausted { actor: refused }) => {
+                assert_eq!(refused, actor, "the refusal names another actor");
+                assert_eq!(stamped, state, "a refused stamp changed the state");
+            }
+        }
+    }
+    let service = fuzz_service();
+    let epoch = RingEpoch::default();
+    let _ = service.handle(
+        epoch,
+        Request::Merge {
+            bucket: "b".into(),
+            key: Bytes::from_static(b"k"),
+            state,
+            hint: None,
+            sync: false,
+        },
+    );
+    for overwrite in [false, true] {
+        let _ = service.handle(
+            epoch,
+            Request::Put {
+                bucket: "b".into(),
+                key: Bytes::from_static(b"k"),
+                context: Some(context.clone()),
+                value: Some(Bytes::from_static(b"v")),
+                overwrite,
+                write_id: None,
+                hint: None,
+                sync: false,
+                defer_sync: false,
+            },
+        );
+    }
 }
 
 /// Whether the two sets hold different siblings under one dot. One dot is one write, so only
@@ -217,6 +316,28 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             let _ = ciborium::into_writer(&one, &mut both);
             let _ = ciborium::into_writer(&two, &mut both);
             vec![encode_state(&one), both]
+        }
+        "stamp_merge" => {
+            let state = one_write(1, b"a", Some(7));
+            let mut forged = VersionVector::new();
+            forged.observe(ringkv_core::Dot {
+                actor: NodeId(1).into(),
+                counter: u64::MAX,
+            });
+            [state.version_vector().clone(), forged, VersionVector::new()]
+                .iter()
+                .map(|context| {
+                    let mut body = Vec::new();
+                    let _ = ciborium::into_writer(&state, &mut body);
+                    let split = body.len();
+                    let _ = ciborium::into_writer(context, &mut body);
+                    // The split byte that puts the boundary where the state ends.
+                    let byte = (split * 255).div_ceil(body.len().max(1)) as u8;
+                    let mut out = vec![byte];
+                    out.extend_from_slice(&body);
+                    out
+                })
+                .collect()
         }
         _ => Vec::new(),
     }

@@ -63,6 +63,13 @@ pub struct ClientStats {
     pub sloppy_writes: u64,
     /// Fallback acknowledgements in all (a write may have several).
     pub fallback_acks: u64,
+    /// Copies a write's background part sent to a spare (with a hint) after the call had
+    /// returned, because a target failed: a write keeps going until `n` nodes hold it.
+    pub background_spares: u64,
+    /// Copies a write's background part could not place anywhere (no spare left, or the
+    /// deadline passed): the write has fewer than `n` copies until anti-entropy or read
+    /// repair makes up for it.
+    pub copies_short: u64,
     /// Latency percentiles of successful reads.
     pub get_latency: Latency,
     /// Latency percentiles of successful writes.
@@ -245,6 +252,28 @@ impl Client {
             .await
     }
 
+    /// The `context` of a read of `bucket`/`key` as opaque bytes to hand to the application
+    /// (a cookie, a form field): sealed for that key with the client's context key if it has
+    /// one ([`ClientConfig::context_key`]).
+    pub fn context_to_bytes(&self, bucket: &str, key: &[u8], context: &Context) -> Vec<u8> {
+        match &self.inner.config.context_key {
+            Some(secret) => context.to_sealed_bytes(secret.bytes(), bucket, key),
+            None => context.to_bytes(),
+        }
+    }
+
+    /// Parses bytes made by [`Client::context_to_bytes`] for a write of `bucket`/`key`. With
+    /// a context key, bytes that were altered, sealed with another key or for another key, or
+    /// not sealed are refused ([`Error::InvalidArgument`]): a forged context could claim
+    /// writes it never saw, and a write with it would drop them.
+    pub fn context_from_bytes(&self, bucket: &str, key: &[u8], bytes: &[u8]) -> Result<Context> {
+        let parsed = match &self.inner.config.context_key {
+            Some(secret) => Context::from_sealed_bytes(bytes, secret.bytes(), bucket, key),
+            None => Context::from_bytes(bytes),
+        };
+        parsed.map_err(|e| Error::InvalidArgument(format!("context: {e}")))
+    }
+
     /// What this client has done so far (see [`ClientStats`]); cheap enough to poll.
     pub fn stats(&self) -> ClientStats {
         let s = &self.inner.stats;
@@ -259,6 +288,8 @@ impl Client {
             retries: s.retries.load(Ordering::Relaxed),
             sloppy_writes: s.sloppy_writes.load(Ordering::Relaxed),
             fallback_acks: s.fallback_acks.load(Ordering::Relaxed),
+            background_spares: s.background_spares.load(Ordering::Relaxed),
+            copies_short: s.copies_short.load(Ordering::Relaxed),
             get_latency: s.get_latency(),
             write_latency: s.write_latency(),
         }

@@ -68,7 +68,7 @@ pub use transport::tls;
 pub use client::{Bucket, Client, ClientBuilder, ClientStats};
 pub use error::{Error, NodeError, ProtocolError, Result};
 pub use metrics::Latency;
-pub use options::{ClientConfig, ReadOptions, WriteOptions};
+pub use options::{ClientConfig, ContextKey, ReadOptions, WriteOptions};
 pub use proxy::ProxyClient;
 pub use ringkv_core::{ConflictPolicy, Context, DEFAULT_BUCKET, NodeId};
 pub use transport::{ClientTls, Credential};

@@ -41,6 +41,8 @@ pub(crate) struct Stats {
     pub(crate) retries: AtomicU64,
     pub(crate) sloppy_writes: AtomicU64,
     pub(crate) fallback_acks: AtomicU64,
+    pub(crate) background_spares: AtomicU64,
+    pub(crate) copies_short: AtomicU64,
     /// Short critical sections only: one `record` or one percentile read.
     get_latency: Mutex<Histogram<u64>>,
     /// Same discipline as `get_latency`.
@@ -64,6 +66,8 @@ impl Default for Stats {
             retries: AtomicU64::new(0),
             sloppy_writes: AtomicU64::new(0),
             fallback_acks: AtomicU64::new(0),
+            background_spares: AtomicU64::new(0),
+            copies_short: AtomicU64::new(0),
             get_latency: histogram(),
             write_latency: histogram(),
         }

@@ -49,6 +49,33 @@ pub struct ClientConfig {
     /// How connections to nodes are opened: the credential proven to nodes that
     /// authenticate, TLS, the local address, or a simulation's dialer.
     pub connect: ConnectOptions,
+    /// The application's key for sealing contexts that leave the service (cookies, forms):
+    /// with one, [`crate::Client::context_to_bytes`] seals and
+    /// [`crate::Client::context_from_bytes`] refuses anything altered or unsealed.
+    pub context_key: Option<ContextKey>,
+}
+
+/// The key an application seals its contexts with (see [`ClientConfig::context_key`]). Its
+/// `Debug` prints `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ContextKey(Vec<u8>);
+
+impl ContextKey {
+    /// A key from its bytes; `None` if there are none (an empty key seals nothing).
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Option<ContextKey> {
+        let bytes = bytes.into();
+        (!bytes.is_empty()).then_some(ContextKey(bytes))
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ContextKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ContextKey(<redacted>)")
+    }
 }
 
 impl Default for ClientConfig {
@@ -67,6 +94,7 @@ impl Default for ClientConfig {
             read_repair: true,
             sibling_warning: 10,
             connect: ConnectOptions::default(),
+            context_key: None,
         }
     }
 }
@@ -81,6 +109,12 @@ impl ClientConfig {
     /// Authenticate with `credential` (a client token, see [`Credential::token`]).
     pub fn with_credential(mut self, credential: Credential) -> Self {
         self.connect.credential = Some(credential);
+        self
+    }
+
+    /// Seal contexts with `key` (see [`ClientConfig::context_key`]).
+    pub fn with_context_key(mut self, key: ContextKey) -> Self {
+        self.context_key = Some(key);
         self
     }
 

@@ -15,10 +15,11 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use ringkv_core::wire::{
     ClientFrame, FrameCodec, PROTOCOL_VERSION, Request, Response, ResponseFrame, RingSnapshot,
-    ServerFrame, Welcome,
+    ServerFrame, Welcome, WireError,
 };
 use ringkv_core::{
-    ConflictPolicy, DEFAULT_BUCKET, Member, NodeId, Ring, RingConfig, SiblingSet, VersionVector,
+    ConflictPolicy, DEFAULT_BUCKET, Member, NodeId, Ring, RingConfig, RingEpoch, SiblingSet,
+    VersionVector,
 };
 use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
@@ -26,12 +27,17 @@ use tokio_util::codec::Framed;
 use ringkv::transport::{BoxedStream, ConnectOptions, Dialer};
 use ringkv::{Client, ClientConfig, Error, WriteOptions};
 
-/// How slow a fake node is to connect to, and to answer a kind of request.
+/// How slow a fake node is to connect to, and to answer a kind of request; and whether its
+/// merges fail (after their delay), as a node whose disk just failed does.
 #[derive(Clone, Copy, Debug, Default)]
 struct Delays {
     dial: Duration,
     get: Duration,
     merge: Duration,
+    merge_fails: bool,
+    /// Merges are refused as routed by an older ring than the node's (which it claims is
+    /// newer than any ring the cluster can hand out).
+    merge_stale: bool,
 }
 
 /// One fake node: its id, its store, and how slow it is.
@@ -86,7 +92,8 @@ impl FakeNode {
     }
 }
 
-/// Three fake nodes on one ring, reached by address through [`Dialer::dial`].
+/// Fake nodes on one ring (three unless said otherwise), reached by address through
+/// [`Dialer::dial`].
 #[derive(Debug)]
 struct FakeCluster {
     ring: RingConfig,
@@ -95,7 +102,11 @@ struct FakeCluster {
 
 impl FakeCluster {
     fn new() -> Arc<FakeCluster> {
-        let members: Vec<Member> = (1..=3)
+        FakeCluster::of(3)
+    }
+
+    fn of(nodes: u64) -> Arc<FakeCluster> {
+        let members: Vec<Member> = (1..=nodes)
             .map(|i| Member {
                 id: NodeId(i),
                 addr: format!("node-{i}"),
@@ -127,6 +138,14 @@ impl FakeCluster {
         let ring = Ring::new(self.ring.clone()).expect("a valid ring");
         ring.home_replicas(DEFAULT_BUCKET, key.as_bytes())
             .iter()
+            .map(|m| self.nodes[&m.addr].clone())
+            .collect()
+    }
+
+    /// Every fake node in `key`'s preference order: the homes, then the spares.
+    fn preference(&self, key: &str) -> Vec<Arc<FakeNode>> {
+        let ring = Ring::new(self.ring.clone()).expect("a valid ring");
+        ring.preference_list(DEFAULT_BUCKET.as_bytes(), key.as_bytes())
             .map(|m| self.nodes[&m.addr].clone())
             .collect()
     }
@@ -215,13 +234,23 @@ async fn serve(
             };
             tokio::time::sleep(delay).await;
             let body = match request.body {
-                Request::Ring => Response::Ring(snapshot),
-                body => node.answer(body),
+                Request::Merge { .. } if delays.merge_fails => Err(WireError::Storage {
+                    reason: "the fake disk failed".into(),
+                }),
+                Request::Merge { .. } if delays.merge_stale => Err(WireError::StaleRing {
+                    epoch: RingEpoch {
+                        version: u64::MAX,
+                        settings: 0,
+                        digest: 0,
+                    },
+                }),
+                Request::Ring => Ok(Response::Ring(snapshot)),
+                body => Ok(node.answer(body)),
             };
             let response = ResponseFrame {
                 id: request.id,
                 epoch,
-                body: Ok(body),
+                body,
             };
             let _ = tx.send(ServerFrame::Response(response)).await;
         });
@@ -311,4 +340,76 @@ async fn a_read_answers_after_r_and_repairs_the_late_replica_in_the_background()
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(client.stats().read_repairs, 1);
     assert_eq!(homes[2].state("k"), Some(state));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_copy_that_fails_after_the_quorum_goes_to_a_spare_so_n_nodes_hold_the_write() {
+    let cluster = FakeCluster::of(4);
+    let order = cluster.preference("k");
+    let (homes, spare) = (&order[..3], &order[3]);
+    let client = cluster.client(&homes[0]).await;
+    {
+        let mut slow = homes[2].delays.lock().expect("delays");
+        slow.merge = Duration::from_millis(300);
+        slow.merge_fails = true;
+    }
+
+    let receipt = client.put("k", "v", None).await.expect("w = 2 of 3");
+    assert_eq!(receipt.acks(), 2, "{receipt:?}");
+    assert!(
+        !holds(spare, "k", "v"),
+        "not yet: the third copy has not failed"
+    );
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        holds(spare, "k", "v"),
+        "the failed third copy went to the spare"
+    );
+    let stats = client.stats();
+    assert_eq!(
+        (stats.background_spares, stats.copies_short),
+        (1, 0),
+        "{stats:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_copy_no_node_can_take_is_counted_short() {
+    let cluster = FakeCluster::new();
+    let homes = cluster.homes("k");
+    let client = cluster.client(&homes[0]).await;
+    {
+        let mut slow = homes[2].delays.lock().expect("delays");
+        slow.merge = Duration::from_millis(300);
+        slow.merge_fails = true;
+    }
+    client.put("k", "v", None).await.expect("w = 2 of 3");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stats = client.stats();
+    assert_eq!(
+        (stats.background_spares, stats.copies_short),
+        (0, 1),
+        "{stats:?}"
+    );
+}
+
+/// The stamping replica applied the write; the others refused its merges as routed by an
+/// older ring, and no newer ring can be fetched. The write failed, but it may have been
+/// applied: the caller must be told so, not that the cluster has no ring.
+#[tokio::test(start_paused = true)]
+async fn a_write_refused_as_stale_after_its_stamp_stays_in_doubt_when_the_refetch_fails() {
+    let cluster = FakeCluster::new();
+    let homes = cluster.homes("k");
+    let client = cluster.client(&homes[0]).await;
+    for home in &homes[1..] {
+        home.delays.lock().expect("delays").merge_stale = true;
+    }
+    let result = client.put("k", "v", None).await;
+    assert!(
+        holds(&homes[0], "k", "v"),
+        "the stamping replica applied it"
+    );
+    let error = result.expect_err("w = 2 cannot be reached");
+    assert!(error.is_in_doubt(), "{error:?}");
 }

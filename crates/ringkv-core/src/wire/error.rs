@@ -83,6 +83,15 @@ pub enum WireError {
         /// The node's own ring epoch, newer than the one the request was routed by.
         epoch: RingEpoch,
     },
+    /// A copy without a hint (a `Merge` or `Put` for a replica) sent to a node that, under the
+    /// very ring the request was routed by, holds the key on neither side of any transfer: a
+    /// misrouted copy, which its clean-up would delete or which would count toward a quorum
+    /// for nothing. The sender re-plans (a fallback takes copies with a hint, always).
+    #[error("this node is not a replica of the key under ring {epoch}; re-plan")]
+    NotOwner {
+        /// The ring both sides hold.
+        epoch: RingEpoch,
+    },
     /// The request is well-formed but makes no sense (an empty bucket name, a corrupt state).
     #[error("invalid request: {reason}")]
     InvalidRequest {
@@ -152,6 +161,7 @@ impl WireError {
         matches!(
             self,
             WireError::StaleRing { .. }
+                | WireError::NotOwner { .. }
                 | WireError::Storage { .. }
                 | WireError::Overloaded { .. }
                 | WireError::ShuttingDown

@@ -108,6 +108,9 @@ impl Replica {
     /// the last dot minted here.
     pub fn stamp(&self, bucket: &str, key: &[u8], write: Write) -> Result<SiblingSet, WireError> {
         let policy = self.policy(bucket);
+        if write.hint.is_some() {
+            self.refuse_hints_if_leaving()?;
+        }
         let _guard = self.locks.lock(bucket, key);
         let permit = self
             .actors
@@ -236,6 +239,7 @@ impl Replica {
         incoming: &SiblingSet,
     ) -> Result<(), WireError> {
         let policy = self.validated_policy(bucket, incoming)?;
+        self.refuse_hints_if_leaving()?;
         let held = self.counters.hint_bytes.load(Ordering::Relaxed);
         if held > self.max_hint_queue_bytes {
             // Refusing is safe: the writer counts this copy as failed and uses another node.
@@ -306,6 +310,20 @@ impl Replica {
             Some(_) => Ok(false),
             None => Ok(true),
         }
+    }
+
+    /// A node leaving the ring (or gone from it) takes no hints: it must place every hint it
+    /// holds before its part of the transfer is done (see `workers::transfer`), and one taken
+    /// after that would leave with it. Refusing is safe: the writer uses the next spare.
+    fn refuse_hints_if_leaving(&self) -> Result<(), WireError> {
+        let view = self.view.borrow();
+        let me = self.store.node_id();
+        if view.ring.members().is_empty() || view.ring.members().iter().any(|m| m.id == me) {
+            return Ok(());
+        }
+        Err(WireError::Overloaded {
+            reason: "this node is leaving the ring: it takes no hints".into(),
+        })
     }
 
     fn policy(&self, bucket: &str) -> ConflictPolicy {

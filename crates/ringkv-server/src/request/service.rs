@@ -216,6 +216,9 @@ impl Service {
                 self.check_epoch(client_epoch)?;
                 let pending_sync = defer_sync && (self.durable_writes || sync);
                 let hint = hint.filter(|home| *home != self.node);
+                if hint.is_none() {
+                    self.check_owner(client_epoch, &bucket, &key)?;
+                }
                 let write = Write {
                     context,
                     value,
@@ -243,7 +246,10 @@ impl Service {
                 self.check_epoch(client_epoch)?;
                 match hint.filter(|home| *home != self.node) {
                     Some(home) => self.replica.merge_hint(&bucket, &key, home, &state)?,
-                    None => self.replica.merge(&bucket, &key, &state)?,
+                    None => {
+                        self.check_owner(client_epoch, &bucket, &key)?;
+                        self.replica.merge(&bucket, &key, &state)?;
+                    }
                 }
                 Ok(Response::Merged)
             }
@@ -361,6 +367,30 @@ impl Service {
             Err(WireError::StaleRing { epoch: ours })
         } else {
             Ok(())
+        }
+    }
+
+    /// A copy without a hint may land only on a replica of the key. Refused with `NotOwner`
+    /// only when the request was routed by this node's own ring (with an older one,
+    /// `check_epoch` already answered `StaleRing`; with a newer one, this node is behind and
+    /// cannot judge) and the node is a home on neither side of a transfer under way.
+    fn check_owner(&self, client: RingEpoch, bucket: &str, key: &[u8]) -> Result<(), WireError> {
+        let view = self.view.borrow();
+        let ours = view.ring.epoch();
+        if client != ours {
+            return Ok(());
+        }
+        let route = view.ring.route(bucket, key);
+        let n = usize::from(view.ring.bucket(bucket).n);
+        let owner = route
+            .preference
+            .take(n)
+            .chain(route.extra_homes)
+            .any(|m| m.id == self.node);
+        if owner {
+            Ok(())
+        } else {
+            Err(WireError::NotOwner { epoch: ours })
         }
     }
 

@@ -3,10 +3,14 @@
 //! A fallback that received a `Merge` with a hint keeps the state in the `hints` column family
 //! (so it survives a restart). Every `handoff.interval_ms` the worker walks the hints in
 //! batches of [`HANDOFF_BATCH`]; each hint whose home node gossip shows alive is sent to it as
-//! a plain `Merge`, at most `handoff.max_in_flight` at once. A hint is deleted only once the
-//! home node has acknowledged it, and only if it did not change meanwhile
+//! a `Merge` the home syncs before it answers, at most `handoff.max_in_flight` at once. A hint
+//! is deleted only once the home node has acknowledged it, and only if it did not change meanwhile
 //! ([`Replica::hint_delivered`]); a failed delivery is retried on the next round. Merging is
 //! idempotent, so a delivery repeated after a crash does no harm.
+//!
+//! A node leaving the ring hands every hint over, those of down homes to the key's live homes,
+//! and its transfer does not finish while it holds any: an operator who stops it once
+//! `ringkv handoff --watch` says the transfer is done drops nothing.
 //!
 //! Hints follow the ring: a hint goes to its home alone only while that node is a home of
 //! the key under the current ring (during a transfer, the ring the key moves to). Once a
@@ -110,6 +114,13 @@ impl Worker {
         let max_age_ms = config.max_hint_age_secs.saturating_mul(1000);
         let over_cap = self.counters.hint_bytes.load(Ordering::Relaxed) > self.max_hint_queue_bytes;
         let me = self.me;
+        // A node leaving the ring (or gone from it) must not keep hints: it hands those of down
+        // homes to the key's live homes at once rather than wait for the homes to return, and
+        // its transfer is not done until it holds none (see `transfer`).
+        let leaving = {
+            let members = self.view.borrow().ring.members().to_vec();
+            !members.is_empty() && !members.iter().any(|m| m.id == me)
+        };
         let pool = &self.pool;
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -145,8 +156,24 @@ impl Worker {
                 bytes += (encode_state(&state).len() + hint.key.len()) as u64;
                 let newest = state.siblings().iter().map(|s| s.timestamp_ms).max();
                 let overdue = newest.is_some_and(|t| now_ms.saturating_sub(t) > max_age_ms);
-                let (destinations, converting) = match destinations(&view, &addresses, &hint, me) {
-                    Some(Destinations { remote, local }) => {
+                // A leaving node places a hint on the key's other live homes when it can (a
+                // home that gossip shows alive may still be unreachable from here, and the
+                // transfer waits for this node's hints): the home gets it from them. Others
+                // hand a hint to those homes only once it is overdue or the queue is full.
+                let convert = || live_other_homes(&view, &addresses, &hint, me);
+                let route = leaving
+                    .then(convert)
+                    .flatten()
+                    .map(Route::Convert)
+                    .or_else(|| destinations(&view, &addresses, &hint, me).map(Route::Deliver))
+                    .or_else(|| {
+                        (overdue || over_cap)
+                            .then(convert)
+                            .flatten()
+                            .map(Route::Convert)
+                    });
+                let (destinations, converting) = match route {
+                    Some(Route::Deliver(Destinations { remote, local })) => {
                         // This node's own copy first: the hint is deleted once the others
                         // acknowledged, so it must be here by then.
                         if local {
@@ -164,12 +191,8 @@ impl Worker {
                         }
                         (remote, false)
                     }
-                    None if overdue || over_cap => {
-                        match live_other_homes(&view, &addresses, &hint, me) {
-                            Some(homes) => (homes, true),
-                            None => continue, // No live home to hand it to: keep it, however old.
-                        }
-                    }
+                    Some(Route::Convert(homes)) => (homes, true),
+                    // Nowhere to hand it to now: keep it, however old.
                     None => continue,
                 };
                 if shutdown.is_cancelled() {
@@ -181,12 +204,15 @@ impl Worker {
                     let gone: u64 = self.settle((hint, state, answer)).await;
                     tally(gone, converting, &mut delivered, &mut converted);
                 }
+                // Synced: the hint is deleted once this is acknowledged, so the copy must be on
+                // the home's disk by then (a `dw` write stays durable through its handoff).
+                // The home's group commit serves the `max_in_flight` deliveries at once.
                 let body = Request::Merge {
                     bucket: hint.bucket.clone(),
                     key: hint.key.clone().into(),
                     state: state.clone(),
                     hint: None,
-                    sync: false,
+                    sync: true,
                 };
                 sends.push(async move {
                     let mut answer = Ok((Response::Merged, epoch));
@@ -253,18 +279,28 @@ fn tally(gone: u64, converting: bool, delivered: &mut u64, converted: &mut u64) 
     }
 }
 
-/// The key's live home replicas other than the hint's (down) home and this node: where a hint
-/// goes when it is handed to anti-entropy. `None` if there are none: then it must wait.
+/// Where a hint goes now: to its home (see [`destinations`]), or to the key's other live homes,
+/// which anti-entropy then takes it from.
+enum Route {
+    Deliver(Destinations),
+    Convert(Vec<String>),
+}
+
+/// The key's live homes other than the hint's home and this node, on both sides of a transfer
+/// under way (`Ring::route`): where a hint goes when it is handed to anti-entropy. `None` if
+/// there are none: then it must wait.
 fn live_other_homes(
     view: &ClusterView,
     alive_addresses: &HashMap<NodeId, String>,
     hint: &HintKey,
     me: NodeId,
 ) -> Option<Vec<String>> {
-    let homes: Vec<String> = view
-        .ring
-        .home_replicas(&hint.bucket, &hint.key)
-        .iter()
+    let route = view.ring.route(&hint.bucket, &hint.key);
+    let n = usize::from(view.ring.bucket(&hint.bucket).n);
+    let homes: Vec<String> = route
+        .preference
+        .take(n)
+        .chain(route.extra_homes)
         .filter(|m| m.id != hint.home && m.id != me)
         .filter_map(|m| alive_addresses.get(&m.id).cloned())
         .collect();

@@ -11,7 +11,9 @@
 //! Copies are deleted only after the transfer has *settled* (every node routes by the new
 //! ring and refuses requests routed by the old one): then each member walks its keys once more
 //! and deletes those it no longer owns, each only if it did not change meanwhile. A node that
-//! left the ring keeps its data until the operator wipes it.
+//! left the ring keeps its data until the operator wipes it. A node leaving the ring reports
+//! its walk done only once it also holds no hints (handoff places them, see `handoff`): the
+//! transfer's end is what tells an operator the node may be stopped.
 //!
 //! Throughput is bounded by `transfer.max_in_flight` copies at once and, optionally, by
 //! `transfer.max_keys_per_sec`.
@@ -91,6 +93,8 @@ pub fn spawn_transfer(
         // Read once: only this loop changes it.
         let mut cleaned: u64 = records::load(parts.store.as_ref(), CLEANED_RECORD).unwrap_or(0);
         let me = parts.me;
+        // The transfer whose keys this node has walked, while it waits to report it streamed.
+        let mut streamed: Option<u64> = None;
         loop {
             if !super::pause(interval, &shutdown).await {
                 return;
@@ -109,7 +113,20 @@ pub fn spawn_transfer(
                     if !involved || keeper.report() >= Some((t.id, Step::Streamed)) {
                         continue;
                     }
-                    match worker.stream(t.id).await {
+                    // Walked once already: only the leaving node's hints are still to place.
+                    let walked = if streamed == Some(t.id) {
+                        Ok(true)
+                    } else {
+                        worker.stream(t.id).await
+                    };
+                    match walked {
+                        Ok(true) if worker.holds_hints_while_leaving().await => {
+                            streamed = Some(t.id);
+                            debug!(
+                                transition = t.id,
+                                "streamed; waiting for handoff to place this leaving node's hints"
+                            );
+                        }
                         Ok(true) => keeper.set_report(t.id, Step::Streamed),
                         Ok(false) => {} // Interrupted: shutting down, or the ring changed.
                         Err(e) => warn!(error = %e, "transfer step failed; will retry"),
@@ -246,6 +263,23 @@ impl Worker<'_> {
         Ok(true)
     }
 
+    /// Whether this node is leaving the ring and still holds hints. Its part of the transfer is
+    /// not done until handoff has placed them all (a leaving node hands the hints of down homes
+    /// to the key's live homes): once the transfer is done the operator may stop the node, and
+    /// its hints would go with it.
+    async fn holds_hints_while_leaving(&self) -> bool {
+        let me = self.parts.me;
+        let members = self.view.ring.members();
+        if members.is_empty() || members.iter().any(|m| m.id == me) {
+            return false;
+        }
+        let store = self.parts.store.clone();
+        match tokio::task::spawn_blocking(move || store.hint_count()).await {
+            Ok(Ok(count)) => count > 0,
+            _ => true,
+        }
+    }
+
     /// Deletes the copies of keys this node does not own under the settled ring. Returns
     /// `Ok(true)` once a whole pass deleted every such copy.
     async fn clean_up(&self) -> Result<bool> {
@@ -322,12 +356,15 @@ impl Worker<'_> {
     ) -> impl std::future::Future<Output = Result<()>> + use<'_> {
         let pool = &self.parts.pool;
         let epoch = self.view.ring.epoch();
+        // Synced: this node deletes its copy once the transfer is done, so every copy it
+        // streamed must be on the new owner's disk by then (a `dw` write stays durable
+        // through the move). The owner's group commit serves the copies in flight at once.
         let body = Request::Merge {
             bucket: key.bucket.clone(),
             key: key.key.clone().into(),
             state,
             hint: None,
-            sync: false,
+            sync: true,
         };
         async move {
             match pool.call(&addr, CONNECT_TIMEOUT, epoch, body).await {

@@ -3,9 +3,12 @@
 //! An attempt that fails with an error that may pass (unreachable nodes, quorum misses,
 //! timeouts: [`Error::is_retryable`]) is made again after a jittered exponential back-off,
 //! at most `ClientConfig::retries` more times and only while the call's deadline allows. A
-//! request refused with `StaleRing` refetches the ring (from a node at least that new) and
-//! retries at once, once. A retry that ends in `Unavailable` (nothing sent) never hides an
-//! earlier attempt that reached replicas: the caller gets that attempt's `Quorum` error.
+//! request refused with `StaleRing` (or `NotOwner`: a misrouted copy) refetches the ring (from
+//! a node at least that new) and retries at once, once. A retry that ends in an error other than a quorum miss or a timeout
+//! (`Unavailable` or `NoRing` with nothing sent, `ContextRequired` from another coordinator, a
+//! refetch that fails) never hides an earlier attempt that reached replicas (a `StaleRing`
+//! refusal included: the other replicas of that attempt may have applied the write): the
+//! caller gets that attempt's `Quorum` error, which says whether the write is in doubt.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -47,17 +50,25 @@ where
         {
             debug!(%newer, "a node refused a request routed by an older ring; refetching");
             refetched = true;
-            inner
+            // Other replicas of that attempt may have applied the write: whatever the retry
+            // ends in, the caller must still learn that it may have been applied.
+            if matches!(error, Error::Quorum { .. }) {
+                informative = Some(error);
+            }
+            if let Err(e) = inner
                 .ring
                 .refresh(&inner.pool, inner.config.connect_timeout, newer)
-                .await?;
+                .await
+            {
+                return Err(informative.take().unwrap_or(e));
+            }
             continue;
         }
+        // An earlier attempt reached replicas: unless this one says as much itself (a quorum
+        // miss or a timeout, whose `in_doubt` the caller marks), its error is the one to give.
         let error = match error {
-            Error::Unavailable { .. } if informative.is_some() => {
-                informative.take().unwrap_or(error)
-            }
-            other => other,
+            Error::Quorum { .. } | Error::Timeout { .. } => error,
+            other => informative.take().unwrap_or(other),
         };
         let pause = backoff(attempt);
         // `Unavailable` comes from what the client already knows about the replicas, before
@@ -88,10 +99,13 @@ fn backoff(attempt: u32) -> Duration {
         .mul_f64(crate::random::jitter())
 }
 
-/// The newest ring epoch a `StaleRing` refusal in `e` named, if any.
+/// The newest ring epoch a `StaleRing` or `NotOwner` refusal in `e` named, if any: either
+/// way the client's plan was wrong, and a fresh ring makes a new one.
 fn stale_ring(e: &Error) -> Option<RingEpoch> {
     match e {
-        Error::Server(WireError::StaleRing { epoch }) => Some(*epoch),
+        Error::Server(WireError::StaleRing { epoch } | WireError::NotOwner { epoch }) => {
+            Some(*epoch)
+        }
         Error::Quorum { errors, .. } => errors.iter().filter_map(|n| stale_ring(&n.error)).max(),
         _ => None,
     }

@@ -250,13 +250,13 @@ async fn replicate(
     mut acks: Acks<'_>,
 ) -> Result<WriteReceipt> {
     acks.receipt.written = Value::of(&state);
-    let merge = |target: &Target| Request::Merge {
-        bucket: write.bucket.into(),
+    let copy = CopyOf {
+        bucket: write.bucket.to_string(),
         key: write.key.clone(),
-        state: state.clone(),
-        hint: target.hint,
+        state,
         sync,
     };
+    let merge = |target: &Target| copy.merge(target);
     let mut merges = Fanout::new(inner, plan.epoch, Leftovers::Finish);
     for target in others {
         write.sent.store(true, Ordering::Release);
@@ -271,9 +271,23 @@ async fn replicate(
             Ok((other, _)) => {
                 acks.fail(&target, Error::unexpected("merge", &other));
             }
-            Err(e) if e.is_about_the_request() && acks.tally.succeeded() == 0 => return Err(e),
+            // Nothing applied it yet (an `lww` write is not stamped first), and every replica
+            // would refuse it the same way. A stamped write was applied by its stamping
+            // replica, even one not acknowledged yet (`dw`): it fails as a quorum miss, in
+            // doubt.
+            Err(e)
+                if e.is_about_the_request()
+                    && acks.tally.succeeded() == 0
+                    && plan.props.conflict == ConflictPolicy::Lww =>
+            {
+                return Err(e);
+            }
             Err(e) => {
-                if let Some(spare) = acks.replacement(&target) {
+                // A spare would refuse a request-level error the same way.
+                let spare = (!e.is_about_the_request())
+                    .then(|| acks.replacement(&target))
+                    .flatten();
+                if let Some(spare) = spare {
                     let body = merge(&spare);
                     merges.send(spare, body);
                 }
@@ -282,9 +296,82 @@ async fn replicate(
         }
     }
     if acks.tally.state() == QuorumState::Reached {
+        // The call returns; the merges still under way go on, and each that fails is sent to
+        // a spare in its place, so that `n` nodes hold the write, not only the first `w`.
+        let spares: Vec<Member> = acks.spares.by_ref().cloned().collect();
+        let deadline = Instant::now() + inner.config.timeout;
+        tokio::spawn(finish_copies(inner.clone(), merges, spares, copy, deadline));
         Ok(acks.receipt)
     } else {
         Err(acks.failure())
+    }
+}
+
+/// A write's state as its merges carry it.
+struct CopyOf {
+    bucket: String,
+    key: Bytes,
+    state: SiblingSet,
+    sync: bool,
+}
+
+impl CopyOf {
+    fn merge(&self, target: &Target) -> Request {
+        Request::Merge {
+            bucket: self.bucket.clone(),
+            key: self.key.clone(),
+            state: self.state.clone(),
+            hint: target.hint,
+            sync: self.sync,
+        }
+    }
+}
+
+/// The background part of a write whose quorum is reached: the merges still under way run
+/// to the end, and a target whose copy fails is replaced by the next spare (with a hint for
+/// the home it stood for), until every copy landed, the spares ran out, or `deadline`.
+/// Counted in the client's stats (`background_spares`, `copies_short`). A client process
+/// that exits meanwhile drops what is still under way: hinted handoff, read repair and
+/// anti-entropy then make up the missing copies.
+async fn finish_copies(
+    inner: Arc<Inner>,
+    mut merges: Fanout,
+    spares: Vec<Member>,
+    copy: CopyOf,
+    deadline: Instant,
+) {
+    let mut spares = spares.into_iter();
+    loop {
+        let Some((target, result)) = merges.next_until(deadline).await else {
+            break;
+        };
+        match result {
+            Ok((Response::Merged, _)) => continue,
+            // Every node would refuse it the same way: a spare would not help.
+            Err(e) if e.is_about_the_request() => {
+                inner.stats.copies_short.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            _ => {}
+        }
+        let home = target.hint.unwrap_or(target.member.id);
+        match spares.next() {
+            Some(member) => {
+                let spare = Target {
+                    member,
+                    hint: Some(home),
+                };
+                inner
+                    .stats
+                    .background_spares
+                    .fetch_add(1, Ordering::Relaxed);
+                let body = copy.merge(&spare);
+                merges.send(spare, body);
+            }
+            None => {
+                inner.stats.copies_short.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 }
 

@@ -659,3 +659,89 @@ fn forged_below_limit() -> VersionVector {
     });
     context
 }
+
+/// A node not in the ring (leaving, or gone) takes no hints: it could not place them before
+/// the transfer that tells the operator it may be stopped is done. Writes to it as a plain
+/// replica (a transfer streaming to it, read repair) are still taken.
+#[test]
+fn a_node_leaving_the_ring_refuses_hints_and_takes_plain_merges() {
+    let svc = service_with(Buckets::default(), &[2, 3, 4]);
+    let state = stamp_for(&service_with(Buckets::default(), &[1, 2]), None, None, "v");
+    let hinted = svc.replica().merge_hint("b", b"k", NodeId(2), &state);
+    assert!(
+        matches!(hinted, Err(WireError::Overloaded { .. })),
+        "{hinted:?}"
+    );
+    let write = Write {
+        context: None,
+        value: Some(Bytes::from("w")),
+        overwrite: false,
+        write_id: None,
+        hint: Some(NodeId(2)),
+    };
+    let stamped = svc.replica().stamp("b", b"k", write);
+    assert!(
+        matches!(stamped, Err(WireError::Overloaded { .. })),
+        "{stamped:?}"
+    );
+    svc.replica()
+        .merge("b", b"k", &state)
+        .expect("a plain merge is taken");
+    assert_eq!(stats(&svc).hints_pending, 0);
+}
+
+/// A copy without a hint sent to a node that holds the key on neither side of the ring both
+/// sides route by is refused with `NotOwner` (the sender re-plans); with a hint it is taken
+/// (fallbacks never own what they hold), and the key's own homes take it either way.
+#[test]
+fn a_copy_misrouted_to_a_non_owner_is_refused_and_a_hinted_one_is_taken() {
+    let ids = [1, 2, 3, 4, 5];
+    let svc = service_with(Buckets::default(), &ids);
+    let ring = Ring::new(RingConfig::of(members(&ids))).expect("ring");
+    let owned = |key: &[u8]| ring.home_replicas("b", key).iter().any(|m| m.id == ME);
+    let foreign = (0..1000)
+        .map(|i| format!("k{i}").into_bytes())
+        .find(|k| !owned(k))
+        .expect("a key node 1 does not own");
+    let mine = (0..1000)
+        .map(|i| format!("k{i}").into_bytes())
+        .find(|k| owned(k))
+        .expect("a key node 1 owns");
+    let state = stamp_for(&service_with(Buckets::default(), &[1]), None, None, "v");
+    let merge = |key: &[u8], hint: Option<NodeId>| Request::Merge {
+        bucket: "b".into(),
+        key: Bytes::copy_from_slice(key),
+        state: state.clone(),
+        hint,
+        sync: false,
+    };
+    let epoch = svc.epoch();
+    assert!(matches!(
+        svc.handle(epoch, merge(&foreign, None)),
+        Err(WireError::NotOwner { .. })
+    ));
+    let put = Request::Put {
+        bucket: "b".into(),
+        key: Bytes::copy_from_slice(&foreign),
+        context: None,
+        value: Some(Bytes::from("p")),
+        overwrite: false,
+        write_id: None,
+        hint: None,
+        sync: false,
+        defer_sync: false,
+    };
+    assert!(matches!(
+        svc.handle(epoch, put),
+        Err(WireError::NotOwner { .. })
+    ));
+    assert_eq!(
+        svc.store().get("b", &foreign).expect("get"),
+        None,
+        "nothing stored"
+    );
+    svc.handle(epoch, merge(&foreign, Some(NodeId(2))))
+        .expect("a hinted copy is taken");
+    svc.handle(epoch, merge(&mine, None))
+        .expect("a home takes its copy");
+}

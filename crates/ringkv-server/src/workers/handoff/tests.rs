@@ -174,3 +174,96 @@ fn during_a_transfer_a_hint_for_a_home_losing_the_key_goes_to_the_new_homes_too(
         }
     }
 }
+
+/// A delivered hint is deleted at the fallback, so the home must have it on disk first: the
+/// handoff's merge asks the home to sync (a `dw` write stays durable through its handoff).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hint_is_deleted_only_after_its_home_synced_it() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use ringkv_core::{SiblingSet, VersionVector};
+    use tokio::net::TcpListener;
+    use tokio::sync::watch;
+    use tokio_util::sync::CancellationToken;
+
+    use crate::node::NodeParts;
+    use crate::ops::config::{Handoff, Limits};
+    use crate::request::{Endpoint, Service, serve};
+    use crate::storage::{MemoryStore, Store};
+    use crate::workers::handoff::spawn_handoff;
+
+    let listeners = [
+        TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+        TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+    ];
+    let members: Vec<Member> = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| Member {
+            id: NodeId(i as u64 + 1),
+            addr: l.local_addr().expect("addr").to_string(),
+            weight: 1,
+            tokens: Vec::new(),
+        })
+        .collect();
+    let members = ringkv_core::claim::found(&members, 8).expect("members");
+    let ring = Ring::new(RingConfig::of(members)).expect("ring");
+    let (_tx, rx) = watch::channel(Arc::new(ClusterView::fixed(ring)));
+    let stores = [
+        Arc::new(MemoryStore::new(NodeId(1))),
+        Arc::new(MemoryStore::new(NodeId(2))),
+    ];
+    let life = CancellationToken::new();
+    let mut parts = Vec::new();
+    for (store, listener) in stores.iter().zip(listeners) {
+        let node = NodeParts::new(
+            store.clone() as Arc<dyn Store>,
+            rx.clone(),
+            Limits::default(),
+        );
+        let endpoint = Arc::new(Endpoint::new(&node, Arc::new(Service::from_parts(&node))));
+        tokio::spawn(serve(listener, endpoint, life.clone()));
+        parts.push(node);
+    }
+    // Node 1 holds a hint for node 2.
+    let mut state = SiblingSet::new();
+    state
+        .stamp(
+            NodeId(1).into(),
+            &VersionVector::new(),
+            Some(Bytes::from("v")),
+            1,
+            None,
+        )
+        .expect("stamp");
+    parts[0]
+        .replica
+        .merge_hint("b", b"k", NodeId(2), &state)
+        .expect("hint");
+    let before = stores[1].syncs();
+    let config = Handoff {
+        interval_ms: 20,
+        ..Handoff::default()
+    };
+    spawn_handoff(&parts[0], config, life.clone());
+    let mut delivered = false;
+    for _ in 0..250 {
+        if stores[0].hint_count().expect("count") == 0 {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    life.cancel();
+    assert!(delivered, "the hint was never delivered");
+    assert!(
+        stores[1].get("b", b"k").expect("get").is_some(),
+        "the home holds the write"
+    );
+    assert!(
+        stores[1].syncs() > before,
+        "the home acknowledged the hint without syncing it"
+    );
+}
