@@ -1,7 +1,7 @@
 //! `get`, `put` and `delete` through the SDK.
 
 use anyhow::Context as _;
-use ringkv::{Bucket, Context, ReadOptions, WriteOptions};
+use ringkv::{Bucket, ReadOptions, WriteOptions};
 use serde_json::json;
 
 use crate::format::hex;
@@ -18,7 +18,10 @@ pub async fn get(bucket: &Bucket, key: &str, r: Option<u8>, as_json: bool) -> an
     let mut opts = ReadOptions::default();
     opts.r = r;
     let read = bucket.get_with(key, &opts).await?;
-    let context = hex(&read.context().to_bytes());
+    let context =
+        hex(&bucket
+            .client()
+            .context_to_bytes(bucket.name(), key.as_bytes(), read.context()));
     let siblings: Vec<String> = read
         .siblings()
         .iter()
@@ -48,7 +51,16 @@ pub async fn put(
     args: WriteArgs,
     as_json: bool,
 ) -> anyhow::Result<()> {
-    let context = args.context.map(|c| parse_context(&c)).transpose()?;
+    let context = args
+        .context
+        .map(|c| {
+            let bytes = parse_hex(&c)?;
+            bucket
+                .client()
+                .context_from_bytes(bucket.name(), key.as_bytes(), &bytes)
+                .context("--context")
+        })
+        .transpose()?;
     let mut opts = WriteOptions::default().with_overwrite(args.overwrite);
     if let Some(w) = args.w {
         opts = opts.with_w(w);
@@ -68,7 +80,10 @@ pub async fn put(
     let ids = |v: &[ringkv::NodeId]| v.iter().map(|id| id.to_string()).collect::<Vec<_>>();
     // What the write left, like a read: the next write can use its context.
     let written = &receipt.written;
-    let context = hex(&written.context().to_bytes());
+    let context =
+        hex(&bucket
+            .client()
+            .context_to_bytes(bucket.name(), key.as_bytes(), written.context()));
     let siblings: Vec<String> = written
         .siblings()
         .iter()
@@ -97,32 +112,36 @@ pub async fn put(
     Ok(())
 }
 
-fn parse_context(text: &str) -> anyhow::Result<Context> {
+/// The bytes of a `--context` as `ringkv get` prints it (hex).
+fn parse_hex(text: &str) -> anyhow::Result<Vec<u8>> {
     // ASCII first: slicing by bytes below must never split a multi-byte character.
     if !text.is_ascii() || !text.len().is_multiple_of(2) {
         anyhow::bail!("--context is hex, as `ringkv get` prints it");
     }
-    let bytes = (0..text.len())
+    (0..text.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&text[i..i + 2], 16))
         .collect::<Result<Vec<u8>, _>>()
-        .context("--context is hex, as `ringkv get` prints it")?;
-    Context::from_bytes(&bytes).context("--context")
+        .context("--context is hex, as `ringkv get` prints it")
 }
 
 #[cfg(test)]
 mod tests {
+    use ringkv::Context;
+
     use super::*;
 
     #[test]
     fn contexts_round_trip_through_hex_and_garbage_is_an_error_not_a_panic() {
         let ctx = Context::new([(ringkv::NodeId(7), 3)].into_iter().collect());
-        assert_eq!(
-            parse_context(&hex(&ctx.to_bytes())).expect("round trip"),
-            ctx
-        );
-        for bad in ["", "0", "zz", "é1", "01ff"] {
-            assert!(parse_context(bad).is_err(), "{bad:?}");
+        let bytes = parse_hex(&hex(&ctx.to_bytes())).expect("round trip");
+        assert_eq!(Context::from_bytes(&bytes).expect("a context"), ctx);
+        for bad in ["0", "zz", "é1"] {
+            assert!(parse_hex(bad).is_err(), "{bad:?}");
+        }
+        for bad in ["", "01ff"] {
+            let bytes = parse_hex(bad).expect("hex");
+            assert!(Context::from_bytes(&bytes).is_err(), "{bad:?}");
         }
     }
 }

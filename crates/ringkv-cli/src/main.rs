@@ -25,7 +25,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use ringkv::transport::ConnectOptions;
-use ringkv::{Client, ClientConfig, ClientTls, Credential};
+use ringkv::{Client, ClientConfig, ClientTls, ContextKey, Credential};
 use ringkv_core::auth::Secret;
 
 use crate::admin::Admin;
@@ -62,6 +62,10 @@ struct Cli {
     /// File holding a client token, for clusters that require one (data commands).
     #[arg(long, env = "RINGKV_TOKEN_FILE", global = true)]
     token_file: Option<PathBuf>,
+    /// File holding the application's context key (its bytes, surrounding whitespace
+    /// removed): contexts are printed sealed with it, and `--context` must be sealed with it.
+    #[arg(long, env = "RINGKV_CONTEXT_KEY_FILE", global = true)]
+    context_key_file: Option<PathBuf>,
     /// Connect with TLS, trusting the nodes' CA in this PEM file.
     #[arg(long, env = "RINGKV_TLS_CA_FILE", global = true)]
     tls_ca_file: Option<PathBuf>,
@@ -179,6 +183,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let mut config = ClientConfig::default().with_timeout(timeout);
     config.connect = options;
+    if let Some(path) = &cli.context_key_file {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("reading the context key {}", path.display()))?;
+        let key = ContextKey::new(bytes.trim_ascii().to_vec())
+            .with_context(|| format!("{} holds no context key", path.display()))?;
+        config.context_key = Some(key);
+    }
     let client = Client::builder()
         .seeds(cli.seeds.clone())
         .config(config)

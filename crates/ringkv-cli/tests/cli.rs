@@ -80,6 +80,41 @@ async fn get_put_delete_status_and_ring_from_the_command_line() -> anyhow::Resul
     .await;
     assert!(down, "status never showed the killed node down");
 
+    // With a context key, contexts are printed sealed (for their key), and one altered or
+    // unsealed is refused.
+    let key_file = cluster.path().join("context.key");
+    std::fs::write(&key_file, "app key\n")?;
+    let key_arg = key_file.to_string_lossy().into_owned();
+    let sealed = ["--context-key-file", key_arg.as_str()];
+    let with_key = |args: &[&str]| json(&cluster, &[&sealed[..], args].concat());
+    with_key(&["put", "sealed", "one"]);
+    let read = with_key(&["get", "sealed"]);
+    let context = read["context"].as_str().expect("context").to_string();
+    assert!(
+        context.starts_with("53"),
+        "sealed contexts open with 'S': {context}"
+    );
+    with_key(&["put", "sealed", "two", "--context", &context]);
+    let (head, last) = context.split_at(context.len() - 2);
+    let flipped = u8::from_str_radix(last, 16).expect("hex") ^ 1;
+    let altered = format!("{head}{flipped:02x}");
+    for bad in [altered.as_str(), merged.as_str()] {
+        let (ok, _, err) = ringkv(
+            &cluster,
+            &[&sealed[..], &["put", "sealed", "forged", "--context", bad]].concat(),
+        );
+        assert!(!ok && err.contains("context"), "{err}");
+    }
+    let (ok, _, err) = ringkv(
+        &cluster,
+        &[
+            &sealed[..],
+            &["put", "other", "moved", "--context", &context],
+        ]
+        .concat(),
+    );
+    assert!(!ok && err.contains("seal"), "{err}");
+
     // Bad input: a clear message and a non-zero exit, no panic.
     let (ok, _, err) = ringkv(&cluster, &["put", "k", "v", "--context", "é1"]);
     assert!(!ok && err.contains("--context"), "{err}");
