@@ -27,7 +27,7 @@ use ringkv::{Bucket, ClientConfig, ReadOptions, WriteOptions};
 use ringkv_core::wire::{Request, Response};
 use ringkv_core::{Dot, Sibling, SiblingSet, VersionVector};
 use ringkv_tests::faults::{
-    CLIENT_IP, Firewall, History, Workload, divergent, in_own_netns, node_ip, union,
+    CLIENT_IP, Firewall, History, Workload, divergent_within, in_own_netns, node_ip, union,
 };
 use ringkv_tests::{ClusterSpec, RawConnection, TestCluster, eventually, until_replicas_answer};
 
@@ -442,16 +442,9 @@ async fn check(
         }
         keys.insert(key.clone());
     }
-    // The final reads repaired the replicas in the background: give the repairs (and
-    // anti-entropy) a bounded while, as the fault scenarios do.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        verdict.divergent = divergent(bucket, cluster, &keys).await?;
-        if verdict.divergent == 0 || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    // The final reads repaired the replicas in the background: give the repairs a bounded
+    // while, as the fault scenarios do.
+    verdict.divergent = divergent_within(bucket, cluster, &keys, Duration::from_secs(20)).await?;
     if verdict.divergent > 0 {
         show_divergence(cluster, bucket, &keys).await?;
     }

@@ -324,20 +324,7 @@ async fn a_delete_without_a_context_needs_the_home_replicas_and_stays_deleted() 
     })
     .await;
     assert!(everywhere, "the write never reached all three homes");
-    for &h in &home {
-        cluster.kill(h);
-    }
-    let known = eventually(Duration::from_secs(20), || async {
-        client.refresh_ring().await.is_ok()
-            && matches!(
-                client
-                    .get_with(key, &ReadOptions::default().with_pr(1))
-                    .await,
-                Err(Error::Unavailable { .. })
-            )
-    })
-    .await;
-    assert!(known, "the client never learned that the homes are down");
+    kill_homes(&mut cluster, &client, key, &home).await;
 
     match client.delete(key, None).await {
         Err(Error::Unavailable { .. }) => {}

@@ -100,36 +100,18 @@ class Settings:
     #: out are sealed with it, and a context altered or not sealed is refused.
     context_key: Optional[bytes] = field(default=None, repr=False)
 
-    def _tls(self) -> Optional[Tuple[str, Optional[str], Optional[str], Optional[str]]]:
-        return self.tls._native() if self.tls else None
+    def _native_args(self) -> Tuple[Any, ...]:
+        """The native constructors' arguments, in their order."""
+        tls = self.tls._native() if self.tls else None
+        return (self.seeds, self.r, self.w, self.pr, self.pw, self.timeout, self.token, tls, self.context_key)
 
     def connect(self) -> "_native.NativeClient":
         """Connects (blocking, without the GIL)."""
-        return _native.NativeClient(
-            self.seeds,
-            self.r,
-            self.w,
-            self.pr,
-            self.pw,
-            self.timeout,
-            self.token,
-            self._tls(),
-            self.context_key,
-        )
+        return _native.NativeClient(*self._native_args())
 
     def connect_async(self) -> Any:
         """An awaitable resolving to a connected NativeClient."""
-        return _native.NativeClient.connect_async(
-            self.seeds,
-            self.r,
-            self.w,
-            self.pr,
-            self.pw,
-            self.timeout,
-            self.token,
-            self._tls(),
-            self.context_key,
-        )
+        return _native.NativeClient.connect_async(*self._native_args())
 
 
 def parse_url(url: str) -> Settings:

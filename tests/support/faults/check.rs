@@ -105,16 +105,28 @@ pub async fn check(
         }
     }
     report.max_siblings = history.max_siblings.load(Ordering::Relaxed);
-    let deadline = Instant::now() + Duration::from_secs(15);
+    report.divergent_after_repair =
+        divergent_within(bucket, cluster, &keys, Duration::from_secs(15)).await?;
+    println!("{report}");
+    Ok(report)
+}
+
+/// [`divergent`], again every 250 ms until it is 0 or `within` has passed: the repairs a
+/// final read set off run in the background.
+pub async fn divergent_within(
+    bucket: &Bucket,
+    cluster: &TestCluster,
+    keys: &BTreeSet<String>,
+    within: Duration,
+) -> anyhow::Result<usize> {
+    let deadline = Instant::now() + within;
     loop {
-        report.divergent_after_repair = divergent(bucket, cluster, &keys).await?;
-        if report.divergent_after_repair == 0 || Instant::now() > deadline {
-            break;
+        let count = divergent(bucket, cluster, keys).await?;
+        if count == 0 || Instant::now() > deadline {
+            return Ok(count);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    println!("{report}");
-    Ok(report)
 }
 
 /// Keys whose home replicas (read directly, one by one) do not hold identical states.

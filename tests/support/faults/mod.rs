@@ -20,7 +20,7 @@ mod check;
 mod netns;
 mod workload;
 
-pub use check::{ReadCheck, Reader, Report, check, divergent};
+pub use check::{ReadCheck, Reader, Report, check, divergent, divergent_within};
 pub use netns::{CLIENT_IP, Firewall, in_own_netns, node_ip};
 pub use workload::{Workload, add, encode_set, union};
 

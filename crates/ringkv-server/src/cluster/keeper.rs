@@ -50,6 +50,14 @@ impl ClusterView {
             ready: true,
         }
     }
+
+    /// Whether `node` is leaving the ring or has left it: the cluster has members and `node`
+    /// is not one of them (during a transfer, the members it moves to). Such a node takes no
+    /// hints and places the ones it holds before its part of the transfer is done.
+    pub fn is_leaving(&self, node: NodeId) -> bool {
+        let members = self.ring.members();
+        !members.is_empty() && !members.iter().any(|m| m.id == node)
+    }
 }
 
 /// The layout this node holds, and the operations that change it. Shared by the request

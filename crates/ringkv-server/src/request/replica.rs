@@ -316,9 +316,7 @@ impl Replica {
     /// holds before its part of the transfer is done (see `workers::transfer`), and one taken
     /// after that would leave with it. Refusing is safe: the writer uses the next spare.
     fn refuse_hints_if_leaving(&self) -> Result<(), WireError> {
-        let view = self.view.borrow();
-        let me = self.store.node_id();
-        if view.ring.members().is_empty() || view.ring.members().iter().any(|m| m.id == me) {
+        if !self.view.borrow().is_leaving(self.store.node_id()) {
             return Ok(());
         }
         Err(WireError::Overloaded {

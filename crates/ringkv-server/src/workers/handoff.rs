@@ -117,10 +117,6 @@ impl Worker {
         // A node leaving the ring (or gone from it) must not keep hints: it hands those of down
         // homes to the key's live homes at once rather than wait for the homes to return, and
         // its transfer is not done until it holds none (see `transfer`).
-        let leaving = {
-            let members = self.view.borrow().ring.members().to_vec();
-            !members.is_empty() && !members.iter().any(|m| m.id == me)
-        };
         let pool = &self.pool;
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -128,6 +124,7 @@ impl Worker {
         let mut bytes = 0u64;
         let mut converted = 0;
         let view = self.view.borrow().clone();
+        let leaving = view.is_leaving(me);
         let addresses: HashMap<NodeId, String> = view
             .ring
             .all_members()

@@ -268,9 +268,7 @@ impl Worker<'_> {
     /// to the key's live homes): once the transfer is done the operator may stop the node, and
     /// its hints would go with it.
     async fn holds_hints_while_leaving(&self) -> bool {
-        let me = self.parts.me;
-        let members = self.view.ring.members();
-        if members.is_empty() || members.iter().any(|m| m.id == me) {
+        if !self.view.is_leaving(self.parts.me) {
             return false;
         }
         let store = self.parts.store.clone();

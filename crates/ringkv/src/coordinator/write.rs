@@ -256,11 +256,10 @@ async fn replicate(
         state,
         sync,
     };
-    let merge = |target: &Target| copy.merge(target);
     let mut merges = Fanout::new(inner, plan.epoch, Leftovers::Finish);
     for target in others {
         write.sent.store(true, Ordering::Release);
-        merges.send(target.clone(), merge(&target));
+        merges.send(target.clone(), copy.merge(&target));
     }
     while acks.tally.state() == QuorumState::Pending {
         let Some((target, result)) = merges.next().await else {
@@ -288,7 +287,7 @@ async fn replicate(
                     .then(|| acks.replacement(&target))
                     .flatten();
                 if let Some(spare) = spare {
-                    let body = merge(&spare);
+                    let body = copy.merge(&spare);
                     merges.send(spare, body);
                 }
                 acks.fail(&target, e);
