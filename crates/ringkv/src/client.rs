@@ -14,7 +14,7 @@ use crate::coordinator;
 use crate::error::{Error, Result};
 use crate::inner::Inner;
 use crate::metrics::Latency;
-use crate::options::{ClientConfig, ReadOptions, WriteOptions};
+use crate::options::{ClientConfig, ContextKey, ReadOptions, WriteOptions};
 use crate::ring_cache;
 use crate::value::{Value, WriteReceipt};
 
@@ -256,10 +256,7 @@ impl Client {
     /// (a cookie, a form field): sealed for that key with the client's context key if it has
     /// one ([`ClientConfig::context_key`]).
     pub fn context_to_bytes(&self, bucket: &str, key: &[u8], context: &Context) -> Vec<u8> {
-        match &self.inner.config.context_key {
-            Some(secret) => context.to_sealed_bytes(secret.bytes(), bucket, key),
-            None => context.to_bytes(),
-        }
+        ContextKey::encode(self.inner.config.context_key.as_ref(), bucket, key, context)
     }
 
     /// Parses bytes made by [`Client::context_to_bytes`] for a write of `bucket`/`key`. With
@@ -267,11 +264,7 @@ impl Client {
     /// not sealed are refused ([`Error::InvalidArgument`]): a forged context could claim
     /// writes it never saw, and a write with it would drop them.
     pub fn context_from_bytes(&self, bucket: &str, key: &[u8], bytes: &[u8]) -> Result<Context> {
-        let parsed = match &self.inner.config.context_key {
-            Some(secret) => Context::from_sealed_bytes(bytes, secret.bytes(), bucket, key),
-            None => Context::from_bytes(bytes),
-        };
-        parsed.map_err(|e| Error::InvalidArgument(format!("context: {e}")))
+        ContextKey::decode(self.inner.config.context_key.as_ref(), bucket, key, bytes)
     }
 
     /// What this client has done so far (see [`ClientStats`]); cheap enough to poll.

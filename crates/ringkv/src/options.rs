@@ -11,6 +11,9 @@
 
 use std::time::Duration;
 
+use ringkv_core::Context;
+
+use crate::error::{Error, Result};
 use crate::transport::{ClientTls, ConnectOptions, Credential};
 
 /// How a [`crate::Client`] behaves unless a call says otherwise.
@@ -67,8 +70,34 @@ impl ContextKey {
         (!bytes.is_empty()).then_some(ContextKey(bytes))
     }
 
-    pub(crate) fn bytes(&self) -> &[u8] {
-        &self.0
+    /// `context` of `bucket`/`key` as opaque bytes, sealed for that key with `seal` if given.
+    pub(crate) fn encode(
+        seal: Option<&ContextKey>,
+        bucket: &str,
+        key: &[u8],
+        context: &Context,
+    ) -> Vec<u8> {
+        match seal {
+            Some(secret) => context.to_sealed_bytes(&secret.0, bucket, key),
+            None => context.to_bytes(),
+        }
+    }
+
+    /// Parses bytes made by [`ContextKey::encode`] with the same `seal` for `bucket`/`key`.
+    /// With a seal, bytes that were altered, sealed with another secret or for another key,
+    /// or not sealed are refused: a forged context could claim writes it never saw, and a
+    /// write with it would drop them.
+    pub(crate) fn decode(
+        seal: Option<&ContextKey>,
+        bucket: &str,
+        key: &[u8],
+        bytes: &[u8],
+    ) -> Result<Context> {
+        let parsed = match seal {
+            Some(secret) => Context::from_sealed_bytes(bytes, &secret.0, bucket, key),
+            None => Context::from_bytes(bytes),
+        };
+        parsed.map_err(|e| Error::InvalidArgument(format!("context: {e}")))
     }
 }
 

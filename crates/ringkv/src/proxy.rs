@@ -14,6 +14,7 @@ use ringkv_core::wire::{Coordinated, Request, Response, WireError};
 use ringkv_core::{Context, DEFAULT_BUCKET, RingEpoch};
 
 use crate::error::{Error, ProtocolError, Result};
+use crate::options::ContextKey;
 use crate::transport::{ConnectOptions, Pool};
 use crate::value::{Value, WriteReceipt};
 
@@ -24,6 +25,8 @@ pub struct ProxyClient {
     members: Vec<String>,
     pool: Pool,
     timeout: Duration,
+    /// Seals the contexts handed to the application (see [`ProxyClient::with_context_key`]).
+    context_key: Option<ContextKey>,
 }
 
 impl ProxyClient {
@@ -52,6 +55,7 @@ impl ProxyClient {
             members: Vec::new(),
             pool: Pool::with_options(options),
             timeout,
+            context_key: None,
         };
         let mut last = String::from("no seed given");
         for seed in &seeds {
@@ -77,6 +81,28 @@ impl ProxyClient {
             tried: seeds,
             reason: last,
         })
+    }
+
+    /// Seals the contexts [`ProxyClient::context_to_bytes`] hands out with `key`, and refuses
+    /// any [`ProxyClient::context_from_bytes`] is given that this key did not seal for the
+    /// same key (as [`crate::ClientConfig::context_key`] does for a [`crate::Client`]).
+    pub fn with_context_key(mut self, key: ContextKey) -> ProxyClient {
+        self.context_key = Some(key);
+        self
+    }
+
+    /// The `context` of a read of `key` (default bucket) as opaque bytes to hand to the
+    /// application (a cookie, a form field): sealed for that key if the client has a context
+    /// key.
+    pub fn context_to_bytes(&self, key: &[u8], context: &Context) -> Vec<u8> {
+        ContextKey::encode(self.context_key.as_ref(), DEFAULT_BUCKET, key, context)
+    }
+
+    /// Parses bytes made by [`ProxyClient::context_to_bytes`] for a write of `key`. With a
+    /// context key, bytes that were altered, sealed with another key or for another key, or
+    /// not sealed are refused ([`Error::InvalidArgument`]).
+    pub fn context_from_bytes(&self, key: &[u8], bytes: &[u8]) -> Result<Context> {
+        ContextKey::decode(self.context_key.as_ref(), DEFAULT_BUCKET, key, bytes)
     }
 
     /// The addresses requests go to.
@@ -164,4 +190,63 @@ fn not_started(error: &Error) -> bool {
                 WireError::NotReady { .. } | WireError::ShuttingDown | WireError::Overloaded { .. }
             )
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ringkv_core::{Context, Dot, VersionVector};
+
+    use super::ProxyClient;
+    use crate::error::Error;
+    use crate::options::ContextKey;
+    use crate::transport::{ConnectOptions, Pool};
+
+    fn client(key: Option<&str>) -> ProxyClient {
+        ProxyClient {
+            members: Vec::new(),
+            pool: Pool::with_options(ConnectOptions::default()),
+            timeout: Duration::from_secs(1),
+            context_key: key.and_then(|k| ContextKey::new(k.as_bytes())),
+        }
+    }
+
+    /// A thin client hands out sealed contexts as the full SDK does, and refuses forged,
+    /// misdirected or unsealed ones rather than write with a context that claims too much.
+    #[test]
+    fn a_thin_clients_contexts_are_sealed_for_their_key_and_forgeries_refused() {
+        let mut vv = VersionVector::new();
+        vv.observe(Dot {
+            actor: ringkv_core::NodeId(7).into(),
+            counter: 3,
+        });
+        let context = Context::new(vv);
+        let sealed = client(Some("secret"));
+        let bytes = sealed.context_to_bytes(b"cart:x", &context);
+        assert_eq!(
+            sealed.context_from_bytes(b"cart:x", &bytes).expect("opens"),
+            context
+        );
+        let refused = |result: crate::error::Result<Context>| {
+            assert!(
+                matches!(result, Err(Error::InvalidArgument(_))),
+                "{result:?}"
+            )
+        };
+        refused(sealed.context_from_bytes(b"cart:y", &bytes));
+        refused(client(Some("other")).context_from_bytes(b"cart:x", &bytes));
+        let plain = client(None).context_to_bytes(b"cart:x", &context);
+        refused(sealed.context_from_bytes(b"cart:x", &plain));
+        let mut forged = bytes.clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        refused(sealed.context_from_bytes(b"cart:x", &forged));
+        assert_eq!(
+            client(None)
+                .context_from_bytes(b"cart:x", &plain)
+                .expect("unsealed"),
+            context
+        );
+    }
 }

@@ -277,7 +277,9 @@ async fn serve_connection(
             continue;
         }
         let lane = service.lane(&request.body);
-        if lane == Lane::Inline {
+        // A copy routed by a newer ring than ours waits for it on a task of its own.
+        let behind = service.behind(request.epoch, &request.body);
+        if lane == Lane::Inline && !behind {
             // Quick requests are answered right here: a task of their own would cost more
             // than the request (a spawn and a wake-up), and their answers still go out in
             // order with the others through the writer.
@@ -294,6 +296,9 @@ async fn serve_connection(
         let tx = tx.clone();
         tokio::spawn(async move {
             let id = request.id;
+            if behind {
+                service.catch_up(request.epoch).await;
+            }
             let body =
                 lane::run(service.clone(), &metrics, lane, request.epoch, request.body).await;
             let _ = tx.send(answer(&service, id, body)).await;

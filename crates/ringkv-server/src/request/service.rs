@@ -8,11 +8,13 @@
 //! `lane`'s decision; tests call it directly on a `MemoryStore`.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use ringkv_core::wire::{Coordinated, NodeStats, Request, Response, RingSnapshot, WireError};
 use ringkv_core::{Layout, LayoutError, NodeId, RingEpoch};
 use tokio::sync::watch;
+use tracing::debug;
 
 use crate::cluster::{ClusterView, Keeper};
 use crate::node::NodeParts;
@@ -25,6 +27,11 @@ use crate::request::replica::{Replica, Write, store_error};
 use crate::storage::Store;
 use crate::workers::antientropy::digest;
 use crate::workers::commit::GroupCommit;
+
+/// How long a copy routed by a newer ring than this node's waits for the node to fetch it
+/// (see [`Service::catch_up`]). Well under the SDK's request timeout: a node that cannot catch
+/// up in time serves the copy as before rather than time its sender out.
+pub const CATCH_UP: Duration = Duration::from_millis(500);
 
 /// Longest bucket name accepted.
 pub const MAX_BUCKET_BYTES: usize = 255;
@@ -171,6 +178,34 @@ impl Service {
     /// The epoch of the ring this node currently routes by.
     pub fn epoch(&self) -> RingEpoch {
         self.view.borrow().ring.epoch()
+    }
+
+    /// Whether `request`, routed by `client`, should wait for [`Service::catch_up`] before it
+    /// is handled: a copy without a hint routed by a newer ring than this node's. Only a ring
+    /// as new as the sender's can say whether this node owns the key (`check_owner`); judged
+    /// by an older one, a copy that the newer ring moved away would be taken and then
+    /// cleaned up.
+    pub fn behind(&self, client: RingEpoch, request: &Request) -> bool {
+        let hintless = match request {
+            Request::Put { hint, .. } | Request::Merge { hint, .. } => {
+                hint.is_none_or(|home| home == self.node)
+            }
+            _ => false,
+        };
+        hintless && client > self.epoch()
+    }
+
+    /// Asks the layout keeper to fetch the newer layout the peers gossip, and waits (at most
+    /// [`CATCH_UP`]) until this node routes by a ring at least as new as `client`.
+    pub async fn catch_up(&self, client: RingEpoch) {
+        if let Some(keeper) = &self.keeper {
+            keeper.changed.notify_one();
+        }
+        let mut view = self.view.clone();
+        let caught_up = view.wait_for(|view| view.ring.epoch() >= client);
+        if tokio::time::timeout(CATCH_UP, caught_up).await.is_err() {
+            debug!(%client, ours = %self.epoch(), "still behind the sender's ring; serving");
+        }
     }
 
     /// The current view of the cluster.
@@ -372,8 +407,9 @@ impl Service {
 
     /// A copy without a hint may land only on a replica of the key. Refused with `NotOwner`
     /// only when the request was routed by this node's own ring (with an older one,
-    /// `check_epoch` already answered `StaleRing`; with a newer one, this node is behind and
-    /// cannot judge) and the node is a home on neither side of a transfer under way.
+    /// `check_epoch` already answered `StaleRing`; with a newer one, this node first tried to
+    /// catch up, `Service::catch_up`, and failing that cannot judge: the sender's ring names
+    /// this node a home) and the node is a home on neither side of a transfer under way.
     fn check_owner(&self, client: RingEpoch, bucket: &str, key: &[u8]) -> Result<(), WireError> {
         let view = self.view.borrow();
         let ours = view.ring.epoch();

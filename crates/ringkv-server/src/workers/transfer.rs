@@ -408,3 +408,6 @@ fn new_owners(ring: &Ring, me: NodeId, key: &DataKey) -> Vec<(NodeId, String)> {
         .map(|m| (m.id, m.addr.clone()))
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -745,3 +745,69 @@ fn a_copy_misrouted_to_a_non_owner_is_refused_and_a_hinted_one_is_taken() {
     svc.handle(epoch, merge(&mine, None))
         .expect("a home takes its copy");
 }
+
+/// A copy routed by a newer ring than this node's waits until the node has fetched that ring,
+/// and is then judged by it: refused where the newer ring moved the key away, rather than
+/// taken by the older ring's reckoning and cleaned up later. A node that cannot catch up
+/// within `CATCH_UP` serves the copy, as the sender's ring names it a home.
+#[tokio::test(start_paused = true)]
+async fn a_copy_routed_by_a_newer_ring_is_judged_by_that_ring_once_fetched() {
+    let alone = Ring::new(RingConfig::of(members(&[1]))).expect("ring");
+    let (tx, rx) = watch::channel(Arc::new(ClusterView::fixed(alone)));
+    let svc = Service::new(Arc::new(MemoryStore::new(ME)), rx, Limits::default());
+    let ids = [1, 2, 3, 4, 5];
+    let newer = Ring::new(RingConfig {
+        version: svc.epoch().version + 1,
+        ..RingConfig::of(members(&ids))
+    })
+    .expect("ring");
+    let mut foreign = (0..1000)
+        .map(|i| format!("k{i}").into_bytes())
+        .filter(|k| !newer.home_replicas("b", k).iter().any(|m| m.id == ME));
+    let (moved, unjudged) = (
+        foreign.next().expect("a key"),
+        foreign.next().expect("a key"),
+    );
+    let state = stamp_for(&service_with(Buckets::default(), &[1]), None, None, "v");
+    let merge = |key: &[u8], hint: Option<NodeId>| Request::Merge {
+        bucket: "b".into(),
+        key: Bytes::copy_from_slice(key),
+        state: state.clone(),
+        hint,
+        sync: false,
+    };
+    let epoch = newer.epoch();
+    assert!(svc.behind(epoch, &merge(&moved, None)));
+    assert!(
+        !svc.behind(epoch, &merge(&moved, Some(NodeId(2)))),
+        "hinted copies are always taken"
+    );
+    assert!(!svc.behind(svc.epoch(), &merge(&moved, None)));
+
+    // The keeper fetches the newer layout while the copy waits.
+    let publish = tokio::spawn(async move {
+        tokio::time::sleep(CATCH_UP / 5).await;
+        tx.send(Arc::new(ClusterView::fixed(newer)))
+            .expect("the service holds the view");
+        tx
+    });
+    svc.catch_up(epoch).await;
+    assert_eq!(svc.epoch(), epoch, "caught up before the bound");
+    assert!(matches!(
+        svc.handle(epoch, merge(&moved, None)),
+        Err(WireError::NotOwner { .. })
+    ));
+    assert_eq!(svc.store().get("b", &moved).expect("get"), None);
+
+    // A ring nobody brings: after the bound the copy is served, judged by nothing newer.
+    let _tx = publish.await.expect("publisher");
+    let newest = RingEpoch {
+        version: epoch.version + 1,
+        ..epoch
+    };
+    let started = tokio::time::Instant::now();
+    svc.catch_up(newest).await;
+    assert_eq!(started.elapsed(), CATCH_UP, "waited exactly the bound");
+    svc.handle(newest, merge(&unjudged, None))
+        .expect("served when the node cannot catch up");
+}
