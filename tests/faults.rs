@@ -734,3 +734,102 @@ fn leaving_node_places_its_hints_before_the_transfer_ends() {
         Ok(())
     });
 }
+
+/// A member dies for good while leaving (kill -9, never restarted): its transfer waits for
+/// it for ever. `cluster remove` unwedges it with the load running: the surviving replicas
+/// fill the dead node's share, every key ends with N copies on live homes, a join committed
+/// afterwards settles too, and no acknowledged write is lost.
+#[test]
+fn dead_node_removed() {
+    if !in_own_netns("dead_node_removed") {
+        return;
+    }
+    run(async {
+        let (mut cluster, client, bucket, history) = setup(4).await?;
+        let dead = 3;
+        // Keys the load never reads, so no read repair can fill in for the streaming.
+        let cold: Vec<String> = (0..300).map(|i| format!("cold-{i}")).collect();
+        for key in &cold {
+            bucket.put(key.as_str(), key.clone(), None).await?;
+        }
+        let load =
+            tokio::spawn(Workload::new(200, 12_000, 400.0).run(bucket.clone(), history.clone()));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let id = cluster.member_of(dead).await?.id;
+        cluster.kill(dead);
+        let down = Instant::now();
+        cluster.stage(0, ringkv_core::Change::Leave { id }).await?;
+        cluster.commit(0).await?;
+        anyhow::ensure!(
+            cluster.wait_settled(Duration::from_secs(5)).await.is_err(),
+            "a transfer settled without the dead node's part"
+        );
+        // A live member cannot be removed: that is what `leave` is for.
+        let live = cluster.member_of(1).await?.id;
+        let base = cluster.admin(0, Request::Layout).await?.version;
+        anyhow::ensure!(
+            cluster
+                .admin(0, Request::Remove { id: live, base })
+                .await
+                .is_err(),
+            "a live node was removed"
+        );
+        let base = cluster.admin(0, Request::Layout).await?.version;
+        let removing = Instant::now();
+        cluster.admin(0, Request::Remove { id, base }).await?;
+        let settled = cluster.wait_settled(Duration::from_secs(60)).await?;
+        let took = removing.elapsed();
+        anyhow::ensure!(
+            settled.members.iter().all(|m| m.id != id),
+            "the dead node is still a member"
+        );
+        client.refresh_ring().await?;
+        let ring = client.ring();
+        let placement = cluster.placement(&ring, "default", &cold).await?;
+        anyhow::ensure!(
+            placement.missing_on_homes == 0,
+            "the dead node's share was not re-replicated: {placement:?}"
+        );
+        let streamed: u64 = cluster
+            .stats()
+            .await?
+            .iter()
+            .filter_map(|s| s.transfer.as_ref())
+            .map(|t| t.sent_keys)
+            .sum();
+        println!(
+            "  removal settled in {:.1} s; {streamed} copies streamed by the survivors",
+            took.as_secs_f64()
+        );
+        // The cluster takes membership changes again.
+        let joined = Instant::now();
+        let newcomer = cluster.start_node()?;
+        cluster.stage_join(0, newcomer, 1).await?;
+        cluster.commit(0).await?;
+        let grown = cluster.wait_settled(Duration::from_secs(60)).await?;
+        anyhow::ensure!(grown.members.len() == 4, "{:?}", grown.members);
+        println!(
+            "  a join after it settled in {:.1} s",
+            joined.elapsed().as_secs_f64()
+        );
+        let up = Instant::now();
+        load.await?;
+        until_replicas_answer(&client, 3).await?;
+        let report = check("dead-node-removed", &history, &bucket, &cluster, 3).await?;
+        let errors = history.error_rate_between(down, up);
+        println!(
+            "  errors from the death to the join: {:.2}%",
+            errors * 100.0
+        );
+        assert_eq!(report.lost, 0, "{report}");
+        for key in &cold {
+            let read = bucket.get(key.as_str()).await?;
+            anyhow::ensure!(
+                read.siblings().contains(&Bytes::from(key.clone())),
+                "{key} lost: {:?}",
+                read.siblings()
+            );
+        }
+        Ok(())
+    });
+}

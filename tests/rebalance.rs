@@ -55,7 +55,16 @@ async fn fill(
     Ok((0..count).map(|i| format!("{prefix}{i}")).collect())
 }
 
-/// Copies streamed by every node for the transfer of ring version `id`.
+/// The id of the transfer a commit opened.
+fn transfer_id(committed: &ringkv_core::Layout) -> anyhow::Result<u64> {
+    committed
+        .transition
+        .as_ref()
+        .map(|t| t.id)
+        .ok_or_else(|| anyhow::anyhow!("the commit opened no transfer"))
+}
+
+/// Copies streamed by every node for transfer `id`.
 async fn streamed(cluster: &TestCluster, id: u64) -> anyhow::Result<u64> {
     Ok(cluster
         .stats()
@@ -73,7 +82,7 @@ async fn join(cluster: &mut TestCluster, weight: u32) -> anyhow::Result<(usize, 
     let i = cluster.start_node()?;
     cluster.stage_join(0, i, weight).await?;
     let committed = cluster.commit(0).await?;
-    let id = committed.ring_version;
+    let id = transfer_id(&committed)?;
     cluster.wait_settled(SETTLE).await?;
     Ok((i, id))
 }
@@ -239,7 +248,7 @@ async fn streaming_a_hundred_thousand_keys_to_a_joining_node() -> anyhow::Result
     );
     let started = Instant::now();
     let committed = cluster.commit(0).await?;
-    let id = committed.ring_version;
+    let id = transfer_id(&committed)?;
     // Streaming ends when every node has handed over what it no longer owns.
     let deadline = Instant::now() + SETTLE;
     let stream_time = loop {
@@ -290,7 +299,7 @@ async fn a_node_killed_while_streaming_resumes_where_it_stopped() -> anyhow::Res
     let keys = fill(&client.bucket("default"), "resume-", 3_000, 100, 32).await?;
     let joining = cluster.start_node()?;
     cluster.stage_join(0, joining, 1).await?;
-    let id = cluster.commit(0).await?.ring_version;
+    let id = transfer_id(&cluster.commit(0).await?)?;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let victim = 0;
     cluster.kill(victim);

@@ -101,12 +101,18 @@ impl Admin {
 
     /// Finds a member by node id (hex, or an unambiguous prefix of it) or by address.
     pub fn resolve<'a>(layout: &'a Layout, node: &str) -> anyhow::Result<&'a Member> {
-        if let Some(m) = layout.members.iter().find(|m| m.addr == node) {
+        // The members, then those a transfer under way still lists (a node leaving).
+        let mut known: Vec<&Member> = layout.members.iter().collect();
+        for m in layout.transition.iter().flat_map(|t| &t.previous) {
+            if !known.iter().any(|k| k.id == m.id) {
+                known.push(m);
+            }
+        }
+        if let Some(m) = known.iter().find(|m| m.addr == node) {
             return Ok(m);
         }
-        let matches: Vec<&Member> = layout
-            .members
-            .iter()
+        let matches: Vec<&Member> = known
+            .into_iter()
             .filter(|m| !node.is_empty() && m.id.to_string().starts_with(&node.to_lowercase()))
             .collect();
         match matches.as_slice() {

@@ -41,6 +41,13 @@ pub enum ClusterCommand {
     Commit,
     /// Drop the staged changes.
     Clear,
+    /// Declare a member that is down for good (node id, id prefix or address) removed, at
+    /// once: its share goes to the others, filled from the surviving replicas, and no
+    /// transfer waits for it any more (also one under way). For a live node, use `leave`.
+    Remove { node: String },
+    /// End the transfer under way with nothing lost: back to the previous members at once
+    /// while it streams, by a transfer back once it has switched.
+    Abort,
 }
 
 pub async fn run(admin: &Admin, command: ClusterCommand, as_json: bool) -> anyhow::Result<()> {
@@ -109,6 +116,37 @@ pub async fn run(admin: &Admin, command: ClusterCommand, as_json: bool) -> anyho
             if !as_json {
                 println!("data is streaming to the new owners: `ringkv handoff --watch` shows it");
             }
+            Ok(())
+        }
+        ClusterCommand::Remove { node } => {
+            let (layout, addr) = admin.founded_layout().await?;
+            let id = Admin::resolve(&layout, &node)?.id;
+            let request = Request::Remove {
+                id,
+                base: layout.version,
+            };
+            let layout = expect_layout(admin.call(&addr, request).await?)?;
+            report(&layout, &format!("removed node {id}"), as_json);
+            if !as_json {
+                println!(
+                    "the surviving replicas stream its data to the new owners: `ringkv handoff \
+                     --watch` shows it"
+                );
+            }
+            Ok(())
+        }
+        ClusterCommand::Abort => {
+            let (layout, addr) = admin.founded_layout().await?;
+            let request = Request::Abort {
+                base: layout.version,
+            };
+            let layout = expect_layout(admin.call(&addr, request).await?)?;
+            let what = if layout.transition.is_some() {
+                "aborted: a transfer back to the previous members is under way"
+            } else {
+                "aborted: back to the previous members"
+            };
+            report(&layout, what, as_json);
             Ok(())
         }
         ClusterCommand::Clear => {
@@ -226,7 +264,7 @@ async fn plan(admin: &Admin, as_json: bool) -> anyhow::Result<()> {
             println!("nothing is staged (layout version {})", layout.version);
             if let Some(t) = &layout.transition {
                 println!(
-                    "a transfer (ring version {}) is under way: `ringkv handoff --watch`",
+                    "a transfer ({:016x}) is under way: `ringkv handoff --watch`",
                     t.id
                 );
             }
@@ -316,7 +354,7 @@ async fn plan(admin: &Admin, as_json: bool) -> anyhow::Result<()> {
     }
     if let Some(t) = &layout.transition {
         println!(
-            "a transfer (ring version {}) is still under way: commit once it is done",
+            "a transfer ({:016x}) is still under way: commit once it is done",
             t.id
         );
     }

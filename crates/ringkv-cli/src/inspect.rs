@@ -68,7 +68,7 @@ pub async fn status(client: &Client, admin: &Admin, as_json: bool) -> anyhow::Re
     );
     if let Some(t) = transition {
         println!(
-            "transfer of ring version {} under way ({:?}): `ringkv handoff --watch` shows its progress",
+            "transfer {:016x} under way ({:?}): `ringkv handoff --watch` shows its progress",
             t.id, t.phase
         );
     }

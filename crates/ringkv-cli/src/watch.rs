@@ -119,8 +119,8 @@ fn render(s: &Value) -> String {
             s["ring_version"]
         )),
         t => out.push_str(&format!(
-            "transfer of ring version {}: {}\n",
-            t["id"],
+            "transfer {:016x}: {}\n",
+            t["id"].as_u64().unwrap_or_default(),
             t["phase"].as_str().unwrap_or_default()
         )),
     }

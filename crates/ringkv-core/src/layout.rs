@@ -87,12 +87,19 @@ pub enum LayoutError {
     /// The node holds no cluster yet, so there is no membership to change.
     #[error("this node is not part of a cluster yet: `ringkv cluster init` founds one")]
     NotFounded,
-    /// A commit while the previous change is still being transferred (at this ring version):
+    /// A commit while the previous change is still being transferred (this transfer id):
     /// one transfer at a time keeps every key's data on at most two member lists.
     #[error(
-        "a transfer is under way (ring version {0}); wait for it to finish before committing again"
+        "a transfer is under way (transfer {0:016x}); wait for it to finish, or `ringkv cluster \
+         remove` a member that is down for good, or `ringkv cluster abort` it"
     )]
     TransferUnderWay(u64),
+    /// `abort` with no transfer under way.
+    #[error("no transfer is under way")]
+    NoTransfer,
+    /// `remove` of a node the transfer under way already treats as removed.
+    #[error("node {0} is already removed")]
+    AlreadyRemoved(NodeId),
     /// A node that already belongs to a cluster (at this layout version) was asked to found
     /// another.
     #[error("the cluster already exists (layout version {0})")]
@@ -247,15 +254,86 @@ impl Layout {
         }
         let members = self.plan()?;
         let previous = std::mem::replace(&mut self.members, members);
+        self.open_transfer(previous, Vec::new());
+        self.staged.clear();
+        Ok(())
+    }
+
+    /// Declares member `id` down for good and moves its share to the others at once (Riak's
+    /// force-remove, Cassandra's `removenode`): the transfer neither waits for it nor sends it
+    /// anything, and the surviving previous home replicas of each of its keys stream the key
+    /// to its new homes (each survivor sends its own copy, so a write only one of them held
+    /// is not dropped). Staged changes to `id` are dropped.
+    ///
+    /// Also unwedges a transfer under way that waits on `id`: the transfer is planned again
+    /// without it, from the members that hold every write so far. While streaming those are
+    /// the previous members (reads still go to them, and writes reach them); once switching,
+    /// the new ones (every node has streamed to them, and writes reach them).
+    pub fn remove(&mut self, id: NodeId) -> Result<(), LayoutError> {
+        if !self.is_founded() {
+            return Err(LayoutError::NotFounded);
+        }
+        let member = self.members.iter().any(|m| m.id == id);
+        let (holders, mut removed) = match &self.transition {
+            None => (self.members.clone(), Vec::new()),
+            Some(t) if t.is_removed(id) => return Err(LayoutError::AlreadyRemoved(id)),
+            Some(t) if !member && !t.previous.iter().any(|m| m.id == id) => {
+                return Err(ClaimError::NotMember(id).into());
+            }
+            Some(t) => match t.phase {
+                Phase::Streaming => (t.previous.clone(), t.removed.clone()),
+                Phase::Switching => (self.members.clone(), t.removed.clone()),
+            },
+        };
+        // A node only the previous members list is leaving already: its share has a new
+        // home, and only its own part of the transfer is to be done by others.
+        let members = if member || self.transition.is_none() {
+            claim::leave(&self.members, id)?
+        } else {
+            self.members.clone()
+        };
+        removed.push(id);
+        self.members = members;
+        self.staged.retain(|c| c.node() != id);
+        self.open_transfer(holders, removed);
+        Ok(())
+    }
+
+    /// Ends the transfer under way, nothing lost. While it is streaming, back to the members
+    /// before it at once: they still hold every write (reads go to them, and every write
+    /// reached them), and nobody has deleted a copy (clean-up waits for a settled ring).
+    /// Once it is switching, reads go to the new members and only they are sure to hold
+    /// everything, so the way back is a planned transfer from them to the previous members.
+    /// Members declared removed stay so (the transfer never waits for them).
+    pub fn abort(&mut self) -> Result<(), LayoutError> {
+        let Some(t) = self.transition.take() else {
+            return Err(LayoutError::NoTransfer);
+        };
+        match t.phase {
+            Phase::Streaming => {
+                self.members = t.previous;
+                self.ring_version += 1;
+                self.version += 1;
+            }
+            Phase::Switching => {
+                let holders = std::mem::replace(&mut self.members, t.previous);
+                self.open_transfer(holders, t.removed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens a transfer from `previous` (the members holding every write) to the current
+    /// members, with `removed` declared down.
+    fn open_transfer(&mut self, previous: Vec<Member>, removed: Vec<NodeId>) {
         self.ring_version += 1;
         self.transition = Some(Transition {
-            id: self.ring_version,
+            id: Transition::id_for(self.ring_version, &previous, &self.members, &removed),
             phase: Phase::Streaming,
             previous,
+            removed,
         });
-        self.staged.clear();
         self.version += 1;
-        Ok(())
     }
 
     /// Every node the transfer involves: the members before and after. Sorted, distinct.
@@ -284,6 +362,7 @@ impl Layout {
         let done = self
             .involved()
             .into_iter()
+            .filter(|node| !transition.is_removed(*node))
             .all(|node| matches!(reported(node), Some((t, step)) if t == id && step >= needed));
         if !done {
             return false;

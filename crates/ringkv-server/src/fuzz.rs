@@ -376,6 +376,11 @@ fn seed_requests() -> Vec<Request> {
             ranges: vec![0, u64::MAX],
         },
         Request::Commit { base: 1 },
+        Request::Remove {
+            id: NodeId(2),
+            base: 1,
+        },
+        Request::Abort { base: 1 },
     ]
 }
 

@@ -109,7 +109,9 @@ impl RingCache {
             let call = pool.call(addr, timeout, current.ring.epoch(), Request::Ring);
             match tokio::time::timeout(timeout, call).await {
                 Ok(Ok((Response::Ring(snapshot), _))) => match Ring::new(snapshot.config) {
-                    Ok(ring) if ring.epoch() >= wanted => {
+                    // A rival of ours (same version, another digest) is what the nodes
+                    // settled on when they refuse ours: take it.
+                    Ok(ring) if !wanted.is_newer_than(&ring.epoch()) => {
                         self.install(ring, snapshot.alive.into_iter().collect());
                         return Ok(());
                     }
@@ -154,7 +156,7 @@ impl RingCache {
 
     /// Whether `epoch`, seen on a response, says our ring is out of date.
     pub(crate) fn is_stale(&self, epoch: RingEpoch) -> bool {
-        self.current().ring.epoch() < epoch
+        epoch.is_newer_than(&self.current().ring.epoch())
     }
 }
 

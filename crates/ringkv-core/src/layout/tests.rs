@@ -36,15 +36,16 @@ fn stage_plan_commit_then_the_transfer_advances_in_two_phases() {
     layout.commit().expect("commit");
     assert_eq!(layout.members, planned, "commit does what plan showed");
     assert!(layout.staged.is_empty());
-    let id = layout.ring_version;
+    let ring_version = layout.ring_version;
     let t = layout.transition.as_ref().expect("transfer opened");
-    assert_eq!((t.id, t.phase, t.previous.len()), (id, Phase::Streaming, 3));
+    let id = t.id;
+    assert_eq!((t.phase, t.previous.len()), (Phase::Streaming, 3));
     assert_eq!(layout.involved().len(), 4);
 
     // Nothing moves until every involved node has reported.
     let some = |n: NodeId| (n.0 <= 3).then_some((id, Step::Streamed));
     assert!(!layout.advance(some));
-    let stale = |_| Some((id - 1, Step::Switched));
+    let stale = |_| Some((id.wrapping_sub(1), Step::Switched));
     assert!(
         !layout.advance(stale),
         "a report for another transfer does not count"
@@ -57,7 +58,7 @@ fn stage_plan_commit_then_the_transfer_advances_in_two_phases() {
     assert!(!layout.advance(|_| Some((id, Step::Streamed))));
     assert!(layout.advance(|_| Some((id, Step::Switched))));
     assert_eq!(layout.transition, None);
-    assert_eq!(layout.ring_version, id + 2);
+    assert_eq!(layout.ring_version, ring_version + 2);
 }
 
 #[test]
@@ -121,4 +122,150 @@ fn rank_orders_by_version_then_digest() {
     assert_eq!(a.version, b.version);
     assert_ne!(a.rank(), b.rank(), "concurrent layouts still have an order");
     assert_eq!(a.rank(), a.clone().rank());
+}
+
+/// Reports of `step` for transfer `id` from every node in `ids`, nobody else.
+fn reports(id: u64, step: Step, ids: &'static [u64]) -> impl Fn(NodeId) -> Option<(u64, Step)> {
+    move |n: NodeId| ids.contains(&n.0).then_some((id, step))
+}
+
+fn transfer(layout: &Layout) -> &Transition {
+    layout.transition.as_ref().expect("a transfer is under way")
+}
+
+fn ids(members: &[Member]) -> Vec<u64> {
+    members.iter().map(|m| m.id.0).collect()
+}
+
+#[test]
+fn a_removed_member_is_never_waited_for_and_the_ring_settles_without_it() {
+    let mut layout = founded(&[1, 2, 3, 4]);
+    layout
+        .stage(Change::Weight {
+            id: NodeId(4),
+            weight: 3,
+        })
+        .expect("stage");
+    layout.remove(NodeId(4)).expect("remove");
+    assert!(layout.staged.is_empty(), "changes to the removed node go");
+    let t = transfer(&layout).clone();
+    assert_eq!(
+        (ids(&t.previous), t.removed.clone()),
+        (vec![1, 2, 3, 4], vec![NodeId(4)])
+    );
+    assert_eq!(ids(&layout.members), vec![1, 2, 3]);
+    assert!(layout.advance(reports(t.id, Step::Streamed, &[1, 2, 3])));
+    assert!(layout.advance(reports(t.id, Step::Switched, &[1, 2, 3])));
+    assert_eq!(layout.transition, None, "settled without node 4's reports");
+    assert_eq!(
+        layout.remove(NodeId(4)),
+        Err(LayoutError::Claim(ClaimError::NotMember(NodeId(4))))
+    );
+}
+
+/// The wedge of a member that died while it was leaving: nothing moves until it is removed,
+/// and then the transfer is planned again (new id) from the members that hold everything.
+#[test]
+fn removing_a_dead_leaving_member_unwedges_its_transfer() {
+    let mut layout = founded(&[1, 2, 3, 4]);
+    layout
+        .stage(Change::Leave { id: NodeId(4) })
+        .expect("stage");
+    layout.commit().expect("commit");
+    let wedged = transfer(&layout).clone();
+    assert!(!layout.advance(reports(wedged.id, Step::Streamed, &[1, 2, 3])));
+    let members = layout.members.clone();
+    layout.remove(NodeId(4)).expect("remove");
+    let t = transfer(&layout).clone();
+    assert_ne!(t.id, wedged.id, "reports for the wedged plan do not count");
+    assert_eq!(t.phase, Phase::Streaming, "survivors stream node 4's share");
+    assert_eq!(t.previous, wedged.previous);
+    assert_eq!(
+        layout.members, members,
+        "node 4's tokens went where leave put them"
+    );
+    assert!(!layout.advance(reports(wedged.id, Step::Streamed, &[1, 2, 3])));
+    assert!(layout.advance(reports(t.id, Step::Streamed, &[1, 2, 3])));
+    assert_eq!(
+        layout.remove(NodeId(4)),
+        Err(LayoutError::AlreadyRemoved(NodeId(4)))
+    );
+    assert!(layout.advance(reports(t.id, Step::Switched, &[1, 2, 3])));
+    assert_eq!(layout.transition, None);
+}
+
+/// A member that dies once every node has streamed: the new members hold everything, so the
+/// transfer is planned again from them.
+#[test]
+fn removing_a_member_while_switching_plans_from_the_new_members() {
+    let mut layout = founded(&[1, 2, 3]);
+    layout.stage(join(4, 1)).expect("stage");
+    layout.commit().expect("commit");
+    let first = transfer(&layout).id;
+    assert!(layout.advance(reports(first, Step::Streamed, &[1, 2, 3, 4])));
+    let switching = layout.members.clone();
+    layout.remove(NodeId(2)).expect("remove");
+    let t = transfer(&layout).clone();
+    assert_eq!(t.previous, switching);
+    assert_eq!(
+        (t.phase, t.removed.clone()),
+        (Phase::Streaming, vec![NodeId(2)])
+    );
+    assert_eq!(ids(&layout.members), vec![1, 3, 4]);
+    assert_eq!(
+        layout.remove(NodeId(9)),
+        Err(LayoutError::Claim(ClaimError::NotMember(NodeId(9))))
+    );
+    assert_eq!(
+        transfer(&layout).id,
+        t.id,
+        "a refused removal changes nothing"
+    );
+}
+
+#[test]
+fn an_abort_while_streaming_goes_back_and_while_switching_plans_the_way_back() {
+    let mut layout = founded(&[1, 2, 3]);
+    let settled = layout.members.clone();
+    assert_eq!(layout.abort(), Err(LayoutError::NoTransfer));
+    layout.stage(join(4, 1)).expect("stage");
+    layout.commit().expect("commit");
+    let ring_version = layout.ring_version;
+    layout.abort().expect("abort");
+    assert_eq!(
+        (layout.members.clone(), layout.transition.clone()),
+        (settled.clone(), None)
+    );
+    assert!(
+        layout.ring_version > ring_version,
+        "a new ring, which clients refetch"
+    );
+
+    layout.stage(join(4, 1)).expect("stage again");
+    layout.commit().expect("commit again");
+    let first = transfer(&layout).id;
+    assert!(layout.advance(reports(first, Step::Streamed, &[1, 2, 3, 4])));
+    let joined = layout.members.clone();
+    layout.abort().expect("abort while switching");
+    let back = transfer(&layout).clone();
+    assert_eq!(
+        (back.phase, back.previous.clone()),
+        (Phase::Streaming, joined)
+    );
+    assert_eq!(layout.members, settled);
+    assert_ne!(back.id, first);
+}
+
+/// Two operators commit different changes on two nodes at once: the two transfers differ in
+/// id, so a node's report for the layout that loses the race never moves the winner on.
+#[test]
+fn racing_commits_open_transfers_with_different_ids() {
+    let base = founded(&[1, 2, 3]);
+    let (mut a, mut b) = (base.clone(), base);
+    a.stage(join(4, 1)).expect("stage");
+    b.stage(join(5, 1)).expect("stage");
+    a.commit().expect("commit");
+    b.commit().expect("commit");
+    assert_eq!((a.version, a.ring_version), (b.version, b.ring_version));
+    assert_ne!(transfer(&a).id, transfer(&b).id);
 }

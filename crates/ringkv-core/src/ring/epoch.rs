@@ -37,6 +37,22 @@ pub struct RingEpoch {
     pub digest: u64,
 }
 
+impl RingEpoch {
+    /// Whether a ring of this epoch replaces one of `other`'s: a higher ring version, or the
+    /// same one with newer bucket settings. The digest orders nothing: two rings of one
+    /// version with different digests (two commits raced) are rivals, and the one the layout
+    /// order picked wins everywhere (a node answers a rival's requests with `StaleRing`).
+    pub fn is_newer_than(&self, other: &RingEpoch) -> bool {
+        (self.version, self.settings) > (other.version, other.settings)
+    }
+
+    /// Whether the two epochs are of rival rings: the same versions, different contents.
+    pub fn is_rival_of(&self, other: &RingEpoch) -> bool {
+        (self.version, self.settings) == (other.version, other.settings)
+            && self.digest != other.digest
+    }
+}
+
 impl fmt::Display for RingEpoch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -79,6 +95,13 @@ pub(super) fn epoch_of(config: &RingConfig) -> RingEpoch {
             });
             bytes.extend_from_slice(&t.id.to_be_bytes());
             push_members(&mut bytes, &t.previous);
+            // Only when present, so that a layout without removals keeps its epoch.
+            if !t.removed.is_empty() {
+                bytes.push(3);
+                for id in &t.removed {
+                    bytes.extend_from_slice(&id.0.to_be_bytes());
+                }
+            }
         }
     }
     push_props(&mut bytes, &config.buckets.default);

@@ -107,6 +107,7 @@ fn epoch_changes_exactly_when_the_config_changes() {
                 id: 2,
                 phase: Phase::Streaming,
                 previous: c.members.clone(),
+                removed: Vec::new(),
             })
         }),
         Box::new(|c| c.buckets.default.n = 2),
@@ -160,6 +161,7 @@ fn a_transfer_routes_reads_by_its_phase_and_writes_to_both_rings() {
         id: 2,
         phase: Phase::Streaming,
         previous: before.clone(),
+        removed: Vec::new(),
     });
     let streaming = Ring::new(config.clone()).expect("valid");
     let old = Ring::new(RingConfig::of(before)).expect("valid");
@@ -221,6 +223,7 @@ fn during_a_leave_the_leaving_node_is_still_involved_and_found() {
         id: 2,
         phase: Phase::Streaming,
         previous: before,
+        removed: Vec::new(),
     });
     let ring = Ring::new(config).expect("valid");
     assert_eq!(ring.members().len(), 3);

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{PreferenceList, Ring};
-use crate::hash::key_position;
+use crate::hash::{digest, key_position};
 use crate::node::{Member, NodeId};
 
 /// Where a membership change stands. See the module docs and `ARCHITECTURE.md`.
@@ -28,13 +28,42 @@ pub enum Phase {
 /// A membership change being applied: the members before it, and how far it has got.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Transition {
-    /// The ring version the change was committed at; nodes report progress against it.
+    /// Names this transfer; nodes report progress against it. A digest of what the transfer
+    /// moves (see [`Transition::id_for`]): two commits racing on two nodes give two ids, so a
+    /// report made for the layout that lost the race never counts for the one that won.
     pub id: u64,
     /// How far the transfer has got, which decides the preference list reads use.
     pub phase: Phase,
     /// The members before the change, with their tokens: they still hold the data that has
     /// not been streamed yet, so reads (while streaming) and writes must still reach them.
     pub previous: Vec<Member>,
+    /// Members declared down for good (`ringkv cluster remove`): the transfer neither waits
+    /// for their reports nor sends them copies, and the surviving previous home replicas of
+    /// each of their keys stream the key in their place. Absent from older layouts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<NodeId>,
+}
+
+impl Transition {
+    /// The id of a transfer committed at `ring_version` from `previous` to `members`, with
+    /// `removed` declared down: a digest of all four.
+    pub fn id_for(
+        ring_version: u64,
+        previous: &[Member],
+        members: &[Member],
+        removed: &[NodeId],
+    ) -> u64 {
+        let mut bytes = Vec::new();
+        // Encoding plain values into a Vec cannot fail; were it to, the ring version alone
+        // still names the transfer.
+        let _ = ciborium::into_writer(&(ring_version, previous, members, removed), &mut bytes);
+        digest(&bytes)
+    }
+
+    /// Whether `node` was declared down for good in this transfer.
+    pub fn is_removed(&self, node: NodeId) -> bool {
+        self.removed.contains(&node)
+    }
 }
 
 /// Where one key's requests go. See [`Ring::route`].

@@ -34,7 +34,9 @@ use super::error::WireError;
 
 /// The protocol version this build speaks. Any change to frames, messages or hashes bumps it.
 /// 5: dots and version vectors name actors (a node id and an epoch), not bare node ids.
-pub const PROTOCOL_VERSION: u32 = 5;
+/// 6: `Remove` and `Abort` requests; transfers name the members removed from them, and
+/// their ids are digests.
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The largest frame body accepted or sent: room for a value at the default 4 MiB limit plus a
 /// few concurrent siblings of it, while a single frame still cannot exhaust a server's memory.

@@ -193,6 +193,20 @@ pub enum Request {
         /// The layout version whose staged changes the operator means to drop (see `Stage`).
         base: u64,
     },
+    /// Declare member `id` down for good and hand its share to the others at once, the
+    /// surviving replicas streaming its data (`ringkv cluster remove`; see `Layout::remove`).
+    /// Refused while gossip sees the node alive: `Stage` a leave for a live node.
+    Remove {
+        /// The member that is down for good.
+        id: NodeId,
+        /// The layout version the operator looked at (see `Stage`).
+        base: u64,
+    },
+    /// End the transfer under way, nothing lost (`ringkv cluster abort`; see `Layout::abort`).
+    Abort {
+        /// The layout version the operator looked at (see `Stage`).
+        base: u64,
+    },
     /// What this node holds for one key, its own copy and each hint apart (`ringkv explain`).
     /// Unlike `Get` it merges nothing and is never refused for a stale ring.
     Inspect {
@@ -268,6 +282,8 @@ impl Request {
             Request::Stage { .. } => "stage",
             Request::Commit { .. } => "commit",
             Request::Clear { .. } => "clear",
+            Request::Remove { .. } => "remove",
+            Request::Abort { .. } => "abort",
             Request::Inspect { .. } => "inspect",
             Request::AeTree { .. } => "ae-tree",
             Request::AeKeys { .. } => "ae-keys",

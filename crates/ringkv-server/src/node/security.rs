@@ -128,6 +128,8 @@ pub fn permitted(role: Role, request: &Request) -> bool {
                 | Request::Stage { .. }
                 | Request::Commit { .. }
                 | Request::Clear { .. }
+                | Request::Remove { .. }
+                | Request::Abort { .. }
         ),
     }
 }

@@ -30,7 +30,7 @@ use crate::workers::commit::GroupCommit;
 
 /// How long a copy routed by a newer ring than this node's waits for the node to fetch it
 /// (see [`Service::catch_up`]). Well under the SDK's request timeout: a node that cannot catch
-/// up in time serves the copy as before rather than time its sender out.
+/// up in time answers (`NotReady` if it does not own the key) rather than time its sender out.
 pub const CATCH_UP: Duration = Duration::from_millis(500);
 
 /// Longest bucket name accepted.
@@ -192,19 +192,20 @@ impl Service {
             }
             _ => false,
         };
-        hintless && client > self.epoch()
+        hintless && client.is_newer_than(&self.epoch())
     }
 
     /// Asks the layout keeper to fetch the newer layout the peers gossip, and waits (at most
-    /// [`CATCH_UP`]) until this node routes by a ring at least as new as `client`.
+    /// [`CATCH_UP`]) until this node routes by a ring at least as new as `client`. A node
+    /// still behind then refuses a copy it does not own by its own ring (see `check_owner`).
     pub async fn catch_up(&self, client: RingEpoch) {
         if let Some(keeper) = &self.keeper {
             keeper.changed.notify_one();
         }
         let mut view = self.view.clone();
-        let caught_up = view.wait_for(|view| view.ring.epoch() >= client);
+        let caught_up = view.wait_for(|view| !client.is_newer_than(&view.ring.epoch()));
         if tokio::time::timeout(CATCH_UP, caught_up).await.is_err() {
-            debug!(%client, ours = %self.epoch(), "still behind the sender's ring; serving");
+            debug!(%client, ours = %self.epoch(), "still behind the sender's ring");
         }
     }
 
@@ -349,6 +350,24 @@ impl Service {
                 layout.expect_version(base)?;
                 layout.clear()
             }),
+            Request::Remove { id, base } => {
+                if self.view.borrow().alive.contains(&id) {
+                    return Err(WireError::Layout {
+                        reason: format!(
+                            "node {id} is alive: `ringkv cluster leave {id}` hands its data \
+                             over; `remove` is for a member that is down for good"
+                        ),
+                    });
+                }
+                self.change_layout(|layout| {
+                    layout.expect_version(base)?;
+                    layout.remove(id)
+                })
+            }
+            Request::Abort { base } => self.change_layout(|layout| {
+                layout.expect_version(base)?;
+                layout.abort()
+            }),
             // Coordination waits on the network: `lane` runs it on the async path
             // (`Service::coordinate`), never here.
             Request::Coordinate(_) => Err(WireError::InvalidRequest {
@@ -398,25 +417,26 @@ impl Service {
             });
         }
         let ours = view.ring.epoch();
-        if client < ours {
+        if ours.is_newer_than(&client) || ours.is_rival_of(&client) {
             Err(WireError::StaleRing { epoch: ours })
         } else {
             Ok(())
         }
     }
 
-    /// A copy without a hint may land only on a replica of the key. Refused with `NotOwner`
-    /// only when the request was routed by this node's own ring (with an older one,
-    /// `check_epoch` already answered `StaleRing`; with a newer one, this node first tried to
-    /// catch up, `Service::catch_up`, and failing that cannot judge: the sender's ring names
-    /// this node a home) and the node is a home on neither side of a transfer under way.
+    /// A copy without a hint may land only on a replica of the key: a home on either side of
+    /// a transfer under way. Elsewhere it is refused, and the sender re-plans: with
+    /// `NotOwner` when it routed by this node's own ring (with an older one, `check_epoch`
+    /// already answered `StaleRing`), and with `NotReady` when it routed by a newer one
+    /// this node could not fetch in time (`Service::catch_up`). Taken, such a copy would be
+    /// deleted by this node's clean-up, which judges by the node's own ring.
     fn check_owner(&self, client: RingEpoch, bucket: &str, key: &[u8]) -> Result<(), WireError> {
         let view = self.view.borrow();
-        let ours = view.ring.epoch();
         // The common case first, on every replica write: a home under the current ring.
-        if client != ours || view.ring.is_home_replica(self.node, bucket, key) {
+        if view.ring.is_home_replica(self.node, bucket, key) {
             return Ok(());
         }
+        let ours = view.ring.epoch();
         let route = view.ring.route(bucket, key);
         let n = usize::from(view.ring.bucket(bucket).n);
         let owner = route
@@ -426,6 +446,13 @@ impl Service {
             .any(|m| m.id == self.node);
         if owner {
             Ok(())
+        } else if client.is_newer_than(&ours) {
+            Err(WireError::NotReady {
+                reason: format!(
+                    "this node routes by ring {ours}, older than the sender's {client}, and \
+                     owns the key on neither side of it; try again once it has caught up"
+                ),
+            })
         } else {
             Err(WireError::NotOwner { epoch: ours })
         }

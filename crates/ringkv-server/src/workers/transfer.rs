@@ -110,7 +110,9 @@ pub fn spawn_transfer(
             match ring.transition() {
                 Some(t) if t.phase == Phase::Streaming => {
                     let involved = ring.all_members().iter().any(|m| m.id == me);
-                    if !involved || keeper.report() >= Some((t.id, Step::Streamed)) {
+                    // Transfer ids are digests, not ordered: only a report for this one counts.
+                    let reported = matches!(keeper.report(), Some((id, _)) if id == t.id);
+                    if !involved || reported {
                         continue;
                     }
                     // Walked once already: only the leaving node's hints are still to place.
@@ -394,16 +396,23 @@ impl Worker<'_> {
     }
 }
 
-/// The new home replicas `key` must be sent to by `me`: none if `me` stays a home replica;
-/// else those that were not home replicas before the change (the others hold it already).
+/// The new home replicas `key` must be sent to by `me`: those that were not home replicas
+/// before the change (the others hold it already), never a member declared removed. Sent by
+/// the node that stops being a home of it; and, when one of its previous homes was removed
+/// (it cannot send its share), by every surviving previous home, each with its own copy, so
+/// that a write only one survivor held is not dropped.
 fn new_owners(ring: &Ring, me: NodeId, key: &DataKey) -> Vec<(NodeId, String)> {
     let homes = ring.home_replicas(&key.bucket, &key.key);
-    if homes.iter().any(|m| m.id == me) {
+    let before = ring.previous_home_replicas(&key.bucket, &key.key);
+    let removed = |id: NodeId| ring.transition().is_some_and(|t| t.is_removed(id));
+    let stays = homes.iter().any(|m| m.id == me);
+    let survivor = before.iter().any(|m| m.id == me) && before.iter().any(|m| removed(m.id));
+    if stays && !survivor {
         return Vec::new();
     }
-    let before = ring.previous_home_replicas(&key.bucket, &key.key);
     homes
         .into_iter()
+        .filter(|m| m.id != me && !removed(m.id))
         .filter(|m| !before.iter().any(|b| b.id == m.id))
         .map(|m| (m.id, m.addr.clone()))
         .collect()

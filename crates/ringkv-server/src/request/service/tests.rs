@@ -287,6 +287,15 @@ fn a_request_routed_by_an_older_ring_is_refused_and_a_newer_one_served() {
         // The same ring computed what we would; a newer one is what we will soon hold.
         assert!(svc.handle(ours, get()).is_ok());
         assert!(svc.handle(newer, get()).is_ok());
+        // A rival of ours (two commits raced, and the layout order picked ours) is refused,
+        // so that its holder takes ours, whichever digest is the greater.
+        for digest in [ours.digest.wrapping_add(1), ours.digest.wrapping_sub(1)] {
+            let rival = RingEpoch { digest, ..ours };
+            assert_eq!(
+                svc.handle(rival, get()),
+                Err(WireError::StaleRing { epoch: ours })
+            );
+        }
     }
 }
 
@@ -799,7 +808,8 @@ async fn a_copy_routed_by_a_newer_ring_is_judged_by_that_ring_once_fetched() {
     ));
     assert_eq!(svc.store().get("b", &moved).expect("get"), None);
 
-    // A ring nobody brings: after the bound the copy is served, judged by nothing newer.
+    // A ring nobody brings: after the bound, a copy this node owns by its own ring is taken,
+    // and one it does not is refused for now (its clean-up would delete it).
     let _tx = publish.await.expect("publisher");
     let newest = RingEpoch {
         version: epoch.version + 1,
@@ -808,6 +818,14 @@ async fn a_copy_routed_by_a_newer_ring_is_judged_by_that_ring_once_fetched() {
     let started = tokio::time::Instant::now();
     svc.catch_up(newest).await;
     assert_eq!(started.elapsed(), CATCH_UP, "waited exactly the bound");
-    svc.handle(newest, merge(&unjudged, None))
-        .expect("served when the node cannot catch up");
+    assert!(matches!(
+        svc.handle(newest, merge(&unjudged, None)),
+        Err(WireError::NotReady { .. })
+    ));
+    let mine = (0..1000)
+        .map(|i| format!("k{i}").into_bytes())
+        .find(|k| svc.view().ring.is_home_replica(ME, "b", k))
+        .expect("a key node 1 owns");
+    svc.handle(newest, merge(&mine, None))
+        .expect("an owner takes it");
 }
