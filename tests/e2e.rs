@@ -903,3 +903,67 @@ async fn alternating_writers_using_their_write_receipts_keep_every_element() -> 
     assert!(lost.is_empty(), "elements lost: {lost:?}");
     Ok(())
 }
+
+/// A member's machine wiped and restarted at the member's address comes back under a new id
+/// with an empty disk. It is not that member: its "not found" must never count as the
+/// member's answer (a read of all three replicas would otherwise succeed without it), and
+/// the SDK's and peers' calls to the member fail as if it were down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_node_at_a_members_address_is_not_taken_for_that_member() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start(three()).await?;
+    let client = cluster.client().await?;
+    let key = "wiped";
+    client
+        .put_with(key, "v", None, &WriteOptions::default().with_w(3))
+        .await?;
+    let member = cluster.member_of(2).await?.id;
+    cluster.kill(2);
+    let data = cluster.nodes[2].dir.join("data");
+    std::fs::remove_dir_all(&data)?;
+    std::fs::create_dir_all(&data)?;
+    cluster.restart(2).await?;
+    let impostor = cluster.member_of(2).await?.id;
+    assert_ne!(impostor, member, "a wiped node takes a new id");
+    // Once it has heard the cluster's layout, it answers reads: "not found".
+    let addr = cluster.nodes[2].addr;
+    let answers_empty = ringkv_tests::eventually(Duration::from_secs(20), || async {
+        let Ok(mut raw) = RawConnection::open(addr).await else {
+            return false;
+        };
+        let get = Request::Get {
+            bucket: "default".into(),
+            key: Bytes::from(key),
+        };
+        matches!(
+            raw.request(get).await,
+            Ok(Ok(Response::Value { state: None }))
+        )
+    })
+    .await;
+    assert!(answers_empty, "the wiped node never served reads");
+
+    let pool = ringkv::transport::Pool::new();
+    let call = pool
+        .call_node(
+            member,
+            &addr.to_string(),
+            Duration::from_secs(2),
+            ringkv_core::RingEpoch::default(),
+            Request::Ping,
+        )
+        .await;
+    assert!(
+        matches!(&call, Err(ringkv::Error::Unreachable { reason, .. }) if reason.contains("answers as node")),
+        "{call:?}"
+    );
+    // All three replicas: member 2 is not among those answering.
+    let all = ReadOptions::default()
+        .with_r(3)
+        .with_timeout(Duration::from_secs(3));
+    let read = client.get_with(key, &all).await;
+    assert!(read.is_err(), "the impostor counted as member 2: {read:?}");
+    // The two real replicas still serve the value.
+    let read = client.get(key).await?;
+    assert_eq!(read.siblings(), &[Bytes::from("v")]);
+    Ok(())
+}

@@ -213,8 +213,10 @@ impl Worker {
                 };
                 sends.push(async move {
                     let mut answer = Ok((Response::Merged, epoch));
-                    for addr in destinations {
-                        let result = pool.call(&addr, CONNECT_TIMEOUT, epoch, body.clone()).await;
+                    for (node, addr) in destinations {
+                        let result = pool
+                            .call_node(node, &addr, CONNECT_TIMEOUT, epoch, body.clone())
+                            .await;
                         if !matches!(result, Ok((Response::Merged, _))) {
                             answer = result;
                         }
@@ -280,7 +282,7 @@ fn tally(gone: u64, converting: bool, delivered: &mut u64, converted: &mut u64) 
 /// which anti-entropy then takes it from.
 enum Route {
     Deliver(Destinations),
-    Convert(Vec<String>),
+    Convert(Vec<(NodeId, String)>),
 }
 
 /// The key's live homes other than the hint's home and this node, on both sides of a transfer
@@ -291,15 +293,15 @@ fn live_other_homes(
     alive_addresses: &HashMap<NodeId, String>,
     hint: &HintKey,
     me: NodeId,
-) -> Option<Vec<String>> {
+) -> Option<Vec<(NodeId, String)>> {
     let route = view.ring.route(&hint.bucket, &hint.key);
     let n = usize::from(view.ring.bucket(&hint.bucket).n);
-    let homes: Vec<String> = route
+    let homes: Vec<(NodeId, String)> = route
         .preference
         .take(n)
         .chain(route.extra_homes)
         .filter(|m| m.id != hint.home && m.id != me)
-        .filter_map(|m| alive_addresses.get(&m.id).cloned())
+        .filter_map(|m| Some((m.id, alive_addresses.get(&m.id)?.clone())))
         .collect();
     (!homes.is_empty()).then_some(homes)
 }
@@ -307,8 +309,8 @@ fn live_other_homes(
 /// Where a hint goes now: see [`destinations`].
 #[derive(Debug, PartialEq, Eq)]
 struct Destinations {
-    /// The nodes to send it to, by address.
-    remote: Vec<String>,
+    /// The nodes to send it to, with their addresses.
+    remote: Vec<(NodeId, String)>,
     /// This node is one of the key's homes now: merge the hint into its own copy too.
     local: bool,
 }
@@ -339,7 +341,7 @@ fn destinations(
     {
         let addr = alive_addresses.get(&hint.home)?;
         return Some(Destinations {
-            remote: vec![addr.clone()],
+            remote: vec![(hint.home, addr.clone())],
             local: false,
         });
     }
@@ -352,7 +354,7 @@ fn destinations(
         if home.id == me {
             local = true;
         } else {
-            remote.push(alive_addresses.get(&home.id)?.clone());
+            remote.push((home.id, alive_addresses.get(&home.id)?.clone()));
         }
     }
     Some(Destinations { remote, local })

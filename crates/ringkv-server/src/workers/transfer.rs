@@ -367,7 +367,10 @@ impl Worker<'_> {
             sync: true,
         };
         async move {
-            match pool.call(&addr, CONNECT_TIMEOUT, epoch, body).await {
+            match pool
+                .call_node(node, &addr, CONNECT_TIMEOUT, epoch, body)
+                .await
+            {
                 Ok((Response::Merged, _)) => Ok(()),
                 Ok((other, _)) => Err(Error::UnexpectedAnswer {
                     peer: node.to_string(),

@@ -45,7 +45,8 @@ pub(super) fn send(
 ) -> InFlight {
     let inner = inner.clone();
     Box::pin(async move {
-        let call = inner.pool.call(
+        let call = inner.pool.call_node(
+            target.member.id,
             &target.member.addr,
             inner.config.connect_timeout,
             epoch,

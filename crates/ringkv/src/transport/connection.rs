@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use ringkv_core::RingEpoch;
 use ringkv_core::wire::{
     Auth, ClientFrame, FrameCodec, Hello, PROTOCOL_VERSION, Request, RequestFrame, Response,
     ServerFrame, Welcome, WireError,
 };
+use ringkv_core::{NodeId, RingEpoch};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Framed;
@@ -42,6 +42,8 @@ pub(crate) struct Connection {
 #[derive(Debug)]
 struct Inner {
     addr: String,
+    /// The node id the server gave in its `Welcome`.
+    node: NodeId,
     queue: mpsc::Sender<ClientFrame>,
     /// Waiters by request id. Short critical sections (insert, remove), never across an await.
     pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
@@ -111,6 +113,7 @@ impl Connection {
         let (queue, mut outbox) = mpsc::channel::<ClientFrame>(WRITE_QUEUE);
         let inner = Arc::new(Inner {
             addr: addr.to_string(),
+            node: welcome.node,
             queue,
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
@@ -165,6 +168,11 @@ impl Connection {
         });
 
         Ok((Connection { inner }, welcome))
+    }
+
+    /// The node id the server gave when the connection opened.
+    pub(crate) fn node(&self) -> NodeId {
+        self.inner.node
     }
 
     pub(crate) fn is_closed(&self) -> bool {

@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ringkv_core::RingEpoch;
 use ringkv_core::wire::{Request, Response};
+use ringkv_core::{NodeId, RingEpoch};
 
 use super::ConnectOptions;
 use super::connection::Connection;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Connections by address. Opening is serialised per address (a slot's async mutex), so a
 /// burst of calls to a node that has no connection yet opens one, not one per call.
@@ -55,6 +55,29 @@ impl Pool {
         body: Request,
     ) -> Result<(Response, RingEpoch)> {
         let connection = self.connection(addr, connect_timeout).await?;
+        connection.call(epoch, body).await
+    }
+
+    /// As [`Pool::call`], to member `node` listed at `addr`: a process that answers there
+    /// under another id (a member's machine wiped and restarted with a new id, or an address
+    /// reused) is not that member, and the call fails as if the member were unreachable,
+    /// before anything is sent. Its "not found" must never count as the member's answer.
+    pub async fn call_node(
+        &self,
+        node: NodeId,
+        addr: &str,
+        connect_timeout: Duration,
+        epoch: RingEpoch,
+        body: Request,
+    ) -> Result<(Response, RingEpoch)> {
+        let connection = self.connection(addr, connect_timeout).await?;
+        let found = connection.node();
+        if found != node {
+            return Err(Error::Unreachable {
+                addr: addr.to_string(),
+                reason: format!("it answers as node {found}, not as member {node}"),
+            });
+        }
         connection.call(epoch, body).await
     }
 

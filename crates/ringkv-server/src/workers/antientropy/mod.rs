@@ -207,10 +207,10 @@ impl Exchange<'_> {
     }
 
     async fn call(&self, request: Request) -> Result<Response> {
-        let call = self
-            .parts
-            .pool
-            .call(self.addr, CALL_TIMEOUT, self.epoch, request);
+        let call =
+            self.parts
+                .pool
+                .call_node(self.peer, self.addr, CALL_TIMEOUT, self.epoch, request);
         match tokio::time::timeout(CALL_TIMEOUT, call).await {
             Ok(Ok((response, _))) => Ok(response),
             Ok(Err(source)) => Err(Error::Peer {

@@ -58,6 +58,11 @@ fn addr(id: NodeId) -> String {
     format!("127.0.0.1:{}", id.0)
 }
 
+/// A destination: the node and its address.
+fn to(id: NodeId) -> (NodeId, String) {
+    (id, addr(id))
+}
+
 #[test]
 fn a_hint_goes_to_its_home_while_that_still_is_a_home_of_the_key() {
     let view = view();
@@ -67,7 +72,7 @@ fn a_hint_goes_to_its_home_while_that_still_is_a_home_of_the_key() {
     assert_eq!(
         destinations(&view, &alive(&view, me, &[]), &hint(&key, home), me),
         Some(Destinations {
-            remote: vec![addr(home)],
+            remote: vec![to(home)],
             local: false
         })
     );
@@ -93,7 +98,7 @@ fn a_hint_whose_home_lost_the_key_goes_to_every_home_the_key_has_now() {
         panic!("the key's homes are all up");
     };
     remote.sort();
-    let mut expected: Vec<String> = homes.iter().map(|&h| addr(h)).collect();
+    let mut expected: Vec<(NodeId, String)> = homes.iter().map(|&h| to(h)).collect();
     expected.sort();
     assert_eq!((remote, local), (expected, false));
     // One of the key's homes down: not now (it must get the write too).
@@ -111,7 +116,7 @@ fn a_hint_whose_home_lost_the_key_goes_to_every_home_the_key_has_now() {
     };
     assert!(local);
     assert_eq!(remote.len(), homes.len() - 1);
-    assert!(!remote.contains(&addr(me)));
+    assert!(!remote.contains(&to(me)));
 }
 
 #[test]
@@ -169,7 +174,7 @@ fn during_a_transfer_a_hint_for_a_home_losing_the_key_goes_to_the_new_homes_too(
         assert!(!local);
         for home in &new_homes {
             assert!(
-                remote.contains(&addr(*home)),
+                remote.contains(&to(*home)),
                 "{phase:?}: the hint for {losing} must reach the new home {home}: {remote:?}"
             );
         }
