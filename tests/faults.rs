@@ -833,3 +833,74 @@ fn dead_node_removed() {
         Ok(())
     });
 }
+
+/// A member's disk is lost: kill -9, wipe, and the machine comes back at the same address as
+/// a new node (a new id, an empty disk). `cluster replace` puts it in the old member's place
+/// with the load running: it takes that member's share, filled from the surviving replicas,
+/// and no acknowledged write is lost.
+#[test]
+fn disk_wiped_and_replaced() {
+    if !in_own_netns("disk_wiped_and_replaced") {
+        return;
+    }
+    run(async {
+        let (mut cluster, client, bucket, history) = setup(4).await?;
+        let lost_disk = 3;
+        let cold: Vec<String> = (0..300).map(|i| format!("cold-{i}")).collect();
+        for key in &cold {
+            bucket.put(key.as_str(), key.clone(), None).await?;
+        }
+        let load =
+            tokio::spawn(Workload::new(200, 10_000, 400.0).run(bucket.clone(), history.clone()));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let old = cluster.member_of(lost_disk).await?.id;
+        cluster.kill(lost_disk);
+        let down = Instant::now();
+        let data = cluster.nodes[lost_disk].dir.join("data");
+        std::fs::remove_dir_all(&data)?;
+        std::fs::create_dir_all(&data)?;
+        cluster.restart(lost_disk).await?;
+        let new = cluster.member_of(lost_disk).await?;
+        anyhow::ensure!(new.id != old, "a wiped node takes a new id");
+        // Gossip must have declared the old id down before it may be replaced.
+        let replacing = Instant::now();
+        let replaced = eventually(Duration::from_secs(30), || async {
+            let Ok(layout) = cluster.admin(0, Request::Layout).await else {
+                return false;
+            };
+            let request = Request::Replace {
+                old,
+                new: new.clone(),
+                base: layout.version,
+            };
+            cluster.admin(0, request).await.is_ok()
+        })
+        .await;
+        anyhow::ensure!(replaced, "the replacement was never accepted");
+        let settled = cluster.wait_settled(Duration::from_secs(60)).await?;
+        println!(
+            "  replacement settled in {:.1} s",
+            replacing.elapsed().as_secs_f64()
+        );
+        anyhow::ensure!(
+            settled.members.iter().any(|m| m.id == new.id)
+                && settled.members.iter().all(|m| m.id != old),
+            "{:?}",
+            settled.members
+        );
+        client.refresh_ring().await?;
+        let placement = cluster.placement(&client.ring(), "default", &cold).await?;
+        anyhow::ensure!(
+            placement.missing_on_homes == 0,
+            "the replacement was not filled: {placement:?}"
+        );
+        let up = Instant::now();
+        load.await?;
+        until_replicas_answer(&client, 3).await?;
+        let report = check("disk-wiped-and-replaced", &history, &bucket, &cluster, 3).await?;
+        let errors = history.error_rate_between(down, up);
+        println!("  errors from the loss to the end: {:.2}%", errors * 100.0);
+        assert_eq!(report.lost, 0, "{report}");
+        Ok(())
+    });
+}

@@ -45,6 +45,11 @@ pub enum ClusterCommand {
     /// once: its share goes to the others, filled from the surviving replicas, and no
     /// transfer waits for it any more (also one under way). For a live node, use `leave`.
     Remove { node: String },
+    /// Put the running node at NEW_ADDR (empty disk, started with the cluster as its seeds)
+    /// in the place of member OLD, down for good: it takes OLD's share and is filled from
+    /// the surviving replicas. A machine whose disk was wiped and that restarted at its old
+    /// address is such a new node.
+    Replace { old: String, new_addr: String },
     /// End the transfer under way with nothing lost: back to the previous members at once
     /// while it streams, by a transfer back once it has switched.
     Abort,
@@ -131,6 +136,30 @@ pub async fn run(admin: &Admin, command: ClusterCommand, as_json: bool) -> anyho
                 println!(
                     "the surviving replicas stream its data to the new owners: `ringkv handoff \
                      --watch` shows it"
+                );
+            }
+            Ok(())
+        }
+        ClusterCommand::Replace { old, new_addr } => {
+            let (layout, addr) = admin.founded_layout().await?;
+            let old = Admin::resolve(&layout, &old)?.id;
+            let new = admin.member_at(&new_addr, None).await?;
+            let new_id = new.id;
+            let request = Request::Replace {
+                old,
+                new,
+                base: layout.version,
+            };
+            let layout = expect_layout(admin.call(&addr, request).await?)?;
+            report(
+                &layout,
+                &format!("node {new_id} replaces node {old}"),
+                as_json,
+            );
+            if !as_json {
+                println!(
+                    "the surviving replicas fill it: `ringkv handoff --watch` shows it; it \
+                     serves reads once the transfer has switched"
                 );
             }
             Ok(())

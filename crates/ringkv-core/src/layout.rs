@@ -24,6 +24,10 @@ use crate::hash::digest;
 use crate::node::{Member, NodeId};
 use crate::ring::{DEFAULT_TOKENS_PER_WEIGHT, Phase, RingConfig, Transition};
 
+/// How far an abort moves the layout version: past the two layouts the automatic advance
+/// could derive from the one it replaces (see [`Layout::abort`]).
+pub const ABORT_LEAP: u64 = 3;
+
 /// One staged membership change.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -97,6 +101,9 @@ pub enum LayoutError {
     /// `abort` with no transfer under way.
     #[error("no transfer is under way")]
     NoTransfer,
+    /// An abort sent to a node that takes no part in the transfer (see [`Layout::abort`]).
+    #[error("node {0} takes no part in the transfer; send the abort to one of its members")]
+    NotInvolved(NodeId),
     /// `remove` of a node the transfer under way already treats as removed.
     #[error("node {0} is already removed")]
     AlreadyRemoved(NodeId),
@@ -299,27 +306,82 @@ impl Layout {
         Ok(())
     }
 
+    /// Puts `new` (a running node with an empty disk and an id of its own) in the place of
+    /// member `old`, which is down for good (Cassandra's replace, Riak's `cluster replace`
+    /// after a wiped disk): `new` takes `old`'s tokens and weight, so no other key moves, and
+    /// the transfer fills it from the surviving replicas of `old`'s keys as [`Layout::remove`]
+    /// does. Until the transfer switches, reads go to the previous members (`new` serves no
+    /// read before it is filled); writes reach `new` as an extra home from the start.
+    pub fn replace(&mut self, old: NodeId, new: Member) -> Result<(), LayoutError> {
+        if !self.is_founded() {
+            return Err(LayoutError::NotFounded);
+        }
+        if let Some(t) = &self.transition {
+            return Err(LayoutError::TransferUnderWay(t.id));
+        }
+        if self.members.iter().any(|m| m.id == new.id) {
+            return Err(ClaimError::AlreadyMember(new.id).into());
+        }
+        let Some(slot) = self.members.iter().position(|m| m.id == old) else {
+            return Err(ClaimError::NotMember(old).into());
+        };
+        let previous = self.members.clone();
+        let replaced = &mut self.members[slot];
+        replaced.id = new.id;
+        replaced.addr = new.addr;
+        self.staged.retain(|c| c.node() != old);
+        self.open_transfer(previous, vec![old]);
+        Ok(())
+    }
+
     /// Ends the transfer under way, nothing lost. While it is streaming, back to the members
     /// before it at once: they still hold every write (reads go to them, and every write
     /// reached them), and nobody has deleted a copy (clean-up waits for a settled ring).
     /// Once it is switching, reads go to the new members and only they are sure to hold
     /// everything, so the way back is a planned transfer from them to the previous members.
-    /// Members declared removed stay so (the transfer never waits for them).
+    /// Members declared removed stay removed: the way back hands their share to the others,
+    /// filled by the survivors, as [`Layout::remove`] does.
+    ///
+    /// Every node moves a transfer on by itself ([`Layout::advance`]), so an abort may race
+    /// the next phase, and the phase after it, computed elsewhere from the layout it
+    /// replaces. The aborted layout's version leaps past both ([`ABORT_LEAP`]) so that it
+    /// wins wherever it meets them. While streaming, neither can settle the ring anyway: the
+    /// settled ring needs every involved node to report the switch, and the node that took
+    /// the abort held this layout, still streaming, so it never did (the service lets only
+    /// an involved node take an abort); and nothing is cleaned up after a layout that
+    /// settles nothing. Once switching, the settled new ring may form elsewhere and be
+    /// cleaned up after, which is harmless: the way back reads and streams from the very
+    /// members that ring settles on.
     pub fn abort(&mut self) -> Result<(), LayoutError> {
+        let Some(t) = &self.transition else {
+            return Err(LayoutError::NoTransfer);
+        };
+        let mut back = t.previous.clone();
+        for id in &t.removed {
+            if back.iter().any(|m| m.id == *id) {
+                back = claim::leave(&back, *id)?;
+            }
+        }
         let Some(t) = self.transition.take() else {
             return Err(LayoutError::NoTransfer);
         };
+        let version = self.version + ABORT_LEAP;
         match t.phase {
-            Phase::Streaming => {
-                self.members = t.previous;
+            Phase::Streaming if t.removed.is_empty() => {
+                self.members = back;
                 self.ring_version += 1;
-                self.version += 1;
+            }
+            // The previous members still hold everything; the removed ones' share moves.
+            Phase::Streaming => {
+                self.members = back;
+                self.open_transfer(t.previous, t.removed);
             }
             Phase::Switching => {
-                let holders = std::mem::replace(&mut self.members, t.previous);
+                let holders = std::mem::replace(&mut self.members, back);
                 self.open_transfer(holders, t.removed);
             }
         }
+        self.version = version;
         Ok(())
     }
 
@@ -383,7 +445,10 @@ impl Layout {
     /// The ring config this layout gives, with the cluster's bucket settings.
     pub fn ring_config(&self, buckets: Buckets, settings_version: u64) -> RingConfig {
         RingConfig {
-            version: self.ring_version,
+            // The layout's version, not `ring_version`: then "newer ring" and "newer layout"
+            // are one order, and two rings of one version are rivals the layout order
+            // decided between (see `RingEpoch::is_rival_of`).
+            version: self.version,
             members: self.members.clone(),
             transition: self.transition.clone(),
             buckets,

@@ -380,6 +380,16 @@ fn seed_requests() -> Vec<Request> {
             id: NodeId(2),
             base: 1,
         },
+        Request::Replace {
+            old: NodeId(2),
+            new: ringkv_core::Member {
+                id: NodeId(9),
+                addr: "127.0.0.1:9".into(),
+                weight: 1,
+                tokens: Vec::new(),
+            },
+            base: 1,
+        },
         Request::Abort { base: 1 },
     ]
 }

@@ -269,3 +269,73 @@ fn racing_commits_open_transfers_with_different_ids() {
     assert_eq!((a.version, a.ring_version), (b.version, b.ring_version));
     assert_ne!(transfer(&a).id, transfer(&b).id);
 }
+
+#[test]
+fn a_replacement_takes_the_dead_members_tokens_and_nobody_waits_for_the_dead() {
+    let mut layout = founded(&[1, 2, 3, 4]);
+    let dead = layout.member(NodeId(4)).expect("member").clone();
+    layout.replace(NodeId(4), member(5, 7)).expect("replace");
+    let new = layout
+        .member(NodeId(5))
+        .expect("the replacement is a member");
+    assert_eq!(
+        (&new.tokens, new.weight),
+        (&dead.tokens, dead.weight),
+        "the dead node's share"
+    );
+    assert_eq!(ids(&layout.members), vec![1, 2, 3, 5]);
+    let t = transfer(&layout).clone();
+    assert_eq!(
+        (ids(&t.previous), t.removed.clone()),
+        (vec![1, 2, 3, 4], vec![NodeId(4)])
+    );
+    assert_eq!(
+        layout.replace(NodeId(1), member(6, 1)),
+        Err(LayoutError::TransferUnderWay(t.id))
+    );
+    assert!(layout.advance(reports(t.id, Step::Streamed, &[1, 2, 3, 5])));
+    assert!(layout.advance(reports(t.id, Step::Switched, &[1, 2, 3, 5])));
+    assert_eq!(
+        layout.replace(NodeId(4), member(6, 1)),
+        Err(LayoutError::Claim(ClaimError::NotMember(NodeId(4))))
+    );
+    assert_eq!(
+        layout.replace(NodeId(1), member(2, 1)),
+        Err(LayoutError::Claim(ClaimError::AlreadyMember(NodeId(2))))
+    );
+}
+
+/// An abort leaps past the layouts the automatic advance could derive meanwhile, and the
+/// rings they give order the same way; a removal survives the abort.
+#[test]
+fn an_abort_outranks_the_phases_computed_meanwhile_and_keeps_removals() {
+    let mut layout = founded(&[1, 2, 3, 4]);
+    layout.stage(join(5, 1)).expect("stage");
+    layout.commit().expect("commit");
+    let id = transfer(&layout).id;
+    let mut advanced = layout.clone();
+    assert!(advanced.advance(reports(id, Step::Streamed, &[1, 2, 3, 4, 5])));
+    let mut settled = advanced.clone();
+    assert!(settled.advance(reports(id, Step::Switched, &[1, 2, 3, 4, 5])));
+    let mut aborted = layout.clone();
+    aborted.abort().expect("abort");
+    for other in [&advanced, &settled] {
+        assert!(aborted.rank() > other.rank());
+        let ring = |l: &Layout| l.ring_config(Buckets::default(), 0);
+        let epoch = |l: &Layout| crate::Ring::new(ring(l)).expect("ring").epoch();
+        assert!(epoch(&aborted).is_newer_than(&epoch(other)));
+    }
+
+    // A node removed during the transfer stays out of the members the abort goes back to.
+    let mut layout = founded(&[1, 2, 3, 4]);
+    layout.stage(join(5, 1)).expect("stage");
+    layout.commit().expect("commit");
+    layout.remove(NodeId(4)).expect("remove");
+    layout.abort().expect("abort");
+    assert_eq!(ids(&layout.members), vec![1, 2, 3]);
+    let t = transfer(&layout);
+    assert_eq!(
+        (ids(&t.previous), t.removed.clone()),
+        (vec![1, 2, 3, 4], vec![NodeId(4)])
+    );
+}

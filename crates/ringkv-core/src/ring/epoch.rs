@@ -26,8 +26,8 @@ use crate::node::Member;
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
 pub struct RingEpoch {
-    /// The config's [`RingConfig::version`]: it grows with every commit and every transfer
-    /// phase, so it decides which of two rings is newer.
+    /// The config's [`RingConfig::version`], the layout's version: it grows with every
+    /// layout change, so it decides which of two rings is newer.
     pub version: u64,
     /// The config's [`RingConfig::settings_version`]: a change of bucket settings (`n`, say)
     /// moves keys as surely as a membership change, so it must change the epoch too.

@@ -54,7 +54,8 @@ pub const DEFAULT_TOKENS_PER_WEIGHT: u32 = 16;
 /// Everything a ring is computed from. This is what servers hold and clients fetch.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RingConfig {
-    /// Bumped by every commit and every transfer phase.
+    /// The version of the layout the ring was made from ([`crate::Layout::version`]): it
+    /// grows with every change of the layout, so "newer ring" and "newer layout" agree.
     pub version: u64,
     /// The members keys are placed on (the new members during a transfer), in any order: the
     /// ring sorts them by id.

@@ -34,7 +34,7 @@ use super::error::WireError;
 
 /// The protocol version this build speaks. Any change to frames, messages or hashes bumps it.
 /// 5: dots and version vectors name actors (a node id and an epoch), not bare node ids.
-/// 6: `Remove` and `Abort` requests; transfers name the members removed from them, and
+/// 6: `Remove`, `Replace` and `Abort` requests; transfers name the members removed from them, and
 /// their ids are digests.
 pub const PROTOCOL_VERSION: u32 = 6;
 

@@ -202,6 +202,16 @@ pub enum Request {
         /// The layout version the operator looked at (see `Stage`).
         base: u64,
     },
+    /// Put the running node `new` in the place of member `old`, down for good (`ringkv
+    /// cluster replace`; see `Layout::replace`). Refused while gossip sees `old` alive.
+    Replace {
+        /// The member that is down for good.
+        old: NodeId,
+        /// The replacement: its id and address (weight and tokens are `old`'s).
+        new: Member,
+        /// The layout version the operator looked at (see `Stage`).
+        base: u64,
+    },
     /// End the transfer under way, nothing lost (`ringkv cluster abort`; see `Layout::abort`).
     Abort {
         /// The layout version the operator looked at (see `Stage`).
@@ -283,6 +293,7 @@ impl Request {
             Request::Commit { .. } => "commit",
             Request::Clear { .. } => "clear",
             Request::Remove { .. } => "remove",
+            Request::Replace { .. } => "replace",
             Request::Abort { .. } => "abort",
             Request::Inspect { .. } => "inspect",
             Request::AeTree { .. } => "ae-tree",

@@ -129,6 +129,7 @@ pub fn permitted(role: Role, request: &Request) -> bool {
                 | Request::Commit { .. }
                 | Request::Clear { .. }
                 | Request::Remove { .. }
+                | Request::Replace { .. }
                 | Request::Abort { .. }
         ),
     }

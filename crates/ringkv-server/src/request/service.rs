@@ -351,21 +351,26 @@ impl Service {
                 layout.clear()
             }),
             Request::Remove { id, base } => {
-                if self.view.borrow().alive.contains(&id) {
-                    return Err(WireError::Layout {
-                        reason: format!(
-                            "node {id} is alive: `ringkv cluster leave {id}` hands its data \
-                             over; `remove` is for a member that is down for good"
-                        ),
-                    });
-                }
+                self.check_down(id, "remove")?;
                 self.change_layout(|layout| {
                     layout.expect_version(base)?;
                     layout.remove(id)
                 })
             }
+            Request::Replace { old, new, base } => {
+                self.check_down(old, "replace")?;
+                self.change_layout(|layout| {
+                    layout.expect_version(base)?;
+                    layout.replace(old, new)
+                })
+            }
             Request::Abort { base } => self.change_layout(|layout| {
                 layout.expect_version(base)?;
+                // Only an involved node's missing switch report keeps the aborted transfer
+                // from settling elsewhere (see `Layout::abort`).
+                if !layout.involved().contains(&self.node) {
+                    return Err(LayoutError::NotInvolved(self.node));
+                }
                 layout.abort()
             }),
             // Coordination waits on the network: `lane` runs it on the async path
@@ -395,6 +400,20 @@ impl Service {
                 reason: e.to_string(),
             })?;
         Ok(Response::Layout((*layout).clone()))
+    }
+
+    /// `remove` and `replace` are for a member that is down for good: refused while this
+    /// node's failure detector sees it alive.
+    fn check_down(&self, id: NodeId, operation: &str) -> Result<(), WireError> {
+        if self.view.borrow().alive.contains(&id) {
+            return Err(WireError::Layout {
+                reason: format!(
+                    "node {id} is alive: `ringkv cluster leave {id}` hands its data over; \
+                     `{operation}` is for a member that is down for good"
+                ),
+            });
+        }
+        Ok(())
     }
 
     fn check_key(&self, bucket: &str, key: &[u8]) -> Result<(), WireError> {
