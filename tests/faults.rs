@@ -904,3 +904,50 @@ fn disk_wiped_and_replaced() {
         Ok(())
     });
 }
+
+/// Every node restarted in turn (SIGTERM, start, wait until every node sees it alive again),
+/// the load running throughout, as an upgrade rolls out: nothing lost, and at most 1 % of
+/// the operations fail while it goes on.
+#[test]
+fn rolling_restart() {
+    if !in_own_netns("rolling_restart") {
+        return;
+    }
+    run(async {
+        let (mut cluster, client, bucket, history) = setup(4).await?;
+        let load =
+            tokio::spawn(Workload::new(200, 16_000, 400.0).run(bucket.clone(), history.clone()));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let started = Instant::now();
+        for i in 0..cluster.nodes.len() {
+            let restart = Instant::now();
+            cluster.terminate(i, Duration::from_secs(10))?;
+            cluster.restart(i).await?;
+            let back = eventually(Duration::from_secs(30), || async {
+                alive_views(&cluster).await.iter().all(|&alive| alive == 4)
+            })
+            .await;
+            anyhow::ensure!(back, "node {i} was not seen alive again by every node");
+            println!(
+                "  node {i} restarted and seen alive by all in {:.1} s",
+                restart.elapsed().as_secs_f64()
+            );
+        }
+        let ended = Instant::now();
+        load.await?;
+        until_replicas_answer(&client, 3).await?;
+        let report = check("rolling-restart", &history, &bucket, &cluster, 3).await?;
+        let errors = history.error_rate_between(started, ended);
+        println!(
+            "  errors during the rolling restart: {:.2}%",
+            errors * 100.0
+        );
+        assert_eq!(report.lost, 0, "{report}");
+        assert!(
+            errors <= 0.01,
+            "{:.2}% of operations failed during the rolling restart",
+            errors * 100.0
+        );
+        Ok(())
+    });
+}

@@ -31,7 +31,9 @@ pub async fn status(client: &Client, admin: &Admin, as_json: bool) -> anyhow::Re
         };
         let current = ring.members().iter().any(|m| m.id == member.id);
         let before = previous.iter().any(|m| m.id == member.id);
+        let removed = transition.is_some_and(|t| t.is_removed(member.id));
         let role = match (transition.is_some(), current, before) {
+            _ if removed => "removed",
             (true, true, false) => "joining",
             (true, false, true) => "leaving",
             _ => "normal",
@@ -51,8 +53,21 @@ pub async fn status(client: &Client, admin: &Admin, as_json: bool) -> anyhow::Re
             "hints_pending": stats.as_ref().map(|s| s.hints_pending),
         }));
     }
+    // Members the transfer cannot finish without, that this client sees down.
+    let waits_on: Vec<&Member> = transition
+        .map(|t| {
+            ring.all_members()
+                .into_iter()
+                .filter(|m| !t.is_removed(m.id) && !alive.contains(&m.id))
+                .collect()
+        })
+        .unwrap_or_default();
     let transfer = transition.map(|t| {
-        json!({ "id": t.id, "phase": match t.phase { Phase::Streaming => "streaming", Phase::Switching => "switching" } })
+        json!({
+            "id": t.id,
+            "phase": match t.phase { Phase::Streaming => "streaming", Phase::Switching => "switching" },
+            "waiting_on_down": waits_on.iter().map(|m| m.id.to_string()).collect::<Vec<_>>(),
+        })
     });
     if as_json {
         println!(
@@ -71,6 +86,13 @@ pub async fn status(client: &Client, admin: &Admin, as_json: bool) -> anyhow::Re
             "transfer {:016x} under way ({:?}): `ringkv handoff --watch` shows its progress",
             t.id, t.phase
         );
+        for m in &waits_on {
+            println!(
+                "it waits for {} (node {}), which is down: if it is gone for good, `ringkv \
+                 cluster remove {}` ends the wait",
+                m.addr, m.id, m.id
+            );
+        }
     }
     if staged > 0 {
         println!("{staged} change(s) staged: `ringkv cluster plan` shows them");

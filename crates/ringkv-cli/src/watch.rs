@@ -75,10 +75,13 @@ async fn snapshot(admin: &Admin, layout: &Layout) -> Value {
                 }));
             }
             Err(e) => {
-                all_answered = false;
-                nodes.push(
-                    json!({ "node": id.to_string(), "address": addr, "error": format!("{e:#}") }),
-                );
+                // A member declared removed is down for good: nothing waits for it.
+                let removed = transfer.is_some_and(|t| t.is_removed(id));
+                all_answered &= removed;
+                nodes.push(json!({
+                    "node": id.to_string(), "address": addr, "error": format!("{e:#}"),
+                    "removed": removed,
+                }));
             }
         }
     }
@@ -128,10 +131,24 @@ fn render(s: &Value) -> String {
         "{:<21} {:<24} {:>15} {:>10} {:>8} {:>11} {:>6}\n",
         "address", "progress", "keys scanned", "sent", "keys/s", "bytes/s", "hints"
     ));
+    let mut waiting = Vec::new();
     for n in s["nodes"].as_array().into_iter().flatten() {
         let addr = n["address"].as_str().unwrap_or_default();
         if let Some(e) = n["error"].as_str() {
-            out.push_str(&format!("{addr:<21} unreachable: {e}\n"));
+            if n["removed"].as_bool() == Some(true) {
+                out.push_str(&format!(
+                    "{addr:<21} removed: down for good, nothing waits for it\n"
+                ));
+            } else {
+                out.push_str(&format!("{addr:<21} unreachable: {e}\n"));
+                if !s["transfer"].is_null() {
+                    let node = n["node"].as_str().unwrap_or_default();
+                    waiting.push(format!(
+                        "the transfer waits for {addr} (node {node}), which does not answer: if \
+                         it is gone for good, `ringkv cluster remove {node}` ends the wait"
+                    ));
+                }
+            }
             continue;
         }
         let hints = n["hints_pending"].as_u64().unwrap_or(0);
@@ -170,6 +187,10 @@ fn render(s: &Value) -> String {
                 format::bytes(t["bytes_per_sec"].as_f64().unwrap_or(0.0) as u64)
             ),
         ));
+    }
+    for line in waiting {
+        out.push_str(&line);
+        out.push('\n');
     }
     if s["finished"].as_bool() == Some(true) {
         out.push_str("nothing left to hand off\n");

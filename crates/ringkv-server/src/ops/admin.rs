@@ -97,6 +97,7 @@ async fn scrape(State(admin): State<Admin>) -> axum::response::Response {
             ready: service.readiness().is_ok(),
             members: view.ring.members().len(),
             alive: view.alive.len(),
+            transfer_waits_on_down: view.transfer_waits_on_down().len(),
         };
         metrics.encode(snapshot).map_err(|e| e.to_string())
     })

@@ -155,6 +155,8 @@ pub struct NodeSnapshot {
     pub ready: bool,
     pub members: usize,
     pub alive: usize,
+    /// Members the transfer under way waits for that this node sees down.
+    pub transfer_waits_on_down: usize,
 }
 
 impl Collector for NodeSnapshot {
@@ -224,9 +226,10 @@ impl Collector for NodeSnapshot {
                 s.bytes as i64,
             ),
             (
-                "transfer_ring_version",
-                "Ring version of the transfer this node last streamed (0: none)",
-                transfer.id as i64,
+                "transfer_waiting_on_down_members",
+                "Members the transfer under way waits for that this node sees down \
+                 (`ringkv cluster remove` one that is gone for good)",
+                self.transfer_waits_on_down as i64,
             ),
             (
                 "transfer_scanned_keys",
