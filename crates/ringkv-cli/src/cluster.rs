@@ -50,8 +50,8 @@ pub enum ClusterCommand {
     /// the surviving replicas. A machine whose disk was wiped and that restarted at its old
     /// address is such a new node.
     Replace { old: String, new_addr: String },
-    /// End the transfer under way with nothing lost: back to the previous members at once
-    /// while it streams, by a transfer back once it has switched.
+    /// End the transfer under way with nothing lost: back to the previous members (while it
+    /// streams, nothing moves back; once it has switched, the data does).
     Abort,
 }
 
@@ -170,12 +170,14 @@ pub async fn run(admin: &Admin, command: ClusterCommand, as_json: bool) -> anyho
                 base: layout.version,
             };
             let layout = expect_layout(admin.call(&addr, request).await?)?;
-            let what = if layout.transition.is_some() {
-                "aborted: a transfer back to the previous members is under way"
-            } else {
-                "aborted: back to the previous members"
-            };
-            report(&layout, what, as_json);
+            report(
+                &layout,
+                "aborted: the way back to the previous members is under way",
+                as_json,
+            );
+            if !as_json {
+                println!("`ringkv handoff --watch` shows when it has settled");
+            }
             Ok(())
         }
         ClusterCommand::Clear => {

@@ -335,8 +335,9 @@ impl Layout {
     }
 
     /// Ends the transfer under way, nothing lost. While it is streaming, back to the members
-    /// before it at once: they still hold every write (reads go to them, and every write
-    /// reached them), and nobody has deleted a copy (clean-up waits for a settled ring).
+    /// before it, by a transfer that moves nothing but what removed members held: they still
+    /// hold every write (reads go to them, and every write reached them), and nobody has
+    /// deleted a copy (clean-up waits for a settled ring).
     /// Once it is switching, reads go to the new members and only they are sure to hold
     /// everything, so the way back is a planned transfer from them to the previous members.
     /// Members declared removed stay removed: the way back hands their share to the others,
@@ -367,11 +368,10 @@ impl Layout {
         };
         let version = self.version + ABORT_LEAP;
         match t.phase {
-            Phase::Streaming if t.removed.is_empty() => {
-                self.members = back;
-                self.ring_version += 1;
-            }
-            // The previous members still hold everything; the removed ones' share moves.
+            // The previous members still hold everything. Back to them through a transfer
+            // of their own (which moves nothing but the removed members' share), not as a
+            // settled ring at once: clean-up then waits until every one of them has taken
+            // the abort, so an abort that loses a race to another layout deleted nothing.
             Phase::Streaming => {
                 self.members = back;
                 self.open_transfer(t.previous, t.removed);

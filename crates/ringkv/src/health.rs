@@ -145,9 +145,13 @@ pub(crate) fn probe(inner: &Arc<Inner>, node: NodeId) {
             .map(|m| m.addr.clone());
         let Some(addr) = addr else { return };
         let epoch = inner.ring.current().ring.epoch();
-        let ping = inner
-            .pool
-            .call(&addr, inner.config.connect_timeout, epoch, Request::Ping);
+        let ping = inner.pool.call_node(
+            node,
+            &addr,
+            inner.config.connect_timeout,
+            epoch,
+            Request::Ping,
+        );
         let result = match tokio::time::timeout(inner.config.request_timeout, ping).await {
             Ok(result) => result.map(|_| ()),
             Err(_) => Err(Error::Timeout { in_doubt: false }),

@@ -366,9 +366,14 @@ impl Service {
             }
             Request::Abort { base } => self.change_layout(|layout| {
                 layout.expect_version(base)?;
-                // Only an involved node's missing switch report keeps the aborted transfer
-                // from settling elsewhere (see `Layout::abort`).
-                if !layout.involved().contains(&self.node) {
+                // Only the missing switch report of a node the transfer waits for keeps the
+                // aborted transfer from settling elsewhere (see `Layout::abort`): not a
+                // node outside it, nor one removed from it.
+                let removed = layout
+                    .transition
+                    .as_ref()
+                    .is_some_and(|t| t.is_removed(self.node));
+                if removed || !layout.involved().contains(&self.node) {
                     return Err(LayoutError::NotInvolved(self.node));
                 }
                 layout.abort()

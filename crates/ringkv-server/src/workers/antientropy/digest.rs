@@ -6,6 +6,8 @@
 //! that ends it), the keys this node stores there that *both* nodes are home replicas of, each
 //! key as a digest of its bucket, name and encoded state, combined by XOR (so the order of the
 //! scan does not matter). That is a two-level Merkle tree: equal ranges are skipped whole.
+//! During a transfer, only keys not in transit count (their homes are the same under both
+//! rings).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -80,12 +82,23 @@ fn shared_keys(
     }
 }
 
-/// The range of `key` if both `me` and `peer` are among its home replicas.
+/// The range of `key` if both `me` and `peer` are among its home replicas and, during a
+/// transfer, the key is not in transit: its homes are the same under both rings. A key that
+/// moves is the transfer's business (streaming, then clean-up); one that stays where it was
+/// is compared as on a settled ring, so a transfer does not stop anti-entropy.
 fn shared_range(ring: &Ring, me: NodeId, peer: NodeId, key: &DataKey) -> Option<u64> {
     let homes = ring.home_replicas(&key.bucket, &key.key);
     let both = homes.iter().any(|m| m.id == me) && homes.iter().any(|m| m.id == peer);
     if !both {
         return None;
+    }
+    if ring.transition().is_some() {
+        let before = ring.previous_home_replicas(&key.bucket, &key.key);
+        let stays = before.len() == homes.len()
+            && homes.iter().all(|m| before.iter().any(|b| b.id == m.id));
+        if !stays {
+            return None;
+        }
     }
     ring.range_of(key_position(key.bucket.as_bytes(), &key.key))
 }
@@ -97,4 +110,87 @@ fn key_digest(key: &DataKey, state_digest: u64) -> u64 {
     bytes.extend_from_slice(&key.key);
     bytes.extend_from_slice(&state_digest.to_be_bytes());
     digest(&bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use ringkv_core::{Change, Layout, Member, NodeId, Ring, SiblingSet, VersionVector};
+
+    use super::keys;
+    use crate::storage::{MemoryStore, Record, Store};
+
+    fn member(id: u64) -> Member {
+        Member {
+            id: NodeId(id),
+            addr: format!("127.0.0.1:{id}"),
+            weight: 1,
+            tokens: Vec::new(),
+        }
+    }
+
+    /// During a transfer, anti-entropy compares the keys whose homes stay the same and leaves
+    /// the ones in transit to the transfer.
+    #[test]
+    fn during_a_transfer_only_keys_not_in_transit_are_compared() {
+        let mut layout = Layout::default();
+        layout
+            .found(&[member(1), member(2), member(3), member(4)])
+            .expect("found");
+        layout
+            .stage(Change::Join {
+                id: NodeId(5),
+                addr: "127.0.0.1:5".into(),
+                weight: 1,
+            })
+            .expect("stage");
+        layout.commit().expect("commit");
+        let ring = Ring::new(layout.ring_config(Default::default(), 0)).expect("ring");
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new(NodeId(1)));
+        let mut state = SiblingSet::new();
+        state
+            .stamp(
+                NodeId(1).into(),
+                &VersionVector::new(),
+                Some(Bytes::from("v")),
+                1,
+                None,
+            )
+            .expect("stamp");
+        let ids = |members: Vec<&Member>| {
+            let mut ids: Vec<NodeId> = members.iter().map(|m| m.id).collect();
+            ids.sort_unstable();
+            ids
+        };
+        let (mut staying, mut moving) = (0, 0);
+        for i in 0..400 {
+            let key = format!("k{i}");
+            let now = ids(ring.home_replicas("b", key.as_bytes()));
+            let before = ids(ring.previous_home_replicas("b", key.as_bytes()));
+            if !(now.contains(&NodeId(1)) && now.contains(&NodeId(2))) {
+                continue;
+            }
+            store
+                .put("b", key.as_bytes(), &Record::new(state.clone()))
+                .expect("put");
+            if now == before {
+                staying += 1;
+            } else {
+                moving += 1;
+            }
+        }
+        assert!(
+            staying > 0 && moving > 0,
+            "{staying} staying, {moving} moving"
+        );
+        let ranges: Vec<u64> = super::tree(&store, &ring, NodeId(1), NodeId(2))
+            .expect("tree")
+            .into_iter()
+            .map(|(range, _)| range)
+            .collect();
+        let compared = keys(&store, &ring, NodeId(1), NodeId(2), &ranges).expect("keys");
+        assert_eq!(compared.len(), staying, "only the keys not in transit");
+    }
 }
