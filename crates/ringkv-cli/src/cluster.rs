@@ -116,7 +116,7 @@ pub async fn run(admin: &Admin, command: ClusterCommand, as_json: bool) -> anyho
             let request = Request::Commit {
                 base: layout.version,
             };
-            let layout = expect_layout(admin.call(&addr, request).await?)?;
+            let layout = submit(admin, &addr, request).await?;
             report(&layout, "committed", as_json);
             if !as_json {
                 println!("data is streaming to the new owners: `ringkv handoff --watch` shows it");
@@ -130,7 +130,7 @@ pub async fn run(admin: &Admin, command: ClusterCommand, as_json: bool) -> anyho
                 id,
                 base: layout.version,
             };
-            let layout = expect_layout(admin.call(&addr, request).await?)?;
+            let layout = submit(admin, &addr, request).await?;
             report(&layout, &format!("removed node {id}"), as_json);
             if !as_json {
                 println!(
@@ -150,7 +150,7 @@ pub async fn run(admin: &Admin, command: ClusterCommand, as_json: bool) -> anyho
                 new,
                 base: layout.version,
             };
-            let layout = expect_layout(admin.call(&addr, request).await?)?;
+            let layout = submit(admin, &addr, request).await?;
             report(
                 &layout,
                 &format!("node {new_id} replaces node {old}"),
@@ -169,7 +169,7 @@ pub async fn run(admin: &Admin, command: ClusterCommand, as_json: bool) -> anyho
             let request = Request::Abort {
                 base: layout.version,
             };
-            let layout = expect_layout(admin.call(&addr, request).await?)?;
+            let layout = submit(admin, &addr, request).await?;
             report(
                 &layout,
                 "aborted: the way back to the previous members is under way",
@@ -185,7 +185,7 @@ pub async fn run(admin: &Admin, command: ClusterCommand, as_json: bool) -> anyho
             let request = Request::Clear {
                 base: layout.version,
             };
-            let layout = expect_layout(admin.call(&addr, request).await?)?;
+            let layout = submit(admin, &addr, request).await?;
             report(&layout, "cleared the staged changes", as_json);
             Ok(())
         }
@@ -222,7 +222,7 @@ async fn stage(admin: &Admin, change: Change, as_json: bool) -> anyhow::Result<(
         change: change.clone(),
         base: layout.version,
     };
-    let layout = expect_layout(admin.call(&addr, request).await?)?;
+    let layout = submit(admin, &addr, request).await?;
     report(
         &layout,
         &format!("staged: {}", describe(&layout, &change)),
@@ -234,6 +234,57 @@ async fn stage(admin: &Admin, change: Change, as_json: bool) -> anyhow::Result<(
         );
     }
     Ok(())
+}
+
+/// How long a membership command waits for the members to take the layout it made.
+const CONFIRM_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Sends a membership `request` to the node at `addr` and returns the layout it made, once
+/// the members hold it (see [`confirm_kept`]).
+async fn submit(admin: &Admin, addr: &str, request: Request) -> anyhow::Result<Layout> {
+    let layout = expect_layout(admin.call(addr, request).await?)?;
+    confirm_kept(admin, &layout).await?;
+    Ok(layout)
+}
+
+/// Two operators changing the layout through two nodes at the same moment make two layouts
+/// of one version, and the cluster keeps the one of higher rank (`Layout::rank`): the other
+/// change is gone though its node accepted it. Reads the layout back from every member
+/// until each holds `ours` or a later one, and fails, saying so, when a member holds another
+/// of the same version that outranks it. A member that does not answer is not waited for.
+async fn confirm_kept(admin: &Admin, ours: &Layout) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + CONFIRM_WAIT;
+    loop {
+        let mut behind = 0;
+        for member in &ours.members {
+            let Ok(held) = admin.layout_at(&member.addr).await else {
+                continue;
+            };
+            if held.version == ours.version && held.rank() > ours.rank() {
+                bail!(
+                    "another membership change, made at the same moment through another node, \
+                     replaced this one (both at layout version {}): `ringkv cluster plan` and \
+                     `ringkv status` show the layout now; look, then try again",
+                    ours.version
+                );
+            }
+            if held.rank() < ours.rank() {
+                behind += 1;
+            }
+        }
+        if behind == 0 {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            eprintln!(
+                "ringkv: {behind} member(s) had not taken layout version {} after {CONFIRM_WAIT:?}; \
+                 `ringkv status` shows when they have",
+                ours.version
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 fn expect_layout(response: Response) -> anyhow::Result<Layout> {
@@ -273,9 +324,8 @@ fn report(layout: &Layout, what: &str, as_json: bool) {
         );
     } else {
         println!(
-            "{what}: layout version {}, ring version {}, {} member(s)",
+            "{what}: layout version {}, {} member(s)",
             layout.version,
-            layout.ring_version,
             layout.members.len()
         );
     }

@@ -38,7 +38,13 @@ pub async fn status(client: &Client, admin: &Admin, as_json: bool) -> anyhow::Re
             (true, false, true) => "leaving",
             _ => "normal",
         };
-        let stats = admin.stats(&member.addr).await.ok();
+        // Another node answering at the member's address (a wiped machine back under a new
+        // id) is not the member: its figures are not shown as the member's.
+        let stats = admin
+            .stats(&member.addr)
+            .await
+            .ok()
+            .filter(|s| s.node == member.id);
         rows.push(json!({
             "node": member.id.to_string(),
             "address": member.addr,

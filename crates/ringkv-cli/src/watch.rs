@@ -88,6 +88,7 @@ async fn snapshot(admin: &Admin, layout: &Layout) -> Value {
     let finished = transfer.is_none() && hints_total == 0 && all_answered;
     json!({
         "ring_version": layout.ring_version,
+        "layout_version": layout.version,
         "transfer": transfer.map(|t| json!({
             "id": t.id,
             "phase": match t.phase { Phase::Streaming => "streaming", Phase::Switching => "switching" },
@@ -118,8 +119,8 @@ fn render(s: &Value) -> String {
     let mut out = String::new();
     match &s["transfer"] {
         Value::Null => out.push_str(&format!(
-            "no transfer under way (ring version {})\n",
-            s["ring_version"]
+            "no transfer under way (layout version {})\n",
+            s["layout_version"]
         )),
         t => out.push_str(&format!(
             "transfer {:016x}: {}\n",

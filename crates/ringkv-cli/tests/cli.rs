@@ -298,3 +298,64 @@ async fn a_cluster_is_founded_grown_and_shrunk_from_the_command_line() -> anyhow
     assert!(!ok && err.contains("is ringkvd running there"), "{err}");
     Ok(())
 }
+
+/// Two operators change the layout through two nodes at the same moment: the cluster keeps
+/// one of the two layouts of that version. Whichever wins, `ringkv` succeeds exactly when its
+/// change survived, and says so when it did not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_membership_change_lost_to_a_concurrent_one_is_reported() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start(ClusterSpec::default()).await?;
+    let (a, b) = (cluster.start_node()?, cluster.start_node()?);
+    let (member_a, member_b) = (cluster.member_of(a).await?, cluster.member_of(b).await?);
+    // The other operator, through node 1, at the same moment as `ringkv` through node 0.
+    cluster
+        .stage(
+            1,
+            ringkv_core::Change::Join {
+                id: member_a.id,
+                addr: member_a.addr.clone(),
+                weight: 1,
+            },
+        )
+        .await?;
+    let out = Command::new(env!("CARGO_BIN_EXE_ringkv"))
+        .arg("--seeds")
+        .arg(cluster.nodes[0].addr.to_string())
+        .args(["cluster", "join", &member_b.addr])
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    // Wait until the three members hold one layout.
+    let mut agreed = None;
+    for _ in 0..100 {
+        let mut layouts = Vec::new();
+        for i in 0..3 {
+            layouts.push(cluster.admin(i, ringkv_core::wire::Request::Layout).await?);
+        }
+        if layouts.iter().all(|l| l == &layouts[0]) {
+            agreed = Some(layouts.swap_remove(0));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let layout = agreed.expect("the members agree on a layout");
+    let kept = layout.staged.iter().any(|c| c.node() == member_b.id);
+    assert_eq!(
+        out.status.success(),
+        kept,
+        "ringkv's answer must say whether its change was kept: {stderr} {:?}",
+        layout.staged
+    );
+    if !kept {
+        assert!(stderr.contains("replaced this one"), "{stderr}");
+    }
+    println!(
+        "  ringkv's change was {} (layout version {})",
+        if kept {
+            "kept"
+        } else {
+            "replaced, and said so"
+        },
+        layout.version
+    );
+    Ok(())
+}

@@ -347,12 +347,13 @@ impl Layout {
     /// the next phase, and the phase after it, computed elsewhere from the layout it
     /// replaces. The aborted layout's version leaps past both ([`ABORT_LEAP`]) so that it
     /// wins wherever it meets them. While streaming, neither can settle the ring anyway: the
-    /// settled ring needs every involved node to report the switch, and the node that took
-    /// the abort held this layout, still streaming, so it never did (the service lets only
-    /// an involved node take an abort); and nothing is cleaned up after a layout that
-    /// settles nothing. Once switching, the settled new ring may form elsewhere and be
-    /// cleaned up after, which is harmless: the way back reads and streams from the very
-    /// members that ring settles on.
+    /// settled ring needs the switch reported by every node the transfer waits for, and the
+    /// node that took the abort held this layout, still streaming, so it never did (the
+    /// service lets only such a node, involved and not removed, take an abort); and the way
+    /// back is itself a transfer, so nothing is cleaned up before every previous member has
+    /// taken it. Once switching, the settled new ring may form elsewhere and be cleaned up
+    /// after, which is harmless: the way back reads and streams from the very members that
+    /// ring settles on.
     pub fn abort(&mut self) -> Result<(), LayoutError> {
         let Some(t) = &self.transition else {
             return Err(LayoutError::NoTransfer);

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use ringkv_core::hash::key_position;
 use ringkv_core::siblings::MAX_SIBLINGS;
 use ringkv_core::wire::WireError;
-use ringkv_core::{ConflictPolicy, NodeId, SiblingSet, VersionVector};
+use ringkv_core::{ConflictPolicy, NodeId, RingEpoch, SiblingSet, VersionVector};
 use tokio::sync::watch;
 use tracing::{debug, error};
 
@@ -294,14 +294,21 @@ impl Replica {
     }
 
     /// Deletes the key's copy if it still is `expected` (a write that arrived meanwhile keeps
-    /// it). Returns whether it is gone.
+    /// it) and the node still routes by the ring of epoch `judged_by` that found the copy
+    /// foreign. Both are checked under the key's lock, which every write holds: a copy a newer
+    /// ring sent here (a transfer's, acknowledged to its sender, which will delete its own)
+    /// may equal what was found, and only the ring tells it apart. Returns whether it is gone.
     pub fn delete_if_unchanged(
         &self,
         bucket: &str,
         key: &[u8],
         expected: &SiblingSet,
+        judged_by: RingEpoch,
     ) -> Result<bool, StoreError> {
         let _guard = self.locks.lock(bucket, key);
+        if self.view.borrow().ring.epoch() != judged_by {
+            return Ok(false);
+        }
         match self.store.get(bucket, key)? {
             Some(current) if &current.state == expected => {
                 self.store.delete(bucket, key)?;

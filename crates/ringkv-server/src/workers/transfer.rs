@@ -306,10 +306,11 @@ impl Worker<'_> {
             }
             let replica = self.parts.replica.clone();
             let candidates = stale.len() as u64;
+            let judged_by = ring.epoch();
             let gone = tokio::task::spawn_blocking(move || {
                 let mut gone = 0;
                 for (key, state) in stale {
-                    if replica.delete_if_unchanged(&key.bucket, &key.key, &state)? {
+                    if replica.delete_if_unchanged(&key.bucket, &key.key, &state, judged_by)? {
                         gone += 1;
                     }
                 }

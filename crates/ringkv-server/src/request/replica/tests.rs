@@ -165,7 +165,7 @@ proptest! {
                 Op::CleanUp => {
                     if let Some(record) = store.get("b", b"k").expect("get") {
                         world.push(record.state.clone());
-                        svc.replica().delete_if_unchanged("b", b"k", &record.state).expect("delete");
+                        svc.replica().delete_if_unchanged("b", b"k", &record.state, svc.epoch()).expect("delete");
                     }
                 }
                 Op::MergeBack { state } => {

@@ -829,3 +829,35 @@ async fn a_copy_routed_by_a_newer_ring_is_judged_by_that_ring_once_fetched() {
     svc.handle(newest, merge(&mine, None))
         .expect("an owner takes it");
 }
+
+/// Clean-up deletes a foreign copy only while the node still routes by the ring that found
+/// it foreign: a newer ring may have sent the very same state here (a transfer's copy, which
+/// its sender counts as delivered), and only the ring tells the two apart.
+#[test]
+fn a_clean_up_judged_by_an_older_ring_deletes_nothing() {
+    let alone = Ring::new(RingConfig::of(members(&[1]))).expect("ring");
+    let (tx, rx) = watch::channel(Arc::new(ClusterView::fixed(alone)));
+    let svc = Service::new(Arc::new(MemoryStore::new(ME)), rx, Limits::default());
+    let state = stamp_for(&service_with(Buckets::default(), &[1]), None, None, "v");
+    svc.replica().merge("b", b"k", &state).expect("merge");
+    let judged_by = svc.epoch();
+    let newer = Ring::new(RingConfig {
+        version: judged_by.version + 1,
+        ..RingConfig::of(members(&[1, 2]))
+    })
+    .expect("ring");
+    tx.send(Arc::new(ClusterView::fixed(newer)))
+        .expect("the service holds the view");
+    assert!(
+        !svc.replica()
+            .delete_if_unchanged("b", b"k", &state, judged_by)
+            .expect("delete")
+    );
+    assert!(svc.store().get("b", b"k").expect("get").is_some(), "kept");
+    assert!(
+        svc.replica()
+            .delete_if_unchanged("b", b"k", &state, svc.epoch())
+            .expect("delete")
+    );
+    assert!(svc.store().get("b", b"k").expect("get").is_none());
+}
