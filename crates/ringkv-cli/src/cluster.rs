@@ -262,9 +262,10 @@ async fn confirm_kept(admin: &Admin, ours: &Layout) -> anyhow::Result<()> {
             };
             if held.version == ours.version && held.rank() > ours.rank() {
                 bail!(
-                    "another membership change, made at the same moment through another node, \
-                     replaced this one (both at layout version {}): `ringkv cluster plan` and \
-                     `ringkv status` show the layout now; look, then try again",
+                    "another layout of the same version (another operator's change through \
+                     another node, or the transfer moving on) replaced this one (layout version \
+                     {}): `ringkv cluster plan` and `ringkv status` show the layout now; look, \
+                     then try again",
                     ours.version
                 );
             }
