@@ -32,6 +32,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::cluster::blocked::BlockedTransfer;
 use crate::cluster::keeper::{ClusterView, Keeper};
 use crate::cluster::signed_gossip::SignedUdpTransport;
 use crate::error::{Error, Result};
@@ -263,39 +264,6 @@ impl Gossip {
     }
 }
 
-/// How often the log repeats that a transfer waits for members that are down.
-const BLOCKED_REPEAT: Duration = Duration::from_secs(60);
-
-/// Says in the log, when it starts and then every [`BLOCKED_REPEAT`], that the transfer under
-/// way waits for members this node sees down, naming them and the command that unblocks it.
-#[derive(Default)]
-struct BlockedTransfer {
-    told: Option<(Vec<NodeId>, tokio::time::Instant)>,
-}
-
-impl BlockedTransfer {
-    fn tell(&mut self, view: &ClusterView) {
-        let down = view.transfer_waits_on_down();
-        if down.is_empty() {
-            self.told = None;
-            return;
-        }
-        let due = match &self.told {
-            Some((told, at)) => *told != down || at.elapsed() >= BLOCKED_REPEAT,
-            None => true,
-        };
-        if due {
-            let names: Vec<String> = down.iter().map(ToString::to_string).collect();
-            warn!(
-                down = %names.join(", "),
-                "the transfer under way waits for members that are down; if one is gone for \
-                 good, `ringkv cluster remove NODE` (or `ringkv cluster abort`) ends the wait"
-            );
-            self.told = Some((down, tokio::time::Instant::now()));
-        }
-    }
-}
-
 /// Recomputes the view every `interval` (or when the keeper says the layout changed) and
 /// publishes it when it changed.
 async fn refresh_loop(
@@ -513,66 +481,4 @@ fn parse_report_key(text: &str) -> Option<(u64, Step)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gossip_keys_round_trip_and_garbage_is_ignored() {
-        let layout = Layout::default();
-        assert_eq!(
-            parse_layout_key(&layout_key(layout.rank())),
-            Some(layout.rank())
-        );
-        for report in [(7, Step::Streamed), (9, Step::Switched)] {
-            assert_eq!(parse_report_key(&report_key(Some(report))), Some(report));
-        }
-        assert_eq!(parse_report_key(""), None);
-        assert_eq!(parse_report_key("7:flying"), None);
-        assert_eq!(parse_layout_key("x:y"), None);
-    }
-
-    /// A transfer names the members it waits for that are down, never a removed one, and a
-    /// settled ring names none.
-    #[test]
-    fn a_transfer_names_the_down_members_it_waits_for() {
-        let member = |id: u64| ringkv_core::Member {
-            id: NodeId(id),
-            addr: format!("127.0.0.1:{id}"),
-            weight: 1,
-            tokens: Vec::new(),
-        };
-        let mut layout = Layout::default();
-        layout
-            .found(&[member(1), member(2), member(3), member(4)])
-            .expect("found");
-        let view = |layout: &Layout, alive: &[u64]| {
-            let ring = Ring::new(layout.ring_config(Default::default(), 0)).expect("ring");
-            let mut view = ClusterView::fixed(ring);
-            view.alive = alive.iter().map(|&id| NodeId(id)).collect();
-            view
-        };
-        assert!(
-            view(&layout, &[1, 2, 3])
-                .transfer_waits_on_down()
-                .is_empty()
-        );
-        layout
-            .stage(ringkv_core::Change::Leave { id: NodeId(4) })
-            .expect("stage");
-        layout.commit().expect("commit");
-        assert_eq!(
-            view(&layout, &[1, 2, 3]).transfer_waits_on_down(),
-            vec![NodeId(4)]
-        );
-        assert_eq!(
-            view(&layout, &[1, 3]).transfer_waits_on_down(),
-            vec![NodeId(2), NodeId(4)]
-        );
-        layout.remove(NodeId(4)).expect("remove");
-        assert!(
-            view(&layout, &[1, 2, 3])
-                .transfer_waits_on_down()
-                .is_empty()
-        );
-    }
-}
+mod tests;

@@ -51,25 +51,6 @@ impl ClusterView {
         }
     }
 
-    /// The members the transfer under way waits for that this node's failure detector sees
-    /// down (involved, not declared removed), sorted: a transfer never finishes without
-    /// them, so `status`, `/metrics` and the log name them with the command that unblocks
-    /// it (`ringkv cluster remove`). Empty without a transfer.
-    pub fn transfer_waits_on_down(&self) -> Vec<NodeId> {
-        let Some(t) = self.ring.transition() else {
-            return Vec::new();
-        };
-        let mut down: Vec<NodeId> = self
-            .ring
-            .all_members()
-            .iter()
-            .map(|m| m.id)
-            .filter(|id| !t.is_removed(*id) && !self.alive.contains(id))
-            .collect();
-        down.sort_unstable();
-        down
-    }
-
     /// Whether `node` is leaving the ring or has left it: the cluster has members and `node`
     /// is not one of them (during a transfer, the members it moves to). Such a node takes no
     /// hints and places the ones it holds before its part of the transfer is done.

@@ -5,8 +5,10 @@
 //!   and what the node knows of the cluster at one moment ([`ClusterView`]).
 //! - [`gossip`]: chitchat wiring: the keys each node gossips, fetching a newer layout from
 //!   the peer that has it, advancing transfer phases, liveness ([`spawn_membership`]).
+//! - `blocked`: a transfer that waits for members that are down, named in the log.
 //! - [`signed_gossip`]: gossip datagrams tagged with the cluster secret.
 
+mod blocked;
 pub mod gossip;
 pub mod keeper;
 pub mod signed_gossip;
