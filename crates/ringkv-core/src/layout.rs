@@ -111,6 +111,9 @@ pub enum LayoutError {
     /// another.
     #[error("the cluster already exists (layout version {0})")]
     AlreadyFounded(u64),
+    /// `readdress` to an address that is not `host:port`.
+    #[error("{0:?} is not a host:port address")]
+    BadAddress(String),
     /// The operation was based on a layout the node no longer holds (another operator's
     /// change, or a transfer phase, came in between), so what the operator looked at is not
     /// what the operation would change.
@@ -384,6 +387,61 @@ impl Layout {
         }
         self.version = version;
         Ok(())
+    }
+
+    /// Moves member `id` to `addr` (a node restarted with its data directory at a new
+    /// address: a rescheduled pod, a replaced NIC). Only the address changes: tokens, the
+    /// transfer under way (its id included, so reports made before still count) and staged
+    /// changes keep their meaning, and every list naming the member (the members, the
+    /// transfer's previous members, a staged join) names the new address. Returns whether
+    /// anything changed; the version moves only if it did, so that clients refetch the ring.
+    ///
+    /// The node does this itself, and only once nothing answers at the old address under its
+    /// id (see the server's `cluster::address`): two processes of one id must never both serve.
+    pub fn readdress(&mut self, id: NodeId, addr: &str) -> Result<bool, LayoutError> {
+        if !self.is_founded() {
+            return Err(LayoutError::NotFounded);
+        }
+        if crate::node::split_host_port(addr).is_none() {
+            return Err(LayoutError::BadAddress(addr.to_string()));
+        }
+        let previous = self
+            .transition
+            .iter_mut()
+            .flat_map(|t| t.previous.iter_mut());
+        let mut named = false;
+        let mut changed = false;
+        for member in self.members.iter_mut().chain(previous) {
+            if member.id == id {
+                named = true;
+                if member.addr != addr {
+                    member.addr = addr.to_string();
+                    changed = true;
+                }
+            }
+        }
+        for change in &mut self.staged {
+            if let Change::Join {
+                id: joining,
+                addr: staged,
+                ..
+            } = change
+                && *joining == id
+            {
+                named = true;
+                if staged != addr {
+                    *staged = addr.to_string();
+                    changed = true;
+                }
+            }
+        }
+        if !named {
+            return Err(ClaimError::NotMember(id).into());
+        }
+        if changed {
+            self.version += 1;
+        }
+        Ok(changed)
     }
 
     /// Opens a transfer from `previous` (the members holding every write) to the current

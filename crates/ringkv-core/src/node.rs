@@ -30,6 +30,31 @@ impl std::str::FromStr for NodeId {
     }
 }
 
+/// Splits `host:port` (a name, an IPv4 address, or a bracketed IPv6 address, then a port):
+/// the form of every address in a layout, a seed list or a config file. `None` if `addr` is
+/// not of that form. Names are resolved where the address is used, on every connect, so a
+/// name that moves to another IP is followed.
+pub fn split_host_port(addr: &str) -> Option<(&str, u16)> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let port = port.parse::<u16>().ok()?;
+    let host = match host.strip_prefix('[') {
+        Some(v6) => {
+            let inner = v6.strip_suffix(']')?;
+            inner.parse::<std::net::Ipv6Addr>().ok()?;
+            host
+        }
+        None if host.contains(':') => return None,
+        None => host,
+    };
+    let name_ok = !host.is_empty()
+        && host.len() <= 253
+        && (host.starts_with('[')
+            || host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_'));
+    name_ok.then_some((host, port))
+}
+
 /// One member of the ring, as every client and server sees it.
 ///
 /// A member's `tokens` are its places on the ring, chosen once by the token allocator
@@ -47,4 +72,34 @@ pub struct Member {
     /// Ring positions, sorted. A token owns the arc from the previous token (exclusive) to
     /// itself (inclusive).
     pub tokens: Vec<Position>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_host_port;
+
+    #[test]
+    fn addresses_are_host_port_with_names_ipv4_or_bracketed_ipv6() {
+        assert_eq!(split_host_port("127.0.0.1:7400"), Some(("127.0.0.1", 7400)));
+        assert_eq!(
+            split_host_port("ringkv-2.ringkv.prod.svc:7400"),
+            Some(("ringkv-2.ringkv.prod.svc", 7400))
+        );
+        assert_eq!(split_host_port("[::1]:7400"), Some(("[::1]", 7400)));
+        for bad in [
+            "",
+            "7400",
+            "host",
+            "host:",
+            "host:70000",
+            ":7400",
+            "::1:7400",
+            "[::1:7400",
+            "[nonsense]:7400",
+            "a b:7400",
+            "host/x:7400",
+        ] {
+            assert_eq!(split_host_port(bad), None, "{bad:?} accepted");
+        }
+    }
 }

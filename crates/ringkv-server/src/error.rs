@@ -92,6 +92,28 @@ pub enum Error {
         /// chitchat's error.
         reason: String,
     },
+    /// A configured address names a host that did not resolve (in time).
+    #[error("resolving {setting} {addr}: {reason}")]
+    Resolve {
+        /// The setting the address is from (`listen`, `advertise`, `admin_listen`).
+        setting: &'static str,
+        /// The address as configured.
+        addr: String,
+        /// The resolver's error, or that it found no address.
+        reason: String,
+    },
+    /// Another process serves this node's id (a copied data directory started twice): two
+    /// processes minting one node's dots would make new writes look already seen.
+    #[error(
+        "another process answers as node {node} at {addr}: stop it first, or, if this data \
+         directory is a copy, give this process an empty one (it then joins as a new node)"
+    )]
+    DuplicateNode {
+        /// The node id both processes claim.
+        node: ringkv_core::NodeId,
+        /// Where the other one answered.
+        addr: String,
+    },
     /// A task the work ran on panicked or was cancelled.
     #[error("a background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),

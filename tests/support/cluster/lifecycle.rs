@@ -6,6 +6,7 @@
 //! restarted one comes back on its own address and data directory.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
@@ -111,4 +112,99 @@ impl TestCluster {
         }
         Ok(())
     }
+
+    /// Starts node `i` again on its data directory but listening at `listen` and advertising
+    /// `advertise` (a name, say) if given (a rescheduled pod, a new NIC), and waits for it to
+    /// answer there.
+    pub async fn restart_at(
+        &mut self,
+        i: usize,
+        listen: SocketAddr,
+        advertise: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let node = &mut self.nodes[i];
+        let config = std::fs::read_to_string(&node.config)?;
+        let old = format!("listen = \"{}\"", node.addr);
+        anyhow::ensure!(
+            config.contains(&old),
+            "no {old} in {}",
+            node.config.display()
+        );
+        let mut new = format!("listen = \"{listen}\"");
+        if let Some(name) = advertise {
+            new.push_str(&format!("\nadvertise = \"{name}\""));
+        }
+        let config: Vec<&str> = config
+            .lines()
+            .filter(|l| !l.starts_with("advertise = "))
+            .collect();
+        std::fs::write(&node.config, config.join("\n").replace(&old, &new) + "\n")?;
+        node.addr = listen;
+        self.restart(i).await
+    }
+
+    /// Copies node `i`'s data directory (stopped, so the copy is consistent) aside, for
+    /// [`TestCluster::start_on_copy`].
+    pub fn snapshot_data(&self, i: usize) -> anyhow::Result<PathBuf> {
+        anyhow::ensure!(
+            !self.is_running(i),
+            "copy node {i}'s data only while it is stopped"
+        );
+        let to = self
+            .path()
+            .join(format!("snapshot-{i}-{}", self.nodes.len()));
+        copy_dir(&self.nodes[i].dir.join("data"), &to)?;
+        Ok(to)
+    }
+
+    /// Starts one more process, at `addr`, on a copy of `snapshot` (see
+    /// [`TestCluster::snapshot_data`]), without waiting for it to answer: a copied data
+    /// directory started a second time.
+    pub fn start_on_copy(&mut self, snapshot: &Path, addr: SocketAddr) -> anyhow::Result<usize> {
+        let j = self.nodes.len();
+        let seeds: Vec<SocketAddr> = self.nodes.iter().map(|n| n.addr).collect();
+        let root = self.path().to_path_buf();
+        let spec = self.spec.clone();
+        let node = Node::configure(&root, j, addr, &seeds, &self.cluster_name, &spec)?;
+        copy_dir(snapshot, &node.dir.join("data"))?;
+        self.nodes.push(node);
+        self.spawn(j)?;
+        Ok(j)
+    }
+
+    /// Waits up to `timeout` for node `i`'s process to exit by itself; its status if it did.
+    pub fn wait_exit(&mut self, i: usize, timeout: Duration) -> anyhow::Result<Option<ExitStatus>> {
+        let deadline = Instant::now() + timeout;
+        let child = self.nodes[i].child.as_mut().context("node not running")?;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.nodes[i].child = None;
+                return Ok(Some(status));
+            }
+            if Instant::now() > deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Node `i`'s log so far.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+    }
+}
+
+/// Copies directory `from` (recursively) to `to`.
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
 }

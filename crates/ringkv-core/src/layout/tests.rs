@@ -342,3 +342,78 @@ fn an_abort_outranks_the_phases_computed_meanwhile_and_keeps_removals() {
         (vec![1, 2, 3, 4], vec![NodeId(4)])
     );
 }
+
+#[test]
+fn readdress_moves_a_member_everywhere_it_is_named_and_keeps_the_transfer() {
+    let mut layout = founded(&[1, 2, 3]);
+    layout.stage(join(4, 1)).expect("stage");
+    layout.commit().expect("commit");
+    layout
+        .stage(Change::Weight {
+            id: NodeId(2),
+            weight: 2,
+        })
+        .expect("stage");
+    let before = layout.clone();
+    let transfer = before.transition.as_ref().map(|t| t.id);
+
+    assert_eq!(layout.readdress(NodeId(1), "node-1.example:7400"), Ok(true));
+    assert_eq!(layout.version, before.version + 1, "clients must refetch");
+    assert_eq!(layout.ring_version, before.ring_version, "no data moves");
+    assert_eq!(
+        layout.transition.as_ref().map(|t| t.id),
+        transfer,
+        "reports still count"
+    );
+    let t = layout.transition.as_ref().expect("transfer kept");
+    for m in layout
+        .members
+        .iter()
+        .chain(&t.previous)
+        .filter(|m| m.id == NodeId(1))
+    {
+        assert_eq!(m.addr, "node-1.example:7400");
+    }
+    let tokens = |l: &Layout| {
+        l.members
+            .iter()
+            .map(|m| m.tokens.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(tokens(&layout), tokens(&before));
+    assert_eq!(layout.staged, before.staged);
+
+    // Naming the address it already has changes nothing, not even the version.
+    let version = layout.version;
+    assert_eq!(
+        layout.readdress(NodeId(1), "node-1.example:7400"),
+        Ok(false)
+    );
+    assert_eq!(layout.version, version);
+
+    // A node only the transfer's new members list (joining) moves too.
+    assert_eq!(layout.readdress(NodeId(4), "127.0.0.9:7400"), Ok(true));
+    assert_eq!(
+        layout.member(NodeId(4)).map(|m| m.addr.as_str()),
+        Some("127.0.0.9:7400")
+    );
+
+    assert_eq!(
+        layout.readdress(NodeId(9), "127.0.0.9:7400"),
+        Err(ClaimError::NotMember(NodeId(9)).into())
+    );
+    assert_eq!(
+        layout.readdress(NodeId(1), "no port"),
+        Err(LayoutError::BadAddress("no port".into()))
+    );
+}
+
+#[test]
+fn readdress_names_the_new_address_in_a_staged_join() {
+    let mut layout = founded(&[1, 2, 3]);
+    layout.stage(join(4, 1)).expect("stage");
+    assert_eq!(layout.readdress(NodeId(4), "127.0.0.44:7400"), Ok(true));
+    let planned = layout.plan().expect("plan");
+    let joined = planned.iter().find(|m| m.id == NodeId(4)).expect("planned");
+    assert_eq!(joined.addr, "127.0.0.44:7400");
+}

@@ -393,6 +393,10 @@ impl Response {
 pub struct NodeStats {
     /// The node these counters are of.
     pub node: NodeId,
+    /// A random number the answering process drew at start: tells two processes of one node
+    /// id apart (a copied data directory started twice), which the node id alone cannot.
+    #[serde(default)]
+    pub instance: u64,
     /// Hinted states held for other nodes and not yet handed off.
     pub hints_pending: u64,
     /// Hints handed off (acknowledged by their home node) since this node started.

@@ -19,14 +19,14 @@
 //! [`spawn_membership`] starts gossip and a task that recomputes the [`ClusterView`] every
 //! gossip interval (or at once after an operator changed the layout on this node).
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chitchat::transport::UdpTransport;
 use chitchat::{Chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
 use ringkv::transport::{ConnectOptions, Pool, Request, Response};
+use ringkv_core::node::split_host_port;
 use ringkv_core::{Layout, NodeId, Phase, Ring, Step};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -37,7 +37,7 @@ use crate::cluster::keeper::{ClusterView, Keeper};
 use crate::cluster::signed_gossip::SignedUdpTransport;
 use crate::error::{Error, Result};
 use crate::node::security::Security;
-use crate::ops::config::{ClusterSettings, Config};
+use crate::ops::config::{Addresses, ClusterSettings, Config};
 use crate::storage::Store;
 
 const KEY_ADDR: &str = "addr";
@@ -95,6 +95,7 @@ impl MembershipHandle {
 /// current.
 pub async fn spawn_membership(
     config: &Config,
+    addresses: &Addresses,
     store: Arc<dyn Store>,
     security: &Security,
     outbound: ConnectOptions,
@@ -105,13 +106,12 @@ pub async fn spawn_membership(
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    let advertised = config.advertised();
-    let chitchat_id = ChitchatId::new(id.to_string(), generation, advertised);
+    let chitchat_id = ChitchatId::new(id.to_string(), generation, addresses.gossip);
     let chitchat_config = ChitchatConfig {
         chitchat_id,
         cluster_id: config.cluster_name.clone(),
         gossip_interval: config.gossip.interval(),
-        listen_addr: config.listen,
+        listen_addr: addresses.listen,
         seed_nodes: config.seeds.clone(),
         failure_detector_config: FailureDetectorConfig {
             dead_node_grace_period: Duration::from_secs(config.gossip.dead_node_grace_secs),
@@ -128,7 +128,7 @@ pub async fn spawn_membership(
     let settings = toml::to_string(&config.cluster)
         .map_err(|e| Error::config("cluster", format!("encoding cluster settings: {e}")))?;
     let keys = vec![
-        (KEY_ADDR.to_string(), advertised.to_string()),
+        (KEY_ADDR.to_string(), addresses.advertise.clone()),
         (KEY_WEIGHT.to_string(), config.weight.to_string()),
         (KEY_CLUSTER.to_string(), settings),
         (KEY_LAYOUT.to_string(), layout_key(keeper.rank())),
@@ -144,7 +144,7 @@ pub async fn spawn_membership(
         None => chitchat::spawn_chitchat(chitchat_config, keys, &UdpTransport).await,
     };
     let chitchat = spawned.map_err(|e| Error::Gossip {
-        addr: config.listen,
+        addr: addresses.listen,
         reason: format!("{e:#}"),
     })?;
 
@@ -213,14 +213,20 @@ struct Peer {
 
 impl Gossip {
     fn read(chitchat: &Chitchat) -> Gossip {
+        // One state per node id: a live process's over a dead one's, then the newest. A
+        // node restarted elsewhere gossips under a new generation; and a second process of
+        // one id (refused by `cluster::address`, but gossiping until it finds out) must not
+        // leave its dead state standing for the live one's.
+        let live: BTreeSet<&ChitchatId> = chitchat.live_nodes().collect();
         let mut newest: BTreeMap<NodeId, (&ChitchatId, &chitchat::NodeState)> = BTreeMap::new();
         for (cid, state) in chitchat.node_states() {
             let Ok(id) = cid.node_id.parse::<NodeId>() else {
                 warn!(node = %cid.node_id, "ignoring a gossip member whose id is not a ringkv node id");
                 continue;
             };
+            let rank = |c: &ChitchatId| (live.contains(c), c.generation_id);
             match newest.get(&id) {
-                Some((seen, _)) if seen.generation_id >= cid.generation_id => {}
+                Some((seen, _)) if rank(seen) >= rank(cid) => {}
                 _ => {
                     newest.insert(id, (cid, state));
                 }
@@ -232,8 +238,8 @@ impl Gossip {
             let peer = Peer {
                 addr: state
                     .get(KEY_ADDR)
-                    .and_then(|a| a.parse::<SocketAddr>().ok())
-                    .map(|a| a.to_string()),
+                    .filter(|a| split_host_port(a).is_some())
+                    .map(str::to_string),
                 layout: state.get(KEY_LAYOUT).and_then(parse_layout_key),
                 report: state.get(KEY_TRANSFER).and_then(parse_report_key),
             };
@@ -286,6 +292,13 @@ async fn refresh_loop(
             Gossip::read(&state)
         };
         refresh.catch_up(&gossip).await;
+        let heard = gossip
+            .peers
+            .iter()
+            .filter(|(id, _)| **id != refresh.me && gossip.live.contains(id))
+            .filter_map(|(_, p)| p.layout)
+            .max();
+        keeper.set_heard(heard);
         // Move the transfer on if every node has reported what its phase waits for. Only a
         // layout with a transfer under way can move, so only then is it copied.
         let held = keeper.layout();

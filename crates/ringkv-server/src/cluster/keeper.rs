@@ -70,6 +70,8 @@ pub struct Keeper {
     held: Mutex<Held>,
     /// This node's transfer report: the transition id and the step reached.
     report: Mutex<Option<(u64, Step)>>,
+    /// The highest layout rank gossip last showed a peer holding (`None`: no peer heard).
+    heard: Mutex<Option<(u64, u64)>>,
     /// Wakes the refresh loop after a local change, so it is gossiped at once.
     pub(crate) changed: Notify,
 }
@@ -90,8 +92,14 @@ impl Keeper {
             store,
             held: Mutex::new(Held::new(layout)),
             report: Mutex::new(report),
+            heard: Mutex::new(None),
             changed: Notify::new(),
         }
+    }
+
+    /// The layout `store` holds, if any, without loading a keeper (start-up checks).
+    pub(crate) fn stored(store: &dyn Store) -> Option<Layout> {
+        records::load::<Layout>(store, LAYOUT_RECORD)
     }
 
     /// A keeper for a node that is not running gossip (tests of the request handlers).
@@ -100,6 +108,7 @@ impl Keeper {
             store,
             held: Mutex::new(Held::new(layout)),
             report: Mutex::new(None),
+            heard: Mutex::new(None),
             changed: Notify::new(),
         }
     }
@@ -143,6 +152,20 @@ impl Keeper {
         records::save(self.store.as_ref(), LAYOUT_RECORD, &*offered.layout);
         *guard = offered;
         true
+    }
+
+    /// Records the highest layout rank gossip shows a peer holding.
+    pub(crate) fn set_heard(&self, rank: Option<(u64, u64)>) {
+        *self.heard.lock().unwrap_or_else(|p| p.into_inner()) = rank;
+    }
+
+    /// Whether this node holds a layout at least as new as any peer gossips: a change it
+    /// makes on its own (not an operator's, which names its base) is then based on the
+    /// cluster's layout, not on one it has yet to catch up with, and cannot become a rival
+    /// of a newer layout it never saw.
+    pub fn caught_up(&self) -> bool {
+        let heard = *self.heard.lock().unwrap_or_else(|p| p.into_inner());
+        heard.is_some_and(|h| self.rank() >= h)
     }
 
     /// This node's last transfer report.

@@ -5,9 +5,12 @@
 //!   and what the node knows of the cluster at one moment ([`ClusterView`]).
 //! - [`gossip`]: chitchat wiring: the keys each node gossips, fetching a newer layout from
 //!   the peer that has it, advancing transfer phases, liveness ([`spawn_membership`]).
+//! - [`address`]: the node moves its member address to where it runs, and never serves
+//!   alongside a second process of its id.
 //! - `blocked`: a transfer that waits for members that are down, named in the log.
 //! - [`signed_gossip`]: gossip datagrams tagged with the cluster secret.
 
+pub mod address;
 mod blocked;
 pub mod gossip;
 pub mod keeper;

@@ -29,6 +29,9 @@ use crate::storage::Store;
 pub struct NodeParts {
     /// This node's id, from its store.
     pub id: NodeId,
+    /// A random number drawn for this process: `Stats` reports it, so that a probe can tell
+    /// this process from another one of the same node id (see `cluster::address`).
+    pub instance: u64,
     /// The node's store.
     pub store: Arc<dyn Store>,
     /// The current view of the cluster; `borrow()` is cheap.
@@ -77,6 +80,7 @@ impl NodeParts {
         ));
         NodeParts {
             id: store.node_id(),
+            instance: rand::random::<u64>().max(1),
             store,
             view,
             replica,
@@ -97,6 +101,12 @@ impl NodeParts {
     pub fn with_keeper(mut self, keeper: Arc<Keeper>, weight: u32) -> NodeParts {
         self.keeper = Some(keeper);
         self.weight = weight;
+        self
+    }
+
+    /// This process's instance number, drawn by the caller (it is needed before the parts).
+    pub fn with_instance(mut self, instance: u64) -> NodeParts {
+        self.instance = instance;
         self
     }
 

@@ -2,18 +2,19 @@
 
 use std::sync::Arc;
 
-use ringkv::transport::ConnectOptions;
+use ringkv::transport::{ConnectOptions, Pool};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::cluster::spawn_membership;
+use crate::cluster::address::AddressKeeper;
+use crate::cluster::{Keeper, spawn_membership};
 use crate::error::{Error, Result};
 use crate::node::NodeParts;
 use crate::node::security::Security;
 use crate::node::tls::NodeTls;
 use crate::ops::admin::spawn_admin;
-use crate::ops::config::Config;
+use crate::ops::config::{Addresses, Config};
 use crate::request::actors::Actors;
 use crate::request::{Endpoint, Service, serve};
 use crate::storage::{RocksStore, Store};
@@ -37,33 +38,55 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     if config.restored {
         Actors::forget_clean_stop(store.as_ref())?;
     }
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| Error::Listen {
-            what: "tcp",
-            addr: config.listen,
-            source,
-        })?;
+    let addresses = Addresses::resolve(&config).await?;
     let security = Arc::new(Security::load(&config.security)?);
     let tls = NodeTls::load(&config.tls)?;
     // How this node reaches the others: from its own address, so that node-to-node traffic
     // is recognisable as such, proving the cluster secret, over TLS if configured.
-    let mut outbound = ConnectOptions::default().with_local_ip(config.advertised().ip());
+    let mut outbound = ConnectOptions::default().with_local_ip(addresses.gossip.ip());
     outbound.credential = security.node_credential();
     outbound.tls = tls.as_ref().map(|t| t.client().clone());
-    let membership = spawn_membership(&config, store.clone(), &security, outbound.clone()).await?;
+    // Before binding anything: another process answering as this node where the layout
+    // lists it means this one must not serve.
+    let instance = rand::random::<u64>().max(1);
+    let addresser = AddressKeeper::new(
+        node,
+        instance,
+        addresses.advertise.clone(),
+        Pool::with_options(outbound.clone()),
+    );
+    if let Some(layout) = Keeper::stored(store.as_ref()) {
+        addresser.check_alone(&layout).await?;
+    }
+    let listener = TcpListener::bind(addresses.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            what: "tcp",
+            addr: addresses.listen,
+            source,
+        })?;
+    let membership = spawn_membership(
+        &config,
+        &addresses,
+        store.clone(),
+        &security,
+        outbound.clone(),
+    )
+    .await?;
     let parts = NodeParts::new(store.clone(), membership.subscribe(), config.limits.clone())
+        .with_instance(instance)
         .with_keeper(membership.keeper(), config.weight)
         .with_security(security.clone())
         .with_tls(tls.clone())
         .with_outbound(outbound)
-        .with_proxy(config.advertised().to_string())
+        .with_proxy(addresses.advertise.clone())
         .with_durability(config.storage.durability);
     let service = Arc::new(Service::from_parts(&parts));
+    let address = addresser.spawn(membership.keeper(), shutdown.clone());
     info!(
         node = %node,
-        listen = %config.listen,
-        advertise = %config.advertised(),
+        listen = %addresses.listen,
+        advertise = %addresses.advertise,
         data_dir = %config.data_dir.display(),
         seeds = ?config.seeds,
         security = security.mode(),
@@ -74,7 +97,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let handoff = spawn_handoff(&parts, config.handoff.clone(), shutdown.clone());
     let transfer = spawn_transfer(&parts, config.transfer.clone(), shutdown.clone());
     let anti_entropy = spawn_anti_entropy(&parts, config.anti_entropy.clone(), shutdown.clone());
-    let admin = match config.admin_listen {
+    let admin = match addresses.admin {
         Some(addr) => Some(
             spawn_admin(
                 addr,
@@ -95,6 +118,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let _ = handoff.await;
     let _ = transfer.await;
     let _ = anti_entropy.await;
+    // A twin found while running stopped this node: say so in the exit status, after the
+    // graceful shutdown.
+    let twin = address.await?;
 
     info!("stopping gossip");
     membership.shutdown().await;
@@ -104,5 +130,5 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     // and records the clean stop: the next start may continue this incarnation.
     tokio::task::spawn_blocking(move || replica.actors().close(store.as_ref())).await??;
     info!("ringkvd stopped");
-    Ok(())
+    twin
 }

@@ -33,6 +33,8 @@ pub const MAX_BUCKET_BYTES: usize = 255;
 #[derive(Debug)]
 pub struct Service {
     node: NodeId,
+    /// This process's instance number (`NodeStats::instance`).
+    instance: u64,
     store: Arc<dyn Store>,
     view: watch::Receiver<Arc<ClusterView>>,
     limits: Limits,
@@ -68,6 +70,7 @@ impl Service {
     pub fn from_parts(parts: &NodeParts) -> Service {
         Service {
             node: parts.id,
+            instance: parts.instance,
             store: parts.store.clone(),
             view: parts.view.clone(),
             limits: parts.limits.clone(),
@@ -127,6 +130,7 @@ impl Service {
         let counters = self.counters.snapshot();
         Ok(NodeStats {
             node: self.node,
+            instance: self.instance,
             hints_pending: self.store.hint_count().map_err(store_error)?,
             hints_delivered: counters.hints_delivered,
             hint_bytes: counters.hint_bytes,

@@ -1,7 +1,6 @@
 //! `ringkvd`'s command line: the flags (each also an environment variable) that override the
 //! configuration file.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -17,10 +16,11 @@ pub struct Args {
     pub config: Option<PathBuf>,
     /// Address for clients and peers (TCP) and gossip (UDP, same port).
     #[arg(long, env = "RINGKVD_LISTEN")]
-    pub listen: Option<SocketAddr>,
-    /// Address others should use to reach this node, if not --listen.
+    pub listen: Option<String>,
+    /// Address others should use to reach this node (host:port, a name or an IP), if not
+    /// --listen.
     #[arg(long, env = "RINGKVD_ADVERTISE")]
-    pub advertise: Option<SocketAddr>,
+    pub advertise: Option<String>,
     /// Data directory.
     #[arg(long, env = "RINGKVD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -35,7 +35,7 @@ pub struct Args {
     pub weight: Option<u32>,
     /// host:port of the admin HTTP endpoint (/health, /ready, /metrics).
     #[arg(long, env = "RINGKVD_ADMIN_LISTEN")]
-    pub admin_listen: Option<SocketAddr>,
+    pub admin_listen: Option<String>,
     /// When an acknowledged write is on disk: `os` (page cache) or `fsync`.
     #[arg(long, env = "RINGKVD_DURABILITY", value_enum)]
     pub durability: Option<Durability>,

@@ -9,23 +9,31 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ringkv_core::Buckets;
+use ringkv_core::node::split_host_port;
 use ringkv_core::ring::DEFAULT_TOKENS_PER_WEIGHT;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+mod address;
 mod args;
 
+pub use address::Addresses;
 pub use args::{Args, LogFormat};
 
 /// Everything a node needs to run. Build it with [`Config::load`] or by hand in tests.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Address for client and peer connections (TCP) and for gossip (UDP, same port).
-    pub listen: SocketAddr,
-    /// Address other nodes and clients should use, if not `listen` (e.g. behind NAT).
-    pub advertise: Option<SocketAddr>,
+    /// Address for client and peer connections (TCP) and for gossip (UDP, same port):
+    /// `host:port`, the host an IP or a name (resolved at start).
+    pub listen: String,
+    /// Address other nodes and clients should use, if not `listen` (a stable DNS name such
+    /// as a StatefulSet pod's, or the address behind NAT). It is this node's member address
+    /// in the layout, resolved by every client on every connect; a node started with its
+    /// data directory at another address than its member address moves the member there
+    /// (see `cluster::address`).
+    pub advertise: Option<String>,
     /// Where RocksDB keeps this node's data and identity.
     pub data_dir: PathBuf,
     /// Gossip addresses of nodes to gossip with at start. A node becomes a member of the ring
@@ -38,7 +46,7 @@ pub struct Config {
     pub weight: u32,
     /// Where the admin HTTP endpoint listens (`/health`, `/ready`, `/metrics`); none: off.
     /// Bind it to a private address: it is not authenticated.
-    pub admin_listen: Option<SocketAddr>,
+    pub admin_listen: Option<String>,
     pub storage: Storage,
     pub limits: Limits,
     pub gossip: Gossip,
@@ -242,7 +250,7 @@ pub struct ClusterSettings {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 7400)),
+            listen: "127.0.0.1:7400".into(),
             advertise: None,
             data_dir: PathBuf::from("./ringkv-data"),
             restored: false,
@@ -310,11 +318,11 @@ impl Config {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
-        if let Some(v) = args.listen {
-            config.listen = v;
+        if let Some(v) = &args.listen {
+            config.listen = v.clone();
         }
-        if let Some(v) = args.advertise {
-            config.advertise = Some(v);
+        if let Some(v) = &args.advertise {
+            config.advertise = Some(v.clone());
         }
         if let Some(v) = &args.data_dir {
             config.data_dir = v.clone();
@@ -326,8 +334,8 @@ impl Config {
         if let Some(v) = &args.cluster_name {
             config.cluster_name = v.clone();
         }
-        if let Some(v) = args.admin_listen {
-            config.admin_listen = Some(v);
+        if let Some(v) = &args.admin_listen {
+            config.admin_listen = Some(v.clone());
         }
         if let Some(v) = args.weight {
             config.weight = v;
@@ -381,9 +389,9 @@ impl Config {
         })
     }
 
-    /// The address peers and clients use for this node.
-    pub fn advertised(&self) -> SocketAddr {
-        self.advertise.unwrap_or(self.listen)
+    /// The address peers and clients use for this node: its member address.
+    pub fn advertised(&self) -> &str {
+        self.advertise.as_deref().unwrap_or(&self.listen)
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -402,7 +410,26 @@ impl Config {
                 "transfer.batch and transfer.max_in_flight must be at least 1",
             ));
         }
-        if self.advertised().ip().is_unspecified() {
+        let addresses = [
+            ("listen", Some(&self.listen)),
+            ("advertise", self.advertise.as_ref()),
+            ("admin_listen", self.admin_listen.as_ref()),
+        ];
+        for (key, addr) in addresses {
+            if let Some(addr) = addr
+                && split_host_port(addr).is_none()
+            {
+                return Err(Error::config(
+                    key,
+                    format!("{key} = {addr:?}: expected host:port (an IP or a name, and a port)"),
+                ));
+            }
+        }
+        if self
+            .advertised()
+            .parse::<SocketAddr>()
+            .is_ok_and(|a| a.ip().is_unspecified())
+        {
             return Err(Error::config(
                 "advertise",
                 format!(

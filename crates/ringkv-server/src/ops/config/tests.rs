@@ -50,7 +50,7 @@ fn flags_override_the_file_and_unknown_keys_are_refused() {
         "2",
     ]);
     let config = Config::load(&args).expect("loads");
-    assert_eq!(config.listen.port(), 9000);
+    assert_eq!(config.listen, "127.0.0.1:9000");
     assert_eq!(config.weight, 2);
 
     std::fs::write(&path, "lisen = \"127.0.0.1:9000\"\n").expect("write");
@@ -71,4 +71,40 @@ fn bad_bucket_quorums_are_refused_with_the_bucket_named() {
     );
     let err = config.validate().expect_err("r > n");
     assert!(err.to_string().contains("carts"), "{err}");
+}
+
+#[test]
+fn addresses_may_be_names_and_a_malformed_one_names_its_setting() {
+    let args = Args::parse_from([
+        "ringkvd",
+        "--listen",
+        "0.0.0.0:7400",
+        "--advertise",
+        "ringkv-2.ringkv.prod.svc.cluster.local:7400",
+        "--admin-listen",
+        "localhost:9100",
+    ]);
+    let config = Config::load(&args).expect("names are addresses");
+    assert_eq!(
+        config.advertised(),
+        "ringkv-2.ringkv.prod.svc.cluster.local:7400"
+    );
+
+    for (flag, bad) in [
+        ("--listen", "7400"),
+        ("--advertise", "ringkv-2 :7400"),
+        ("--admin-listen", "localhost"),
+    ] {
+        let args = Args::parse_from(["ringkvd", flag, bad]);
+        let err = Config::load(&args).expect_err("malformed address accepted");
+        let setting = flag.trim_start_matches("--").replace('-', "_");
+        assert!(
+            matches!(&err, Error::Config { setting: s, .. } if *s == setting),
+            "{err:?}"
+        );
+    }
+
+    // Listening on every address needs an address to advertise.
+    let args = Args::parse_from(["ringkvd", "--listen", "0.0.0.0:7400"]);
+    assert!(Config::load(&args).is_err());
 }
