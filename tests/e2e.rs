@@ -8,7 +8,8 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use ringkv::{ClientConfig, Error, ReadOptions, WriteOptions};
 use ringkv_core::wire::{
-    ClientFrame, FrameCodec, Hello, PROTOCOL_VERSION, Request, Response, ServerFrame, WireError,
+    ClientFrame, FrameCodec, Hello, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, Request, Response,
+    ServerFrame, WireError,
 };
 use ringkv_tests::{ClusterSpec, RawConnection, TestCluster};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -365,12 +366,15 @@ async fn bad_input_gets_a_clear_error_and_the_node_keeps_serving() -> anyhow::Re
         .send(ClientFrame::Hello(Hello {
             protocol_version: 999,
             agent: "old".into(),
+            min_version: None,
         }))
         .await?;
     match framed.next().await {
         Some(Ok(ServerFrame::Fatal(WireError::ProtocolVersion {
             supported: PROTOCOL_VERSION,
             received: 999,
+            min_supported: MIN_PROTOCOL_VERSION,
+            received_min: 999,
         }))) => {}
         other => panic!("expected a version error, got {other:?}"),
     }

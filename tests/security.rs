@@ -10,7 +10,7 @@ use futures::{SinkExt, StreamExt};
 use ringkv::{ClientConfig, Credential, Error};
 use ringkv_core::auth::{Role, Secret};
 use ringkv_core::wire::{
-    ClientFrame, FrameCodec, Hello, PROTOCOL_VERSION, Request, RequestFrame, Response, ServerFrame,
+    ClientFrame, FrameCodec, Hello, ProtocolRange, Request, RequestFrame, Response, ServerFrame,
     WireError,
 };
 use ringkv_tests::{ClusterSpec, RawConnection, TestCluster, eventually};
@@ -39,10 +39,10 @@ async fn hello(
 ) -> anyhow::Result<Framed<TcpStream, FrameCodec<ServerFrame, ClientFrame>>> {
     let mut framed = Framed::new(TcpStream::connect(addr).await?, FrameCodec::new());
     framed
-        .send(ClientFrame::Hello(Hello {
-            protocol_version: PROTOCOL_VERSION,
-            agent: "intruder".into(),
-        }))
+        .send(ClientFrame::Hello(Hello::new(
+            ProtocolRange::CURRENT,
+            "intruder",
+        )))
         .await?;
     match framed.next().await {
         Some(Ok(ServerFrame::Welcome(w))) => {
@@ -291,10 +291,10 @@ async fn a_connection_at_its_in_flight_cap_is_not_read_until_a_request_finishes(
         FrameCodec::<ServerFrame, ClientFrame>::new(),
     );
     framed
-        .send(ClientFrame::Hello(Hello {
-            protocol_version: PROTOCOL_VERSION,
-            agent: "pipeliner".into(),
-        }))
+        .send(ClientFrame::Hello(Hello::new(
+            ProtocolRange::CURRENT,
+            "pipeliner",
+        )))
         .await?;
     assert!(matches!(
         framed.next().await,

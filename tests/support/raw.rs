@@ -8,7 +8,7 @@ use ringkv::stream::BoxedStream;
 use ringkv_core::RingEpoch;
 use ringkv_core::auth::{Role, Secret};
 use ringkv_core::wire::{
-    Auth, ClientFrame, FrameCodec, Hello, PROTOCOL_VERSION, Request, RequestFrame, Response,
+    Auth, ClientFrame, FrameCodec, Hello, ProtocolRange, Request, RequestFrame, Response,
     ServerFrame, WireError,
 };
 use tokio::net::TcpStream;
@@ -60,10 +60,7 @@ impl RawConnection {
                 None => Box::new(tcp),
             };
             let mut framed = Framed::new(stream, FrameCodec::new());
-            let hello = Hello {
-                protocol_version: PROTOCOL_VERSION,
-                agent: "test".into(),
-            };
+            let hello = Hello::new(ProtocolRange::CURRENT, "test");
             framed.send(ClientFrame::Hello(hello)).await?;
             let welcome = match framed.next().await {
                 Some(Ok(ServerFrame::Welcome(w))) => w,

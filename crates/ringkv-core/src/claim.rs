@@ -31,7 +31,7 @@ const RING: u128 = 1 << 64;
 const SPREAD: usize = 3;
 
 /// Why a change cannot be allocated.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum ClaimError {
     /// The joining node is a member already, or a new cluster lists one node twice: a member
     /// list holds each id once, or the ring could not tell the two members' tokens apart.

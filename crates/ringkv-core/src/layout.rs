@@ -74,8 +74,10 @@ pub enum Step {
     Switched,
 }
 
-/// Why a layout operation was refused.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+/// Why a layout operation was refused. It crosses the wire inside `WireError::Layout`, so a
+/// variant is only ever added (an older build reads an unknown one as no facts, see
+/// `wire::protocol::lenient`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum LayoutError {
     /// The token allocator refused the change (an unknown node, a weight of 0, the last
     /// member leaving...).
@@ -111,6 +113,19 @@ pub enum LayoutError {
     /// another.
     #[error("the cluster already exists (layout version {0})")]
     AlreadyFounded(u64),
+    /// `remove` or `replace` (the `operation`) of a member the node's failure detector sees
+    /// alive: those are for a member that is down for good; `leave` hands a live one's data
+    /// over.
+    #[error(
+        "node {node} is alive: `ringkv cluster leave {node}` hands its data over; `{operation}` \
+         is for a member that is down for good"
+    )]
+    Alive {
+        /// The member.
+        node: NodeId,
+        /// The operation refused.
+        operation: String,
+    },
     /// `readdress` to an address that is not `host:port`.
     #[error("{0:?} is not a host:port address")]
     BadAddress(String),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use ringkv_core::wire::{
-    ClientFrame, FrameCodec, Hello, PROTOCOL_VERSION, Request, RequestFrame, Response, ServerFrame,
+    ClientFrame, FrameCodec, Hello, ProtocolRange, Request, RequestFrame, Response, ServerFrame,
 };
 use ringkv_core::{
     Actor, BucketProps, Buckets, ConflictPolicy, Member, NodeId, Ring, RingConfig, RingEpoch,
@@ -286,10 +286,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             for (i, body) in seed_requests().into_iter().enumerate() {
                 let mut buf = BytesMut::new();
                 let mut codec = FrameCodec::<ServerFrame, ClientFrame>::new();
-                let hello = ClientFrame::Hello(Hello {
-                    protocol_version: PROTOCOL_VERSION,
-                    agent: "fuzz".into(),
-                });
+                let hello = ClientFrame::Hello(Hello::new(ProtocolRange::CURRENT, "fuzz"));
                 let request = ClientFrame::Request(RequestFrame {
                     id: i as u64,
                     epoch: RingEpoch::default(),

@@ -10,7 +10,7 @@ use std::fmt;
 
 use ringkv_core::NodeId;
 use ringkv_core::context::ContextError;
-use ringkv_core::wire::WireError;
+use ringkv_core::wire::{ProtocolRange, WireError};
 
 /// Everything a ringkv call can fail with.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -99,14 +99,14 @@ pub enum Error {
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProtocolError {
-    /// The node speaks another protocol version than this client: one of them is of another
-    /// release.
+    /// The node and this client share no protocol version: one of them is of a release too
+    /// old or too new for the other (see `ringkv_core::wire::protocol`).
     #[error("protocol version {client} is not supported (this node speaks {node})")]
     Version {
-        /// The version this client sent in its `Hello`.
-        client: u32,
-        /// The version the node speaks.
-        node: u32,
+        /// The versions this client offered in its `Hello`.
+        client: ProtocolRange,
+        /// The versions the node speaks.
+        node: ProtocolRange,
     },
     /// The node received a request before the connection's handshake.
     #[error("the first frame on a connection must be Hello")]
@@ -227,9 +227,11 @@ impl Error {
             WireError::ProtocolVersion {
                 supported,
                 received,
+                min_supported,
+                received_min,
             } => Error::Protocol(ProtocolError::Version {
-                client: received,
-                node: supported,
+                client: ProtocolRange::stated(received_min, received),
+                node: ProtocolRange::stated(min_supported, supported),
             }),
             WireError::HandshakeRequired => Error::Protocol(ProtocolError::HandshakeRequired),
             other => Error::Server(other),
@@ -255,18 +257,22 @@ mod tests {
     #[test]
     fn a_version_mismatch_names_both_versions_and_reads_as_the_node_said_it() {
         let wire = WireError::ProtocolVersion {
-            supported: 2,
-            received: 3,
+            supported: 8,
+            received: 9,
+            min_supported: 7,
+            received_min: 0,
         };
         let text = format!("protocol error: {wire}");
-        let error = Error::from_wire(wire);
-        assert!(
-            matches!(
-                error,
-                Error::Protocol(ProtocolError::Version { client: 3, node: 2 })
-            ),
-            "{error:?}"
+        assert_eq!(
+            text,
+            "protocol error: protocol version 9 is not supported (this node speaks 7-8)"
         );
+        let error = Error::from_wire(wire);
+        let (client, node) = match &error {
+            Error::Protocol(ProtocolError::Version { client, node }) => (*client, *node),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((client.min, client.max, node.min, node.max), (9, 9, 7, 8));
         assert_eq!(error.to_string(), text);
         assert!(!error.is_retryable());
     }

@@ -188,6 +188,13 @@ impl TestCluster {
         }
     }
 
+    /// Sets an environment variable for node `i`'s next start (a restart picks it up).
+    pub fn set_env(&mut self, i: usize, key: &str, value: &str) {
+        let env = &mut self.nodes[i].env;
+        env.retain(|(k, _)| k != key);
+        env.push((key.to_string(), value.to_string()));
+    }
+
     /// Node `i`'s log so far.
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()

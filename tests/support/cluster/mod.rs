@@ -97,6 +97,8 @@ pub struct Node {
     config: PathBuf,
     log: PathBuf,
     child: Option<Child>,
+    /// Environment variables the process starts with, beyond the harness's own.
+    env: Vec<(String, String)>,
 }
 
 impl Node {
@@ -144,6 +146,7 @@ impl Node {
             dir,
             config,
             child: None,
+            env: Vec::new(),
         })
     }
 }
@@ -220,6 +223,7 @@ impl TestCluster {
                 "RUST_LOG",
                 std::env::var("RINGKVD_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(node.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -32,11 +32,20 @@ use tokio_util::codec::{Decoder, Encoder};
 
 use super::error::WireError;
 
-/// The protocol version this build speaks. Any change to frames, messages or hashes bumps it.
+/// The newest protocol version this build speaks. Any change to frames, messages or hashes
+/// bumps it (see [`super::protocol`] for how versions are negotiated).
 /// 5: dots and version vectors name actors (a node id and an epoch), not bare node ids.
 /// 6: `Remove`, `Replace` and `Abort` requests; transfers name the members removed from them, and
 /// their ids are digests.
-pub const PROTOCOL_VERSION: u32 = 6;
+/// 7: the handshake negotiates a version from the ranges both sides speak (`Hello::min_version`);
+/// `Stats` names the answering process's `instance`; `Layout` and `Coordination` errors carry
+/// their facts as fields.
+pub const PROTOCOL_VERSION: u32 = 7;
+
+/// The oldest protocol version this build speaks. 7 is the first version that negotiates (a
+/// build of 6 or older demands an exact match), so it is also the oldest this one can speak
+/// with.
+pub const MIN_PROTOCOL_VERSION: u32 = 7;
 
 /// The largest frame body accepted or sent: room for a value at the default 4 MiB limit plus a
 /// few concurrent siblings of it, while a single frame still cannot exhaust a server's memory.

@@ -7,19 +7,31 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::protocol::ProtocolRange;
+use crate::layout::LayoutError;
 use crate::ring::RingEpoch;
 
 /// An error a server reports for one request (or, as `Fatal`, for a whole connection).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[non_exhaustive]
 pub enum WireError {
-    /// The peer speaks another protocol version.
-    #[error("protocol version {received} is not supported (this node speaks {supported})")]
+    /// The two sides share no protocol version (see [`super::protocol`]).
+    #[error(
+        "protocol version {} is not supported (this node speaks {})",
+        ProtocolRange::stated(*received_min, *received),
+        ProtocolRange::stated(*min_supported, *supported)
+    )]
     ProtocolVersion {
-        /// The version this node speaks.
+        /// The newest version this node speaks.
         supported: u32,
-        /// The version the peer's `Hello` announced.
+        /// The newest version the peer's `Hello` offered.
         received: u32,
+        /// The oldest version this node speaks (0 from a node that speaks only `supported`).
+        #[serde(default)]
+        min_supported: u32,
+        /// The oldest version the peer offered (0 when it offered only `received`).
+        #[serde(default)]
+        received_min: u32,
     },
     /// A frame that could not be decoded; the connection is closed after this.
     #[error("malformed frame: {reason}")]
@@ -132,12 +144,22 @@ pub enum WireError {
         /// Whether a write may have been applied on some replicas anyway: a retry must then
         /// count on the write possibly being there.
         in_doubt: bool,
+        /// The successful replica answers the quorum needed, when a quorum failed.
+        #[serde(default)]
+        required: Option<u32>,
+        /// The successful answers it got.
+        #[serde(default)]
+        succeeded: Option<u32>,
     },
     /// A membership operation (`cluster join`, `commit`...) was refused.
     #[error("{reason}")]
     Layout {
         /// Why, in the words of the layout's own error.
         reason: String,
+        /// The layout's error itself, to branch on (`None` from a node whose error this
+        /// build cannot read: a newer kind of refusal).
+        #[serde(default, deserialize_with = "super::protocol::lenient")]
+        error: Option<LayoutError>,
     },
     /// The connection did not prove a credential the node accepts (a missing or wrong cluster
     /// secret or client token); the connection is closed after this.
@@ -156,6 +178,14 @@ pub enum WireError {
 }
 
 impl WireError {
+    /// A refused membership operation, with the layout's error as text and as facts.
+    pub fn layout(error: LayoutError) -> WireError {
+        WireError::Layout {
+            reason: error.to_string(),
+            error: Some(error),
+        }
+    }
+
     /// Whether the same request may succeed if sent again (to this node later, or to another).
     pub fn is_retryable(&self) -> bool {
         matches!(

@@ -4,6 +4,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::error::WireError;
+use super::protocol::ProtocolRange;
 use crate::auth::Role;
 use crate::layout::{Change, Layout};
 use crate::node::{Member, NodeId};
@@ -14,18 +15,37 @@ use crate::version::VersionVector;
 /// The first frame on every connection, from the side that connected.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
-    /// The [`super::PROTOCOL_VERSION`] the connecting side speaks; a server that speaks
-    /// another refuses the connection rather than misread its frames.
+    /// The newest protocol version the connecting side speaks ([`super::PROTOCOL_VERSION`]).
     pub protocol_version: u32,
     /// Free text for the server's logs, such as `ringkv-rust/0.1.0`.
     pub agent: String,
+    /// The oldest version it speaks ([`super::MIN_PROTOCOL_VERSION`]); absent from a build
+    /// that speaks only `protocol_version`. The server picks the newest version both speak,
+    /// and refuses the connection if there is none rather than misread its frames.
+    #[serde(default)]
+    pub min_version: Option<u32>,
+}
+
+impl Hello {
+    /// A `Hello` offering `range`, from `agent`.
+    pub fn new(range: ProtocolRange, agent: impl Into<String>) -> Hello {
+        Hello {
+            protocol_version: range.max,
+            agent: agent.into(),
+            min_version: Some(range.min),
+        }
+    }
+
+    /// The versions the connecting side speaks.
+    pub fn range(&self) -> ProtocolRange {
+        ProtocolRange::stated(self.min_version.unwrap_or(0), self.protocol_version)
+    }
 }
 
 /// The server's answer to a [`Hello`] it accepts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Welcome {
-    /// The protocol version the server speaks (the same as the `Hello`'s, or it would have
-    /// refused).
+    /// The protocol version the connection speaks from now on: the newest both sides speak.
     pub protocol_version: u32,
     /// The answering node's id, so that the peer knows which member it reached.
     pub node: NodeId,

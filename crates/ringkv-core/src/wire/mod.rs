@@ -5,9 +5,12 @@
 //!   server's ring epoch.
 //! - [`error`]: the errors that cross the wire as values.
 //!
-//! A connection opens with [`message::Hello`] carrying [`PROTOCOL_VERSION`]; the server answers
-//! [`message::ServerFrame::Welcome`] or, on a mismatch, a [`error::WireError::ProtocolVersion`]
-//! error frame and a close. A node with a cluster secret puts a challenge in its `Welcome`; the
+//! - [`protocol`]: the versions each side speaks and the one a connection negotiates.
+//!
+//! A connection opens with [`message::Hello`] carrying the protocol versions the connecting
+//! side speaks; the server answers [`message::ServerFrame::Welcome`] naming the newest version
+//! both speak or, if they share none, a [`error::WireError::ProtocolVersion`] error frame and
+//! a close. A node with a cluster secret puts a challenge in its `Welcome`; the
 //! peer then sends [`message::Auth`] and gets [`message::ServerFrame::Authenticated`] or an
 //! [`error::WireError::Unauthenticated`] error frame and a close (see [`crate::auth`]). After
 //! that, requests and responses flow with ids: one connection carries many requests in flight,
@@ -16,10 +19,15 @@
 pub mod codec;
 pub mod error;
 pub mod message;
+pub mod protocol;
 
-pub use codec::{CodecError, FrameCodec, MAX_FRAME_LEN, PRE_AUTH_MAX_FRAME_LEN, PROTOCOL_VERSION};
+pub use codec::{
+    CodecError, FrameCodec, MAX_FRAME_LEN, MIN_PROTOCOL_VERSION, PRE_AUTH_MAX_FRAME_LEN,
+    PROTOCOL_VERSION,
+};
 pub use error::WireError;
 pub use message::{
     AntiEntropyStats, Auth, ClientFrame, Coordinated, Hello, NodeStats, Request, RequestFrame,
     Response, ResponseFrame, RingSnapshot, ServerFrame, TransferStats, Welcome,
 };
+pub use protocol::ProtocolRange;

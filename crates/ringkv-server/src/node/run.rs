@@ -45,6 +45,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     // is recognisable as such, proving the cluster secret, over TLS if configured.
     let mut outbound = ConnectOptions::default().with_local_ip(addresses.gossip.ip());
     outbound.credential = security.node_credential();
+    outbound.protocol = config.protocol;
     outbound.tls = tls.as_ref().map(|t| t.client().clone());
     // Before binding anything: another process answering as this node where the layout
     // lists it means this one must not serve.

@@ -39,7 +39,14 @@ pub struct Metrics {
     latency: Family<RequestLabels, Histogram>,
     connections: Gauge,
     refused: Family<RefusedLabels, Counter>,
+    handshakes: Family<ProtocolLabels, Counter>,
     siblings: Histogram,
+}
+
+/// The protocol version a connection negotiated.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtocolLabels {
+    protocol: u32,
 }
 
 /// Why the node closed a connection on its own.
@@ -87,6 +94,13 @@ impl Metrics {
              unauthenticated, idle_timeout, malformed, tls, protocol_version",
             refused.clone(),
         );
+        let handshakes = Family::<ProtocolLabels, Counter>::default();
+        registry.register(
+            "handshakes",
+            "Connections opened, by the protocol version they negotiated: during a rolling \
+             upgrade, whether processes of the older release still connect",
+            handshakes.clone(),
+        );
         // 0, 1, 2, 4 ... 128: more than one is a conflict the application has yet to merge.
         let siblings = Histogram::new([0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]);
         registry.register(
@@ -102,6 +116,7 @@ impl Metrics {
             latency,
             connections,
             refused,
+            handshakes,
         }
     }
 
@@ -131,6 +146,13 @@ impl Metrics {
     }
 
     /// Counts a connection the node closed: `reason` is one of those listed in the help.
+    /// Records a connection opened at `protocol`.
+    pub fn handshake(&self, protocol: u32) {
+        self.handshakes
+            .get_or_create(&ProtocolLabels { protocol })
+            .inc();
+    }
+
     pub fn connection_refused(&self, reason: &'static str) {
         self.refused.get_or_create(&RefusedLabels { reason }).inc();
     }

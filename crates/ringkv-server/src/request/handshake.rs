@@ -10,7 +10,7 @@
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use ringkv_core::auth::{CHALLENGE_LEN, Role};
-use ringkv_core::wire::{Auth, ClientFrame, PROTOCOL_VERSION, ServerFrame, Welcome, WireError};
+use ringkv_core::wire::{Auth, ClientFrame, ServerFrame, Welcome, WireError};
 
 use crate::node::security::Security;
 use crate::ops::metrics::Metrics;
@@ -24,6 +24,8 @@ pub(crate) struct Handshake {
     pub(crate) challenge: Option<Bytes>,
     /// The client library and version the peer named in its `Hello`.
     pub(crate) agent: String,
+    /// The protocol version the connection negotiated (see `ringkv_core::wire::protocol`).
+    pub(crate) protocol_version: u32,
 }
 
 /// Why a handshake failed: the reason counted in the metrics, and the error frame to send.
@@ -95,19 +97,23 @@ pub(crate) async fn handshake(
         Some(Ok(ClientFrame::Hello(hello))) => hello,
         Some(Ok(_)) => return Err(Refusal::new("malformed", WireError::HandshakeRequired)),
     };
-    if hello.protocol_version != PROTOCOL_VERSION {
+    let speaks = endpoint.protocol;
+    let offered = hello.range();
+    let Some(protocol_version) = speaks.negotiate(offered) else {
         let error = WireError::ProtocolVersion {
-            supported: PROTOCOL_VERSION,
-            received: hello.protocol_version,
+            supported: speaks.max,
+            received: offered.max,
+            min_supported: speaks.min,
+            received_min: offered.min,
         };
         return Err(Refusal::new("protocol_version", error));
-    }
+    };
     let security = &endpoint.security;
     let challenge = security
         .challenges()
         .then(|| Bytes::from(rand::random::<[u8; CHALLENGE_LEN]>().to_vec()));
     let welcome = Welcome {
-        protocol_version: PROTOCOL_VERSION,
+        protocol_version,
         node: endpoint.service.node(),
         epoch: endpoint.service.epoch(),
         challenge: challenge.clone(),
@@ -142,5 +148,6 @@ pub(crate) async fn handshake(
         role,
         challenge,
         agent: hello.agent,
+        protocol_version,
     })
 }

@@ -105,9 +105,23 @@ fn to_wire(error: Error) -> WireError {
         Error::Server(wire) => wire,
         Error::ContextRequired { siblings } => WireError::ContextRequired { siblings },
         Error::InvalidArgument(reason) => WireError::InvalidRequest { reason },
-        other => WireError::Coordination {
-            in_doubt: other.is_in_doubt(),
-            reason: other.to_string(),
-        },
+        other => {
+            let (required, succeeded) = match &other {
+                Error::Quorum {
+                    required,
+                    succeeded,
+                    ..
+                } => (Some(*required), Some(*succeeded)),
+                Error::Unavailable { required, .. } => (Some(*required), None),
+                _ => (None, None),
+            };
+            let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+            WireError::Coordination {
+                in_doubt: other.is_in_doubt(),
+                reason: other.to_string(),
+                required: required.map(count),
+                succeeded: succeeded.map(count),
+            }
+        }
     }
 }

@@ -24,8 +24,8 @@ use ringkv::stream::BoxedStream;
 use ringkv::transport::write_batched;
 use ringkv_core::auth::Role;
 use ringkv_core::wire::{
-    ClientFrame, FrameCodec, MAX_FRAME_LEN, PRE_AUTH_MAX_FRAME_LEN, Response, ResponseFrame,
-    ServerFrame, WireError,
+    ClientFrame, FrameCodec, MAX_FRAME_LEN, PRE_AUTH_MAX_FRAME_LEN, ProtocolRange, Response,
+    ResponseFrame, ServerFrame, WireError,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
@@ -58,6 +58,9 @@ pub struct Endpoint {
     tls: Option<NodeTls>,
     limits: Limits,
     metrics: Arc<Metrics>,
+    /// The protocol versions the node speaks: this build's, or the test knob's (the same
+    /// range its own connections to peers offer).
+    pub(crate) protocol: ProtocolRange,
 }
 
 impl Endpoint {
@@ -69,6 +72,7 @@ impl Endpoint {
             tls: parts.tls.clone(),
             limits: parts.limits.clone(),
             metrics: parts.metrics.clone(),
+            protocol: parts.outbound.protocol,
         }
     }
 }
@@ -193,8 +197,10 @@ async fn serve_connection(
         mut role,
         challenge,
         agent,
+        protocol_version,
     } = handshake;
-    debug!(%peer, %agent, ?role, "connection open");
+    metrics.handshake(protocol_version);
+    debug!(%peer, %agent, ?role, protocol_version, "connection open");
 
     let (mut sink, mut stream) = framed.split();
     let (tx, mut rx) = mpsc::channel::<ServerFrame>(limits.max_in_flight_per_connection);

@@ -366,12 +366,7 @@ impl Service {
         &self,
         change: impl FnOnce(&mut Layout) -> Result<(), LayoutError>,
     ) -> Result<Response, WireError> {
-        let layout = self
-            .admin()?
-            .update(change)
-            .map_err(|e| WireError::Layout {
-                reason: e.to_string(),
-            })?;
+        let layout = self.admin()?.update(change).map_err(WireError::layout)?;
         Ok(Response::Layout((*layout).clone()))
     }
 
@@ -379,12 +374,10 @@ impl Service {
     /// node's failure detector sees it alive.
     fn check_down(&self, id: NodeId, operation: &str) -> Result<(), WireError> {
         if self.view.borrow().alive.contains(&id) {
-            return Err(WireError::Layout {
-                reason: format!(
-                    "node {id} is alive: `ringkv cluster leave {id}` hands its data over; \
-                     `{operation}` is for a member that is down for good"
-                ),
-            });
+            return Err(WireError::layout(LayoutError::Alive {
+                node: id,
+                operation: operation.to_string(),
+            }));
         }
         Ok(())
     }

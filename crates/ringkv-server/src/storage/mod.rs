@@ -84,6 +84,18 @@ pub enum StoreError {
     /// Stored bytes that do not decode: a bug or a damaged disk, never silently skipped.
     #[error("corrupt stored state: {0}")]
     Corrupt(String),
+    /// The data directory was written by a newer release, in a store format this build
+    /// cannot read: run that release (or a newer one) on it. Nothing was changed.
+    #[error(
+        "the data directory has store format {found}, written by a newer release; this build \
+         reads formats {reads:?}: run a release that reads it (downgrades are not supported)"
+    )]
+    NewerFormat {
+        /// The format the directory records.
+        found: u8,
+        /// The formats this build reads.
+        reads: Vec<u8>,
+    },
     /// The engine would have to slow the write down (compaction is behind); the write was
     /// not applied. Writes run on the node's async threads, so they must never wait there.
     #[error("write stall: the storage engine's compaction is behind")]

@@ -205,6 +205,12 @@ impl RocksStore {
                 db.put_cf_opt(meta, META_FORMAT, [STORE_FORMAT], &sync)
                     .map_err(engine)?;
             }
+            Some(v) if v.len() == 1 && v[0] > STORE_FORMAT => {
+                return Err(StoreError::NewerFormat {
+                    found: v[0],
+                    reads: OPENS_FORMATS.to_vec(),
+                });
+            }
             Some(v) => {
                 return Err(StoreError::Corrupt(format!(
                     "data directory has store format {v:?}; this build reads formats \

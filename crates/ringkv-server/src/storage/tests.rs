@@ -237,3 +237,35 @@ fn a_store_written_by_format_1_opens_reads_and_migrates() {
         assert_eq!(store.get("default", b"plain2").expect("get"), Some(again));
     }
 }
+
+#[test]
+fn a_store_of_a_newer_format_is_refused_and_left_as_it_was() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = RocksStore::open(dir.path()).expect("create").node_id();
+    // What a newer release would have written: the format byte of a later store format.
+    {
+        let db = rocksdb::DB::open_cf(
+            &rocksdb::Options::default(),
+            dir.path(),
+            ["default", "data", "meta", "hints"],
+        )
+        .expect("raw open");
+        let meta = db.cf_handle("meta").expect("meta");
+        db.put_cf(meta, b"format", [9u8]).expect("put");
+    }
+    match RocksStore::open(dir.path()) {
+        Err(e @ StoreError::NewerFormat { found: 9, .. }) => {
+            assert!(e.to_string().contains("newer release"), "{e}");
+        }
+        other => panic!("expected NewerFormat, got {other:?}"),
+    }
+    let db = rocksdb::DB::open_cf(
+        &rocksdb::Options::default(),
+        dir.path(),
+        ["default", "data", "meta", "hints"],
+    )
+    .expect("raw open");
+    let meta = db.cf_handle("meta").expect("meta");
+    assert_eq!(db.get_cf(meta, b"format").expect("get"), Some(vec![9u8]));
+    assert!(db.get_cf(meta, b"node_id").expect("get") == Some(id.0.to_be_bytes().to_vec()));
+}

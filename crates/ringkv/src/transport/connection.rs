@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use ringkv_core::wire::{
-    Auth, ClientFrame, FrameCodec, Hello, PROTOCOL_VERSION, Request, RequestFrame, Response,
+    Auth, ClientFrame, FrameCodec, Hello, ProtocolRange, Request, RequestFrame, Response,
     ServerFrame, Welcome, WireError,
 };
 use ringkv_core::{NodeId, RingEpoch};
@@ -44,6 +44,8 @@ struct Inner {
     addr: String,
     /// The node id the server gave in its `Welcome`.
     node: NodeId,
+    /// The protocol version the connection negotiated.
+    protocol_version: u32,
     queue: mpsc::Sender<ClientFrame>,
     /// Waiters by request id. Short critical sections (insert, remove), never across an await.
     pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
@@ -66,10 +68,9 @@ impl Connection {
                 .await
                 .map_err(|e| unreachable(addr, &e))?;
             let mut framed = Framed::new(stream, FrameCodec::<ServerFrame, ClientFrame>::new());
-            let hello = Hello {
-                protocol_version: PROTOCOL_VERSION,
-                agent: concat!("ringkv-rust/", env!("CARGO_PKG_VERSION")).into(),
-            };
+            let offered = options.protocol;
+            let agent = concat!("ringkv-rust/", env!("CARGO_PKG_VERSION"));
+            let hello = Hello::new(offered, agent);
             framed
                 .send(ClientFrame::Hello(hello))
                 .await
@@ -78,6 +79,14 @@ impl Connection {
                 ServerFrame::Welcome(welcome) => welcome,
                 _ => return Err(unexpected_frame(addr, "a welcome")),
             };
+            // A node must pick a version this side offered; one that does not is of a
+            // release that does not negotiate, or broken.
+            if !offered.contains(welcome.protocol_version) {
+                return Err(Error::Protocol(ProtocolError::Version {
+                    client: offered,
+                    node: ProtocolRange::stated(0, welcome.protocol_version),
+                }));
+            }
             match (&welcome.challenge, credential) {
                 (Some(challenge), Some(credential)) => {
                     let auth = Auth {
@@ -114,6 +123,7 @@ impl Connection {
         let inner = Arc::new(Inner {
             addr: addr.to_string(),
             node: welcome.node,
+            protocol_version: welcome.protocol_version,
             queue,
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
@@ -173,6 +183,11 @@ impl Connection {
     /// The node id the server gave when the connection opened.
     pub(crate) fn node(&self) -> NodeId {
         self.inner.node
+    }
+
+    /// The protocol version the connection negotiated.
+    pub(crate) fn protocol_version(&self) -> u32 {
+        self.inner.protocol_version
     }
 
     pub(crate) fn is_closed(&self) -> bool {

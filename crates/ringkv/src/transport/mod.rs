@@ -32,6 +32,8 @@ mod writer;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use ringkv_core::wire::ProtocolRange;
+
 pub use credential::Credential;
 pub use pool::Pool;
 pub use ringkv_core::wire::{Request, Response};
@@ -58,6 +60,9 @@ pub struct ConnectOptions {
     pub tls: Option<ClientTls>,
     /// Streams from this instead of TCP (simulations; `local_ip` and `tls` are then unused).
     pub dialer: Option<Arc<dyn Dialer>>,
+    /// The protocol versions connections offer: this build's
+    /// ([`ProtocolRange::CURRENT`]). Tests of version negotiation offer others.
+    pub protocol: ProtocolRange,
 }
 
 impl ConnectOptions {
@@ -70,6 +75,13 @@ impl ConnectOptions {
     /// Connections prove `credential` to nodes that ask for one.
     pub fn with_credential(mut self, credential: Credential) -> Self {
         self.credential = Some(credential);
+        self
+    }
+
+    /// Connections offer the protocol versions `range` instead of this build's (tests of a
+    /// rolling upgrade: a client that speaks the next version too).
+    pub fn with_protocol(mut self, range: ProtocolRange) -> Self {
+        self.protocol = range;
         self
     }
 

@@ -58,6 +58,14 @@ impl Pool {
         connection.call(epoch, body).await
     }
 
+    /// The protocol version the connection to `addr` negotiated (connecting if need be).
+    pub async fn protocol_version(&self, addr: &str, connect_timeout: Duration) -> Result<u32> {
+        Ok(self
+            .connection(addr, connect_timeout)
+            .await?
+            .protocol_version())
+    }
+
     /// As [`Pool::call`], to member `node` listed at `addr`: a process that answers there
     /// under another id (a member's machine wiped and restarted with a new id, or an address
     /// reused) is not that member, and the call fails as if the member were unreachable,

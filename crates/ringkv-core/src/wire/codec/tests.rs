@@ -6,6 +6,7 @@ use super::*;
 use crate::ring::RingEpoch;
 use crate::version::VersionVector;
 use crate::wire::message::{ClientFrame, Hello, Request, RequestFrame};
+use crate::wire::protocol::ProtocolRange;
 
 type ServerSide = FrameCodec<ClientFrame, ClientFrame>;
 
@@ -35,10 +36,7 @@ fn put_frame(value_len: usize) -> ClientFrame {
 fn frames_round_trip_one_at_a_time_and_back_to_back() {
     let mut codec = ServerSide::new();
     let mut buf = BytesMut::new();
-    let hello = ClientFrame::Hello(Hello {
-        protocol_version: PROTOCOL_VERSION,
-        agent: "t".into(),
-    });
+    let hello = ClientFrame::Hello(Hello::new(ProtocolRange::CURRENT, "t"));
     codec.encode(hello.clone(), &mut buf).expect("encode");
     codec.encode(put_frame(1024), &mut buf).expect("encode");
     assert_eq!(codec.decode(&mut buf).expect("decode"), Some(hello));

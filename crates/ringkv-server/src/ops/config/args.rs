@@ -62,6 +62,10 @@ pub struct Args {
     /// again. Checkpoints from `POST /checkpoint` do not need it; it never hurts.
     #[arg(long)]
     pub restored: bool,
+    /// Tests only: speak protocol versions up to this one (the next release's), to test
+    /// version negotiation in a rolling upgrade. Frames do not change with it.
+    #[arg(long, env = "RINGKVD_TEST_PROTOCOL_MAX", hide = true)]
+    pub test_protocol_max: Option<u32>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,

@@ -11,6 +11,7 @@ use std::time::Duration;
 use ringkv_core::Buckets;
 use ringkv_core::node::split_host_port;
 use ringkv_core::ring::DEFAULT_TOKENS_PER_WEIGHT;
+use ringkv_core::wire::ProtocolRange;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -60,6 +61,10 @@ pub struct Config {
     /// `request::actors`). A start-up action, never read from a file.
     #[serde(skip)]
     pub restored: bool,
+    /// The protocol versions the node speaks: this build's, unless a test widens them
+    /// (`--test-protocol-max`). Never read from a file.
+    #[serde(skip)]
+    pub protocol: ProtocolRange,
 }
 
 /// TLS for every connection to and from this node (client and node-to-node; gossip is UDP
@@ -254,6 +259,7 @@ impl Default for Config {
             advertise: None,
             data_dir: PathBuf::from("./ringkv-data"),
             restored: false,
+            protocol: ProtocolRange::CURRENT,
             seeds: Vec::new(),
             cluster_name: "ringkv".into(),
             weight: 1,
@@ -328,6 +334,14 @@ impl Config {
             config.data_dir = v.clone();
         }
         config.restored = args.restored;
+        if let Some(max) = args.test_protocol_max {
+            config.protocol = ProtocolRange::new(config.protocol.min, max).ok_or_else(|| {
+                Error::config(
+                    "test_protocol_max",
+                    format!("--test-protocol-max {max} is below {}", config.protocol.min),
+                )
+            })?;
+        }
         if let Some(v) = &args.seeds {
             config.seeds = v.iter().filter(|s| !s.is_empty()).cloned().collect();
         }
