@@ -655,6 +655,8 @@ async fn the_admin_port_serves_health_readiness_and_prometheus_metrics() -> anyh
         "# TYPE ringkv_request_errors counter",
         "ringkv_request_duration_seconds_bucket{",
         "ringkv_connections ",
+        // Every connection so far negotiated this release's version.
+        &format!("ringkv_handshakes_total{{protocol=\"{PROTOCOL_VERSION}\"}} "),
         "ringkv_hints_pending ",
         "ringkv_hints_delivered_total ",
         "ringkv_hint_bytes ",

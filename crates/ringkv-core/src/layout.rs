@@ -106,6 +106,14 @@ pub enum LayoutError {
     /// An abort sent to a node that takes no part in the transfer (see [`Layout::abort`]).
     #[error("node {0} takes no part in the transfer; send the abort to one of its members")]
     NotInvolved(NodeId),
+    /// An abort sent to a node that has reported the transfer's switch already, although the
+    /// layout it holds is still streaming (a rival layout took it back a phase): the switch
+    /// may be settling elsewhere on the strength of that report.
+    #[error(
+        "node {0} has switched to the transfer's new ring already; send the abort to a member \
+         that has not, or let the transfer finish"
+    )]
+    AlreadySwitched(NodeId),
     /// `remove` of a node the transfer under way already treats as removed.
     #[error("node {0} is already removed")]
     AlreadyRemoved(NodeId),

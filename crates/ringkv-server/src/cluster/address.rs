@@ -32,6 +32,29 @@ use crate::error::{Error, Result};
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How long a probe of the old address waits for a connection and an answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long another live process of this id may stay in gossip, unreachable to a probe,
+/// before the one away from the member address stops: well past the few seconds a
+/// restarted node's previous process stays live in gossip.
+pub const TWIN_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Since when gossip has shown another live process of this id without interruption.
+#[derive(Debug, Default)]
+pub struct TwinWatch {
+    since: Option<tokio::time::Instant>,
+}
+
+impl TwinWatch {
+    /// The twin's address, if one has been live for [`TWIN_PATIENCE`] and this process is
+    /// not at the member address (then it is the one to stop).
+    fn outlasted(&mut self, twins: &[String], at_member_address: bool) -> Option<String> {
+        let Some(first) = twins.first() else {
+            self.since = None;
+            return None;
+        };
+        let since = *self.since.get_or_insert_with(tokio::time::Instant::now);
+        (!at_member_address && since.elapsed() >= TWIN_PATIENCE).then(|| first.clone())
+    }
+}
 
 /// What answers at an address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,26 +153,61 @@ impl AddressKeeper {
         }
     }
 
-    /// One comparison: moves the member address here if it is elsewhere and nothing answers
-    /// there under this node's id. `Err` if a twin does.
-    pub async fn check(&self, keeper: &Keeper) -> Result<()> {
+    /// One round: looks for a twin, then moves the member address here if it is elsewhere
+    /// and it is safe to. `Err` if this process must stop (see [`TwinWatch`]).
+    pub async fn check(&self, keeper: &Keeper, watch: &mut TwinWatch) -> Result<()> {
         let layout = keeper.layout();
-        let Some(old) = self.moved_from(&layout) else {
+        let moved_from = self.moved_from(&layout);
+        let at_member_address = moved_from.is_none();
+        // A twin is looked for at the member address and wherever gossip shows another live
+        // process of this id, before anything else and whether or not this node has caught
+        // up: a stale copy must stop however busy the layout is.
+        let twins = keeper.twins();
+        let mut candidates: Vec<&str> = moved_from.iter().map(String::as_str).collect();
+        candidates.extend(twins.iter().map(String::as_str));
+        candidates.retain(|a| *a != self.advertise);
+        candidates.dedup();
+        let mut old_answered = Probe::Nobody;
+        for addr in candidates {
+            let probe = self.probe(addr).await;
+            if probe == Probe::Twin {
+                if !at_member_address {
+                    return Err(Error::DuplicateNode {
+                        node: self.me,
+                        addr: addr.to_string(),
+                    });
+                }
+                warn!(
+                    addr,
+                    "another process answers as this node; it is to stop itself"
+                );
+            }
+            if Some(addr) == moved_from.as_deref() {
+                old_answered = probe;
+            }
+        }
+        // A live process of this id that cannot be reached to ask (a partition between the
+        // two): the one away from the member address gives way, once the other has been
+        // live longer than a restart's old generation stays in gossip.
+        if let Some(addr) = watch.outlasted(&twins, at_member_address) {
+            return Err(Error::DuplicateNode {
+                node: self.me,
+                addr,
+            });
+        }
+        let Some(old) = moved_from else {
             return Ok(());
         };
         // A node restarted from an old layout must not move itself in it: the move could
-        // rank as a rival of the newer layout it has not fetched yet, and win.
+        // rank as a rival of the newer layout it has not fetched yet, and win. Nor while
+        // another process of this id is live: it may be the one serving.
         let alone = layout.members.iter().all(|m| m.id == self.me);
-        if !alone && !keeper.caught_up() {
-            debug!("not moving the member address before catching up with the layout");
+        if (!alone && !keeper.caught_up()) || !twins.is_empty() {
+            debug!("not moving the member address yet (catching up, or a twin is live)");
             return Ok(());
         }
-        match self.probe(&old).await {
-            Probe::Itself => Ok(()),
-            Probe::Twin => Err(Error::DuplicateNode {
-                node: self.me,
-                addr: old,
-            }),
+        match old_answered {
+            Probe::Itself | Probe::Twin => Ok(()),
             Probe::Nobody | Probe::Other(_) => {
                 let base = layout.version;
                 let moved = keeper.update(|next| {
@@ -177,12 +235,13 @@ impl AddressKeeper {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(CHECK_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut watch = TwinWatch::default();
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
                     _ = tick.tick() => {}
                 }
-                if let Err(e) = self.check(&keeper).await {
+                if let Err(e) = self.check(&keeper, &mut watch).await {
                     error!(error = %e, "stopping: this node's id is served elsewhere");
                     shutdown.cancel();
                     return Err(e);
@@ -226,10 +285,14 @@ mod tests {
         assert_eq!(other.moved_from(&layout), None, "at its member address");
 
         // Not caught up with the cluster's layout: no move (it could be based on an old one).
-        me.check(&keeper).await.expect("check");
+        me.check(&keeper, &mut TwinWatch::default())
+            .await
+            .expect("check");
         assert_eq!(keeper.layout().version, layout.version);
         keeper.set_heard(Some((layout.version + 1, 0)));
-        me.check(&keeper).await.expect("check");
+        me.check(&keeper, &mut TwinWatch::default())
+            .await
+            .expect("check");
         assert_eq!(
             keeper.layout().version,
             layout.version,
@@ -237,8 +300,17 @@ mod tests {
         );
 
         keeper.set_heard(Some(layout.rank()));
+        // Another live process of this id in gossip (unreachable): no move, it may serve.
+        keeper.set_twins(vec!["127.0.0.1:2".into()]);
+        me.check(&keeper, &mut TwinWatch::default())
+            .await
+            .expect("check");
+        assert_eq!(keeper.layout().version, layout.version, "a twin is live");
+        keeper.set_twins(Vec::new());
         assert_eq!(me.probe("127.0.0.1:1").await, Probe::Nobody);
-        me.check(&keeper).await.expect("check");
+        me.check(&keeper, &mut TwinWatch::default())
+            .await
+            .expect("check");
         let moved = keeper.layout();
         assert_eq!(moved.version, layout.version + 1);
         assert_eq!(

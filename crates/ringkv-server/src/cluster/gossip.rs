@@ -266,7 +266,33 @@ impl Gossip {
             .collect();
         gossip.live.sort_unstable();
         gossip.live.dedup();
+        // Two live processes of one id (a copied data directory started twice, refused by
+        // `cluster::address` but gossiping until it finds out): which one's report is true is
+        // unknown, so neither counts, and the transfer waits until one is gone.
+        let mut live_generations: BTreeMap<NodeId, usize> = BTreeMap::new();
+        for cid in chitchat.live_nodes() {
+            if let Ok(id) = cid.node_id.parse::<NodeId>() {
+                *live_generations.entry(id).or_default() += 1;
+            }
+        }
+        for (id, count) in live_generations {
+            if count > 1
+                && let Some(peer) = gossip.peers.get_mut(&id)
+            {
+                peer.report = None;
+            }
+        }
         gossip
+    }
+
+    /// The addresses other live processes gossip under this process's node id.
+    fn twins(chitchat: &Chitchat) -> Vec<String> {
+        let me = chitchat.self_chitchat_id();
+        chitchat
+            .live_nodes()
+            .filter(|cid| cid.node_id == me.node_id && *cid != me)
+            .filter_map(|cid| chitchat.node_state(cid)?.get(KEY_ADDR).map(str::to_string))
+            .collect()
     }
 }
 
@@ -287,10 +313,11 @@ async fn refresh_loop(
             _ = ticker.tick() => {}
             _ = keeper.changed.notified() => {}
         }
-        let gossip = {
+        let (gossip, twins) = {
             let state = chitchat.lock().await;
-            Gossip::read(&state)
+            (Gossip::read(&state), Gossip::twins(&state))
         };
+        keeper.set_twins(twins);
         refresh.catch_up(&gossip).await;
         let heard = gossip
             .peers

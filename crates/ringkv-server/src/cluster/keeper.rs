@@ -72,6 +72,9 @@ pub struct Keeper {
     report: Mutex<Option<(u64, Step)>>,
     /// The highest layout rank gossip last showed a peer holding (`None`: no peer heard).
     heard: Mutex<Option<(u64, u64)>>,
+    /// The addresses other live processes gossip under this node's id (see
+    /// `cluster::address`): normally none.
+    twins: Mutex<Vec<String>>,
     /// Wakes the refresh loop after a local change, so it is gossiped at once.
     pub(crate) changed: Notify,
 }
@@ -93,6 +96,7 @@ impl Keeper {
             held: Mutex::new(Held::new(layout)),
             report: Mutex::new(report),
             heard: Mutex::new(None),
+            twins: Mutex::new(Vec::new()),
             changed: Notify::new(),
         }
     }
@@ -109,6 +113,7 @@ impl Keeper {
             held: Mutex::new(Held::new(layout)),
             report: Mutex::new(None),
             heard: Mutex::new(None),
+            twins: Mutex::new(Vec::new()),
             changed: Notify::new(),
         }
     }
@@ -157,6 +162,16 @@ impl Keeper {
     /// Records the highest layout rank gossip shows a peer holding.
     pub(crate) fn set_heard(&self, rank: Option<(u64, u64)>) {
         *self.heard.lock().unwrap_or_else(|p| p.into_inner()) = rank;
+    }
+
+    /// Records the addresses other live processes gossip under this node's id.
+    pub(crate) fn set_twins(&self, twins: Vec<String>) {
+        *self.twins.lock().unwrap_or_else(|p| p.into_inner()) = twins;
+    }
+
+    /// The addresses other live processes gossip under this node's id.
+    pub fn twins(&self) -> Vec<String> {
+        self.twins.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Whether this node holds a layout at least as new as any peer gossips: a change it

@@ -125,11 +125,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
 
     info!("stopping gossip");
     membership.shutdown().await;
+    if let Err(twin) = twin {
+        // No clean stop is recorded: the twin shares this node's actors, so a start of this
+        // directory must take a new incarnation, never continue the one it minted under.
+        info!("ringkvd stopped without recording a clean stop");
+        return Err(twin);
+    }
     info!("flushing the store");
     let replica = parts.replica.clone();
     // Stops stamping (a request the drain left running is refused from now on), flushes,
     // and records the clean stop: the next start may continue this incarnation.
     tokio::task::spawn_blocking(move || replica.actors().close(store.as_ref())).await??;
     info!("ringkvd stopped");
-    twin
+    Ok(())
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use ringkv_core::wire::{Coordinated, NodeStats, Request, Response, RingSnapshot, WireError};
-use ringkv_core::{Layout, LayoutError, NodeId, RingEpoch};
+use ringkv_core::{Layout, LayoutError, NodeId, Phase, RingEpoch, Step};
 use tokio::sync::watch;
 
 use crate::cluster::{ClusterView, Keeper};
@@ -332,20 +332,28 @@ impl Service {
                     layout.replace(old, new)
                 })
             }
-            Request::Abort { base } => self.change_layout(|layout| {
-                layout.expect_version(base)?;
-                // Only the missing switch report of a node the transfer waits for keeps the
-                // aborted transfer from settling elsewhere (see `Layout::abort`): not a
-                // node outside it, nor one removed from it.
-                let removed = layout
-                    .transition
-                    .as_ref()
-                    .is_some_and(|t| t.is_removed(self.node));
-                if removed || !layout.involved().contains(&self.node) {
-                    return Err(LayoutError::NotInvolved(self.node));
-                }
-                layout.abort()
-            }),
+            Request::Abort { base } => {
+                let report = self.admin()?.report();
+                self.change_layout(|layout| {
+                    layout.expect_version(base)?;
+                    // Only the missing switch report of a node the transfer waits for keeps
+                    // the aborted transfer from settling elsewhere (see `Layout::abort`): not
+                    // a node outside it, nor one removed from it, nor one that reported the
+                    // switch already. That last one holds a streaming layout only if a rival
+                    // of the switching one (a stage or a member's address move at the same
+                    // version) took it back a phase; its report still counts elsewhere.
+                    let Some(t) = &layout.transition else {
+                        return Err(LayoutError::NoTransfer);
+                    };
+                    if t.is_removed(self.node) || !layout.involved().contains(&self.node) {
+                        return Err(LayoutError::NotInvolved(self.node));
+                    }
+                    if t.phase == Phase::Streaming && report == Some((t.id, Step::Switched)) {
+                        return Err(LayoutError::AlreadySwitched(self.node));
+                    }
+                    layout.abort()
+                })
+            }
             // Coordination waits on the network: `lane` runs it on the async path
             // (`Service::coordinate`), never here.
             Request::Coordinate(_) => Err(WireError::InvalidRequest {

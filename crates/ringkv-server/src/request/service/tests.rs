@@ -861,3 +861,54 @@ fn a_clean_up_judged_by_an_older_ring_deletes_nothing() {
     );
     assert!(svc.store().get("b", b"k").expect("get").is_none());
 }
+
+/// An abort reaches node 1 while it holds a streaming layout but has reported the switch of
+/// that very transfer already (a rival layout of the same version, such as a member's
+/// address move, took it back a phase): elsewhere the switch may be settling on the strength
+/// of that report and cleaning up the previous members' copies, which the abort would go
+/// back to. It is refused; a node that has only streamed takes it.
+#[test]
+fn an_abort_is_refused_by_a_node_that_reported_the_switch_already() {
+    let mut layout = Layout::default();
+    layout.found(&members(&[1, 2, 3])).expect("found");
+    layout
+        .stage(ringkv_core::Change::Join {
+            id: NodeId(4),
+            addr: "127.0.0.1:4".into(),
+            weight: 1,
+        })
+        .expect("stage");
+    layout.commit().expect("commit");
+    let id = layout.transition.as_ref().expect("transfer").id;
+    let base = layout.version;
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(ME));
+    let keeper = Arc::new(Keeper::detached(store.clone(), layout.clone()));
+    let ring = Ring::new(layout.ring_config(Buckets::default(), 0)).expect("ring");
+    let (_tx, rx) = watch::channel(Arc::new(ClusterView::fixed(ring)));
+    let parts = NodeParts::new(store, rx, Limits::default()).with_keeper(keeper.clone(), 1);
+    let svc = Service::from_parts(&parts);
+    let epoch = svc.epoch();
+
+    keeper.set_report(id, Step::Switched);
+    match svc.handle(epoch, Request::Abort { base }) {
+        Err(WireError::Layout {
+            error: Some(LayoutError::AlreadySwitched(node)),
+            ..
+        }) => assert_eq!(node, ME),
+        other => panic!("expected AlreadySwitched, got {other:?}"),
+    }
+    assert_eq!(keeper.layout().version, base, "nothing changed");
+
+    // A fresh keeper whose node has only streamed: the abort goes through.
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(ME));
+    let keeper = Arc::new(Keeper::detached(store.clone(), layout.clone()));
+    keeper.set_report(id, Step::Streamed);
+    let ring = Ring::new(layout.ring_config(Buckets::default(), 0)).expect("ring");
+    let (_tx, rx) = watch::channel(Arc::new(ClusterView::fixed(ring)));
+    let parts = NodeParts::new(store, rx, Limits::default()).with_keeper(keeper.clone(), 1);
+    let svc = Service::from_parts(&parts);
+    match svc.handle(svc.epoch(), Request::Abort { base }) {
+        Ok(Response::Layout(aborted)) => assert!(aborted.version > base),
+        other => panic!("expected the abort to be taken, got {other:?}"),
+    }
+}
