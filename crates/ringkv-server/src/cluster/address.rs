@@ -33,9 +33,20 @@ const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How long a probe of the old address waits for a connection and an answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long another live process of this id may stay in gossip, unreachable to a probe,
-/// before the one away from the member address stops: well past the few seconds a
-/// restarted node's previous process stays live in gossip.
-pub const TWIN_PATIENCE: Duration = Duration::from_secs(30);
+/// before the one away from the member address stops, in gossip intervals: well past the
+/// time a restarted node's previous process stays live in gossip (about 33 intervals).
+const TWIN_PATIENCE_INTERVALS: u32 = 150;
+/// ... and at least this long.
+const TWIN_PATIENCE_MIN: Duration = Duration::from_secs(30);
+
+/// Another live process gossiping under this node's id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Twin {
+    /// Where it gossips from: its resolved address, which is its data port too.
+    pub addr: String,
+    /// When it started (its gossip generation, in milliseconds).
+    pub generation: u64,
+}
 
 /// Since when gossip has shown another live process of this id without interruption.
 #[derive(Debug, Default)]
@@ -44,15 +55,20 @@ pub struct TwinWatch {
 }
 
 impl TwinWatch {
-    /// The twin's address, if one has been live for [`TWIN_PATIENCE`] and this process is
-    /// not at the member address (then it is the one to stop).
-    fn outlasted(&mut self, twins: &[String], at_member_address: bool) -> Option<String> {
+    /// The twin's address, if one has been live for `patience` and this process is not at
+    /// the member address (then it is the one to stop).
+    fn outlasted(
+        &mut self,
+        twins: &[Twin],
+        at_member_address: bool,
+        patience: Duration,
+    ) -> Option<String> {
         let Some(first) = twins.first() else {
             self.since = None;
             return None;
         };
         let since = *self.since.get_or_insert_with(tokio::time::Instant::now);
-        (!at_member_address && since.elapsed() >= TWIN_PATIENCE).then(|| first.clone())
+        (!at_member_address && since.elapsed() >= patience).then(|| first.addr.clone())
     }
 }
 
@@ -77,17 +93,40 @@ pub struct AddressKeeper {
     instance: u64,
     /// The member address this process should have: its `advertise`.
     advertise: String,
+    /// Its advertise address resolved: what gossip shows of it.
+    gossip: std::net::SocketAddr,
+    /// This process's gossip generation (see [`Twin::generation`]).
+    generation: u64,
+    /// See [`TWIN_PATIENCE_INTERVALS`].
+    patience: Duration,
     pool: Pool,
 }
 
 impl AddressKeeper {
-    pub fn new(me: NodeId, instance: u64, advertise: String, pool: Pool) -> AddressKeeper {
+    /// The keeper of node `me`'s address for this process (`instance`), which advertises
+    /// `advertise` (resolved: `gossip`) and gossips every `interval`.
+    pub fn new(
+        me: NodeId,
+        instance: u64,
+        (advertise, gossip): (String, std::net::SocketAddr),
+        interval: Duration,
+        pool: Pool,
+    ) -> AddressKeeper {
         AddressKeeper {
             me,
             instance,
             advertise,
+            gossip,
+            generation: 0,
+            patience: (interval * TWIN_PATIENCE_INTERVALS).max(TWIN_PATIENCE_MIN),
             pool,
         }
+    }
+
+    /// This process's gossip generation, once gossip has started.
+    pub fn with_generation(mut self, generation: u64) -> AddressKeeper {
+        self.generation = generation;
+        self
     }
 
     /// The address `layout` lists this node at, if it lists it and not at `advertise`.
@@ -158,38 +197,41 @@ impl AddressKeeper {
     pub async fn check(&self, keeper: &Keeper, watch: &mut TwinWatch) -> Result<()> {
         let layout = keeper.layout();
         let moved_from = self.moved_from(&layout);
-        let at_member_address = moved_from.is_none();
         // A twin is looked for at the member address and wherever gossip shows another live
         // process of this id, before anything else and whether or not this node has caught
         // up: a stale copy must stop however busy the layout is.
+        let old_answered = match &moved_from {
+            Some(old) => self.probe(old).await,
+            None => Probe::Nobody,
+        };
+        // A member address that is another name for this process is this process's.
+        let at_member_address = moved_from.is_none() || old_answered == Probe::Itself;
+        if let (Probe::Twin, Some(old)) = (old_answered, &moved_from) {
+            return Err(Error::DuplicateNode {
+                node: self.me,
+                addr: old.clone(),
+            });
+        }
         let twins = keeper.twins();
-        let mut candidates: Vec<&str> = moved_from.iter().map(String::as_str).collect();
-        candidates.extend(twins.iter().map(String::as_str));
-        candidates.retain(|a| *a != self.advertise);
-        candidates.dedup();
-        let mut old_answered = Probe::Nobody;
-        for addr in candidates {
-            let probe = self.probe(addr).await;
-            if probe == Probe::Twin {
-                if !at_member_address {
-                    return Err(Error::DuplicateNode {
-                        node: self.me,
-                        addr: addr.to_string(),
-                    });
-                }
-                warn!(
-                    addr,
-                    "another process answers as this node; it is to stop itself"
-                );
+        let own = self.gossip.to_string();
+        for twin in twins.iter().filter(|t| t.addr != own) {
+            if self.probe(&twin.addr).await != Probe::Twin {
+                continue;
             }
-            if Some(addr) == moved_from.as_deref() {
-                old_answered = probe;
+            // Both claim the member address (one advertise name on two hosts): the younger
+            // process gives way (both, on a tie).
+            if !at_member_address || twin.generation <= self.generation {
+                return Err(Error::DuplicateNode {
+                    node: self.me,
+                    addr: twin.addr.clone(),
+                });
             }
+            warn!(addr = %twin.addr, "a younger process answers as this node; it is to stop itself");
         }
         // A live process of this id that cannot be reached to ask (a partition between the
         // two): the one away from the member address gives way, once the other has been
-        // live longer than a restart's old generation stays in gossip.
-        if let Some(addr) = watch.outlasted(&twins, at_member_address) {
+        // live longer than a restart's previous process stays in gossip.
+        if let Some(addr) = watch.outlasted(&twins, at_member_address, self.patience) {
             return Err(Error::DuplicateNode {
                 node: self.me,
                 addr,
@@ -279,9 +321,11 @@ mod tests {
         // Nothing listens on port 1 of loopback: connecting is refused at once.
         let layout = founded(&["127.0.0.1:1", "127.0.0.1:7402"]);
         let keeper = Keeper::detached(Arc::new(MemoryStore::new(NodeId(1))), layout.clone());
-        let me = AddressKeeper::new(NodeId(1), 7, "127.0.0.9:7401".into(), Pool::new());
+        let second = Duration::from_secs(1);
+        let at = |addr: &str| (addr.to_string(), addr.parse().expect("socket address"));
+        let me = AddressKeeper::new(NodeId(1), 7, at("127.0.0.9:7401"), second, Pool::new());
         assert_eq!(me.moved_from(&layout).as_deref(), Some("127.0.0.1:1"));
-        let other = AddressKeeper::new(NodeId(2), 7, "127.0.0.1:7402".into(), Pool::new());
+        let other = AddressKeeper::new(NodeId(2), 7, at("127.0.0.1:7402"), second, Pool::new());
         assert_eq!(other.moved_from(&layout), None, "at its member address");
 
         // Not caught up with the cluster's layout: no move (it could be based on an old one).
@@ -301,7 +345,10 @@ mod tests {
 
         keeper.set_heard(Some(layout.rank()));
         // Another live process of this id in gossip (unreachable): no move, it may serve.
-        keeper.set_twins(vec!["127.0.0.1:2".into()]);
+        keeper.set_twins(vec![Twin {
+            addr: "127.0.0.1:2".into(),
+            generation: 1,
+        }]);
         me.check(&keeper, &mut TwinWatch::default())
             .await
             .expect("check");
@@ -318,5 +365,34 @@ mod tests {
             Some("127.0.0.9:7401")
         );
         assert_eq!(me.moved_from(&moved), None);
+    }
+}
+
+#[cfg(test)]
+mod watch_tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn only_the_process_away_from_the_member_address_gives_way_and_only_after_patience() {
+        let twin = vec![Twin {
+            addr: "127.0.0.1:2".into(),
+            generation: 1,
+        }];
+        let patience = Duration::from_secs(30);
+        let mut watch = TwinWatch::default();
+        assert_eq!(watch.outlasted(&twin, false, patience), None, "just seen");
+        tokio::time::advance(Duration::from_secs(31)).await;
+        assert_eq!(
+            watch.outlasted(&twin, true, patience),
+            None,
+            "at the member address"
+        );
+        assert_eq!(
+            watch.outlasted(&twin, false, patience).as_deref(),
+            Some("127.0.0.1:2")
+        );
+        // Gone for a round: the clock starts again.
+        assert_eq!(watch.outlasted(&[], false, patience), None);
+        assert_eq!(watch.outlasted(&twin, false, patience), None);
     }
 }

@@ -32,6 +32,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::cluster::address::Twin;
 use crate::cluster::blocked::BlockedTransfer;
 use crate::cluster::keeper::{ClusterView, Keeper};
 use crate::cluster::signed_gossip::SignedUdpTransport;
@@ -61,6 +62,8 @@ pub struct MembershipHandle {
     chitchat: ChitchatHandle,
     task: tokio::task::JoinHandle<()>,
     stop: CancellationToken,
+    /// This process's gossip generation: when it started, in milliseconds.
+    generation: u64,
 }
 
 impl std::fmt::Debug for MembershipHandle {
@@ -79,6 +82,12 @@ impl MembershipHandle {
 
     pub fn keeper(&self) -> Arc<Keeper> {
         self.keeper.clone()
+    }
+
+    /// This process's gossip generation (when it started, in milliseconds): of two live
+    /// processes of one node id, the younger gives way (see `cluster::address`).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Stops gossiping. Peers will see this node as dead after their detection timeout.
@@ -180,6 +189,7 @@ pub async fn spawn_membership(
         chitchat,
         task,
         stop,
+        generation,
     })
 }
 
@@ -285,13 +295,16 @@ impl Gossip {
         gossip
     }
 
-    /// The addresses other live processes gossip under this process's node id.
-    fn twins(chitchat: &Chitchat) -> Vec<String> {
+    /// The other live processes gossiping under this process's node id.
+    fn twins(chitchat: &Chitchat) -> Vec<Twin> {
         let me = chitchat.self_chitchat_id();
         chitchat
             .live_nodes()
             .filter(|cid| cid.node_id == me.node_id && *cid != me)
-            .filter_map(|cid| chitchat.node_state(cid)?.get(KEY_ADDR).map(str::to_string))
+            .map(|cid| Twin {
+                addr: cid.gossip_advertise_addr.to_string(),
+                generation: cid.generation_id,
+            })
             .collect()
     }
 }

@@ -11,6 +11,7 @@ use ringkv_core::{Layout, LayoutError, NodeId, Ring, Step};
 use tokio::sync::Notify;
 use tracing::info;
 
+use crate::cluster::address::Twin;
 use crate::storage::Store;
 use crate::storage::records;
 
@@ -72,9 +73,9 @@ pub struct Keeper {
     report: Mutex<Option<(u64, Step)>>,
     /// The highest layout rank gossip last showed a peer holding (`None`: no peer heard).
     heard: Mutex<Option<(u64, u64)>>,
-    /// The addresses other live processes gossip under this node's id (see
-    /// `cluster::address`): normally none.
-    twins: Mutex<Vec<String>>,
+    /// The other live processes gossiping under this node's id (see `cluster::address`):
+    /// normally none.
+    twins: Mutex<Vec<Twin>>,
     /// Wakes the refresh loop after a local change, so it is gossiped at once.
     pub(crate) changed: Notify,
 }
@@ -164,13 +165,13 @@ impl Keeper {
         *self.heard.lock().unwrap_or_else(|p| p.into_inner()) = rank;
     }
 
-    /// Records the addresses other live processes gossip under this node's id.
-    pub(crate) fn set_twins(&self, twins: Vec<String>) {
+    /// Records the other live processes gossiping under this node's id.
+    pub(crate) fn set_twins(&self, twins: Vec<Twin>) {
         *self.twins.lock().unwrap_or_else(|p| p.into_inner()) = twins;
     }
 
-    /// The addresses other live processes gossip under this node's id.
-    pub fn twins(&self) -> Vec<String> {
+    /// The other live processes gossiping under this node's id.
+    pub fn twins(&self) -> Vec<Twin> {
         self.twins.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 

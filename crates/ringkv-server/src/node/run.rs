@@ -53,7 +53,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let addresser = AddressKeeper::new(
         node,
         instance,
-        addresses.advertise.clone(),
+        (addresses.advertise.clone(), addresses.gossip),
+        config.gossip.interval(),
         Pool::with_options(outbound.clone()),
     );
     if let Some(layout) = Keeper::stored(store.as_ref()) {
@@ -83,7 +84,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         .with_proxy(addresses.advertise.clone())
         .with_durability(config.storage.durability);
     let service = Arc::new(Service::from_parts(&parts));
-    let address = addresser.spawn(membership.keeper(), shutdown.clone());
+    let address = addresser
+        .with_generation(membership.generation())
+        .spawn(membership.keeper(), shutdown.clone());
     info!(
         node = %node,
         listen = %addresses.listen,

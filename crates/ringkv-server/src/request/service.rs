@@ -333,8 +333,11 @@ impl Service {
                 })
             }
             Request::Abort { base } => {
-                let report = self.admin()?.report();
+                let keeper = self.admin()?;
                 self.change_layout(|layout| {
+                    // Read under the layout's lock: a report made after it would be of the
+                    // layout this abort is judged by.
+                    let report = keeper.report();
                     layout.expect_version(base)?;
                     // Only the missing switch report of a node the transfer waits for keeps
                     // the aborted transfer from settling elsewhere (see `Layout::abort`): not
