@@ -241,7 +241,7 @@ const CONFIRM_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Sends a membership `request` to the node at `addr` and returns the layout it made, once
 /// the members hold it (see [`confirm_kept`]).
-async fn submit(admin: &Admin, addr: &str, request: Request) -> anyhow::Result<Layout> {
+pub(crate) async fn submit(admin: &Admin, addr: &str, request: Request) -> anyhow::Result<Layout> {
     let layout = expect_layout(admin.call(addr, request).await?)?;
     confirm_kept(admin, &layout).await?;
     Ok(layout)
@@ -310,7 +310,7 @@ fn describe(layout: &Layout, change: &Change) -> String {
     }
 }
 
-fn report(layout: &Layout, what: &str, as_json: bool) {
+pub(crate) fn report(layout: &Layout, what: &str, as_json: bool) {
     if as_json {
         println!(
             "{}",

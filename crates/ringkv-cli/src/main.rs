@@ -13,6 +13,7 @@
 //! `--seeds` answers; membership commands go to the seed holding the newest layout.
 
 mod admin;
+mod bucket;
 mod cluster;
 mod data;
 mod format;
@@ -132,6 +133,9 @@ enum Command {
     /// Staged membership changes: init, join, leave, weight, then plan and commit.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Bucket settings (n, r, w, conflict policy), held by the cluster: create, set, list.
+    #[command(subcommand)]
+    Bucket(bucket::BucketCommand),
     /// Progress of data streaming after a membership change, and of hinted handoff.
     Handoff {
         /// Keep watching (refreshing every second) until nothing is left to hand off.
@@ -175,6 +179,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let admin = Admin::new(cli.seeds.clone(), timeout, options.clone());
     match cli.command {
         Command::Cluster(command) => return cluster::run(&admin, command, cli.json).await,
+        Command::Bucket(command) => return bucket::run(&admin, command, cli.json).await,
         Command::Handoff { watch, max_wait } => {
             let max_wait = Duration::try_from_secs_f64(max_wait).context("--max-wait")?;
             return watch::run(&admin, watch, max_wait, cli.json).await;
@@ -226,7 +231,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Explain { key } => {
             inspect::explain(&client, &admin, &cli.bucket, &key, cli.json).await
         }
-        Command::Cluster(_) | Command::Handoff { .. } => Ok(()),
+        Command::Cluster(_) | Command::Bucket(_) | Command::Handoff { .. } => Ok(()),
     }
 }
 

@@ -359,3 +359,76 @@ async fn a_membership_change_lost_to_a_concurrent_one_is_reported() -> anyhow::R
     );
     Ok(())
 }
+
+/// Bucket settings from the command line, held by the cluster: a bucket created with n=2
+/// keeps two copies of each key; `bucket set --n 3` is a planned transfer after which every
+/// key has its three (and the settings survive every node's config file saying otherwise);
+/// the conflict policy cannot be switched; `bucket list` shows the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buckets_are_created_listed_and_their_n_raised_from_the_command_line() -> anyhow::Result<()>
+{
+    let cluster = TestCluster::start(ClusterSpec {
+        nodes: 4,
+        ..ClusterSpec::default()
+    })
+    .await?;
+    let settle = std::time::Duration::from_secs(60);
+    json(
+        &cluster,
+        &[
+            "bucket", "create", "carts", "--n", "2", "--r", "1", "--w", "1",
+        ],
+    );
+    cluster.wait_settled(settle).await?;
+    let client = cluster.client().await?;
+    client.refresh_ring().await?;
+    assert_eq!(client.ring().bucket("carts").n, 2);
+    let bucket = client.bucket("carts");
+    let keys: Vec<String> = (0..100).map(|i| format!("cart-{i}")).collect();
+    for key in &keys {
+        bucket.put(key.as_str(), key.clone(), None).await?;
+    }
+    let placement = cluster.placement(&client.ring(), "carts", &keys).await?;
+    assert_eq!(
+        (placement.missing_on_homes, placement.left_elsewhere),
+        (0, 0)
+    );
+
+    json(&cluster, &["bucket", "set", "carts", "--n", "3"]);
+    cluster.wait_settled(settle).await?;
+    client.refresh_ring().await?;
+    assert_eq!(client.ring().bucket("carts").n, 3);
+    let placement = cluster.placement(&client.ring(), "carts", &keys).await?;
+    assert_eq!(
+        (placement.missing_on_homes, placement.left_elsewhere),
+        (0, 0),
+        "every key on its three homes after the transfer"
+    );
+
+    // Lowered again: the copies a home no longer needs are cleaned up once it settles.
+    json(
+        &cluster,
+        &["bucket", "set", "carts", "--n", "2", "--r", "1", "--w", "1"],
+    );
+    cluster.wait_settled(settle).await?;
+    client.refresh_ring().await?;
+    let lowered = ringkv_tests::eventually(settle, || async {
+        let placement = cluster.placement(&client.ring(), "carts", &keys).await;
+        placement.is_ok_and(|p| (p.missing_on_homes, p.left_elsewhere) == (0, 0))
+    })
+    .await;
+    assert!(lowered, "copies left after lowering n");
+
+    let (ok, _, stderr) = ringkv(&cluster, &["bucket", "set", "carts", "--conflict", "lww"]);
+    assert!(!ok && stderr.contains("cannot be merged"), "{stderr}");
+    let (ok, _, stderr) = ringkv(&cluster, &["bucket", "create", "carts"]);
+    assert!(!ok && stderr.contains("exists already"), "{stderr}");
+    let list = json(&cluster, &["bucket", "list"]);
+    assert_eq!(list["buckets"]["carts"]["n"], 2, "{list}");
+    assert_eq!(list["buckets"]["carts"]["conflict"], "siblings", "{list}");
+    for key in &keys {
+        let read = bucket.get(key.as_str()).await?;
+        assert_eq!(read.siblings(), &[bytes::Bytes::from(key.clone())]);
+    }
+    Ok(())
+}

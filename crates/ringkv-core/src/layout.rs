@@ -18,7 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::bucket::Buckets;
+use crate::bucket::{BucketProps, Buckets, ConflictPolicy};
 use crate::claim::{self, ClaimError};
 use crate::hash::digest;
 use crate::node::{Member, NodeId};
@@ -134,6 +134,46 @@ pub enum LayoutError {
         /// The operation refused.
         operation: String,
     },
+    /// A bucket setting that cannot be (a bad name, `r` or `w` above `n`...).
+    #[error("bucket {bucket:?}: {reason}")]
+    BadBucket {
+        /// The bucket.
+        bucket: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `bucket create` of a bucket that exists.
+    #[error("bucket {0:?} exists already: `ringkv bucket set` changes it")]
+    BucketExists(String),
+    /// `bucket set` of a bucket never created.
+    #[error("there is no bucket {0:?}: `ringkv bucket create` makes one")]
+    NoSuchBucket(String),
+    /// A change of a bucket's conflict policy: the replicas its keys have were written under
+    /// one policy and cannot be merged under the other.
+    #[error(
+        "bucket {bucket:?} resolves conflicts by {is:?}; its keys were written that way and \
+         cannot be merged as {asked:?}: create another bucket and copy the data over"
+    )]
+    ConflictImmutable {
+        /// The bucket.
+        bucket: String,
+        /// Its policy.
+        is: ConflictPolicy,
+        /// The policy asked for.
+        asked: ConflictPolicy,
+    },
+    /// `bucket create` with another conflict policy than the default's, of a bucket that
+    /// already holds keys (written under the default's).
+    #[error(
+        "bucket {bucket:?} already holds keys, written as {conflict:?} (the default): it cannot \
+         be created with another conflict policy; choose a new name"
+    )]
+    BucketInUse {
+        /// The bucket.
+        bucket: String,
+        /// The policy its keys were written under.
+        conflict: ConflictPolicy,
+    },
     /// `readdress` to an address that is not `host:port`.
     #[error("{0:?} is not a host:port address")]
     BadAddress(String),
@@ -167,6 +207,13 @@ pub struct Layout {
     /// How many tokens the allocator gives a member per unit of weight in this cluster's
     /// changes (see [`DEFAULT_TOKENS_PER_WEIGHT`]).
     pub tokens_per_weight: u32,
+    /// The bucket table: the founding node's configured buckets (a bootstrap default), then
+    /// what `ringkv bucket create` and `set` made of it. Being in the committed layout, it
+    /// never reverts when a node leaves and never depends on a node's config file. `None`
+    /// only in a layout founded by an older release: the buckets the nodes' config files
+    /// gossip apply until the first `bucket` command copies them in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<Buckets>,
 }
 
 impl Default for Layout {
@@ -185,6 +232,7 @@ impl Layout {
             transition: None,
             staged: Vec::new(),
             tokens_per_weight,
+            buckets: None,
         }
     }
 
@@ -287,7 +335,7 @@ impl Layout {
         }
         let members = self.plan()?;
         let previous = std::mem::replace(&mut self.members, members);
-        self.open_transfer(previous, Vec::new());
+        self.open_transfer(previous, Vec::new(), None);
         self.staged.clear();
         Ok(())
     }
@@ -307,15 +355,21 @@ impl Layout {
             return Err(LayoutError::NotFounded);
         }
         let member = self.members.iter().any(|m| m.id == id);
-        let (holders, mut removed) = match &self.transition {
-            None => (self.members.clone(), Vec::new()),
+        // The holders' bucket table too: a transfer of a bucket's `n` keeps its previous
+        // table while streaming.
+        let (holders, mut removed, holders_buckets) = match &self.transition {
+            None => (self.members.clone(), Vec::new(), None),
             Some(t) if t.is_removed(id) => return Err(LayoutError::AlreadyRemoved(id)),
             Some(t) if !member && !t.previous.iter().any(|m| m.id == id) => {
                 return Err(ClaimError::NotMember(id).into());
             }
             Some(t) => match t.phase {
-                Phase::Streaming => (t.previous.clone(), t.removed.clone()),
-                Phase::Switching => (self.members.clone(), t.removed.clone()),
+                Phase::Streaming => (
+                    t.previous.clone(),
+                    t.removed.clone(),
+                    t.previous_buckets.clone(),
+                ),
+                Phase::Switching => (self.members.clone(), t.removed.clone(), None),
             },
         };
         // A node only the previous members list is leaving already: its share has a new
@@ -328,7 +382,7 @@ impl Layout {
         removed.push(id);
         self.members = members;
         self.staged.retain(|c| c.node() != id);
-        self.open_transfer(holders, removed);
+        self.open_transfer(holders, removed, holders_buckets);
         Ok(())
     }
 
@@ -356,7 +410,7 @@ impl Layout {
         replaced.id = new.id;
         replaced.addr = new.addr;
         self.staged.retain(|c| c.node() != old);
-        self.open_transfer(previous, vec![old]);
+        self.open_transfer(previous, vec![old], None);
         Ok(())
     }
 
@@ -394,6 +448,11 @@ impl Layout {
             return Err(LayoutError::NoTransfer);
         };
         let version = self.version + ABORT_LEAP;
+        // A transfer of a bucket's `n` goes back to the table before it as well.
+        let now = self.buckets.clone();
+        if let Some(before) = &t.previous_buckets {
+            self.buckets = Some(before.clone());
+        }
         match t.phase {
             // The previous members still hold everything. Back to them through a transfer
             // of their own (which moves nothing but the removed members' share), not as a
@@ -401,11 +460,14 @@ impl Layout {
             // the abort, so an abort that loses a race to another layout deleted nothing.
             Phase::Streaming => {
                 self.members = back;
-                self.open_transfer(t.previous, t.removed);
+                self.open_transfer(t.previous, t.removed, None);
             }
+            // The new members (under the new table) hold everything: the way back streams
+            // from them, their table on the previous side.
             Phase::Switching => {
                 let holders = std::mem::replace(&mut self.members, back);
-                self.open_transfer(holders, t.removed);
+                let holders_buckets = t.previous_buckets.as_ref().and(now);
+                self.open_transfer(holders, t.removed, holders_buckets);
             }
         }
         self.version = version;
@@ -467,15 +529,79 @@ impl Layout {
         Ok(changed)
     }
 
+    /// Creates bucket `name` (`create`) or changes it, with `props`; `gossiped` is the table
+    /// in force while this layout holds none (see [`Layout::buckets`]). Quorum defaults (`r`,
+    /// `w`) change at once. A new `n` is a planned transfer, like a join: every node streams
+    /// the bucket's keys to the homes the new `n` gives them (a replica added by raising `n`
+    /// serves no read until the transfer has switched), and clean-up drops the copies a
+    /// lowered `n` no longer homes. The conflict policy of a bucket never changes: replicas
+    /// written under one policy cannot be merged under the other.
+    pub fn set_bucket(
+        &mut self,
+        name: &str,
+        props: BucketProps,
+        create: bool,
+        gossiped: &Buckets,
+    ) -> Result<(), LayoutError> {
+        if !self.is_founded() {
+            return Err(LayoutError::NotFounded);
+        }
+        let bad = |reason: String| LayoutError::BadBucket {
+            bucket: name.to_string(),
+            reason,
+        };
+        if name.is_empty() || name.len() > 255 {
+            return Err(bad("a bucket name is 1 to 255 bytes".into()));
+        }
+        props.validate().map_err(bad)?;
+        let before = self.buckets.clone().unwrap_or_else(|| gossiped.clone());
+        let existing = before.named.get(name).copied();
+        match (create, existing) {
+            (true, Some(_)) => return Err(LayoutError::BucketExists(name.to_string())),
+            (false, None) => return Err(LayoutError::NoSuchBucket(name.to_string())),
+            _ => {}
+        }
+        let effective = *before.props(name);
+        // A bucket created with another policy than the default's must hold no keys yet:
+        // the node taking the request checks its own store (see the server's service).
+        if existing.is_some() && effective.conflict != props.conflict {
+            return Err(LayoutError::ConflictImmutable {
+                bucket: name.to_string(),
+                is: effective.conflict,
+                asked: props.conflict,
+            });
+        }
+        if effective.n != props.n
+            && let Some(t) = &self.transition
+        {
+            return Err(LayoutError::TransferUnderWay(t.id));
+        }
+        let mut after = before.clone();
+        after.named.insert(name.to_string(), props);
+        self.buckets = Some(after);
+        if effective.n != props.n {
+            self.open_transfer(self.members.clone(), Vec::new(), Some(before));
+        } else {
+            self.version += 1;
+        }
+        Ok(())
+    }
+
     /// Opens a transfer from `previous` (the members holding every write) to the current
     /// members, with `removed` declared down.
-    fn open_transfer(&mut self, previous: Vec<Member>, removed: Vec<NodeId>) {
+    fn open_transfer(
+        &mut self,
+        previous: Vec<Member>,
+        removed: Vec<NodeId>,
+        previous_buckets: Option<Buckets>,
+    ) {
         self.ring_version += 1;
         self.transition = Some(Transition {
             id: Transition::id_for(self.ring_version, &previous, &self.members, &removed),
             phase: Phase::Streaming,
             previous,
             removed,
+            previous_buckets,
         });
         self.version += 1;
     }
@@ -524,8 +650,13 @@ impl Layout {
         true
     }
 
-    /// The ring config this layout gives, with the cluster's bucket settings.
+    /// The ring config this layout gives: with its own bucket table, or, in a layout that has
+    /// none yet, with `buckets` (the nodes' gossiped settings, at `settings_version`).
     pub fn ring_config(&self, buckets: Buckets, settings_version: u64) -> RingConfig {
+        let (buckets, settings_version) = match &self.buckets {
+            Some(own) => (own.clone(), 0),
+            None => (buckets, settings_version),
+        };
         RingConfig {
             // The layout's version, not `ring_version`: then "newer ring" and "newer layout"
             // are one order, and two rings of one version are rivals the layout order

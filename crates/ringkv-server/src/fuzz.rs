@@ -388,6 +388,12 @@ fn seed_requests() -> Vec<Request> {
             base: 1,
         },
         Request::Abort { base: 1 },
+        Request::Bucket {
+            name: "carts".into(),
+            props: ringkv_core::BucketProps::default(),
+            create: true,
+            base: 1,
+        },
     ]
 }
 

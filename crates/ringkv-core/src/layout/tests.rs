@@ -417,3 +417,132 @@ fn readdress_names_the_new_address_in_a_staged_join() {
     let joined = planned.iter().find(|m| m.id == NodeId(4)).expect("planned");
     assert_eq!(joined.addr, "127.0.0.44:7400");
 }
+
+fn lww(n: u8) -> BucketProps {
+    BucketProps {
+        n,
+        r: 1,
+        w: 1,
+        conflict: ConflictPolicy::Lww,
+    }
+}
+
+#[test]
+fn buckets_are_created_and_changed_in_the_layout_and_their_conflict_policy_never_changes() {
+    let mut layout = founded(&[1, 2, 3]);
+    let gossiped = Buckets::default();
+    assert_eq!(
+        layout.buckets, None,
+        "a layout of an older release has none"
+    );
+    let version = layout.version;
+    layout
+        .set_bucket("sessions", lww(3), true, &gossiped)
+        .expect("create");
+    assert_eq!(layout.version, version + 1);
+    assert!(
+        layout.transition.is_none(),
+        "same n as the default: nothing moves"
+    );
+    let table = layout
+        .buckets
+        .clone()
+        .expect("the layout holds the table now");
+    assert_eq!(table.props("sessions"), &lww(3));
+    assert_eq!(
+        table.default, gossiped.default,
+        "the gossiped table was copied in"
+    );
+
+    assert_eq!(
+        layout.set_bucket("sessions", lww(3), true, &gossiped),
+        Err(LayoutError::BucketExists("sessions".into()))
+    );
+    assert_eq!(
+        layout.set_bucket("carts", lww(3), false, &gossiped),
+        Err(LayoutError::NoSuchBucket("carts".into()))
+    );
+    let siblings = BucketProps {
+        conflict: ConflictPolicy::Siblings,
+        ..lww(3)
+    };
+    assert!(matches!(
+        layout.set_bucket("sessions", siblings, false, &gossiped),
+        Err(LayoutError::ConflictImmutable { .. })
+    ));
+    let bad = BucketProps { r: 4, ..lww(3) };
+    assert!(matches!(
+        layout.set_bucket("sessions", bad, false, &gossiped),
+        Err(LayoutError::BadBucket { .. })
+    ));
+    // r and w change at once.
+    let quorum = BucketProps {
+        r: 2,
+        w: 2,
+        ..lww(3)
+    };
+    layout
+        .set_bucket("sessions", quorum, false, &gossiped)
+        .expect("set");
+    assert!(layout.transition.is_none());
+    // The gossiped table no longer matters once the layout holds one.
+    let other = Buckets {
+        default: lww(1),
+        ..Buckets::default()
+    };
+    let config = layout.ring_config(other, 9);
+    assert_eq!(config.buckets.props("sessions"), &quorum);
+    assert_eq!(config.buckets.default.n, 3);
+}
+
+#[test]
+fn a_new_n_is_a_planned_transfer_that_an_abort_takes_back() {
+    let mut layout = founded(&[1, 2, 3, 4]);
+    let gossiped = Buckets::default();
+    layout
+        .set_bucket("b", lww(2), true, &gossiped)
+        .expect("create with n=2");
+    let t = transfer(&layout);
+    assert_eq!(
+        t.previous_buckets.as_ref().map(|b| b.props("b").n),
+        Some(3),
+        "the previous side keeps the default's n"
+    );
+    assert_eq!(t.previous, layout.members, "no member changes");
+    let id = t.id;
+    // One transfer at a time.
+    assert!(matches!(
+        layout.set_bucket("b", lww(4), false, &gossiped),
+        Err(LayoutError::TransferUnderWay(_))
+    ));
+    assert!(layout.advance(|_| Some((id, Step::Switched))));
+    assert!(layout.advance(|_| Some((id, Step::Switched))));
+    assert!(layout.transition.is_none());
+
+    // Raising it again, then aborting while streaming: back to n=2, nothing to stream back.
+    layout
+        .set_bucket("b", lww(4), false, &gossiped)
+        .expect("set");
+    layout.abort().expect("abort");
+    assert_eq!(layout.buckets.as_ref().map(|b| b.props("b").n), Some(2));
+    let back = transfer(&layout);
+    assert_eq!(back.previous_buckets, None, "the holders had n=2 too");
+
+    // Aborting once switching: the new table's homes hold everything and stream back.
+    let id = back.id;
+    assert!(layout.advance(|_| Some((id, Step::Switched))));
+    assert!(layout.advance(|_| Some((id, Step::Switched))));
+    layout
+        .set_bucket("b", lww(4), false, &gossiped)
+        .expect("set");
+    let id = transfer(&layout).id;
+    assert!(layout.advance(|_| Some((id, Step::Streamed))));
+    layout.abort().expect("abort");
+    assert_eq!(layout.buckets.as_ref().map(|b| b.props("b").n), Some(2));
+    let back = transfer(&layout);
+    assert_eq!(
+        back.previous_buckets.as_ref().map(|b| b.props("b").n),
+        Some(4),
+        "streamed back from the n=4 homes"
+    );
+}

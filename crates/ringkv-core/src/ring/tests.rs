@@ -108,6 +108,7 @@ fn epoch_changes_exactly_when_the_config_changes() {
                 phase: Phase::Streaming,
                 previous: c.members.clone(),
                 removed: Vec::new(),
+                previous_buckets: None,
             })
         }),
         Box::new(|c| c.buckets.default.n = 2),
@@ -162,6 +163,7 @@ fn a_transfer_routes_reads_by_its_phase_and_writes_to_both_rings() {
         phase: Phase::Streaming,
         previous: before.clone(),
         removed: Vec::new(),
+        previous_buckets: None,
     });
     let streaming = Ring::new(config.clone()).expect("valid");
     let old = Ring::new(RingConfig::of(before)).expect("valid");
@@ -224,6 +226,7 @@ fn during_a_leave_the_leaving_node_is_still_involved_and_found() {
         phase: Phase::Streaming,
         previous: before,
         removed: Vec::new(),
+        previous_buckets: None,
     });
     let ring = Ring::new(config).expect("valid");
     assert_eq!(ring.members().len(), 3);
@@ -301,4 +304,46 @@ fn ownership_sums_to_one_and_follows_weight() {
         .map(|(_, s)| s)
         .sum();
     assert!((replicas - 3.0).abs() < 1e-9, "{replicas}");
+}
+
+#[test]
+fn a_transfer_of_n_reads_the_old_homes_until_it_switches_and_writes_the_new_ones_too() {
+    let members = members_of(6, &[1, 1, 1, 1, 1], 16);
+    let mut before = crate::bucket::Buckets::default();
+    before.default.n = 2;
+    before.default.r = 1;
+    before.default.w = 1;
+    let mut config = RingConfig::of(members.clone());
+    config.transition = Some(Transition {
+        id: 7,
+        phase: Phase::Streaming,
+        previous: members,
+        removed: Vec::new(),
+        previous_buckets: Some(before),
+    });
+    let streaming = Ring::new(config.clone()).expect("valid");
+    config.transition.as_mut().expect("transfer").phase = Phase::Switching;
+    let switching = Ring::new(config).expect("valid");
+    for i in 0..500 {
+        let k = key(i);
+        let list: Vec<NodeId> = streaming
+            .preference_list(b"default", &k)
+            .take(3)
+            .map(|m| m.id)
+            .collect();
+        // Streaming: reads ask the two old homes; the third (added) home takes writes only.
+        let route = streaming.route("default", &k);
+        assert_eq!(route.n, 2);
+        let homes: Vec<NodeId> = route.preference.take(route.n).map(|m| m.id).collect();
+        assert_eq!(homes, list[..2]);
+        let extra: Vec<NodeId> = route.extra_homes.iter().map(|m| m.id).collect();
+        assert_eq!(extra, list[2..]);
+        assert_eq!(streaming.previous_home_replicas("default", &k).len(), 2);
+        // Switching: the three new homes.
+        let route = switching.route("default", &k);
+        assert_eq!(route.n, 3);
+        let homes: Vec<NodeId> = route.preference.take(route.n).map(|m| m.id).collect();
+        assert_eq!(homes, list);
+        assert!(route.extra_homes.is_empty());
+    }
 }

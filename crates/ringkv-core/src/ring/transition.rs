@@ -42,6 +42,11 @@ pub struct Transition {
     /// each of their keys stream the key in their place. Absent from older layouts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removed: Vec<NodeId>,
+    /// The bucket table before the change, when the change is of a bucket's `n` (`ringkv
+    /// bucket set`): the previous preference lists take that many homes. `None`: the same
+    /// table on both sides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_buckets: Option<crate::bucket::Buckets>,
 }
 
 impl Transition {
@@ -71,6 +76,9 @@ impl Transition {
 pub struct Route<'a> {
     /// The preference list reads use (and writes, first).
     pub preference: PreferenceList<'a>,
+    /// How many of `preference`'s first members are the key's homes: the bucket's `n` under
+    /// the ring reads use (a transfer that changes `n` has one on each side).
+    pub n: usize,
     /// During a transfer: the home replicas under the other ring that are not homes under the
     /// reading one. A write must reach them too, on top of its quorum.
     pub extra_homes: Vec<&'a Member>,
@@ -95,33 +103,48 @@ impl Ring {
     /// Where requests for `key` go: the preference list reads use (the previous one while a
     /// transfer is streaming, else the current one) and the homes a write must reach besides.
     pub fn route(&self, bucket: &str, key: &[u8]) -> Route<'_> {
-        let n = usize::from(self.bucket(bucket).n);
+        let n_now = usize::from(self.bucket(bucket).n);
         let current = self.preference_list(bucket.as_bytes(), key);
         let Some(previous) = self.previous_preference_list(bucket.as_bytes(), key) else {
             return Route {
                 preference: current,
+                n: n_now,
                 extra_homes: Vec::new(),
             };
         };
+        let n_before = usize::from(self.previous_bucket(bucket).n);
         let streaming = self
             .transition()
             .is_some_and(|t| t.phase == Phase::Streaming);
-        let (reading, other) = if streaming {
-            (previous, current)
+        let ((reading, n), (other, n_other)) = if streaming {
+            ((previous, n_before), (current, n_now))
         } else {
-            (current, previous)
+            ((current, n_now), (previous, n_before))
         };
         let homes: Vec<NodeId> = reading.clone().take(n).map(|m| m.id).collect();
-        let extra_homes = other.take(n).filter(|m| !homes.contains(&m.id)).collect();
+        let extra_homes = other
+            .take(n_other)
+            .filter(|m| !homes.contains(&m.id))
+            .collect();
         Route {
             preference: reading,
+            n,
             extra_homes,
+        }
+    }
+
+    /// The properties `bucket` had before the transfer under way (its current ones when the
+    /// transfer did not change them, or without a transfer).
+    pub fn previous_bucket(&self, bucket: &str) -> &crate::bucket::BucketProps {
+        match self.transition().and_then(|t| t.previous_buckets.as_ref()) {
+            Some(before) => before.props(bucket),
+            None => self.bucket(bucket),
         }
     }
 
     /// The home replicas of `key` under the previous members (empty without a transfer).
     pub fn previous_home_replicas(&self, bucket: &str, key: &[u8]) -> Vec<&Member> {
-        let n = usize::from(self.bucket(bucket).n);
+        let n = usize::from(self.previous_bucket(bucket).n);
         self.previous_preference_list(bucket.as_bytes(), key)
             .map(|list| list.take(n).collect())
             .unwrap_or_default()

@@ -39,7 +39,7 @@ use super::error::WireError;
 /// their ids are digests.
 /// 7: the handshake negotiates a version from the ranges both sides speak (`Hello::min_version`);
 /// `Stats` names the answering process's `instance`; `Layout` and `Coordination` errors carry
-/// their facts as fields.
+/// their facts as fields; layouts carry the bucket table, changed by the `Bucket` request.
 pub const PROTOCOL_VERSION: u32 = 7;
 
 /// The oldest protocol version this build speaks. 7 is the first version that negotiates (a

@@ -237,6 +237,18 @@ pub enum Request {
         /// The layout version the operator looked at (see `Stage`).
         base: u64,
     },
+    /// Create (`create`) or change bucket `name` (`ringkv bucket create` / `set`; see
+    /// `Layout::set_bucket`). Since protocol version 7.
+    Bucket {
+        /// The bucket.
+        name: String,
+        /// Its properties from now on.
+        props: crate::bucket::BucketProps,
+        /// Create it (refused if it exists) rather than change it (refused if it does not).
+        create: bool,
+        /// The layout version the operator looked at (see `Stage`).
+        base: u64,
+    },
     /// What this node holds for one key, its own copy and each hint apart (`ringkv explain`).
     /// Unlike `Get` it merges nothing and is never refused for a stale ring.
     Inspect {
@@ -315,6 +327,7 @@ impl Request {
             Request::Remove { .. } => "remove",
             Request::Replace { .. } => "replace",
             Request::Abort { .. } => "abort",
+            Request::Bucket { .. } => "bucket",
             Request::Inspect { .. } => "inspect",
             Request::AeTree { .. } => "ae-tree",
             Request::AeKeys { .. } => "ae-keys",

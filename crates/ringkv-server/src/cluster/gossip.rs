@@ -452,11 +452,13 @@ impl Refresh {
     ) -> Option<Arc<ClusterView>> {
         let settings = &gossip.settings;
         // The same layout and settings make the same ring: building one sorts every token,
-        // so it happens only when either changed, not on every tick.
+        // so it happens only when either changed, not on every tick. A layout with a bucket
+        // table of its own needs no gossiped settings.
         let unchanged = current.filter(|c| {
             Arc::ptr_eq(&c.layout, layout)
-                && c.ring.config().settings_version == settings.version
-                && c.ring.config().buckets == settings.buckets
+                && (layout.buckets.is_some()
+                    || (c.ring.config().settings_version == settings.version
+                        && c.ring.config().buckets == settings.buckets))
         });
         let ring = match unchanged {
             Some(c) => c.ring.clone(),

@@ -131,6 +131,7 @@ pub fn permitted(role: Role, request: &Request) -> bool {
                 | Request::Remove { .. }
                 | Request::Replace { .. }
                 | Request::Abort { .. }
+                | Request::Bucket { .. }
         ),
     }
 }

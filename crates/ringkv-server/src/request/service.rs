@@ -22,7 +22,7 @@ use crate::ops::metrics::Metrics;
 use crate::request::lane::{Lane, lane};
 use crate::request::proxy::Proxy;
 use crate::request::replica::{Replica, Write, store_error};
-use crate::storage::Store;
+use crate::storage::{DataKey, Store};
 use crate::workers::antientropy::digest;
 use crate::workers::commit::GroupCommit;
 
@@ -305,7 +305,35 @@ impl Service {
                 Ok(Response::AeKeys { keys })
             }
             Request::Layout => Ok(Response::Layout((*self.admin()?.layout()).clone())),
-            Request::Found { members } => self.change_layout(|layout| layout.found(&members)),
+            Request::Found { members } => {
+                // The founding node's configured buckets become the cluster's table.
+                let buckets = self.view.borrow().ring.config().buckets.clone();
+                self.change_layout(|layout| {
+                    layout.found(&members)?;
+                    layout.buckets = Some(buckets);
+                    Ok(())
+                })
+            }
+            Request::Bucket {
+                name,
+                props,
+                create,
+                base,
+            } => {
+                let gossiped = self.view.borrow().ring.config().buckets.clone();
+                self.change_layout(|layout| {
+                    layout.expect_version(base)?;
+                    let table = layout.buckets.as_ref().unwrap_or(&gossiped);
+                    let default = table.props(&name).conflict;
+                    if create && props.conflict != default && self.holds_keys_of(&name) {
+                        return Err(LayoutError::BucketInUse {
+                            bucket: name.clone(),
+                            conflict: default,
+                        });
+                    }
+                    layout.set_bucket(&name, props, create, &gossiped)
+                })
+            }
             Request::Stage { change, base } => self.change_layout(|layout| {
                 layout.expect_version(base)?;
                 layout.stage(change)
@@ -362,6 +390,19 @@ impl Service {
             Request::Coordinate(_) => Err(WireError::InvalidRequest {
                 reason: "a coordinated operation cannot run on the storage path".into(),
             }),
+        }
+    }
+
+    /// Whether this node stores any key of `bucket` (one seek; a store error counts as yes,
+    /// so that doubt refuses the change that depends on it).
+    fn holds_keys_of(&self, bucket: &str) -> bool {
+        let start = DataKey {
+            bucket: bucket.to_string(),
+            key: Vec::new(),
+        };
+        match self.store.scan(Some(&start), 1) {
+            Ok(found) => found.first().is_some_and(|(k, _, _)| k.bucket == bucket),
+            Err(_) => true,
         }
     }
 

@@ -32,10 +32,13 @@ const META_FORMAT: &[u8] = b"format";
 /// The layout version of the whole store (column families, key encoding, record formats).
 /// 2 added [`Record`]'s marker; a format-1 store is migrated by rewriting this byte, since
 /// its values still read (as records with no marker).
-const STORE_FORMAT: u8 = 2;
+/// 3: the layout record may carry the bucket table (and a transfer its previous one); a
+/// format-2 store is migrated by rewriting this byte (its layout reads as having none). A
+/// build of format 2 would drop the table unread, so it must refuse a format-3 store.
+const STORE_FORMAT: u8 = 3;
 
-/// The store formats this build opens: the current one and the one it migrates from.
-const OPENS_FORMATS: [u8; 2] = [1, STORE_FORMAT];
+/// The store formats this build opens: the current one and those it migrates from.
+const OPENS_FORMATS: [u8; 3] = [1, 2, STORE_FORMAT];
 
 /// How often writes refused for a full disk check whether space was freed.
 pub const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);

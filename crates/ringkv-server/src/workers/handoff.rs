@@ -295,7 +295,7 @@ fn live_other_homes(
     me: NodeId,
 ) -> Option<Vec<(NodeId, String)>> {
     let route = view.ring.route(&hint.bucket, &hint.key);
-    let n = usize::from(view.ring.bucket(&hint.bucket).n);
+    let n = route.n;
     let homes: Vec<(NodeId, String)> = route
         .preference
         .take(n)
@@ -346,7 +346,7 @@ fn destinations(
         });
     }
     let route = view.ring.route(&hint.bucket, &hint.key);
-    let n = usize::from(view.ring.bucket(&hint.bucket).n);
+    let n = route.n;
     let homes: Vec<&Member> = route.preference.take(n).chain(route.extra_homes).collect();
     let mut remote = Vec::with_capacity(homes.len());
     let mut local = false;

@@ -402,15 +402,17 @@ impl Worker<'_> {
 
 /// The new home replicas `key` must be sent to by `me`: those that were not home replicas
 /// before the change (the others hold it already), never a member declared removed. Sent by
-/// the node that stops being a home of it; and, when one of its previous homes was removed
-/// (it cannot send its share), by every surviving previous home, each with its own copy, so
-/// that a write only one survivor held is not dropped.
+/// the node that stops being a home of it; and by every previous home, each with its own
+/// copy (so that a write only one of them held is not dropped), when no home leaves to send
+/// it: one of its previous homes was removed (it cannot send its share), or the key gains
+/// homes (its bucket's `n` was raised).
 fn new_owners(ring: &Ring, me: NodeId, key: &DataKey) -> Vec<(NodeId, String)> {
     let homes = ring.home_replicas(&key.bucket, &key.key);
     let before = ring.previous_home_replicas(&key.bucket, &key.key);
     let removed = |id: NodeId| ring.transition().is_some_and(|t| t.is_removed(id));
     let stays = homes.iter().any(|m| m.id == me);
-    let survivor = before.iter().any(|m| m.id == me) && before.iter().any(|m| removed(m.id));
+    let unsent = before.iter().any(|m| removed(m.id)) || homes.len() > before.len();
+    let survivor = before.iter().any(|m| m.id == me) && unsent;
     if stays && !survivor {
         return Vec::new();
     }

@@ -83,7 +83,7 @@ pub(super) fn plan(inner: &Arc<Inner>, bucket: &str, key: &[u8], ask: Ask) -> Re
     // from where the targets stopped. During a transfer, a write also goes to the homes the
     // other ring gives the key, which count on top of its quorum (see `Ring::route`).
     let route = ring.route(bucket, key);
-    let n = usize::from(props.n);
+    let n = route.n;
     let extra = if ask.name == "w" {
         route.extra_homes
     } else {

@@ -83,7 +83,7 @@ impl Service {
         }
         let ours = view.ring.epoch();
         let route = view.ring.route(bucket, key);
-        let n = usize::from(view.ring.bucket(bucket).n);
+        let n = route.n;
         let owner = route
             .preference
             .take(n)

@@ -146,6 +146,7 @@ fn during_a_transfer_a_hint_for_a_home_losing_the_key_goes_to_the_new_homes_too(
             phase,
             previous: before.clone(),
             removed: Vec::new(),
+            previous_buckets: None,
         });
         let view = ClusterView::fixed(Ring::new(config).expect("ring"));
         let old_homes = |key: &[u8]| -> Vec<NodeId> {
