@@ -80,6 +80,9 @@ pub async fn run(admin: &Admin, command: BucketCommand, as_json: bool) -> anyhow
         }
         BucketCommand::Create { name, props } => {
             let props = props.over(table.default);
+            if props.conflict != table.props(&name).conflict {
+                check_unused(admin, &layout, &name).await?;
+            }
             change(admin, &layout, &addr, name, props, true, as_json).await
         }
         BucketCommand::Set { name, props } => {
@@ -113,6 +116,32 @@ async fn change(
     report(&layout, &format!("bucket {name:?} {what}"), as_json);
     if !as_json && layout.ring_version != before {
         println!("its keys are streaming to their new homes: `ringkv handoff --watch` shows it");
+    }
+    Ok(())
+}
+
+/// A bucket created with another conflict policy than the one its keys would have been
+/// written under so far must hold no keys anywhere: every member is asked (a copy or a hint
+/// counts), and one that cannot be asked stops the creation.
+async fn check_unused(admin: &Admin, layout: &Layout, name: &str) -> anyhow::Result<()> {
+    for member in &layout.members {
+        let request = Request::HoldsBucket {
+            bucket: name.to_string(),
+        };
+        match admin.call(&member.addr, request).await {
+            Ok(Response::HoldsBucket { holds: false }) => {}
+            Ok(Response::HoldsBucket { holds: true }) => bail!(
+                "bucket {name:?} already holds keys on {} (written under the default conflict \
+                 policy): it cannot be created with another; choose a new name",
+                member.addr
+            ),
+            Ok(other) => bail!("{} answered a bucket check with {other:?}", member.addr),
+            Err(e) => bail!(
+                "cannot check that bucket {name:?} is unused on {} ({e:#}): it is created with \
+                 another conflict policy only once every member says it holds none of its keys",
+                member.addr
+            ),
+        }
     }
     Ok(())
 }

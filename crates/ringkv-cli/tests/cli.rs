@@ -423,8 +423,21 @@ async fn buckets_are_created_listed_and_their_n_raised_from_the_command_line() -
     assert!(!ok && stderr.contains("cannot be merged"), "{stderr}");
     let (ok, _, stderr) = ringkv(&cluster, &["bucket", "create", "carts"]);
     assert!(!ok && stderr.contains("exists already"), "{stderr}");
+    // A bucket whose keys were written under the default policy cannot become lww.
+    client.bucket("sessions").put("s-1", "x", None).await?;
+    let (ok, _, stderr) = ringkv(
+        &cluster,
+        &["bucket", "create", "sessions", "--conflict", "lww"],
+    );
+    assert!(!ok && stderr.contains("already holds keys"), "{stderr}");
+    json(
+        &cluster,
+        &["bucket", "create", "tokens", "--conflict", "lww"],
+    );
     let list = json(&cluster, &["bucket", "list"]);
     assert_eq!(list["buckets"]["carts"]["n"], 2, "{list}");
+    assert_eq!(list["buckets"]["tokens"]["conflict"], "lww", "{list}");
+    assert!(list["buckets"].get("sessions").is_none(), "{list}");
     assert_eq!(list["buckets"]["carts"]["conflict"], "siblings", "{list}");
     for key in &keys {
         let read = bucket.get(key.as_str()).await?;

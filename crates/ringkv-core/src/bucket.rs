@@ -86,6 +86,22 @@ impl Buckets {
         self.named.get(bucket).unwrap_or(&self.default)
     }
 
+    /// This table with every bucket's `n` as `before` gives it (its `r` and `w` lowered to
+    /// fit): what an aborted change of `n` goes back to.
+    pub fn with_n_of(&self, before: &Buckets) -> Buckets {
+        let fit = |props: &mut BucketProps, n: u8| {
+            props.n = n;
+            props.r = props.r.min(n);
+            props.w = props.w.min(n);
+        };
+        let mut table = self.clone();
+        fit(&mut table.default, before.default.n);
+        for (name, props) in &mut table.named {
+            fit(props, before.props(name).n);
+        }
+        table
+    }
+
     /// Checks every entry, naming the bucket at fault.
     pub fn validate(&self) -> Result<(), String> {
         self.default

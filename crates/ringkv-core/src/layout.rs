@@ -448,10 +448,11 @@ impl Layout {
             return Err(LayoutError::NoTransfer);
         };
         let version = self.version + ABORT_LEAP;
-        // A transfer of a bucket's `n` goes back to the table before it as well.
+        // A transfer of a bucket's `n` goes back to the `n`s before it as well, and only
+        // those: a bucket created meanwhile stays, with its conflict policy.
         let now = self.buckets.clone();
-        if let Some(before) = &t.previous_buckets {
-            self.buckets = Some(before.clone());
+        if let (Some(before), Some(table)) = (&t.previous_buckets, &mut self.buckets) {
+            *table = table.with_n_of(before);
         }
         match t.phase {
             // The previous members still hold everything. Back to them through a transfer
@@ -596,8 +597,16 @@ impl Layout {
         previous_buckets: Option<Buckets>,
     ) {
         self.ring_version += 1;
+        // Two changes of `n` from one base differ only in their tables: so do their ids.
+        let mut id = Transition::id_for(self.ring_version, &previous, &self.members, &removed);
+        if previous_buckets.is_some() {
+            let mut bytes = Vec::new();
+            let tables = (&previous_buckets, &self.buckets);
+            let _ = ciborium::into_writer(&(id, tables), &mut bytes);
+            id = digest(&bytes);
+        }
         self.transition = Some(Transition {
-            id: Transition::id_for(self.ring_version, &previous, &self.members, &removed),
+            id,
             phase: Phase::Streaming,
             previous,
             removed,

@@ -394,6 +394,9 @@ fn seed_requests() -> Vec<Request> {
             create: true,
             base: 1,
         },
+        Request::HoldsBucket {
+            bucket: "carts".into(),
+        },
     ]
 }
 

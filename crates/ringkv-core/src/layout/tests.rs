@@ -520,10 +520,19 @@ fn a_new_n_is_a_planned_transfer_that_an_abort_takes_back() {
     assert!(layout.transition.is_none());
 
     // Raising it again, then aborting while streaming: back to n=2, nothing to stream back.
+    // A bucket created meanwhile (same n) stays, with its policy.
     layout
         .set_bucket("b", lww(4), false, &gossiped)
         .expect("set");
+    let kept = BucketProps {
+        conflict: ConflictPolicy::Siblings,
+        ..lww(3)
+    };
+    layout
+        .set_bucket("z", kept, true, &gossiped)
+        .expect("create");
     layout.abort().expect("abort");
+    assert_eq!(layout.buckets.as_ref().map(|b| *b.props("z")), Some(kept));
     assert_eq!(layout.buckets.as_ref().map(|b| b.props("b").n), Some(2));
     let back = transfer(&layout);
     assert_eq!(back.previous_buckets, None, "the holders had n=2 too");

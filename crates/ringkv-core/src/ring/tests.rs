@@ -338,6 +338,7 @@ fn a_transfer_of_n_reads_the_old_homes_until_it_switches_and_writes_the_new_ones
         assert_eq!(homes, list[..2]);
         let extra: Vec<NodeId> = route.extra_homes.iter().map(|m| m.id).collect();
         assert_eq!(extra, list[2..]);
+        assert_eq!(route.leaving, 0, "raising n drops no home");
         assert_eq!(streaming.previous_home_replicas("default", &k).len(), 2);
         // Switching: the three new homes.
         let route = switching.route("default", &k);
@@ -345,5 +346,37 @@ fn a_transfer_of_n_reads_the_old_homes_until_it_switches_and_writes_the_new_ones
         let homes: Vec<NodeId> = route.preference.take(route.n).map(|m| m.id).collect();
         assert_eq!(homes, list);
         assert!(route.extra_homes.is_empty());
+        assert_eq!(route.leaving, 0);
+    }
+}
+
+#[test]
+fn a_write_while_n_is_lowered_needs_acknowledgements_from_the_homes_that_stay() {
+    let members = members_of(7, &[1, 1, 1, 1], 16);
+    let mut before = crate::bucket::Buckets::default();
+    before.default.n = 3;
+    let mut config = RingConfig::of(members.clone());
+    config.buckets.default = crate::bucket::BucketProps {
+        n: 1,
+        r: 1,
+        w: 1,
+        ..Default::default()
+    };
+    config.transition = Some(Transition {
+        id: 8,
+        phase: Phase::Streaming,
+        previous: members,
+        removed: Vec::new(),
+        previous_buckets: Some(before),
+    });
+    let streaming = Ring::new(config.clone()).expect("valid");
+    config.transition.as_mut().expect("transfer").phase = Phase::Switching;
+    let switching = Ring::new(config).expect("valid");
+    for i in 0..200 {
+        let k = key(i);
+        let route = streaming.route("default", &k);
+        assert_eq!((route.n, route.extra_homes.len(), route.leaving), (3, 0, 2));
+        let route = switching.route("default", &k);
+        assert_eq!((route.n, route.extra_homes.len(), route.leaving), (1, 2, 2));
     }
 }

@@ -76,6 +76,12 @@ impl Transition {
 pub struct Route<'a> {
     /// The preference list reads use (and writes, first).
     pub preference: PreferenceList<'a>,
+    /// How many homes under the previous ring are none under the current one (and so are
+    /// cleaned up once the ring settles). A write needs that many acknowledgements on top of
+    /// its quorum (or `extra_homes.len()`, if more), so that at least `w` come from homes
+    /// that keep the key: when a bucket's `n` is lowered, nobody streams what reaches a
+    /// dropped home after its streaming pass.
+    pub leaving: usize,
     /// How many of `preference`'s first members are the key's homes: the bucket's `n` under
     /// the ring reads use (a transfer that changes `n` has one on each side).
     pub n: usize,
@@ -110,6 +116,7 @@ impl Ring {
                 preference: current,
                 n: n_now,
                 extra_homes: Vec::new(),
+                leaving: 0,
             };
         };
         let n_before = usize::from(self.previous_bucket(bucket).n);
@@ -122,14 +129,30 @@ impl Ring {
             ((current, n_now), (previous, n_before))
         };
         let homes: Vec<NodeId> = reading.clone().take(n).map(|m| m.id).collect();
-        let extra_homes = other
-            .take(n_other)
+        let others: Vec<&Member> = other.take(n_other).collect();
+        // Homes under the previous ring that are none under the current one, whatever the
+        // phase: the ones clean-up empties once the ring settles.
+        let (previous_homes, current_homes): (Vec<NodeId>, Vec<NodeId>) = {
+            let others: Vec<NodeId> = others.iter().map(|m| m.id).collect();
+            if streaming {
+                (homes.clone(), others)
+            } else {
+                (others, homes.clone())
+            }
+        };
+        let leaving = previous_homes
+            .iter()
+            .filter(|id| !current_homes.contains(id))
+            .count();
+        let extra_homes = others
+            .into_iter()
             .filter(|m| !homes.contains(&m.id))
             .collect();
         Route {
             preference: reading,
             n,
             extra_homes,
+            leaving,
         }
     }
 

@@ -249,6 +249,13 @@ pub enum Request {
         /// The layout version the operator looked at (see `Stage`).
         base: u64,
     },
+    /// Whether this node holds any key of `bucket`, as a copy or a hint (`ringkv bucket
+    /// create` asks every member before giving a bucket another conflict policy than the
+    /// default's). Since protocol version 7.
+    HoldsBucket {
+        /// The bucket.
+        bucket: String,
+    },
     /// What this node holds for one key, its own copy and each hint apart (`ringkv explain`).
     /// Unlike `Get` it merges nothing and is never refused for a stale ring.
     Inspect {
@@ -328,6 +335,7 @@ impl Request {
             Request::Replace { .. } => "replace",
             Request::Abort { .. } => "abort",
             Request::Bucket { .. } => "bucket",
+            Request::HoldsBucket { .. } => "holds-bucket",
             Request::Inspect { .. } => "inspect",
             Request::AeTree { .. } => "ae-tree",
             Request::AeKeys { .. } => "ae-keys",
@@ -359,6 +367,11 @@ pub enum Response {
     Merged,
     /// The answer to `Ring`: the node's view of the cluster.
     Ring(RingSnapshot),
+    /// The answer to `HoldsBucket`.
+    HoldsBucket {
+        /// Whether the node holds a key of the bucket (or could not tell: a store error).
+        holds: bool,
+    },
     /// The answer to `Ping`.
     Pong {
         /// The answering node, so that a probe also tells who is behind an address.
@@ -410,6 +423,7 @@ impl Response {
             Response::Merged => "merged",
             Response::Ring(_) => "ring",
             Response::Pong { .. } => "pong",
+            Response::HoldsBucket { .. } => "holds-bucket",
             Response::Stats(_) => "stats",
             Response::Layout(_) => "layout",
             Response::Inspection { .. } => "inspection",

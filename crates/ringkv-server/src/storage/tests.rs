@@ -269,3 +269,39 @@ fn a_store_of_a_newer_format_is_refused_and_left_as_it_was() {
     assert_eq!(db.get_cf(meta, b"format").expect("get"), Some(vec![9u8]));
     assert!(db.get_cf(meta, b"node_id").expect("get") == Some(id.0.to_be_bytes().to_vec()));
 }
+
+#[test]
+fn a_store_written_by_format_2_opens_with_its_layout_and_migrates() {
+    let dir = fixture_copy("store-v2");
+    for reopen in [false, true] {
+        let store = RocksStore::open(dir.path()).expect("opens");
+        assert_eq!(
+            store.node_id(),
+            NodeId(0x1db7_d307_d964_4090),
+            "reopen {reopen}"
+        );
+        for (bucket, key, value) in [("default", "plain", "v1"), ("carts", "cart-1", "apples")] {
+            let record = store
+                .get(bucket, key.as_bytes())
+                .expect("get")
+                .expect("present");
+            let values: Vec<_> = record.state.live().map(|s| s.value.clone()).collect();
+            assert_eq!(values, vec![Some(Bytes::from(value))], "{bucket}/{key}");
+            assert_eq!(record.minted.map(|m| m.incarnation), Some(3));
+        }
+        let hints = store.hints_for_key("default", b"hinted").expect("hints");
+        assert_eq!(hints.len(), 1);
+        assert_eq!(hints[0].0.home, NodeId(0x0b0b_0b0b_0b0b_0b0b));
+        // The layout of that release: a transfer under way, and no bucket table (the
+        // gossiped one applies until a `bucket` command).
+        let layout = crate::cluster::Keeper::stored(&store).expect("layout record");
+        assert_eq!(layout.version, 3);
+        assert_eq!(layout.members.len(), 4);
+        let transfer = layout.transition.as_ref().expect("transfer");
+        assert_eq!(transfer.id, 0x1d88_ee9e_0ed6_37e0);
+        assert_eq!(transfer.previous_buckets, None);
+        assert_eq!(layout.buckets, None);
+        let report: Option<(u64, ringkv_core::Step)> = records::load(&store, "transfer-report");
+        assert_eq!(report, Some((transfer.id, ringkv_core::Step::Streamed)));
+    }
+}

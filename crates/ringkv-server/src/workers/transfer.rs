@@ -400,12 +400,15 @@ impl Worker<'_> {
     }
 }
 
-/// The new home replicas `key` must be sent to by `me`: those that were not home replicas
-/// before the change (the others hold it already), never a member declared removed. Sent by
-/// the node that stops being a home of it; and by every previous home, each with its own
-/// copy (so that a write only one of them held is not dropped), when no home leaves to send
-/// it: one of its previous homes was removed (it cannot send its share), or the key gains
-/// homes (its bucket's `n` was raised).
+/// The home replicas `key` must be sent to by `me`, never a member declared removed.
+///
+/// - A node that stops being a home sends to the new homes (those that were not homes
+///   before; the others hold the key already). When the key loses homes (its bucket's `n`
+///   was lowered), it sends to every remaining home instead: a write acknowledged only by
+///   homes that leave would otherwise be deleted with them by the clean-up.
+/// - When no home leaves to send it, every previous home sends its own copy to the new
+///   homes (so that a write only one of them held is not dropped): one of its previous
+///   homes was removed (it cannot send its share), or the key gains homes (`n` was raised).
 fn new_owners(ring: &Ring, me: NodeId, key: &DataKey) -> Vec<(NodeId, String)> {
     let homes = ring.home_replicas(&key.bucket, &key.key);
     let before = ring.previous_home_replicas(&key.bucket, &key.key);
@@ -416,10 +419,11 @@ fn new_owners(ring: &Ring, me: NodeId, key: &DataKey) -> Vec<(NodeId, String)> {
     if stays && !survivor {
         return Vec::new();
     }
+    let shrinks = homes.len() < before.len();
     homes
         .into_iter()
         .filter(|m| m.id != me && !removed(m.id))
-        .filter(|m| !before.iter().any(|b| b.id == m.id))
+        .filter(|m| shrinks || !before.iter().any(|b| b.id == m.id))
         .map(|m| (m.id, m.addr.clone()))
         .collect()
 }

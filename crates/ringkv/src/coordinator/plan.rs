@@ -62,6 +62,15 @@ pub(super) fn plan(inner: &Arc<Inner>, bucket: &str, key: &[u8], ask: Ask) -> Re
         });
     }
     let props = *ring.bucket(bucket);
+    // While a bucket's `n` changes, requests go by the previous `n` until the switch: its
+    // default quorums are met within the smaller of the two.
+    let n = props.n.min(ring.previous_bucket(bucket).n);
+    let props = BucketProps {
+        n,
+        r: props.r.min(n),
+        w: props.w.min(n),
+        ..props
+    };
     let default = if ask.name == "r" { props.r } else { props.w };
     let mut required = quorum(ask.name, ask.sloppy.unwrap_or(default), &props, bucket)?;
     if ask.durable > 0 {
@@ -84,10 +93,10 @@ pub(super) fn plan(inner: &Arc<Inner>, bucket: &str, key: &[u8], ask: Ask) -> Re
     // other ring gives the key, which count on top of its quorum (see `Ring::route`).
     let route = ring.route(bucket, key);
     let n = route.n;
-    let extra = if ask.name == "w" {
-        route.extra_homes
+    let (extra, leaving) = if ask.name == "w" {
+        (route.extra_homes, route.leaving)
     } else {
-        Vec::new()
+        (Vec::new(), 0)
     };
     let mut reading = route.preference;
     let homes: Vec<&Member> = reading.by_ref().take(n).collect();
@@ -116,8 +125,9 @@ pub(super) fn plan(inner: &Arc<Inner>, bucket: &str, key: &[u8], ask: Ask) -> Re
             .cloned()
             .collect(),
     };
-    required += extra.len();
-    let strict = strict.map(|s| s + extra.len());
+    let on_top = extra.len().max(leaving);
+    required += on_top;
+    let strict = strict.map(|s| s + on_top);
     required = required.max(strict.unwrap_or(0));
     if targets.len() < required {
         return Err(Error::Unavailable {
