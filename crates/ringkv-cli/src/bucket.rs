@@ -122,9 +122,15 @@ async fn change(
 
 /// A bucket created with another conflict policy than the one its keys would have been
 /// written under so far must hold no keys anywhere: every member is asked (a copy or a hint
-/// counts), and one that cannot be asked stops the creation.
+/// counts; during a transfer the previous members too, except those removed), and one that
+/// cannot be asked stops the creation.
 async fn check_unused(admin: &Admin, layout: &Layout, name: &str) -> anyhow::Result<()> {
-    for member in &layout.members {
+    let previous = layout.transition.iter().flat_map(|t| {
+        t.previous
+            .iter()
+            .filter(move |m| !t.is_removed(m.id) && layout.member(m.id).is_none())
+    });
+    for member in layout.members.iter().chain(previous) {
         let request = Request::HoldsBucket {
             bucket: name.to_string(),
         };

@@ -86,18 +86,21 @@ impl Buckets {
         self.named.get(bucket).unwrap_or(&self.default)
     }
 
-    /// This table with every bucket's `n` as `before` gives it (its `r` and `w` lowered to
-    /// fit): what an aborted change of `n` goes back to.
+    /// This table with every bucket whose `n` differs from what `before` gives it back at
+    /// `before`'s `n`, `r` and `w` (the quorums that went with that `n`): what an aborted
+    /// change of `n` goes back to. Buckets created or changed otherwise meanwhile stay.
     pub fn with_n_of(&self, before: &Buckets) -> Buckets {
-        let fit = |props: &mut BucketProps, n: u8| {
-            props.n = n;
-            props.r = props.r.min(n);
-            props.w = props.w.min(n);
+        let back = |props: &mut BucketProps, old: &BucketProps| {
+            if props.n != old.n {
+                props.n = old.n;
+                props.r = old.r;
+                props.w = old.w;
+            }
         };
         let mut table = self.clone();
-        fit(&mut table.default, before.default.n);
+        back(&mut table.default, &before.default);
         for (name, props) in &mut table.named {
-            fit(props, before.props(name).n);
+            back(props, before.props(name));
         }
         table
     }

@@ -1,4 +1,4 @@
-//! Fault injection and the checker behind `tests/faults.rs`.
+//! Fault injection and the checker behind `tests/faults/`.
 //!
 //! - [`in_own_netns`]: runs a scenario inside a network namespace of its own (`unshare -n`),
 //!   where nodes live on 127.0.0.2, .3, ... and the client on 127.0.0.1, so that [`Firewall`]

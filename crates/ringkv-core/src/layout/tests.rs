@@ -555,3 +555,30 @@ fn a_new_n_is_a_planned_transfer_that_an_abort_takes_back() {
         "streamed back from the n=4 homes"
     );
 }
+
+#[test]
+fn an_aborted_lowering_of_n_gets_its_quorums_back() {
+    let mut layout = founded(&[1, 2, 3]);
+    let gossiped = Buckets::default();
+    let three = BucketProps::default();
+    layout
+        .set_bucket("b", three, true, &gossiped)
+        .expect("create");
+    let one = BucketProps {
+        n: 1,
+        r: 1,
+        w: 1,
+        ..three
+    };
+    layout
+        .set_bucket("b", one, false, &gossiped)
+        .expect("lower");
+    assert!(layout.transition.is_some());
+    layout.abort().expect("abort");
+    let table = layout.buckets.as_ref().expect("table");
+    assert_eq!(
+        table.props("b"),
+        &three,
+        "n=3 with r=2, w=2 again, not r=w=1"
+    );
+}

@@ -140,9 +140,11 @@ impl Ring {
                 (others, homes.clone())
             }
         };
+        // A member declared removed never acknowledges anything: not counted.
+        let removed = |id: &NodeId| self.transition().is_some_and(|t| t.is_removed(*id));
         let leaving = previous_homes
             .iter()
-            .filter(|id| !current_homes.contains(id))
+            .filter(|id| !current_homes.contains(id) && !removed(id))
             .count();
         let extra_homes = others
             .into_iter()

@@ -62,23 +62,25 @@ pub(super) fn plan(inner: &Arc<Inner>, bucket: &str, key: &[u8], ask: Ask) -> Re
         });
     }
     let props = *ring.bucket(bucket);
-    // While a bucket's `n` changes, requests go by the previous `n` until the switch: its
-    // default quorums are met within the smaller of the two.
-    let n = props.n.min(ring.previous_bucket(bucket).n);
-    let props = BucketProps {
-        n,
-        r: props.r.min(n),
-        w: props.w.min(n),
+    // During a transfer, a write also goes to the homes the other ring gives the key, which
+    // count on top of its quorum (see `Ring::route`).
+    let route = ring.route(bucket, key);
+    // While a bucket's `n` changes, requests go by the `n` of the side reads use
+    // (`route.n`): the bucket's default quorums are met within it, and a quorum valid under
+    // either side's `n` is not refused as invalid (it may be unavailable until the switch).
+    let reading_n = u8::try_from(route.n).unwrap_or(u8::MAX).max(1);
+    let bound = BucketProps {
+        n: props.n.max(ring.previous_bucket(bucket).n),
         ..props
     };
-    let default = if ask.name == "r" { props.r } else { props.w };
-    let mut required = quorum(ask.name, ask.sloppy.unwrap_or(default), &props, bucket)?;
+    let default = if ask.name == "r" { props.r } else { props.w }.min(reading_n);
+    let mut required = quorum(ask.name, ask.sloppy.unwrap_or(default), &bound, bucket)?;
     if ask.durable > 0 {
-        required = required.max(quorum("dw", ask.durable, &props, bucket)?);
+        required = required.max(quorum("dw", ask.durable, &bound, bucket)?);
     }
     let strict = ask
         .strict
-        .map(|p| quorum(ask.strict_name, p, &props, bucket))
+        .map(|p| quorum(ask.strict_name, p, &bound, bucket))
         .transpose()?;
     let healthy = |id: NodeId| match inner.health.check(id, &cluster.alive) {
         Verdict::Up => true,
@@ -89,9 +91,7 @@ pub(super) fn plan(inner: &Arc<Inner>, bucket: &str, key: &[u8], ask: Ask) -> Re
         }
     };
     // One walk of the preference list: the targets first, then (sloppy calls) the spares
-    // from where the targets stopped. During a transfer, a write also goes to the homes the
-    // other ring gives the key, which count on top of its quorum (see `Ring::route`).
-    let route = ring.route(bucket, key);
+    // from where the targets stopped.
     let n = route.n;
     let (extra, leaving) = if ask.name == "w" {
         (route.extra_homes, route.leaving)
