@@ -3,6 +3,23 @@
 
 use super::*;
 
+/// Writes 300 keys the load never reads (so no read repair can fill in for a transfer's
+/// streaming), then starts a read-modify-write load of `ops` operations and lets it run for
+/// two seconds.
+async fn cold_keys_then_load(
+    bucket: &ringkv::Bucket,
+    history: &Arc<History>,
+    ops: usize,
+) -> anyhow::Result<(Vec<String>, tokio::task::JoinHandle<()>)> {
+    let cold: Vec<String> = (0..300).map(|i| format!("cold-{i}")).collect();
+    for key in &cold {
+        bucket.put(key.as_str(), key.clone(), None).await?;
+    }
+    let load = tokio::spawn(Workload::new(200, ops, 400.0).run(bucket.clone(), history.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok((cold, load))
+}
+
 /// join-leave-under-load: a fourth node joins a three-node cluster, then one of the original
 /// nodes leaves, both staged and committed while a read-modify-write load (R=2, W=2) and a
 /// reader run. Nothing acknowledged may be lost, no read may miss an acknowledged write, and
@@ -201,14 +218,7 @@ fn dead_node_removed() {
     run(async {
         let (mut cluster, client, bucket, history) = setup(4).await?;
         let dead = 3;
-        // Keys the load never reads, so no read repair can fill in for the streaming.
-        let cold: Vec<String> = (0..300).map(|i| format!("cold-{i}")).collect();
-        for key in &cold {
-            bucket.put(key.as_str(), key.clone(), None).await?;
-        }
-        let load =
-            tokio::spawn(Workload::new(200, 12_000, 400.0).run(bucket.clone(), history.clone()));
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (cold, load) = cold_keys_then_load(&bucket, &history, 12_000).await?;
         let id = cluster.member_of(dead).await?.id;
         cluster.kill(dead);
         let down = Instant::now();
@@ -300,13 +310,7 @@ fn disk_wiped_and_replaced() {
     run(async {
         let (mut cluster, client, bucket, history) = setup(4).await?;
         let lost_disk = 3;
-        let cold: Vec<String> = (0..300).map(|i| format!("cold-{i}")).collect();
-        for key in &cold {
-            bucket.put(key.as_str(), key.clone(), None).await?;
-        }
-        let load =
-            tokio::spawn(Workload::new(200, 10_000, 400.0).run(bucket.clone(), history.clone()));
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (cold, load) = cold_keys_then_load(&bucket, &history, 10_000).await?;
         let old = cluster.member_of(lost_disk).await?.id;
         cluster.kill(lost_disk);
         let down = Instant::now();
@@ -418,13 +422,7 @@ fn address_change() {
     run(async {
         let (mut cluster, client, bucket, history) = setup(4).await?;
         let moving = 3;
-        let cold: Vec<String> = (0..300).map(|i| format!("cold-{i}")).collect();
-        for key in &cold {
-            bucket.put(key.as_str(), key.clone(), None).await?;
-        }
-        let load =
-            tokio::spawn(Workload::new(200, 10_000, 400.0).run(bucket.clone(), history.clone()));
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (cold, load) = cold_keys_then_load(&bucket, &history, 10_000).await?;
         let id = cluster.member_of(moving).await?.id;
         let new = std::net::SocketAddr::from(([127, 0, 0, 30], 7400));
         let down = Instant::now();

@@ -1,4 +1,5 @@
 use super::*;
+use crate::bucket::{BucketProps, ConflictPolicy};
 
 fn member(id: u64, weight: u32) -> Member {
     Member {

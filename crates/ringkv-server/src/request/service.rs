@@ -22,7 +22,7 @@ use crate::ops::metrics::Metrics;
 use crate::request::lane::{Lane, lane};
 use crate::request::proxy::Proxy;
 use crate::request::replica::{Replica, Write, store_error};
-use crate::storage::{DataKey, Store};
+use crate::storage::Store;
 use crate::workers::antientropy::digest;
 use crate::workers::commit::GroupCommit;
 
@@ -396,39 +396,6 @@ impl Service {
         }
     }
 
-    /// Whether this node stores any key of `bucket`, as a copy or a hint (a seek, and a scan
-    /// of the hint queue; a store error counts as yes, so that doubt refuses the change that
-    /// depends on it).
-    fn holds_keys_of(&self, bucket: &str) -> bool {
-        let start = DataKey {
-            bucket: bucket.to_string(),
-            key: Vec::new(),
-        };
-        let copies = match self.store.scan(Some(&start), 1) {
-            Ok(found) => found.first().is_some_and(|(k, _, _)| k.bucket == bucket),
-            Err(_) => true,
-        };
-        copies || self.holds_hints_of(bucket)
-    }
-
-    /// Whether the hint queue holds a hint for a key of `bucket` (bounded: the queue is
-    /// capped in bytes, and this runs only for a bucket being created).
-    fn holds_hints_of(&self, bucket: &str) -> bool {
-        let mut after = None;
-        loop {
-            let Ok(batch) = self.store.scan_hints(after.as_ref(), 1024) else {
-                return true;
-            };
-            if batch.iter().any(|(hint, _)| hint.bucket == bucket) {
-                return true;
-            }
-            match batch.last() {
-                Some((hint, _)) if batch.len() == 1024 => after = Some(hint.clone()),
-                _ => return false,
-            }
-        }
-    }
-
     fn admin(&self) -> Result<&Arc<Keeper>, WireError> {
         self.keeper
             .as_ref()
@@ -501,6 +468,7 @@ pub(super) fn not_ready_reason(view: &ClusterView) -> String {
     }
 }
 
+mod buckets;
 mod routing;
 #[cfg(test)]
 mod tests;

@@ -1,3 +1,4 @@
+use super::state::{parse_layout_key, parse_report_key};
 use super::*;
 
 #[test]
