@@ -14,6 +14,7 @@ pub fn members(nodes: u64, weights: &[u32], tokens_per_weight: u32) -> Vec<Membe
             addr: format!("10.{}.{}.{}:7400", i / 65536, (i / 256) % 256, i % 256),
             weight: weights[(i as usize) % weights.len()],
             tokens: Vec::new(),
+            zone: String::new(),
         })
         .collect();
     ringkv_core::claim::found(&members, tokens_per_weight).expect("valid members")

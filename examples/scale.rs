@@ -3,6 +3,9 @@
 //! - for a ring of 10,000 nodes with weights 1 to 4: its memory in a client, the time to
 //!   build it from the member list, a preference-list lookup, and the keys one join moves
 //!   against the ideal;
+//! - the same ring in three uneven zones (20%, 30% and 50% of the nodes): each zone's share of
+//!   the copies, the most loaded node of each zone over its target, the lookup, and what a
+//!   join into the smallest zone moves;
 //! - for a gossip cluster of 1,000 nodes on chitchat's in-memory transport, in simulated time
 //!   (tokio's paused clock): how long until every node has heard of a committed membership
 //!   change, and until a client refreshing its ring from a random node every 5 s sees it.
@@ -41,6 +44,7 @@ fn member(i: u64, weight: u32) -> Member {
         addr: format!("10.{}.{}.{}:7400", i / 65536, (i / 256) % 256, i % 256),
         weight,
         tokens: Vec::new(),
+        zone: String::new(),
     }
 }
 
@@ -102,6 +106,105 @@ fn ring_figures(nodes: u64) -> anyhow::Result<()> {
         join_time.as_secs_f64() * 1e3
     );
     Ok(())
+}
+
+/// The zone of node `i` of `nodes`: the first 20% in `a`, the next 30% in `b`, the rest `c`.
+fn zone_of(i: u64, nodes: u64) -> &'static str {
+    match i * 10 / nodes.max(1) {
+        0 | 1 => "a",
+        2..=4 => "b",
+        _ => "c",
+    }
+}
+
+fn zoned_ring_figures(nodes: u64) -> anyhow::Result<()> {
+    let weights = [1, 2, 3, 4];
+    let zoned = |i: u64, weight: u32| Member {
+        zone: zone_of(i, nodes).to_string(),
+        ..member(i, weight)
+    };
+    let list: Vec<Member> = (0..nodes)
+        .map(|i| zoned(i, weights[(i % 4) as usize]))
+        .collect();
+    let members = claim::found(&list, DEFAULT_TOKENS_PER_WEIGHT)?;
+    let built = Instant::now();
+    let ring = Ring::new(RingConfig::of(members.clone()))?;
+    let build = built.elapsed();
+
+    let lookups = 1_000_000u32;
+    let keys: Vec<Vec<u8>> = (0..1024).map(|i| format!("user{i}").into_bytes()).collect();
+    let looked = Instant::now();
+    let mut checksum = 0u64;
+    for i in 0..lookups {
+        let key = &keys[(i as usize) % keys.len()];
+        for m in ring.preference_list(b"default", key).take(3) {
+            checksum = checksum.wrapping_add(m.id.0);
+        }
+    }
+    let lookup = looked.elapsed() / lookups;
+
+    println!("ring of {nodes} nodes in 3 zones of 20/30/50% of the nodes, weights 1-4, n=3:");
+    println!(
+        "  memory in a client: {:.1} MB; build {:.1} ms; preference list (3 homes) lookup {:.0} ns [checksum {checksum:x}]",
+        ring.heap_bytes() as f64 / 1e6,
+        build.as_secs_f64() * 1e3,
+        lookup.as_nanos()
+    );
+    print_zone_balance(&ring);
+
+    // A node of weight 2 joins the smallest zone: only that zone's copies move, to it.
+    let joined = Instant::now();
+    let newcomer = Member {
+        zone: "a".into(),
+        ..member(nodes, 2)
+    };
+    let after_members = claim::join(&members, newcomer, DEFAULT_TOKENS_PER_WEIGHT)?;
+    let join_time = joined.elapsed();
+    let after = Ring::new(RingConfig::of(after_members))?;
+    let shifts = movement::shifts(&ring, &after, 3);
+    let moved = movement::moved_fraction(&shifts, 3);
+    let zone_a_weight: u64 = list
+        .iter()
+        .filter(|m| m.zone == "a")
+        .map(|m| u64::from(m.weight))
+        .sum::<u64>()
+        + 2;
+    // Its ideal: its weight's part of zone a, which holds a third of the copies.
+    let ideal = 2.0 / zone_a_weight as f64 / 3.0;
+    println!(
+        "  one join (weight 2) into zone a moves {:.4}% of all copies, {:.3} x the ideal {:.4}% (goal <= 1.15); allocating it took {:.1} ms",
+        moved * 100.0,
+        moved / ideal,
+        ideal * 100.0,
+        join_time.as_secs_f64() * 1e3
+    );
+    print_zone_balance(&after);
+    Ok(())
+}
+
+/// Each zone's share of the copies (n=3), and its most loaded node over its target (its
+/// weight's part of the zone's share).
+fn print_zone_balance(ring: &Ring) {
+    let shares = ring.replica_shares(3);
+    for zone in ring.zones() {
+        let in_zone: Vec<(&Member, f64)> = shares
+            .iter()
+            .filter_map(|(id, share)| ring.member(*id).map(|m| (m, *share)))
+            .filter(|(m, _)| m.zone == zone)
+            .collect();
+        let total: f64 = in_zone.iter().map(|(_, s)| s).sum();
+        let weight: f64 = in_zone.iter().map(|(m, _)| f64::from(m.weight)).sum();
+        let worst = in_zone
+            .iter()
+            .map(|(m, s)| s / (total * f64::from(m.weight) / weight))
+            .fold(0.0, f64::max);
+        println!(
+            "    zone {zone}: {} nodes hold {:.2}% of the copies; most loaded node {:.3} x its target (goal <= 1.10)",
+            in_zone.len(),
+            total / 3.0 * 100.0,
+            worst
+        );
+    }
 }
 
 fn gossip_config(i: usize, seeds: &[String]) -> ChitchatConfig {
@@ -235,6 +338,7 @@ async fn gossip_figures(nodes: usize) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     ring_figures(arg("--nodes", 10_000) as u64)?;
+    zoned_ring_figures(arg("--nodes", 10_000) as u64)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)

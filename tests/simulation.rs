@@ -163,6 +163,7 @@ fn ring() -> Ring {
             addr: addr(i),
             weight: 1,
             tokens: Vec::new(),
+            zone: String::new(),
         })
         .collect();
     let members = ringkv_core::claim::found(&members, 8).expect("members");

@@ -550,3 +550,4 @@ fn strict_mode() {
 }
 
 mod operations;
+mod zones;

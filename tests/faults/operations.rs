@@ -6,7 +6,7 @@ use super::*;
 /// Writes 300 keys the load never reads (so no read repair can fill in for a transfer's
 /// streaming), then starts a read-modify-write load of `ops` operations and lets it run for
 /// two seconds.
-async fn cold_keys_then_load(
+pub(super) async fn cold_keys_then_load(
     bucket: &ringkv::Bucket,
     history: &Arc<History>,
     ops: usize,

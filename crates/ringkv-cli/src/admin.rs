@@ -40,6 +40,17 @@ impl Admin {
         }
     }
 
+    /// The protocol version a connection to the node at `addr` negotiates.
+    pub async fn protocol_at(&self, addr: &str) -> anyhow::Result<u32> {
+        match tokio::time::timeout(self.timeout, self.pool.protocol_version(addr, self.timeout))
+            .await
+        {
+            Ok(Ok(version)) => Ok(version),
+            Ok(Err(e)) => Err(anyhow::Error::new(e).context(addr.to_string())),
+            Err(_) => bail!("{addr}: no answer within {:?}", self.timeout),
+        }
+    }
+
     pub async fn stats(&self, addr: &str) -> anyhow::Result<NodeStats> {
         match self.call(addr, Request::Stats).await? {
             Response::Stats(stats) => Ok(stats),
@@ -47,8 +58,8 @@ impl Admin {
         }
     }
 
-    /// The node at `addr` as a member would list it: its id, address and configured weight
-    /// (tokens are the allocator's business).
+    /// The node at `addr` as a member would list it: its id, address, configured weight and
+    /// zone (tokens are the allocator's business).
     pub async fn member_at(&self, addr: &str, weight: Option<u32>) -> anyhow::Result<Member> {
         let stats = self
             .stats(addr)
@@ -59,6 +70,7 @@ impl Admin {
             addr: addr.to_string(),
             weight: weight.unwrap_or(stats.weight).max(1),
             tokens: Vec::new(),
+            zone: stats.zone,
         })
     }
 

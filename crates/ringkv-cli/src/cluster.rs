@@ -1,6 +1,6 @@
 //! `ringkv cluster ...`: staged membership changes.
 //!
-//! Joins, leaves and weight changes are *staged* on the layout the cluster shares, shown by
+//! Joins, leaves, weight and zone changes are *staged* on the layout the cluster shares, shown by
 //! `plan` (ownership before and after per node, and the data that would move), and applied by
 //! `commit`, which opens a transfer: nodes stream what they no longer own to its new homes
 //! (`ringkv handoff --watch` shows it), then reads switch over. Every change names the layout
@@ -9,12 +9,15 @@
 use anyhow::bail;
 use clap::Subcommand;
 use ringkv::transport::{Request, Response};
-use ringkv_core::movement::{self, Shift};
-use ringkv_core::{Buckets, Change, Layout, Member, Ring, RingConfig};
+use ringkv_core::{Change, Layout, Member};
 use serde_json::json;
 
-use crate::admin::{Admin, involved_addrs};
-use crate::format;
+use crate::admin::Admin;
+
+mod plan;
+mod zone;
+
+use plan::plan;
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
@@ -30,11 +33,19 @@ pub enum ClusterCommand {
         /// with).
         #[arg(long)]
         weight: Option<u32>,
+        /// Its zone (default: the zone it was started with).
+        #[arg(long)]
+        zone: Option<String>,
     },
     /// Stage the departure of a member (node id, id prefix or address).
     Leave { node: String },
     /// Stage a new weight for a member (node id, id prefix or address).
     Weight { node: String, weight: u32 },
+    /// Stage a member's move to another zone (`-` for none): it leaves its old zone's share
+    /// of the ring and takes one in the new zone. Labelling a cluster's members for the first
+    /// time is one `zone` per member, then one commit. Every member must run a release that
+    /// knows zones.
+    Zone { node: String, zone: String },
     /// Show the staged changes and what committing them would do.
     Plan,
     /// Apply the staged changes: the ring changes, and data starts streaming.
@@ -85,17 +96,32 @@ pub async fn run(admin: &Admin, command: ClusterCommand, as_json: bool) -> anyho
             report(&layout, "founded a cluster", as_json);
             Ok(())
         }
-        ClusterCommand::Join { addr, weight } => {
+        ClusterCommand::Join { addr, weight, zone } => {
             if weight == Some(0) {
                 bail!("--weight starts at 1");
             }
-            let member = admin.member_at(&addr, weight).await?;
+            let mut member = admin.member_at(&addr, weight).await?;
+            if let Some(zone) = zone {
+                member.zone = zone::parse(&zone)?;
+            }
+            if !member.zone.is_empty() {
+                let (layout, _) = admin.founded_layout().await?;
+                zone::check_protocol(admin, &layout, Some(&addr)).await?;
+            }
             let change = Change::Join {
                 id: member.id,
                 addr: member.addr,
                 weight: member.weight,
+                zone: member.zone,
             };
             stage(admin, change, as_json).await
+        }
+        ClusterCommand::Zone { node, zone } => {
+            let zone = zone::parse(&zone)?;
+            let (layout, _) = admin.founded_layout().await?;
+            let id = Admin::resolve(&layout, &node)?.id;
+            zone::check_protocol(admin, &layout, None).await?;
+            stage(admin, Change::Zone { id, zone }, as_json).await
         }
         ClusterCommand::Leave { node } => {
             let (layout, _) = admin.founded_layout().await?;
@@ -295,7 +321,7 @@ fn expect_layout(response: Response) -> anyhow::Result<Layout> {
     }
 }
 
-fn describe(layout: &Layout, change: &Change) -> String {
+pub(crate) fn describe(layout: &Layout, change: &Change) -> String {
     let addr = |id| {
         layout
             .members
@@ -304,9 +330,25 @@ fn describe(layout: &Layout, change: &Change) -> String {
             .map_or_else(|| id.to_string(), |m| m.addr.clone())
     };
     match change {
-        Change::Join { id, addr, weight } => format!("join {addr} (node {id}, weight {weight})"),
+        Change::Join {
+            id,
+            addr,
+            weight,
+            zone,
+        } if zone.is_empty() => format!("join {addr} (node {id}, weight {weight})"),
+        Change::Join {
+            id,
+            addr,
+            weight,
+            zone,
+        } => format!("join {addr} (node {id}, weight {weight}, zone {zone})"),
         Change::Leave { id } => format!("leave {} (node {id})", addr(*id)),
         Change::Weight { id, weight } => format!("weight of {} (node {id}) to {weight}", addr(*id)),
+        Change::Zone { id, zone } => format!(
+            "zone of {} (node {id}) to {}",
+            addr(*id),
+            if zone.is_empty() { "none" } else { zone }
+        ),
     }
 }
 
@@ -318,7 +360,7 @@ pub(crate) fn report(layout: &Layout, what: &str, as_json: bool) {
                 "done": what,
                 "layout_version": layout.version,
                 "ring_version": layout.ring_version,
-                "members": layout.members.iter().map(|m| json!({ "node": m.id.to_string(), "address": m.addr, "weight": m.weight })).collect::<Vec<_>>(),
+                "members": layout.members.iter().map(|m| json!({ "node": m.id.to_string(), "address": m.addr, "weight": m.weight, "zone": m.zone })).collect::<Vec<_>>(),
                 "staged": layout.staged.iter().map(|c| describe(layout, c)).collect::<Vec<_>>(),
                 "transfer": layout.transition.as_ref().map(|t| json!({ "id": t.id, "phase": format!("{:?}", t.phase).to_lowercase() })),
             })
@@ -330,147 +372,4 @@ pub(crate) fn report(layout: &Layout, what: &str, as_json: bool) {
             layout.members.len()
         );
     }
-}
-
-/// `ringkv cluster plan`: the staged changes, each node's share of the data before and after,
-/// and an estimate of the keys and bytes that would move (from the nodes' own counts).
-async fn plan(admin: &Admin, as_json: bool) -> anyhow::Result<()> {
-    let (layout, addr) = admin.founded_layout().await?;
-    if layout.staged.is_empty() {
-        if as_json {
-            println!(
-                "{}",
-                json!({ "staged": [], "layout_version": layout.version })
-            );
-        } else {
-            println!("nothing is staged (layout version {})", layout.version);
-            if let Some(t) = &layout.transition {
-                println!(
-                    "a transfer ({:016x}) is under way: `ringkv handoff --watch`",
-                    t.id
-                );
-            }
-        }
-        return Ok(());
-    }
-    let planned = layout
-        .plan()
-        .map_err(|e| anyhow::anyhow!("the staged changes cannot be planned: {e}"))?;
-    // The bucket settings (for `n`) travel with the ring, not the layout.
-    let buckets = match admin.call(&addr, Request::Ring).await {
-        Ok(Response::Ring(snapshot)) => snapshot.config.buckets,
-        _ => Buckets::default(),
-    };
-    let ring_of = |members: Vec<Member>| {
-        Ring::new(RingConfig {
-            buckets: buckets.clone(),
-            ..RingConfig::of(members)
-        })
-    };
-    let before = ring_of(layout.members.clone())?;
-    let after = ring_of(planned.clone())?;
-    let n = usize::from(before.bucket(ringkv::DEFAULT_BUCKET).n);
-    let shifts = movement::shifts(&before, &after, n);
-
-    // The cluster's distinct keys and bytes, from each member's own estimate: every key is
-    // stored `n` times (fewer on a ring of fewer members).
-    let (mut copies, mut copy_bytes, mut counted) = (0u64, 0u64, 0usize);
-    for (_, addr) in involved_addrs(&layout) {
-        if let Ok(stats) = admin.stats(&addr).await {
-            copies += stats.keys;
-            copy_bytes += stats.bytes;
-            counted += 1;
-        }
-    }
-    let replicas = n.min(layout.members.len()).max(1) as f64;
-    let (keys, bytes) = (copies as f64 / replicas, copy_bytes as f64 / replicas);
-    let fraction = movement::moved_fraction(&shifts, n);
-    let moved_keys = (fraction * keys * n as f64).round() as u64;
-    let moved_bytes = (fraction * bytes * n as f64).round() as u64;
-
-    let addr_of = |id| {
-        planned
-            .iter()
-            .chain(&layout.members)
-            .find(|m| m.id == id)
-            .map_or_else(String::new, |m| m.addr.clone())
-    };
-    let weight_of = |members: &[Member], id| members.iter().find(|m| m.id == id).map(|m| m.weight);
-    let rows: Vec<serde_json::Value> = shifts
-        .iter()
-        .map(|s: &Shift| {
-            json!({
-                "node": s.node.to_string(),
-                "address": addr_of(s.node),
-                "weight_before": weight_of(&layout.members, s.node),
-                "weight_after": weight_of(&planned, s.node),
-                "share_before": s.before / n as f64,
-                "share_after": s.after / n as f64,
-                "receives": s.gained / n as f64,
-                "hands_over": s.lost / n as f64,
-                "receives_keys": (s.gained * keys).round() as u64,
-                "receives_bytes": (s.gained * bytes).round() as u64,
-            })
-        })
-        .collect();
-    let staged: Vec<String> = layout.staged.iter().map(|c| describe(&layout, c)).collect();
-    if as_json {
-        println!(
-            "{}",
-            json!({
-                "layout_version": layout.version,
-                "staged": staged,
-                "n": n,
-                "nodes": rows,
-                "moved_fraction": fraction,
-                "moved_keys": moved_keys,
-                "moved_bytes": moved_bytes,
-                "nodes_counted": counted,
-            })
-        );
-        return Ok(());
-    }
-    println!("staged changes (layout version {}):", layout.version);
-    for s in &staged {
-        println!("  {s}");
-    }
-    if let Some(t) = &layout.transition {
-        println!(
-            "a transfer ({:016x}) is still under way: commit once it is done",
-            t.id
-        );
-    }
-    println!();
-    println!("share of the data per node (n={n}), now and after the commit:");
-    println!(
-        "{:<21} {:>7} {:>8} {:>8} {:>9} {:>11}  node",
-        "address", "weight", "now", "after", "receives", "keys in"
-    );
-    for r in &rows {
-        let weight = match (r["weight_before"].as_u64(), r["weight_after"].as_u64()) {
-            (Some(a), Some(b)) if a != b => format!("{a}->{b}"),
-            (None, Some(b)) => format!("+{b}"),
-            (Some(a), None) => format!("{a}->0"),
-            (Some(a), Some(_)) => a.to_string(),
-            (None, None) => "?".into(),
-        };
-        println!(
-            "{:<21} {:>7} {:>7.1}% {:>7.1}% {:>8.1}% {:>11}  {}",
-            r["address"].as_str().unwrap_or_default(),
-            weight,
-            r["share_before"].as_f64().unwrap_or(0.0) * 100.0,
-            r["share_after"].as_f64().unwrap_or(0.0) * 100.0,
-            r["receives"].as_f64().unwrap_or(0.0) * 100.0,
-            r["receives_keys"].to_string(),
-            r["node"].as_str().unwrap_or_default(),
-        );
-    }
-    println!();
-    println!(
-        "about {moved_keys} key copies ({}) would move: {:.1}% of the data",
-        format::bytes(moved_bytes),
-        fraction * 100.0
-    );
-    println!("`ringkv cluster commit` applies this plan; `ringkv cluster clear` drops it");
-    Ok(())
 }

@@ -1,133 +1,12 @@
-//! `status`, `ring --key` and `explain`: looking at the cluster without changing it.
+//! `ring --key` and `explain`: where a key lives and what each replica holds of it.
 
 use ringkv::Client;
 use ringkv::transport::{Request, Response};
-use ringkv_core::{ConflictPolicy, Member, NodeId, Phase, SiblingSet};
+use ringkv_core::{ConflictPolicy, Member, NodeId, SiblingSet};
 use serde_json::{Value, json};
 
 use crate::admin::Admin;
 use crate::format;
-
-/// `ringkv status`: one row per node the ring involves, as `nodetool status` shows them.
-pub async fn status(client: &Client, admin: &Admin, as_json: bool) -> anyhow::Result<()> {
-    let ring = client.ring();
-    let alive = client.alive_nodes();
-    let n = usize::from(ring.bucket(ringkv::DEFAULT_BUCKET).n);
-    let ownership = ring.ownership();
-    let effective = ring.replica_shares(n);
-    let transition = ring.transition();
-    let previous: &[Member] = transition.map_or(&[], |t| &t.previous);
-    let staged = match admin.layout().await {
-        Ok((layout, _)) => layout.staged.len(),
-        Err(_) => 0,
-    };
-    let mut rows = Vec::new();
-    for member in ring.all_members() {
-        let share = |shares: &[(NodeId, f64)]| {
-            shares
-                .iter()
-                .find(|(id, _)| *id == member.id)
-                .map_or(0.0, |s| s.1)
-        };
-        let current = ring.members().iter().any(|m| m.id == member.id);
-        let before = previous.iter().any(|m| m.id == member.id);
-        let removed = transition.is_some_and(|t| t.is_removed(member.id));
-        let role = match (transition.is_some(), current, before) {
-            _ if removed => "removed",
-            (true, true, false) => "joining",
-            (true, false, true) => "leaving",
-            _ => "normal",
-        };
-        // Another node answering at the member's address (a wiped machine back under a new
-        // id) is not the member: its figures are not shown as the member's.
-        let stats = admin
-            .stats(&member.addr)
-            .await
-            .ok()
-            .filter(|s| s.node == member.id);
-        rows.push(json!({
-            "node": member.id.to_string(),
-            "address": member.addr,
-            "state": if alive.contains(&member.id) { "up" } else { "down" },
-            "role": role,
-            "load_bytes": stats.as_ref().map(|s| s.bytes),
-            "keys": stats.as_ref().map(|s| s.keys),
-            "ownership": share(&ownership),
-            "effective_ownership": share(&effective) ,
-            "weight": member.weight,
-            "vnodes": member.tokens.len(),
-            "hints_pending": stats.as_ref().map(|s| s.hints_pending),
-        }));
-    }
-    // Members the transfer cannot finish without, that this client sees down.
-    let waits_on: Vec<&Member> = transition
-        .map(|t| {
-            ring.all_members()
-                .into_iter()
-                .filter(|m| !t.is_removed(m.id) && !alive.contains(&m.id))
-                .collect()
-        })
-        .unwrap_or_default();
-    let transfer = transition.map(|t| {
-        json!({
-            "id": t.id,
-            "phase": match t.phase { Phase::Streaming => "streaming", Phase::Switching => "switching" },
-            "waiting_on_down": waits_on.iter().map(|m| m.id.to_string()).collect::<Vec<_>>(),
-        })
-    });
-    if as_json {
-        println!(
-            "{}",
-            json!({ "epoch": ring.epoch().to_string(), "n": n, "members": rows, "transfer": transfer, "staged": staged })
-        );
-        return Ok(());
-    }
-    println!(
-        "ring {} · {} members · n={n} (default bucket)",
-        ring.epoch(),
-        ring.members().len()
-    );
-    if let Some(t) = transition {
-        println!(
-            "transfer {:016x} under way ({:?}): `ringkv handoff --watch` shows its progress",
-            t.id, t.phase
-        );
-        for m in &waits_on {
-            println!(
-                "it waits for {} (node {}), which is down: if it is gone for good, `ringkv \
-                 cluster remove {}` ends the wait",
-                m.addr, m.id, m.id
-            );
-        }
-    }
-    if staged > 0 {
-        println!("{staged} change(s) staged: `ringkv cluster plan` shows them");
-    }
-    println!(
-        "{:<5} {:<8} {:<21} {:>10} {:>8} {:>6} {:>6} {:>7} {:>6} {:>6}  node",
-        "state", "role", "address", "load", "keys", "vnodes", "owns", "eff.", "weight", "hints"
-    );
-    let unknown = || "?".to_string();
-    for r in rows {
-        println!(
-            "{:<5} {:<8} {:<21} {:>10} {:>8} {:>6} {:>5.1}% {:>6.1}% {:>6} {:>6}  {}",
-            text(&r["state"]),
-            text(&r["role"]),
-            text(&r["address"]),
-            r["load_bytes"].as_u64().map_or_else(unknown, format::bytes),
-            r["keys"].as_u64().map_or_else(unknown, |k| k.to_string()),
-            r["vnodes"].to_string(),
-            r["ownership"].as_f64().unwrap_or(0.0) * 100.0,
-            r["effective_ownership"].as_f64().unwrap_or(0.0) * 100.0,
-            r["weight"].to_string(),
-            r["hints_pending"]
-                .as_u64()
-                .map_or_else(unknown, |h| h.to_string()),
-            text(&r["node"]),
-        );
-    }
-    Ok(())
-}
 
 /// `ringkv ring --key K`: the preference list reads use, with the homes a write also needs
 /// during a transfer.
@@ -142,12 +21,12 @@ pub fn ring(client: &Client, bucket: &str, key: &str, as_json: bool) -> anyhow::
         return Ok(());
     }
     println!(
-        "{:<4} {:<10} {:<6} {:<22} node",
-        "#", "role", "state", "address"
+        "{:<4} {:<10} {:<6} {:<22} {:<12} node",
+        "#", "role", "state", "address", "zone"
     );
     for r in rows {
         println!(
-            "{:<4} {:<10} {:<6} {:<22} {}",
+            "{:<4} {:<10} {:<6} {:<22} {:<12} {}",
             r["position"].to_string(),
             text(&r["role"]),
             if r["alive"].as_bool().unwrap_or(false) {
@@ -156,6 +35,7 @@ pub fn ring(client: &Client, bucket: &str, key: &str, as_json: bool) -> anyhow::
                 "down"
             },
             text(&r["address"]),
+            zone_text(&r["zone"]),
             text(&r["node"])
         );
     }
@@ -176,6 +56,7 @@ fn placement(client: &Client, bucket: &str, key: &[u8]) -> Vec<Value> {
             "role": role,
             "node": m.id.to_string(),
             "address": m.addr,
+            "zone": m.zone,
             "alive": alive.contains(&m.id),
         }));
     };
@@ -400,8 +281,16 @@ fn state_json(state: &SiblingSet) -> Value {
 }
 
 /// A JSON string's text (empty for anything else).
-fn text(v: &Value) -> String {
+pub(crate) fn text(v: &Value) -> String {
     v.as_str().unwrap_or_default().to_string()
+}
+
+/// A zone label as shown in tables: `-` for none.
+pub(crate) fn zone_text(v: &Value) -> String {
+    match v.as_str() {
+        None | Some("") => "-".to_string(),
+        Some(zone) => zone.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ mod cluster;
 mod data;
 mod format;
 mod inspect;
+mod status;
 mod watch;
 
 use std::path::PathBuf;
@@ -202,7 +203,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .await
         .context("connecting to the cluster")?;
     let bucket = client.bucket(cli.bucket.clone());
-    match cli.command {
+    let done = match cli.command {
         Command::Get { key, r } => data::get(&bucket, &key, r, cli.json).await,
         Command::Put {
             key,
@@ -226,13 +227,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             data::put(&bucket, &key, None, write, cli.json).await
         }
-        Command::Status => inspect::status(&client, &admin, cli.json).await,
+        Command::Status => status::status(&client, &admin, cli.json).await,
         Command::Ring { key } => inspect::ring(&client, &cli.bucket, &key, cli.json),
         Command::Explain { key } => {
             inspect::explain(&client, &admin, &cli.bucket, &key, cli.json).await
         }
         Command::Cluster(_) | Command::Bucket(_) | Command::Handoff { .. } => Ok(()),
-    }
+    };
+    // A write returns after `w` acknowledgements and its other copies are still on their
+    // way; exiting now would drop them (and a read's repairs).
+    client.flush(timeout).await;
+    done
 }
 
 /// The credential the command proves: the cluster secret if given (it can do everything),

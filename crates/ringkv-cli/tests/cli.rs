@@ -2,30 +2,12 @@
 
 use std::process::Command;
 
+mod run;
+
 use ringkv_tests::{ClusterSpec, TestCluster};
 use serde_json::Value;
 
-fn ringkv(cluster: &TestCluster, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ringkv"))
-        .arg("--seeds")
-        .arg(cluster.addrs().join(","))
-        .args(args)
-        .output()
-        .expect("run ringkv");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn json(cluster: &TestCluster, args: &[&str]) -> Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let (ok, stdout, stderr) = ringkv(cluster, &all);
-    assert!(ok, "ringkv {args:?} failed: {stderr}");
-    serde_json::from_str(&stdout).expect("JSON output")
-}
+use run::{commit_and_watch, json, ringkv};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_put_delete_status_and_ring_from_the_command_line() -> anyhow::Result<()> {
@@ -124,30 +106,6 @@ async fn get_put_delete_status_and_ring_from_the_command_line() -> anyhow::Resul
 }
 
 /// The lines of JSON `ringkv --json ...` printed (one per snapshot for `handoff --watch`).
-fn json_lines(cluster: &TestCluster, args: &[&str]) -> Vec<Value> {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let (ok, stdout, stderr) = ringkv(cluster, &all);
-    assert!(ok, "ringkv {args:?} failed: {stderr}");
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect()
-}
-
-/// `cluster commit`, then `handoff --watch` until it says nothing is left, then the cluster
-/// settled everywhere; returns `status --json` after it.
-async fn commit_and_watch(cluster: &TestCluster) -> anyhow::Result<Value> {
-    json(cluster, &["cluster", "commit"]);
-    let watched = json_lines(cluster, &["handoff", "--watch", "--max-wait", "60"]);
-    let last = watched.last().expect("a snapshot");
-    assert_eq!(last["finished"], true, "{last}");
-    cluster
-        .wait_settled(std::time::Duration::from_secs(30))
-        .await?;
-    Ok(json(cluster, &["status"]))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_is_founded_grown_and_shrunk_from_the_command_line() -> anyhow::Result<()> {
     // No anti-entropy: below, only a read may repair the replica that missed a write.
@@ -315,6 +273,7 @@ async fn a_membership_change_lost_to_a_concurrent_one_is_reported() -> anyhow::R
                 id: member_a.id,
                 addr: member_a.addr.clone(),
                 weight: 1,
+                zone: String::new(),
             },
         )
         .await?;

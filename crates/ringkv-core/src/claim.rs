@@ -13,7 +13,15 @@
 //!   decrease) are handed whole, one by one, to the member furthest below its target. Only the
 //!   keys of the tokens handed over change their first replica.
 //!
-//! The first member of a cluster spreads its tokens evenly from a position derived from its id.
+//! - **Zones**: each zone's tokens are allocated as a ring of their own: a member joins,
+//!   leaves and changes weight among the members of its zone only, and a member moved to
+//!   another zone leaves its old zone and joins the new one. The preference list takes one
+//!   member of each zone before a second of any ([`crate::ring`]), so what a member stores is
+//!   its share of its zone's ring, and balancing each zone on its own balances the whole. A
+//!   cluster without labels is one zone, allocated exactly as before zones existed.
+//!
+//! The first member of a cluster (or of a zone) spreads its tokens evenly from a position
+//! derived from its id.
 //! The allocator is deterministic: the same member list and change give the same tokens, so
 //! `cluster plan` shows exactly what `cluster commit` will do.
 
@@ -49,10 +57,30 @@ pub enum ClaimError {
     LastMember(NodeId),
 }
 
-/// A new cluster of `members` (their weights; tokens ignored): `weight × tokens_per_weight`
-/// tokens each, on evenly spaced positions dealt out so that every member owns exactly its
-/// share and any few consecutive tokens belong to distinct members.
+/// A new cluster of `members` (their weights and zones; tokens ignored): each zone founded on
+/// its own (see [`found_zone`]).
 pub fn found(members: &[Member], tokens_per_weight: u32) -> Result<Vec<Member>, ClaimError> {
+    let mut ids: Vec<NodeId> = members.iter().map(|m| m.id).collect();
+    ids.sort_unstable();
+    if let Some(pair) = ids.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(ClaimError::AlreadyMember(pair[0]));
+    }
+    let mut zones: BTreeMap<&str, Vec<Member>> = BTreeMap::new();
+    for m in members {
+        zones.entry(m.zone.as_str()).or_default().push(m.clone());
+    }
+    let mut founded = Vec::with_capacity(members.len());
+    for zone in zones.values() {
+        founded.extend(found_zone(zone, tokens_per_weight)?);
+    }
+    founded.sort_by_key(|m| m.id);
+    Ok(founded)
+}
+
+/// The members of one zone founded: `weight × tokens_per_weight` tokens each, on evenly
+/// spaced positions dealt out so that every member owns exactly its share and any few
+/// consecutive tokens belong to distinct members.
+fn found_zone(members: &[Member], tokens_per_weight: u32) -> Result<Vec<Member>, ClaimError> {
     let mut members = members.to_vec();
     members.sort_by_key(|m| m.id);
     for pair in members.windows(2) {
@@ -129,7 +157,8 @@ pub fn found(members: &[Member], tokens_per_weight: u32) -> Result<Vec<Member>, 
     Ok(members)
 }
 
-/// The members after `joining` (with its `weight`; its tokens are ignored) joins `members`.
+/// The members after `joining` (with its `weight` and zone; its tokens are ignored) joins
+/// `members`: it takes its tokens from the members of its zone, or founds the zone.
 pub fn join(
     members: &[Member],
     joining: Member,
@@ -141,30 +170,38 @@ pub fn join(
     if members.iter().any(|m| m.id == joining.id) {
         return Err(ClaimError::AlreadyMember(joining.id));
     }
+    let (zone, others) = split_zone(members, &joining.zone);
     let count = joining.weight * tokens_per_weight.max(1);
-    let mut allocation = Allocation::new(members);
+    let mut allocation = Allocation::new(&zone);
     let index = allocation.push(Member {
         tokens: Vec::new(),
         ..joining
     });
     allocation.add_tokens(index, count);
-    Ok(allocation.finish())
+    Ok(merge(allocation.finish(), others))
 }
 
-/// The members after `leaving` leaves, its tokens handed to the others.
+/// The members after `leaving` leaves, its tokens handed to the others of its zone (or gone
+/// with it, when it was the zone's last member).
 pub fn leave(members: &[Member], leaving: NodeId) -> Result<Vec<Member>, ClaimError> {
-    let mut allocation = Allocation::new(members);
-    let index = allocation.index_of(leaving)?;
+    let member = find(members, leaving)?;
     if members.len() == 1 {
         return Err(ClaimError::LastMember(leaving));
     }
+    let (zone, others) = split_zone(members, &member.zone);
+    if zone.len() == 1 {
+        return Ok(merge(Vec::new(), others));
+    }
+    let mut allocation = Allocation::new(&zone);
+    let index = allocation.index_of(leaving)?;
     allocation.members[index].weight = 0;
     let all = allocation.members[index].tokens.clone();
     allocation.give_away(index, all);
-    Ok(allocation.finish())
+    Ok(merge(allocation.finish(), others))
 }
 
-/// The members after `id`'s weight becomes `weight`: tokens added or handed away to match.
+/// The members after `id`'s weight becomes `weight`: tokens added or handed away to match,
+/// within its zone.
 pub fn reweight(
     members: &[Member],
     id: NodeId,
@@ -174,7 +211,8 @@ pub fn reweight(
     if weight == 0 {
         return Err(ClaimError::ZeroWeight);
     }
-    let mut allocation = Allocation::new(members);
+    let (zone, others) = split_zone(members, &find(members, id)?.zone);
+    let mut allocation = Allocation::new(&zone);
     let index = allocation.index_of(id)?;
     allocation.members[index].weight = weight;
     let want = (weight * tokens_per_weight.max(1)) as usize;
@@ -198,7 +236,50 @@ pub fn reweight(
         }
         allocation.give_away(index, handed);
     }
-    Ok(allocation.finish())
+    Ok(merge(allocation.finish(), others))
+}
+
+/// The members after `id` moves to `zone`: it leaves its old zone (its tokens handed to the
+/// members staying there) and joins the new one with new tokens. Every key it held moves,
+/// which is the price of a zone change; turning zones on moves most of the ring.
+pub fn rezone(
+    members: &[Member],
+    id: NodeId,
+    zone: &str,
+    tokens_per_weight: u32,
+) -> Result<Vec<Member>, ClaimError> {
+    let member = find(members, id)?;
+    if member.zone == zone {
+        return Ok(merge(members.to_vec(), Vec::new()));
+    }
+    let moved = Member {
+        zone: zone.to_string(),
+        tokens: Vec::new(),
+        ..member.clone()
+    };
+    if members.len() == 1 {
+        return found(&[moved], tokens_per_weight);
+    }
+    join(&leave(members, id)?, moved, tokens_per_weight)
+}
+
+fn find(members: &[Member], id: NodeId) -> Result<&Member, ClaimError> {
+    members
+        .iter()
+        .find(|m| m.id == id)
+        .ok_or(ClaimError::NotMember(id))
+}
+
+/// The members of `zone`, and the others.
+fn split_zone(members: &[Member], zone: &str) -> (Vec<Member>, Vec<Member>) {
+    members.iter().cloned().partition(|m| m.zone == zone)
+}
+
+/// One member list of two, sorted by id.
+fn merge(mut zone: Vec<Member>, others: Vec<Member>) -> Vec<Member> {
+    zone.extend(others);
+    zone.sort_by_key(|m| m.id);
+    zone
 }
 
 /// A member list being changed: who owns each token, and how much of the ring each member owns.
@@ -307,7 +388,7 @@ impl Allocation {
                 weight: 1,
                 ..self.members[index].clone()
             };
-            let founded = found(&[alone], count);
+            let founded = found_zone(&[alone], count);
             if let Ok(Some(member)) = founded.map(|mut m| m.pop()) {
                 for &p in &member.tokens {
                     self.owner.insert(p, index);

@@ -40,6 +40,9 @@ pub enum Change {
         addr: String,
         /// Its relative capacity (see [`Member::weight`]).
         weight: u32,
+        /// Its failure domain (see [`Member::zone`]); empty for none.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        zone: String,
     },
     /// A member hands its data to the others and leaves.
     Leave {
@@ -53,6 +56,15 @@ pub enum Change {
         /// Its new weight, at least 1.
         weight: u32,
     },
+    /// A member moves to another zone: it leaves its old zone's ring and joins the new one's
+    /// (see [`claim::rezone`]). Labelling the members of a cluster without zones is a set of
+    /// these, committed at once.
+    Zone {
+        /// The member whose zone changes.
+        id: NodeId,
+        /// Its new zone; empty for none.
+        zone: String,
+    },
 }
 
 impl Change {
@@ -60,7 +72,10 @@ impl Change {
     /// the plan never depends on which of two changes to one node comes first.
     pub fn node(&self) -> NodeId {
         match self {
-            Change::Join { id, .. } | Change::Leave { id } | Change::Weight { id, .. } => *id,
+            Change::Join { id, .. }
+            | Change::Leave { id }
+            | Change::Weight { id, .. }
+            | Change::Zone { id, .. } => *id,
         }
     }
 }
@@ -185,12 +200,15 @@ impl Layout {
         let mut members = self.members.clone();
         for change in &self.staged {
             members = match change {
-                Change::Join { id, addr, weight } => {
+                Change::Join {
+                    id,
+                    addr,
+                    weight,
+                    zone,
+                } => {
                     let joining = Member {
-                        id: *id,
-                        addr: addr.clone(),
-                        weight: *weight,
-                        tokens: Vec::new(),
+                        zone: zone.clone(),
+                        ..Member::new(*id, addr.clone(), *weight)
                     };
                     if members.is_empty() {
                         claim::found(&[joining], self.tokens_per_weight)?
@@ -201,6 +219,10 @@ impl Layout {
                 Change::Leave { id } => claim::leave(&members, *id)?,
                 Change::Weight { id, weight } => {
                     claim::reweight(&members, *id, *weight, self.tokens_per_weight)?
+                }
+                Change::Zone { id, zone } => {
+                    crate::node::validate_zone(zone).map_err(LayoutError::BadZone)?;
+                    claim::rezone(&members, *id, zone, self.tokens_per_weight)?
                 }
             };
         }

@@ -107,6 +107,7 @@ mod tests {
             addr: format!("127.0.0.1:{}", 7000 + id),
             weight,
             tokens: Vec::new(),
+            zone: String::new(),
         }
     }
 

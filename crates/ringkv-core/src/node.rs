@@ -72,6 +72,54 @@ pub struct Member {
     /// Ring positions, sorted. A token owns the arc from the previous token (exclusive) to
     /// itself (inclusive).
     pub tokens: Vec<Position>,
+    /// The failure domain the member is in (a rack, a data centre's room, a cloud's
+    /// availability zone): a key's home replicas are placed in as many distinct zones as the
+    /// ring has (see [`crate::ring`]). Empty for a member without a label; members without
+    /// one make a zone of their own, so a cluster that labels none places keys as it always
+    /// did. Absent from the encoding when empty, which is how layouts and rings without zones
+    /// stay readable by the release before zones.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub zone: String,
+}
+
+impl Member {
+    /// A member without tokens or zone: what a join or a test starts from.
+    pub fn new(id: NodeId, addr: impl Into<String>, weight: u32) -> Member {
+        Member {
+            id,
+            addr: addr.into(),
+            weight,
+            tokens: Vec::new(),
+            zone: String::new(),
+        }
+    }
+
+    /// The zone as shown to operators: `-` for a member without a label.
+    pub fn zone_label(&self) -> &str {
+        if self.zone.is_empty() {
+            "-"
+        } else {
+            &self.zone
+        }
+    }
+}
+
+/// Checks a zone label: up to 64 bytes of letters, digits, `-`, `_` and `.` (a label is shown
+/// in tables and metrics, and must not be mistaken for an address or an option). Empty means
+/// no zone.
+pub fn validate_zone(zone: &str) -> Result<(), String> {
+    if zone.len() > 64 {
+        return Err(format!("zone label {zone:?} is longer than 64 bytes"));
+    }
+    if let Some(c) = zone
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "zone label {zone:?} has {c:?}; use letters, digits, '-', '_' and '.'"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

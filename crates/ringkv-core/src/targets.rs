@@ -102,6 +102,7 @@ mod tests {
                 addr: format!("127.0.0.1:{id}"),
                 weight: 1,
                 tokens: vec![id],
+                zone: String::new(),
             })
             .collect()
     }

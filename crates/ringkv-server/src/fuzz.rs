@@ -121,6 +121,7 @@ fn fuzz_service() -> Service {
             addr: format!("127.0.0.1:{}", 7400 + id),
             weight: 1,
             tokens: Vec::new(),
+            zone: String::new(),
         })
         .collect();
     let members = ringkv_core::claim::found(&members, 8).unwrap_or_default();
@@ -384,6 +385,7 @@ fn seed_requests() -> Vec<Request> {
                 addr: "127.0.0.1:9".into(),
                 weight: 1,
                 tokens: Vec::new(),
+                zone: String::new(),
             },
             base: 1,
         },

@@ -55,6 +55,7 @@ fn one_node(store: Arc<dyn Store>) -> Service {
             addr: "127.0.0.1:7400".into(),
             weight: 1,
             tokens: Vec::new(),
+            zone: String::new(),
         }],
         8,
     )

@@ -288,6 +288,21 @@ impl Client {
         }
     }
 
+    /// Waits, up to `timeout`, for the work calls left running when they returned: the
+    /// copies of a write beyond its `w` acknowledgements, and read repairs. A process about
+    /// to exit calls it, or those copies are dropped with it (anti-entropy would restore
+    /// them later). Returns whether everything finished in time. Calls made meanwhile add
+    /// their own work, which is waited for too.
+    pub async fn flush(&self, timeout: Duration) -> bool {
+        let background = &self.inner.background;
+        background.close();
+        let done = tokio::time::timeout(timeout, background.wait())
+            .await
+            .is_ok();
+        background.reopen();
+        done
+    }
+
     /// Closes this client's connections now (they also close when the last clone is dropped).
     pub fn close(&self) {
         self.inner.pool.clear();

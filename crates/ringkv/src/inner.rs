@@ -26,6 +26,10 @@ pub(crate) struct Inner {
     pub(crate) pool: Pool,
     pub(crate) health: Health,
     pub(crate) stats: Stats,
+    /// The work a call leaves running when it returns: a write's copies beyond `w`, a read's
+    /// repairs. [`Client::flush`](crate::Client::flush) waits for it, so that a short-lived
+    /// process (the CLI) does not drop the third copy of every write it makes.
+    pub(crate) background: tokio_util::task::TaskTracker,
     /// The actor this client names its `lww` writes with (a random id, never a node's).
     lww_actor: NodeId,
     /// The counter of this client's last `lww` dot: every write gets a new one.
@@ -41,6 +45,7 @@ impl Inner {
             config,
             health: Health::default(),
             stats: Stats::default(),
+            background: tokio_util::task::TaskTracker::new(),
             lww_actor: NodeId(crate::random::next_u64().max(1)),
             lww_counter: AtomicU64::new(0),
         }

@@ -112,6 +112,7 @@ impl FakeCluster {
                 addr: format!("node-{i}"),
                 weight: 1,
                 tokens: Vec::new(),
+                zone: String::new(),
             })
             .collect();
         let members = ringkv_core::claim::found(&members, 16).expect("three members found a ring");
@@ -284,6 +285,31 @@ async fn a_write_returns_after_w_acks_and_its_last_merge_still_lands() {
         holds(&homes[2], "k", "v"),
         "the merge finished in the background"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn flush_waits_for_the_copies_a_write_left_behind() {
+    let cluster = FakeCluster::new();
+    let homes = cluster.homes("k");
+    let client = cluster.client(&homes[0]).await;
+    homes[2].delays.lock().expect("delays").merge = Duration::from_millis(300);
+
+    client.put("k", "v", None).await.expect("w = 2 of 3");
+    assert!(!holds(&homes[2], "k", "v"), "its merge is still slow");
+    // Too short a wait says so; a long enough one sees the third copy land.
+    assert!(!client.flush(Duration::from_millis(50)).await);
+    assert!(client.flush(Duration::from_secs(5)).await);
+    assert!(
+        holds(&homes[2], "k", "v"),
+        "flush returned before the copy landed"
+    );
+    // And the client keeps working (and tracking) after a flush.
+    client
+        .put("k2", "v", None)
+        .await
+        .expect("a write after flush");
+    assert!(client.flush(Duration::from_secs(5)).await);
+    assert!(cluster.homes("k2").iter().all(|h| holds(h, "k2", "v")));
 }
 
 #[tokio::test(start_paused = true)]

@@ -14,8 +14,8 @@ use ringkv_core::{Change, Layout, RingEpoch};
 use super::{START_TIMEOUT, TestCluster};
 
 impl TestCluster {
-    /// Node `i` as a member would list it: its id, address and configured weight (tokens
-    /// are the allocator's business). Waits for it to answer.
+    /// Node `i` as a member would list it: its id, address, configured weight and zone
+    /// (tokens are the allocator's business). Waits for it to answer.
     pub async fn member_of(&self, i: usize) -> anyhow::Result<ringkv_core::Member> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -29,6 +29,7 @@ impl TestCluster {
                     addr: self.nodes[i].addr.to_string(),
                     weight: stats.weight,
                     tokens: Vec::new(),
+                    zone: stats.zone,
                 });
             }
             if Instant::now() > deadline {
@@ -71,6 +72,7 @@ impl TestCluster {
                 id: member.id,
                 addr: member.addr,
                 weight,
+                zone: member.zone,
             },
         )
         .await

@@ -45,6 +45,9 @@ pub struct ClusterSpec {
     /// port: inside a test's own network namespace, so that firewall rules can tell nodes and
     /// the client (127.0.0.1) apart.
     pub own_addresses: bool,
+    /// Node `i`'s zone (`zone` in its config) is `zones[i]`; nodes beyond the list, and all
+    /// of them when it is empty, have none.
+    pub zones: Vec<String>,
     /// Make the nodes one cluster once they run (as `ringkv cluster init` does). Off, they
     /// only gossip, members of nothing, until a test founds the cluster itself.
     pub found: bool,
@@ -67,6 +70,7 @@ impl Default for ClusterSpec {
             nodes: 3,
             extra_toml: String::new(),
             own_addresses: false,
+            zones: Vec::new(),
             found: true,
             admin: false,
             cluster_secret: None,
@@ -116,7 +120,10 @@ impl Node {
         let seeds: Vec<String> = seeds.iter().map(|a| format!("\"{a}\"")).collect();
         let config = dir.join("ringkvd.toml");
         let admin = spec.admin.then(|| SocketAddr::new(addr.ip(), free_port()));
-        let admin_line = admin.map_or(String::new(), |a| format!("admin_listen = \"{a}\"\n"));
+        let mut admin_line = admin.map_or(String::new(), |a| format!("admin_listen = \"{a}\"\n"));
+        if let Some(zone) = spec.zones.get(i) {
+            admin_line.push_str(&format!("zone = \"{zone}\"\n"));
+        }
         let mut security = String::new();
         if let Some(secret) = &spec.cluster_secret {
             let path = dir.join("cluster.secret");

@@ -90,14 +90,18 @@ impl History {
 
     /// Fraction of the operations started in `[from, to)` that did not succeed.
     pub fn error_rate_between(&self, from: Instant, to: Instant) -> f64 {
-        let ops = self.ops();
-        let window: Vec<&Op> = ops
-            .iter()
-            .filter(|o| o.started >= from && o.started < to)
-            .collect();
-        if window.is_empty() {
+        let (ok, failed) = self.outcomes_between(from, to);
+        if ok + failed == 0 {
             return 0.0;
         }
-        window.iter().filter(|o| o.outcome != Outcome::Ok).count() as f64 / window.len() as f64
+        failed as f64 / (ok + failed) as f64
+    }
+
+    /// Operations started in `[from, to)` that succeeded, and those that did not.
+    pub fn outcomes_between(&self, from: Instant, to: Instant) -> (usize, usize) {
+        let ops = self.ops();
+        let window = ops.iter().filter(|o| o.started >= from && o.started < to);
+        let (ok, failed): (Vec<&Op>, Vec<&Op>) = window.partition(|o| o.outcome == Outcome::Ok);
+        (ok.len(), failed.len())
     }
 }

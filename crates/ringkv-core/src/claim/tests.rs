@@ -14,6 +14,7 @@ fn member(id: u64, weight: u32) -> Member {
         addr: format!("127.0.0.1:{}", 7000 + id % 1000),
         weight,
         tokens: Vec::new(),
+        zone: String::new(),
     }
 }
 

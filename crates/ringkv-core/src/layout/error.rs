@@ -109,6 +109,9 @@ pub enum LayoutError {
     /// `readdress` to an address that is not `host:port`.
     #[error("{0:?} is not a host:port address")]
     BadAddress(String),
+    /// A zone label that is not one (see [`crate::node::validate_zone`]).
+    #[error("{0}")]
+    BadZone(String),
     /// The operation was based on a layout the node no longer holds (another operator's
     /// change, or a transfer phase, came in between), so what the operator looked at is not
     /// what the operation would change.

@@ -7,6 +7,7 @@ fn member(id: u64, weight: u32) -> Member {
         addr: format!("127.0.0.1:{}", 7000 + id),
         weight,
         tokens: Vec::new(),
+        zone: String::new(),
     }
 }
 
@@ -15,6 +16,7 @@ fn join(id: u64, weight: u32) -> Change {
         id: NodeId(id),
         addr: format!("127.0.0.1:{}", 7000 + id),
         weight,
+        zone: String::new(),
     }
 }
 

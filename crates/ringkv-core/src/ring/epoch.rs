@@ -80,6 +80,15 @@ pub(super) fn epoch_of(config: &RingConfig) -> RingEpoch {
                 bytes.extend_from_slice(&t.to_be_bytes());
             }
         }
+        // Zones only when some member has one, so that a ring without zones keeps the epoch
+        // the release before zones computes for it.
+        if members.iter().any(|m| !m.zone.is_empty()) {
+            bytes.push(b'z');
+            for m in members {
+                bytes.extend_from_slice(&(m.zone.len() as u32).to_be_bytes());
+                bytes.extend_from_slice(m.zone.as_bytes());
+            }
+        }
     }
     let tokens: usize = config.members.iter().map(|m| m.tokens.len()).sum();
     let mut bytes = Vec::with_capacity(64 + config.members.len() * 48 + tokens * 8);

@@ -207,6 +207,20 @@ impl Ring {
         self.bucket(bucket).conflict
     }
 
+    /// The zones of the current members, sorted, without repeats (`""` stands for members
+    /// without a label). One zone means placement ignores zones.
+    pub fn zones(&self) -> Vec<&str> {
+        let mut zones: Vec<&str> = self
+            .config
+            .members
+            .iter()
+            .map(|m| m.zone.as_str())
+            .collect();
+        zones.sort_unstable();
+        zones.dedup();
+        zones
+    }
+
     /// How many tokens the current members hold together (the previous members' are not
     /// counted): a measure of the ring's size for stats and benchmarks.
     pub fn token_count(&self) -> usize {
@@ -233,10 +247,40 @@ impl Ring {
             .collect()
     }
 
-    /// Each current member's share of the ring as first home replica (0.0 to 1.0, summing to
-    /// 1.0 over a non-empty ring), in member order.
+    /// Each current member's share of its zone's ring: of the keys whose copy in its zone
+    /// is the zone's first, the part it holds (0.0 to 1.0, summing to 1.0 over each zone; a
+    /// ring without zones is one zone, so this is the share as first home replica). In
+    /// member order. What the allocator balances by weight.
     pub fn ownership(&self) -> Vec<(NodeId, f64)> {
-        self.replica_shares(1)
+        let members = &self.config.members;
+        let tokens = &self.current.tokens;
+        let zone_of: Vec<&str> = members.iter().map(|m| m.zone.as_str()).collect();
+        let mut owned = vec![0u128; members.len()];
+        // Per zone, each token owns the arc back to the zone's previous token.
+        let mut last: std::collections::BTreeMap<&str, Position> = Default::default();
+        for &(position, index) in tokens.iter().rev() {
+            last.entry(zone_of[index as usize]).or_insert(position);
+        }
+        let mut alone: std::collections::BTreeMap<&str, usize> = Default::default();
+        for &(_, index) in tokens {
+            *alone.entry(zone_of[index as usize]).or_default() += 1;
+        }
+        for &(position, index) in tokens {
+            let zone = zone_of[index as usize];
+            let previous = last.insert(zone, position).unwrap_or(position);
+            // A zone's single token owns its whole ring (its arc computes as 0).
+            owned[index as usize] += if alone.get(zone) == Some(&1) {
+                1u128 << 64
+            } else {
+                u128::from(position.wrapping_sub(previous))
+            };
+        }
+        let total = (1u128 << 64) as f64;
+        members
+            .iter()
+            .zip(owned)
+            .map(|(m, o)| (m.id, o as f64 / total))
+            .collect()
     }
 
     /// Each current member's share of the ring counting every one of the first `n` replicas
@@ -257,7 +301,7 @@ impl Ring {
             } else {
                 u128::from(position.wrapping_sub(previous))
             };
-            for (index, _) in self.current.walk_indexes(members.len(), i).take(n) {
+            for index in self.current.indexes_from(i).take(n) {
                 owned[index as usize] += arc;
             }
         }

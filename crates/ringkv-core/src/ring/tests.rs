@@ -12,6 +12,7 @@ fn member(id: u64, weight: u32) -> Member {
         addr: format!("127.0.0.1:{}", 7000 + id % 1000),
         weight,
         tokens: Vec::new(),
+        zone: String::new(),
     }
 }
 
@@ -380,3 +381,5 @@ fn a_write_while_n_is_lowered_needs_acknowledgements_from_the_homes_that_stay() 
         assert_eq!((route.n, route.extra_homes.len(), route.leaving), (1, 2, 2));
     }
 }
+
+mod zones;

@@ -40,7 +40,17 @@ use super::error::WireError;
 /// 7: the handshake negotiates a version from the ranges both sides speak (`Hello::min_version`);
 /// `Stats` names the answering process's `instance`; `Layout` and `Coordination` errors carry
 /// their facts as fields; layouts carry the bucket table, changed by the `Bucket` request.
-pub const PROTOCOL_VERSION: u32 = 7;
+/// 8: members carry a zone, placement is zone-aware, `Change::Zone`; `Stats` names the node's
+/// configured zone.
+pub const PROTOCOL_VERSION: u32 = 8;
+
+/// The first protocol version that knows zones. A ring or layout whose members have zones is
+/// never handed over a connection that negotiated an older one: an older build would drop
+/// the labels, place keys elsewhere and re-gossip the layout without them. So zones may be
+/// labelled only once every member speaks this version (the CLI checks), and a node refuses
+/// the ring and the layout of a cluster with zones to an older peer, which keeps the old ring
+/// (its requests are refused as stale) until it is upgraded.
+pub const ZONES_PROTOCOL_VERSION: u32 = 8;
 
 /// The oldest protocol version this build speaks. 7 is the first version that negotiates (a
 /// build of 6 or older demands an exact match), so it is also the oldest this one can speak

@@ -309,6 +309,7 @@ mod tests {
                 addr: addr.to_string(),
                 weight: 1,
                 tokens: Vec::new(),
+                zone: String::new(),
             })
             .collect();
         let mut layout = Layout::default();

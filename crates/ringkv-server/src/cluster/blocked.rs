@@ -77,6 +77,7 @@ mod tests {
             addr: format!("127.0.0.1:{id}"),
             weight: 1,
             tokens: Vec::new(),
+            zone: String::new(),
         };
         let mut layout = Layout::default();
         layout

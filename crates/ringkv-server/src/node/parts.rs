@@ -54,6 +54,8 @@ pub struct NodeParts {
     pub limits: Limits,
     /// The weight this node was started with (reported in `Stats`).
     pub weight: u32,
+    /// The zone this node was started with (reported in `Stats`, used by `cluster join`).
+    pub zone: String,
     /// When writes are acknowledged: `fsync` makes every write wait for the log sync.
     pub durability: Durability,
     /// The node's own address, through which proxy mode's coordinator fetches the ring;
@@ -92,6 +94,7 @@ impl NodeParts {
             metrics: Arc::new(Metrics::new()),
             limits,
             weight: 1,
+            zone: String::new(),
             durability: Durability::default(),
             proxy_seed: None,
         }
@@ -101,6 +104,12 @@ impl NodeParts {
     pub fn with_keeper(mut self, keeper: Arc<Keeper>, weight: u32) -> NodeParts {
         self.keeper = Some(keeper);
         self.weight = weight;
+        self
+    }
+
+    /// The zone the node was started with.
+    pub fn with_zone(mut self, zone: &str) -> NodeParts {
+        self.zone = zone.to_string();
         self
     }
 

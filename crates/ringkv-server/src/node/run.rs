@@ -5,7 +5,7 @@ use std::sync::Arc;
 use ringkv::transport::{ConnectOptions, Pool};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::cluster::address::AddressKeeper;
 use crate::cluster::{Keeper, spawn_membership};
@@ -78,12 +78,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let parts = NodeParts::new(store.clone(), membership.subscribe(), config.limits.clone())
         .with_instance(instance)
         .with_keeper(membership.keeper(), config.weight)
+        .with_zone(&config.zone)
         .with_security(security.clone())
         .with_tls(tls.clone())
         .with_outbound(outbound)
         .with_proxy(addresses.advertise.clone())
         .with_durability(config.storage.durability);
     let service = Arc::new(Service::from_parts(&parts));
+    let layout = membership.keeper().layout();
+    if let Some(me) = layout.member(node)
+        && me.zone != config.zone
+    {
+        warn!(
+            configured = %config.zone,
+            member = %me.zone,
+            "this node's configured zone is not its zone in the layout, which is the one in \
+             force; `ringkv cluster zone {node} {}` and a commit move it",
+            if config.zone.is_empty() { "-" } else { &config.zone }
+        );
+    }
     let address = addresser
         .with_generation(membership.generation())
         .spawn(membership.keeper(), shutdown.clone());

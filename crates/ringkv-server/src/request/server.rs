@@ -282,6 +282,16 @@ async fn serve_connection(
             }
             continue;
         }
+        if let Some(error) = service.protocol_refusal(protocol_version, &request.body) {
+            if tx
+                .send(answer(service, request.id, Err(error)))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            continue;
+        }
         let lane = service.lane(&request.body);
         // A copy routed by a newer ring than ours waits for it on a task of its own.
         let behind = service.behind(request.epoch, &request.body);

@@ -46,6 +46,8 @@ pub struct Service {
     keeper: Option<Arc<Keeper>>,
     /// The weight this node was started with.
     weight: u32,
+    /// The zone this node was started with.
+    zone: String,
     /// Proxy mode's coordinator; `None` in tests that run without a network address.
     proxy: Option<Proxy>,
     /// Every write waits for the log to be synced (`storage.durability = "fsync"`), not only
@@ -79,6 +81,7 @@ impl Service {
             metrics: parts.metrics.clone(),
             keeper: parts.keeper.clone(),
             weight: parts.weight,
+            zone: parts.zone.clone(),
             proxy: parts
                 .proxy_seed
                 .clone()
@@ -138,6 +141,7 @@ impl Service {
             keys,
             bytes,
             weight: self.weight,
+            zone: self.zone.clone(),
             transfer: counters.transfer,
             anti_entropy: counters.anti_entropy,
         })
@@ -469,6 +473,7 @@ pub(super) fn not_ready_reason(view: &ClusterView) -> String {
 }
 
 mod buckets;
+mod protocol;
 mod routing;
 #[cfg(test)]
 mod tests;

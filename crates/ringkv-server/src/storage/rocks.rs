@@ -35,10 +35,13 @@ const META_FORMAT: &[u8] = b"format";
 /// 3: the layout record may carry the bucket table (and a transfer its previous one); a
 /// format-2 store is migrated by rewriting this byte (its layout reads as having none). A
 /// build of format 2 would drop the table unread, so it must refuse a format-3 store.
-const STORE_FORMAT: u8 = 3;
+/// 4: the layout's members (and staged joins) may carry a zone, and a `zone` change may be
+/// staged; a format-3 store is migrated by rewriting this byte (its members have none). A
+/// build of format 3 would drop the zones, and place keys elsewhere, so it must refuse it.
+const STORE_FORMAT: u8 = 4;
 
 /// The store formats this build opens: the current one and those it migrates from.
-const OPENS_FORMATS: [u8; 3] = [1, 2, STORE_FORMAT];
+const OPENS_FORMATS: [u8; 4] = [1, 2, 3, STORE_FORMAT];
 
 /// How often writes refused for a full disk check whether space was freed.
 pub const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);

@@ -305,3 +305,47 @@ fn a_store_written_by_format_2_opens_with_its_layout_and_migrates() {
         assert_eq!(report, Some((transfer.id, ringkv_core::Step::Streamed)));
     }
 }
+
+#[test]
+fn a_store_written_by_format_3_opens_with_its_layout_and_buckets() {
+    let dir = fixture_copy("store-v3");
+    for reopen in [false, true] {
+        let store = RocksStore::open(dir.path()).expect("opens");
+        assert_eq!(
+            store.node_id(),
+            NodeId(0x3c4b_eb8c_3241_2a23),
+            "reopen {reopen}"
+        );
+        for (bucket, key, value) in [("default", "plain", "v1"), ("carts", "cart-1", "apples")] {
+            let record = store
+                .get(bucket, key.as_bytes())
+                .expect("get")
+                .expect("present");
+            let values: Vec<_> = record.state.live().map(|s| s.value.clone()).collect();
+            assert_eq!(values, vec![Some(Bytes::from(value))], "{bucket}/{key}");
+            assert_eq!(record.minted.map(|m| m.incarnation), Some(3));
+        }
+        let hints = store.hints_for_key("default", b"hinted").expect("hints");
+        assert_eq!(hints.len(), 1);
+        assert_eq!(hints[0].0.home, NodeId(0x0b0b_0b0b_0b0b_0b0b));
+        // The layout of that release: the bucket table in the layout, a join streaming, and
+        // members without zones (one zone: keys placed as that release placed them).
+        let layout = crate::cluster::Keeper::stored(&store).expect("layout record");
+        assert_eq!(layout.version, 4);
+        assert_eq!(layout.members.len(), 4);
+        assert!(layout.members.iter().all(|m| m.zone.is_empty()));
+        let buckets = layout.buckets.as_ref().expect("bucket table");
+        assert_eq!(
+            buckets.props("carts").conflict,
+            ringkv_core::ConflictPolicy::Lww
+        );
+        let transfer = layout.transition.as_ref().expect("transfer");
+        assert_eq!(transfer.id, 0x1d88_ee9e_0ed6_37e0);
+        let report: Option<(u64, ringkv_core::Step)> = records::load(&store, "transfer-report");
+        assert_eq!(report, Some((transfer.id, ringkv_core::Step::Streamed)));
+        // The ring it makes is the one that release computed: same epoch digest input, no
+        // zones in it.
+        let ring = ringkv_core::Ring::new(layout.ring_config(buckets.clone(), 0)).expect("ring");
+        assert_eq!(ring.zones(), vec![""]);
+    }
+}

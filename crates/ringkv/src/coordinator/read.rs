@@ -146,7 +146,7 @@ async fn get_once(
             deadline,
         };
         // Inside the call's span, which so lasts until the repair is done and can say it.
-        tokio::spawn(repair.run(gets).instrument(span));
+        inner.background.spawn(repair.run(gets).instrument(span));
     }
     Ok(value)
 }

@@ -299,7 +299,8 @@ async fn replicate(
         // a spare in its place, so that `n` nodes hold the write, not only the first `w`.
         let spares: Vec<Member> = acks.spares.by_ref().cloned().collect();
         let deadline = Instant::now() + inner.config.timeout;
-        tokio::spawn(finish_copies(inner.clone(), merges, spares, copy, deadline));
+        let finishing = finish_copies(inner.clone(), merges, spares, copy, deadline);
+        inner.background.spawn(finishing);
         Ok(acks.receipt)
     } else {
         Err(acks.failure())

@@ -34,6 +34,10 @@ pub struct NodeStats {
     /// The weight the node was started with (what `cluster join` uses unless told).
     #[serde(default)]
     pub weight: u32,
+    /// The zone the node was started with (what `cluster join` uses); empty for none.
+    /// Protocol 8.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub zone: String,
     /// The transfer this node is streaming or last streamed, if any.
     #[serde(default)]
     pub transfer: Option<TransferStats>,

@@ -33,6 +33,9 @@ pub struct Args {
     /// This node's weight (share of the ring).
     #[arg(long, env = "RINGKVD_WEIGHT")]
     pub weight: Option<u32>,
+    /// This node's failure domain (see `zone` in the config file).
+    #[arg(long, env = "RINGKVD_ZONE")]
+    pub zone: Option<String>,
     /// host:port of the admin HTTP endpoint (/health, /ready, /metrics).
     #[arg(long, env = "RINGKVD_ADMIN_LISTEN")]
     pub admin_listen: Option<String>,

@@ -66,6 +66,7 @@ fn service(store: &Arc<MemoryStore>) -> Service {
             addr: format!("127.0.0.1:{id}"),
             weight: 1,
             tokens: Vec::new(),
+            zone: String::new(),
         })
         .collect();
     let members = ringkv_core::claim::found(&members, 8).expect("members");

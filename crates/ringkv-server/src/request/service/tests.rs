@@ -22,6 +22,7 @@ fn members(ids: &[u64]) -> Vec<Member> {
             addr: format!("127.0.0.1:{id}"),
             weight: 1,
             tokens: Vec::new(),
+            zone: String::new(),
         })
         .collect();
     ringkv_core::claim::found(&members, 16).expect("members")
@@ -876,6 +877,7 @@ fn an_abort_is_refused_by_a_node_that_reported_the_switch_already() {
             id: NodeId(4),
             addr: "127.0.0.1:4".into(),
             weight: 1,
+            zone: String::new(),
         })
         .expect("stage");
     layout.commit().expect("commit");

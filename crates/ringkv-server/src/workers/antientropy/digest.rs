@@ -128,6 +128,7 @@ mod tests {
             addr: format!("127.0.0.1:{id}"),
             weight: 1,
             tokens: Vec::new(),
+            zone: String::new(),
         }
     }
 
@@ -144,6 +145,7 @@ mod tests {
                 id: NodeId(5),
                 addr: "127.0.0.1:5".into(),
                 weight: 1,
+                zone: String::new(),
             })
             .expect("stage");
         layout.commit().expect("commit");

@@ -13,6 +13,7 @@ fn view() -> ClusterView {
             addr: format!("127.0.0.1:{id}"),
             weight: 1,
             tokens: Vec::new(),
+            zone: String::new(),
         })
         .collect();
     let members = ringkv_core::claim::found(&members, 16).expect("members");
@@ -128,6 +129,7 @@ fn during_a_transfer_a_hint_for_a_home_losing_the_key_goes_to_the_new_homes_too(
                 addr: addr(NodeId(id)),
                 weight: 1,
                 tokens: Vec::new(),
+                zone: String::new(),
             })
             .collect();
         ringkv_core::claim::found(&members, 16).expect("members")
@@ -137,6 +139,7 @@ fn during_a_transfer_a_hint_for_a_home_losing_the_key_goes_to_the_new_homes_too(
         addr: addr(NodeId(5)),
         weight: 1,
         tokens: Vec::new(),
+        zone: String::new(),
     };
     let after = ringkv_core::claim::join(&before, joining, 16).expect("join");
     for phase in [Phase::Streaming, Phase::Switching] {
@@ -213,6 +216,7 @@ async fn a_hint_is_deleted_only_after_its_home_synced_it() {
             addr: l.local_addr().expect("addr").to_string(),
             weight: 1,
             tokens: Vec::new(),
+            zone: String::new(),
         })
         .collect();
     let members = ringkv_core::claim::found(&members, 8).expect("members");

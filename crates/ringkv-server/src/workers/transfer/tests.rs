@@ -38,6 +38,7 @@ async fn a_streamed_copy_is_synced_by_its_new_owner_before_the_walk_reports_done
             addr: addrs[0].clone(),
             weight: 1,
             tokens: Vec::new(),
+            zone: String::new(),
         }])
         .expect("found");
     let before = Ring::new(layout.ring_config(single_copy(), 0)).expect("ring");
@@ -46,6 +47,7 @@ async fn a_streamed_copy_is_synced_by_its_new_owner_before_the_walk_reports_done
             id: NodeId(2),
             addr: addrs[1].clone(),
             weight: 1,
+            zone: String::new(),
         })
         .expect("stage");
     layout.commit().expect("commit");
