@@ -151,8 +151,21 @@ class Client:
         """Writes several keys (without contexts); options as for :meth:`put`."""
         return {key: self.put(key, value, **options) for key, value in items.items()}  # type: ignore[arg-type]
 
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Waits up to ``timeout`` seconds for the copies writes still send after their
+        quorum (a write returns after ``w`` acknowledgements) and for read repairs; returns
+        whether all finished. :meth:`close` calls it."""
+        if self._native.closed:
+            return True
+        try:
+            return bool(self._native.flush(timeout))
+        except _native.NativeError as e:
+            raise translate(e) from None
+
     def close(self) -> None:
-        """Closes the connections. Idempotent."""
+        """Sends what writes still owe (see :meth:`flush`), then closes the connections.
+        Idempotent."""
+        self.flush()
         self._native.close()
 
     @property

@@ -149,8 +149,19 @@ class Client:
         receipts = await asyncio.gather(*(self.put(key, items[key], **options) for key in keys))
         return dict(zip(keys, receipts))
 
+    async def flush(self, timeout: float = 5.0) -> bool:
+        """See :meth:`ringkv.Client.flush`."""
+        if self._native is None or self._closed:
+            return True
+        try:
+            return bool(await self._native.flush_async(timeout))
+        except _native.NativeError as e:
+            raise translate(e) from None
+
     async def close(self) -> None:
-        """Closes the connections. Idempotent."""
+        """Sends what writes still owe (see :meth:`flush`), then closes the connections.
+        Idempotent."""
+        await self.flush()
         self._closed = True
         if self._native is not None:
             self._native.close()

@@ -242,6 +242,25 @@ impl NativeClient {
         self.bridge(py)?.spawn(py, op)
     }
 
+    /// Waits up to `timeout` seconds for the copies writes still send after their quorum
+    /// (and read repairs); returns whether all finished. `close` calls it: a process that
+    /// exits right after a write would drop them.
+    fn flush(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
+        let timeout = seconds(timeout)?;
+        let client = self.client.clone();
+        block(py, async move { Ok(client.flush(timeout).await) })
+    }
+
+    /// As `flush`, without blocking the event loop.
+    fn flush_async<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Bound<'py, PyAny>> {
+        let timeout = seconds(timeout)?;
+        let client = self.client.clone();
+        pyo3_async_runtimes::tokio::future_into_py(
+            py,
+            async move { Ok(client.flush(timeout).await) },
+        )
+    }
+
     /// Closes the client's connections. Idempotent; later calls raise a connection error.
     fn close(&self) {
         if !self.closed.swap(true, Ordering::AcqRel) {

@@ -31,8 +31,11 @@ async def test_a_thousand_concurrent_operations(cluster) -> None:  # type: ignor
     await c.put_many(items)  # 1,000 writes in flight at once
     results = await c.get_many(items)  # then 1,000 reads
     assert {k: r.value for k, r in results.items()} == items
+    # The copies beyond w of those writes are sent by the time flush says so.
+    assert await c.flush(10.0) is True
     await c.close()
     await c.close()
+    assert await c.flush() is True
 
 
 async def test_same_exceptions_as_the_sync_client(cluster) -> None:  # type: ignore[no-untyped-def]

@@ -159,6 +159,18 @@ def test_close_is_idempotent_and_later_calls_say_so(cluster) -> None:  # type: i
         c.get("k")
 
 
+def test_flush_waits_for_what_writes_still_send(cluster) -> None:  # type: ignore[no-untyped-def]
+    c = ringkv.Client(cluster.addrs)
+    key = unique("flush")
+    c.put(key, b"v")
+    assert c.flush(5.0) is True
+    with pytest.raises(ringkv.RingkvError, match="positive number of seconds"):
+        c.flush(-1.0)
+    c.close()
+    # Closed: nothing is owed any more.
+    assert c.flush() is True
+
+
 def test_many_threads_share_one_client(client: ringkv.Client) -> None:
     errors: list[BaseException] = []
     prefix = unique("t")
