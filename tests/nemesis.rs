@@ -4,7 +4,8 @@
 //! Five nodes in a network namespace of the test's own. A seeded generator mixes kill -9,
 //! SIGSTOP/SIGCONT, iptables partitions, clean restarts, repeated outages of one key's three
 //! homes (the writes then go to fallbacks, whose hints are delivered and forgotten between
-//! outages), and one node joining midway. Meanwhile clients do read-modify-write set
+//! outages), outages of a whole zone (the nodes are in zones a, b, c, a, b), one node
+//! joining midway (into zone c) and one member moved to another zone. Meanwhile clients do read-modify-write set
 //! additions with contexts, blind puts, and deletes with and without a context (adds and
 //! deletes on separate keys). At the end every fault is healed and the checker reports:
 //!
@@ -32,6 +33,8 @@ use ringkv_tests::faults::{
 use ringkv_tests::{ClusterSpec, RawConnection, TestCluster, eventually, until_replicas_answer};
 
 const NODES: usize = 5;
+/// The zone of node `i`, the sixth (which joins midway) included.
+const ZONES: [&str; NODES + 1] = ["a", "b", "c", "a", "b", "c"];
 
 /// What the blind-put and delete clients saw.
 #[derive(Clone, Debug, Default)]
@@ -127,6 +130,7 @@ async fn run(seed: u64, seconds: u64) -> anyhow::Result<Verdict> {
     let mut cluster = TestCluster::start(ClusterSpec {
         nodes: NODES,
         own_addresses: true,
+        zones: ZONES.map(String::from).to_vec(),
         ..ClusterSpec::default()
     })
     .await?;
@@ -239,13 +243,14 @@ async fn inject_faults(
     let started = Instant::now();
     let mut faults = 0;
     let mut joined = false;
+    let mut rezoned = false;
     let mut outages = 0;
     let mut outage_writes: BTreeMap<String, BTreeSet<Bytes>> = BTreeMap::new();
     while started.elapsed() + Duration::from_secs(4) < run_for && faults < 1_000 {
         tokio::time::sleep(Duration::from_millis(rng.random_range(500..2_000))).await;
         faults += 1;
         let i = rng.random_range(0..NODES);
-        match rng.random_range(0..7) {
+        match rng.random_range(0..9) {
             0 => {
                 println!(
                     "  {:>5.1} s: kill -9 node {i}, back after a while",
@@ -330,10 +335,63 @@ async fn inject_faults(
                     Err(e) => println!("    not acknowledged: {e}"),
                 }
             }
+            6 => {
+                let zone = ZONES[i];
+                let members: Vec<usize> = (0..cluster.nodes.len())
+                    .filter(|&j| ZONES[j] == zone)
+                    .collect();
+                println!(
+                    "  {:>5.1} s: kill -9 all of zone {zone} (nodes {members:?}), back after a while",
+                    started.elapsed().as_secs_f64()
+                );
+                for &j in &members {
+                    cluster.kill(j);
+                }
+                tokio::time::sleep(Duration::from_millis(rng.random_range(500..3_000))).await;
+                for &j in &members {
+                    cluster.restart(j).await?;
+                }
+            }
+            7 if !rezoned && started.elapsed() > run_for / 2 => {
+                // A member moves to another zone: a planned transfer of its whole share,
+                // under the faults. Refused while another transfer is under way; then later.
+                let others: Vec<&str> = ["a", "b", "c"]
+                    .into_iter()
+                    .filter(|z| *z != ZONES[i])
+                    .collect();
+                let zone = others[rng.random_range(0..others.len())];
+                let id = cluster.member_of(i).await?.id;
+                let change = ringkv_core::Change::Zone {
+                    id,
+                    zone: zone.to_string(),
+                };
+                let done = match cluster.stage(0, change).await {
+                    Ok(_) => cluster.commit(0).await.map(|_| ()),
+                    Err(e) => Err(e),
+                };
+                match done {
+                    Ok(()) => {
+                        rezoned = true;
+                        println!(
+                            "  {:>5.1} s: node {i} moved to zone {zone}",
+                            started.elapsed().as_secs_f64()
+                        );
+                    }
+                    Err(e) => {
+                        faults -= 1;
+                        let base = cluster.admin(0, Request::Layout).await?.version;
+                        let _ = cluster.admin(0, Request::Clear { base }).await;
+                        println!(
+                            "  {:>5.1} s: moving node {i} to zone {zone} refused for now: {e}",
+                            started.elapsed().as_secs_f64()
+                        );
+                    }
+                }
+            }
             _ if !joined && started.elapsed() > run_for / 3 => {
                 joined = true;
                 println!(
-                    "  {:>5.1} s: a sixth node joins",
+                    "  {:>5.1} s: a sixth node joins zone c",
                     started.elapsed().as_secs_f64()
                 );
                 let new = cluster.start_node()?;

@@ -40,17 +40,6 @@ impl Admin {
         }
     }
 
-    /// The protocol version a connection to the node at `addr` negotiates.
-    pub async fn protocol_at(&self, addr: &str) -> anyhow::Result<u32> {
-        match tokio::time::timeout(self.timeout, self.pool.protocol_version(addr, self.timeout))
-            .await
-        {
-            Ok(Ok(version)) => Ok(version),
-            Ok(Err(e)) => Err(anyhow::Error::new(e).context(addr.to_string())),
-            Err(_) => bail!("{addr}: no answer within {:?}", self.timeout),
-        }
-    }
-
     pub async fn stats(&self, addr: &str) -> anyhow::Result<NodeStats> {
         match self.call(addr, Request::Stats).await? {
             Response::Stats(stats) => Ok(stats),

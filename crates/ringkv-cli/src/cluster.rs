@@ -9,7 +9,8 @@
 use anyhow::bail;
 use clap::Subcommand;
 use ringkv::transport::{Request, Response};
-use ringkv_core::{Change, Layout, Member};
+use ringkv_core::wire::WireError;
+use ringkv_core::{Change, Layout, LayoutError, Member};
 use serde_json::json;
 
 use crate::admin::Admin;
@@ -44,7 +45,7 @@ pub enum ClusterCommand {
     /// Stage a member's move to another zone (`-` for none): it leaves its old zone's share
     /// of the ring and takes one in the new zone. Labelling a cluster's members for the first
     /// time is one `zone` per member, then one commit. Every member must run a release that
-    /// knows zones.
+    /// knows zones (the nodes refuse the change otherwise).
     Zone { node: String, zone: String },
     /// Show the staged changes and what committing them would do.
     Plan,
@@ -89,7 +90,8 @@ pub async fn run(admin: &Admin, command: ClusterCommand, as_json: bool) -> anyho
                 report(&held, "already a cluster of these nodes", as_json);
                 return Ok(());
             }
-            let layout = expect_layout(admin.call(first, Request::Found { members }).await?)?;
+            let layout =
+                expect_layout(call_heard(admin, first, Request::Found { members }).await?)?;
             // Return a usable cluster: every founding node has heard of the layout and
             // serves the ring (gossip takes a few rounds).
             wait_until_serving(admin, &addrs, INIT_WAIT).await?;
@@ -104,10 +106,6 @@ pub async fn run(admin: &Admin, command: ClusterCommand, as_json: bool) -> anyho
             if let Some(zone) = zone {
                 member.zone = zone::parse(&zone)?;
             }
-            if !member.zone.is_empty() {
-                let (layout, _) = admin.founded_layout().await?;
-                zone::check_protocol(admin, &layout, Some(&addr)).await?;
-            }
             let change = Change::Join {
                 id: member.id,
                 addr: member.addr,
@@ -120,7 +118,6 @@ pub async fn run(admin: &Admin, command: ClusterCommand, as_json: bool) -> anyho
             let zone = zone::parse(&zone)?;
             let (layout, _) = admin.founded_layout().await?;
             let id = Admin::resolve(&layout, &node)?.id;
-            zone::check_protocol(admin, &layout, None).await?;
             stage(admin, Change::Zone { id, zone }, as_json).await
         }
         ClusterCommand::Leave { node } => {
@@ -262,13 +259,38 @@ async fn stage(admin: &Admin, change: Change, as_json: bool) -> anyhow::Result<(
     Ok(())
 }
 
+/// How long a membership command waits for gossip to hear of a node it names.
+const HEAR_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Sends a membership `request`, again while the node refuses it because gossip has not yet
+/// heard of a node it names (a node started a moment ago), for up to [`HEAR_WAIT`].
+async fn call_heard(admin: &Admin, addr: &str, request: Request) -> anyhow::Result<Response> {
+    let deadline = tokio::time::Instant::now() + HEAR_WAIT;
+    loop {
+        let answer = admin.call(addr, request.clone()).await;
+        let unheard = answer.as_ref().err().is_some_and(|e| {
+            matches!(
+                e.downcast_ref::<ringkv::Error>(),
+                Some(ringkv::Error::Server(WireError::Layout {
+                    error: Some(LayoutError::ZonesUnheard { .. }),
+                    ..
+                }))
+            )
+        });
+        if !unheard || tokio::time::Instant::now() >= deadline {
+            return answer;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// How long a membership command waits for the members to take the layout it made.
 const CONFIRM_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Sends a membership `request` to the node at `addr` and returns the layout it made, once
 /// the members hold it (see [`confirm_kept`]).
 pub(crate) async fn submit(admin: &Admin, addr: &str, request: Request) -> anyhow::Result<Layout> {
-    let layout = expect_layout(admin.call(addr, request).await?)?;
+    let layout = expect_layout(call_heard(admin, addr, request).await?)?;
     confirm_kept(admin, &layout).await?;
     Ok(layout)
 }

@@ -115,16 +115,28 @@ async fn zones_are_labelled_shown_and_changed_from_the_command_line() -> anyhow:
         .clone();
     assert_eq!(row["zone"], "d", "{row}");
 
-    // A member of the release before zones (here: a node that speaks only that protocol)
-    // would drop labels: no zone change is staged while one is in the cluster.
+    // A process of the release before zones (here: a node that speaks only its protocol)
+    // would drop the labels: the nodes refuse to make it a member (and to hand it the layout,
+    // which `faults::zones::zones_turned_on` shows).
     let old = (ringkv_core::wire::ZONES_PROTOCOL_VERSION - 1).to_string();
-    cluster.terminate(2, std::time::Duration::from_secs(10))?;
-    cluster.set_env(2, "RINGKVD_TEST_PROTOCOL_MAX", &old);
-    cluster.restart(2).await?;
-    let (ok, _, err) = ringkv(&cluster, &["cluster", "zone", &fourth_id, "c"]);
+    let fifth = cluster.start_node()?;
+    cluster.member_of(fifth).await?;
+    cluster.terminate(fifth, std::time::Duration::from_secs(10))?;
+    cluster.set_env(fifth, "RINGKVD_TEST_PROTOCOL_MAX", &old);
+    cluster.restart(fifth).await?;
+    let addr = cluster.nodes[fifth].addr.to_string();
+    let refused = ringkv_tests::eventually(std::time::Duration::from_secs(10), || async {
+        // Until gossip has told the nodes what the restarted one speaks.
+        let (ok, _, err) = ringkv(&cluster, &["cluster", "join", &addr, "--zone", "c"]);
+        if ok {
+            json(&cluster, &["cluster", "clear"]);
+        }
+        !ok && err.contains(&format!("speaks protocol {old}"))
+    })
+    .await;
     assert!(
-        !ok && err.contains(&format!("speaks protocol {old}")),
-        "{err}"
+        refused,
+        "a node of protocol {old} was staged into a cluster with zones"
     );
     Ok(())
 }

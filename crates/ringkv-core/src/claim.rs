@@ -55,6 +55,15 @@ pub enum ClaimError {
     /// The only member was asked to leave: there would be no node left to hand its data to.
     #[error("node {0} is the last member; a cluster cannot be left empty")]
     LastMember(NodeId),
+    /// A member was asked to move to the zone it is in: nothing would change, and a staged
+    /// no-op would still open a transfer.
+    #[error("node {id} is in zone {zone:?} already")]
+    SameZone {
+        /// The member.
+        id: NodeId,
+        /// Its zone.
+        zone: String,
+    },
 }
 
 /// A new cluster of `members` (their weights and zones; tokens ignored): each zone founded on
@@ -250,7 +259,10 @@ pub fn rezone(
 ) -> Result<Vec<Member>, ClaimError> {
     let member = find(members, id)?;
     if member.zone == zone {
-        return Ok(merge(members.to_vec(), Vec::new()));
+        return Err(ClaimError::SameZone {
+            id,
+            zone: zone.to_string(),
+        });
     }
     let moved = Member {
         zone: zone.to_string(),

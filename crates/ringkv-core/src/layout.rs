@@ -146,7 +146,9 @@ impl Layout {
         if self.is_founded() {
             return Err(LayoutError::AlreadyFounded(self.version));
         }
-        self.members = claim::found(members, self.tokens_per_weight)?;
+        let founded = claim::found(members, self.tokens_per_weight)?;
+        Layout::check_zones_complete(&founded)?;
+        self.members = founded;
         self.version = 1;
         self.ring_version = 1;
         Ok(())
@@ -241,6 +243,7 @@ impl Layout {
             return Err(LayoutError::TransferUnderWay(t.id));
         }
         let members = self.plan()?;
+        Layout::check_zones_complete(&members)?;
         let previous = std::mem::replace(&mut self.members, members);
         self.open_transfer(previous, Vec::new(), None);
         self.staged.clear();
@@ -496,5 +499,6 @@ mod error;
 mod settings;
 #[cfg(test)]
 mod tests;
+mod zones;
 
 pub use error::LayoutError;

@@ -291,16 +291,20 @@ impl Client {
     /// Waits, up to `timeout`, for the work calls left running when they returned: the
     /// copies of a write beyond its `w` acknowledgements, and read repairs. A process about
     /// to exit calls it, or those copies are dropped with it (anti-entropy would restore
-    /// them later). Returns whether everything finished in time. Calls made meanwhile add
-    /// their own work, which is waited for too.
+    /// them later). Returns whether everything finished in time: the work of calls made
+    /// meanwhile counts too. Several flushes may wait at once.
     pub async fn flush(&self, timeout: Duration) -> bool {
+        // Polled: the tracker's own `wait` needs it closed, which one flush timing out and
+        // reopening it would undo for another still waiting.
         let background = &self.inner.background;
-        background.close();
-        let done = tokio::time::timeout(timeout, background.wait())
-            .await
-            .is_ok();
-        background.reopen();
-        done
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !background.is_empty() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
     }
 
     /// Closes this client's connections now (they also close when the last clone is dropped).

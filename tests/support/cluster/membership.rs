@@ -8,8 +8,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use ringkv_core::wire::{Request, Response};
-use ringkv_core::{Change, Layout, RingEpoch};
+use ringkv_core::wire::{Request, Response, WireError};
+use ringkv_core::{Change, Layout, LayoutError, RingEpoch};
 
 use super::{START_TIMEOUT, TestCluster};
 
@@ -42,12 +42,23 @@ impl TestCluster {
         }
     }
 
-    /// Sends a membership request to node `i` and returns the layout it answers with.
+    /// Sends a membership request to node `i` and returns the layout it answers with; again
+    /// while the node has not yet heard by gossip of a node the request names (as `ringkv
+    /// cluster` does).
     pub async fn admin(&self, i: usize, request: Request) -> anyhow::Result<Layout> {
+        let deadline = Instant::now() + START_TIMEOUT;
         let mut raw = self.raw(self.nodes[i].addr).await?;
-        match raw.request(request).await? {
-            Ok(Response::Layout(layout)) => Ok(layout),
-            other => bail!("unexpected answer to a membership request: {other:?}"),
+        loop {
+            match raw.request(request.clone()).await? {
+                Ok(Response::Layout(layout)) => return Ok(layout),
+                Err(WireError::Layout {
+                    error: Some(LayoutError::ZonesUnheard { .. }),
+                    ..
+                }) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => bail!("unexpected answer to a membership request: {other:?}"),
+            }
         }
     }
 

@@ -112,6 +112,41 @@ pub enum LayoutError {
     /// A zone label that is not one (see [`crate::node::validate_zone`]).
     #[error("{0}")]
     BadZone(String),
+    /// The change would hand a layout with zones to a node that does not know them (see
+    /// [`Layout::check_zone_readers`](crate::Layout::check_zone_readers)).
+    #[error(
+        "node {node} {} and zones need protocol {}: upgrade it first (a rolling restart), or \
+         remove it if it is gone for good",
+        .speaks.map_or("runs a release that does not say its protocol".to_string(), |v| format!("speaks protocol {v}")),
+        crate::wire::ZONES_PROTOCOL_VERSION
+    )]
+    ZonesUnknown {
+        /// The node.
+        node: NodeId,
+        /// The newest protocol it gossips, if any.
+        speaks: Option<u32>,
+    },
+    /// The change would hand a layout with zones to a node gossip has not heard from yet, so
+    /// whether it knows zones is unknown: a moment later it is known.
+    #[error(
+        "node {node} is not known to gossip yet, so whether it knows zones is not either: try \
+         again in a moment"
+    )]
+    ZonesUnheard {
+        /// The node.
+        node: NodeId,
+    },
+    /// Some members would have a zone and some none (see `Layout::commit`).
+    #[error(
+        "zones are for every member or none: {} member(s) have none ({}); `ringkv cluster zone` \
+         labels them",
+        .unlabelled.len(),
+        .unlabelled.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    ZonesIncomplete {
+        /// The members without a zone.
+        unlabelled: Vec<NodeId>,
+    },
     /// The operation was based on a layout the node no longer holds (another operator's
     /// change, or a transfer phase, came in between), so what the operator looked at is not
     /// what the operation would change.

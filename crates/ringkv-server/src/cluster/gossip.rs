@@ -19,6 +19,7 @@
 //! [`spawn_membership`] starts gossip and a task that recomputes the [`ClusterView`] every
 //! gossip interval (or at once after an operator changed the layout on this node).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -43,6 +44,9 @@ const KEY_WEIGHT: &str = "weight";
 const KEY_CLUSTER: &str = "cluster";
 const KEY_LAYOUT: &str = "layout";
 const KEY_TRANSFER: &str = "transfer";
+/// The newest protocol version the node speaks: what decides whether a layout with zones may
+/// reach it (a release before zones gossips none).
+const KEY_PROTOCOL: &str = "protocol";
 
 /// How long a restarted node waits to hear a peer before it reports its (pessimistic) view of
 /// liveness anyway: long enough for a few gossip rounds, short enough for a node that really
@@ -136,6 +140,7 @@ pub async fn spawn_membership(
     let keys = vec![
         (KEY_ADDR.to_string(), addresses.advertise.clone()),
         (KEY_WEIGHT.to_string(), config.weight.to_string()),
+        (KEY_PROTOCOL.to_string(), config.protocol.max.to_string()),
         (KEY_CLUSTER.to_string(), settings),
         (KEY_LAYOUT.to_string(), layout_key(keeper.rank())),
         (KEY_TRANSFER.to_string(), report_key(keeper.report())),
@@ -175,6 +180,7 @@ pub async fn spawn_membership(
             layout: keeper.layout(),
             alive: vec![],
             ready: false,
+            protocols: BTreeMap::new(),
         })
     });
     let (tx, rx) = watch::channel(initial);
@@ -375,10 +381,16 @@ impl Refresh {
             .filter(|id| involved.binary_search(id).is_ok())
             .collect();
         let ready = self.ready(layout, &involved, &alive);
+        let protocols: BTreeMap<NodeId, Option<u32>> = gossip
+            .peers
+            .iter()
+            .map(|(id, peer)| (*id, peer.protocol))
+            .collect();
         if let Some(current) = current
             && current.ring.epoch() == ring.epoch()
             && current.alive == alive
             && current.ready == ready
+            && current.protocols == protocols
             && Arc::ptr_eq(&current.layout, layout)
         {
             return None;
@@ -388,6 +400,7 @@ impl Refresh {
             layout: layout.clone(),
             alive,
             ready,
+            protocols,
         }))
     }
 

@@ -5,6 +5,7 @@
 //! is shared by the request handlers (operator commands), the transfer worker (progress
 //! reports) and the gossip refresh loop (adopting a newer layout, publishing this node's).
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use ringkv_core::{Layout, LayoutError, NodeId, Ring, Step};
@@ -32,12 +33,15 @@ pub struct ClusterView {
     /// has not yet heard any of them alive: its failure detector would report them all dead,
     /// and a client that believed it would stop using them.
     pub ready: bool,
+    /// Every node gossip has heard of, with the newest protocol it gossips (`None` from a
+    /// release before zones): whether a layout with zones may reach it.
+    pub protocols: BTreeMap<NodeId, Option<u32>>,
 }
 
 impl ClusterView {
     /// A view holding only `ring`, everyone alive: for tests.
     pub fn fixed(ring: Ring) -> ClusterView {
-        let alive = ring.members().iter().map(|m| m.id).collect();
+        let alive: Vec<NodeId> = ring.members().iter().map(|m| m.id).collect();
         ClusterView {
             layout: Arc::new(Layout {
                 version: 1,
@@ -46,6 +50,10 @@ impl ClusterView {
                 transition: ring.transition().cloned(),
                 ..Layout::default()
             }),
+            protocols: alive
+                .iter()
+                .map(|id| (*id, Some(ringkv_core::wire::PROTOCOL_VERSION)))
+                .collect(),
             ring: Arc::new(ring),
             alive,
             ready: true,

@@ -412,7 +412,16 @@ impl Service {
         &self,
         change: impl FnOnce(&mut Layout) -> Result<(), LayoutError>,
     ) -> Result<Response, WireError> {
-        let layout = self.admin()?.update(change).map_err(WireError::layout)?;
+        // Who may hold a layout with zones is checked against what they gossip.
+        let protocols = self.view.borrow().protocols.clone();
+        let layout = self
+            .admin()?
+            .update(|layout| {
+                let before = layout.clone();
+                change(layout)?;
+                layout.check_zone_readers(&before, |id| protocols.get(&id).copied())
+            })
+            .map_err(WireError::layout)?;
         Ok(Response::Layout((*layout).clone()))
     }
 

@@ -244,6 +244,10 @@ fn turning_zones_on_is_one_planned_transfer() {
             12345
         ))))
     );
+    assert!(matches!(
+        claim::rezone(&layout.plan().expect("plan"), founders[0].id, "a", T),
+        Err(claim::ClaimError::SameZone { .. })
+    ));
     let mut bad = layout.clone();
     bad.staged.clear();
     assert!(matches!(
@@ -284,4 +288,96 @@ fn ownership_is_each_members_share_of_its_zone() {
             stored[&id]
         );
     }
+}
+
+#[test]
+fn zones_reach_only_processes_that_know_them_and_label_every_member() {
+    use crate::layout::{Change, Layout, LayoutError};
+    use crate::wire::ZONES_PROTOCOL_VERSION as Z;
+    let mut plain = Layout::default();
+    let founders: Vec<Member> = (0..3).map(|i| member(node_id(10, i), 1)).collect();
+    plain.found(&founders).expect("found");
+    let mut zoned = plain.clone();
+    for (m, zone) in founders.iter().zip(["a", "b", "c"]) {
+        zoned
+            .stage(Change::Zone {
+                id: m.id,
+                zone: zone.into(),
+            })
+            .expect("stage");
+    }
+    // Bringing zones in: every holder must speak the zones protocol.
+    assert_eq!(zoned.check_zone_readers(&plain, |_| Some(Some(Z))), Ok(()));
+    let old = founders[1].id;
+    let speaks = |v: Option<u32>| move |id: NodeId| Some(if id == old { v } else { Some(Z) });
+    for version in [None, Some(Z - 1)] {
+        assert_eq!(
+            zoned.check_zone_readers(&plain, speaks(version)),
+            Err(LayoutError::ZonesUnknown {
+                node: old,
+                speaks: version
+            })
+        );
+    }
+    // A node gossip has not heard from yet is not taken for one that knows zones.
+    assert_eq!(
+        zoned.check_zone_readers(&plain, |id| (id != old).then_some(Some(Z))),
+        Err(LayoutError::ZonesUnheard { node: old })
+    );
+    // A layout without zones reaches anyone.
+    assert_eq!(plain.check_zone_readers(&plain, |_| Some(None)), Ok(()));
+
+    // Half-labelled members are refused at commit; all of them labelled commit.
+    let mut half = plain.clone();
+    half.stage(Change::Zone {
+        id: founders[0].id,
+        zone: "a".into(),
+    })
+    .expect("stage");
+    assert!(matches!(
+        half.commit(),
+        Err(LayoutError::ZonesIncomplete { unlabelled }) if unlabelled.len() == 2
+    ));
+    zoned.commit().expect("commit");
+
+    // Once zones are in, only the holders a change adds are checked: a joining node must
+    // know zones (and have one), removals and aborts add nobody.
+    let joiner = node_id(10, 9);
+    let mut joined = zoned.clone();
+    joined
+        .stage(Change::Join {
+            id: NodeId(joiner),
+            addr: "127.0.0.1:9".into(),
+            weight: 1,
+            zone: "a".into(),
+        })
+        .expect("stage");
+    let only_joiner_old = |id: NodeId| Some((id != NodeId(joiner)).then_some(Z));
+    assert!(matches!(
+        joined.check_zone_readers(&zoned, only_joiner_old),
+        Err(LayoutError::ZonesUnknown { node, .. }) if node == NodeId(joiner)
+    ));
+    assert_eq!(
+        joined.check_zone_readers(&zoned, |id| Some((id == NodeId(joiner)).then_some(Z))),
+        Ok(())
+    );
+    let mut unlabelled = zoned.clone();
+    unlabelled.transition = None; // as once settled
+    unlabelled
+        .stage(Change::Join {
+            id: NodeId(joiner),
+            addr: "127.0.0.1:9".into(),
+            weight: 1,
+            zone: String::new(),
+        })
+        .expect("stage");
+    assert!(matches!(
+        unlabelled.commit(),
+        Err(LayoutError::ZonesIncomplete { .. })
+    ));
+    let mut removed = zoned.clone();
+    removed.transition = None;
+    let before = removed.clone();
+    removed.remove(founders[2].id).expect("remove");
+    assert_eq!(removed.check_zone_readers(&before, |_| Some(None)), Ok(()));
 }

@@ -8,7 +8,7 @@ use ringkv_core::node::split_host_port;
 use ringkv_core::{NodeId, Step};
 use tracing::{debug, warn};
 
-use super::{KEY_ADDR, KEY_CLUSTER, KEY_LAYOUT, KEY_TRANSFER};
+use super::{KEY_ADDR, KEY_CLUSTER, KEY_LAYOUT, KEY_PROTOCOL, KEY_TRANSFER};
 use crate::cluster::address::Twin;
 use crate::ops::config::ClusterSettings;
 
@@ -26,6 +26,8 @@ pub(super) struct Peer {
     pub(super) addr: Option<String>,
     pub(super) layout: Option<(u64, u64)>,
     pub(super) report: Option<(u64, Step)>,
+    /// The newest protocol it speaks; `None` from a release before zones.
+    pub(super) protocol: Option<u32>,
 }
 
 impl Gossip {
@@ -59,6 +61,7 @@ impl Gossip {
                     .map(str::to_string),
                 layout: state.get(KEY_LAYOUT).and_then(parse_layout_key),
                 report: state.get(KEY_TRANSFER).and_then(parse_report_key),
+                protocol: state.get(KEY_PROTOCOL).and_then(|v| v.parse().ok()),
             };
             gossip.peers.insert(id, peer);
             if let Some(text) = state.get(KEY_CLUSTER) {

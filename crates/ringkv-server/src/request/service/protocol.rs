@@ -1,7 +1,6 @@
 //! What a connection's protocol version allows it to be handed.
 
 use ringkv_core::wire::{Request, WireError, ZONES_PROTOCOL_VERSION};
-use ringkv_core::{Change, Member};
 
 use super::Service;
 
@@ -13,25 +12,10 @@ impl Service {
         if version >= ZONES_PROTOCOL_VERSION {
             return None;
         }
-        let zoned = |members: &[Member]| members.iter().any(|m| !m.zone.is_empty());
         let has_zones = match request {
-            Request::Ring => {
-                let view = self.view.borrow();
-                zoned(view.ring.members())
-                    || view.ring.transition().is_some_and(|t| zoned(&t.previous))
-            }
-            Request::Layout => self.keeper.as_ref().is_some_and(|keeper| {
-                let layout = keeper.layout();
-                zoned(&layout.members)
-                    || layout
-                        .transition
-                        .as_ref()
-                        .is_some_and(|t| zoned(&t.previous))
-                    || layout.staged.iter().any(|c| {
-                        matches!(c, Change::Zone { .. })
-                            || matches!(c, Change::Join { zone, .. } if !zone.is_empty())
-                    })
-            }),
+            // The ring a client is handed is the view's, made from the layout it holds.
+            Request::Ring => self.view.borrow().layout.has_zones(),
+            Request::Layout => self.keeper.as_ref().is_some_and(|k| k.layout().has_zones()),
             _ => false,
         };
         has_zones.then(|| WireError::InvalidRequest {

@@ -1,0 +1,95 @@
+//! Zones in the layout: all members labelled or none, and only processes that know zones
+//! hold a layout with them.
+
+use std::collections::BTreeSet;
+
+use super::{Change, Layout, LayoutError};
+use crate::node::NodeId;
+use crate::wire::ZONES_PROTOCOL_VERSION;
+
+impl Layout {
+    /// Whether any member, previous member or staged change names a zone: such a layout is
+    /// never handed to a process older than [`ZONES_PROTOCOL_VERSION`], which would drop the
+    /// labels.
+    pub fn has_zones(&self) -> bool {
+        let labelled = |m: &crate::node::Member| !m.zone.is_empty();
+        self.members.iter().any(labelled)
+            || self
+                .transition
+                .as_ref()
+                .is_some_and(|t| t.previous.iter().any(labelled))
+            || self.staged.iter().any(|c| match c {
+                Change::Zone { .. } => true,
+                Change::Join { zone, .. } => !zone.is_empty(),
+                _ => false,
+            })
+    }
+
+    /// The nodes that will hold this layout and act on it: members, previous members not
+    /// removed, and nodes whose join is staged.
+    fn holders(&self) -> BTreeSet<NodeId> {
+        let mut holders: BTreeSet<NodeId> = self.members.iter().map(|m| m.id).collect();
+        if let Some(t) = &self.transition {
+            holders.extend(
+                t.previous
+                    .iter()
+                    .map(|m| m.id)
+                    .filter(|id| !t.is_removed(*id)),
+            );
+        }
+        holders.extend(self.staged.iter().filter_map(|c| match c {
+            Change::Join { id, .. } => Some(*id),
+            _ => None,
+        }));
+        holders
+    }
+
+    /// Refuses this layout, made from `before` by an operator's change, if it has zones and
+    /// would reach a process that does not know them: when it brings zones in, every holder
+    /// must speak [`ZONES_PROTOCOL_VERSION`]; when it had them, every holder it adds must.
+    /// `speaks` is what gossip says of a node: `None` if it has not heard of it (yet: a node
+    /// just started), `Some(None)` if it gossips no protocol (a release before zones), else
+    /// the newest protocol it speaks. Removals and aborts add nobody, so they are never
+    /// refused.
+    pub fn check_zone_readers(
+        &self,
+        before: &Layout,
+        speaks: impl Fn(NodeId) -> Option<Option<u32>>,
+    ) -> Result<(), LayoutError> {
+        if !self.has_zones() {
+            return Ok(());
+        }
+        let known = if before.has_zones() {
+            before.holders()
+        } else {
+            BTreeSet::new()
+        };
+        for id in self.holders().difference(&known) {
+            let Some(version) = speaks(*id) else {
+                return Err(LayoutError::ZonesUnheard { node: *id });
+            };
+            if version.is_none_or(|v| v < ZONES_PROTOCOL_VERSION) {
+                return Err(LayoutError::ZonesUnknown {
+                    node: *id,
+                    speaks: version,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses members of which some have a zone and some none: an unlabelled member would
+    /// make a zone of its own, holding a copy of most keys (with `n` at least the zones, of
+    /// every key its zone's walk meets first), which is never what was meant.
+    pub(super) fn check_zones_complete(members: &[crate::node::Member]) -> Result<(), LayoutError> {
+        let unlabelled: Vec<NodeId> = members
+            .iter()
+            .filter(|m| m.zone.is_empty())
+            .map(|m| m.id)
+            .collect();
+        if unlabelled.is_empty() || unlabelled.len() == members.len() {
+            return Ok(());
+        }
+        Err(LayoutError::ZonesIncomplete { unlabelled })
+    }
+}
