@@ -47,7 +47,8 @@ pub const PROTOCOL_VERSION: u32 = 8;
 /// The first protocol version that knows zones. A ring or layout whose members have zones is
 /// never handed over a connection that negotiated an older one: an older build would drop
 /// the labels, place keys elsewhere and re-gossip the layout without them. So zones may be
-/// labelled only once every member speaks this version (the CLI checks), and a node refuses
+/// labelled only once every member speaks this version (nodes gossip theirs and refuse the
+/// change otherwise: `Layout::check_zone_readers`), and a node refuses
 /// the ring and the layout of a cluster with zones to an older peer, which keeps the old ring
 /// (its requests are refused as stale) until it is upgraded.
 pub const ZONES_PROTOCOL_VERSION: u32 = 8;
