@@ -314,6 +314,45 @@ async fn lww_buckets_keep_one_value_and_quorums_are_validated() -> anyhow::Resul
     Ok(())
 }
 
+/// A client whose clock runs an hour fast would pin an `lww` key: its write would win over
+/// every later write and delete until real time caught up. The nodes refuse it, with the
+/// reason, and a correct client's writes keep working; a client a little off is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_lww_write_from_a_fast_clock_is_refused_and_cannot_pin_a_key() -> anyhow::Result<()> {
+    let spec = ClusterSpec {
+        extra_toml: "[cluster.buckets.named.cache]\nconflict = \"lww\"\n".into(),
+        ..three()
+    };
+    let cluster = TestCluster::start(spec).await?;
+    let skewed = |offset_ms: i64| {
+        let mut config = ringkv::ClientConfig::default();
+        config.clock_offset_ms = offset_ms;
+        cluster.client_with(config)
+    };
+    let fast = skewed(3_600_000).await?;
+    let honest = cluster.client().await?;
+    match fast.bucket("cache").put("k", "from the future", None).await {
+        Err(e) => assert!(e.to_string().contains("ahead of this node's clock"), "{e}"),
+        Ok(receipt) => panic!("a write an hour ahead was acknowledged: {receipt:?}"),
+    }
+    honest.bucket("cache").put("k", "now", None).await?;
+    honest.bucket("cache").put("k", "later", None).await?;
+    let read = honest
+        .bucket("cache")
+        .get_with("k", &ReadOptions::default().with_r(3))
+        .await?;
+    assert_eq!(read.siblings(), vec![Bytes::from("later")]);
+    // A few seconds off is within the bound (`limits.max_clock_ahead_ms`, 30 s).
+    skewed(5_000)
+        .await?
+        .bucket("cache")
+        .put("k2", "v", None)
+        .await?;
+    // Buckets that keep siblings are ordered by version vectors, not clocks.
+    fast.put("k3", "v", None).await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_requests_in_flight_share_one_connection_per_node() -> anyhow::Result<()> {
     let cluster = TestCluster::start(three()).await?;

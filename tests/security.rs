@@ -105,6 +105,7 @@ async fn only_connections_proving_a_token_or_the_secret_are_served() -> anyhow::
                 state,
                 hint: None,
                 sync: false,
+                entry: false,
             },
         }))
         .await?;

@@ -186,6 +186,7 @@ fn client_partition() {
                 state: state.clone(),
                 hint: None,
                 sync: false,
+                entry: false,
             };
             raw.request(merge).await??;
             let Ok(Response::Value { state: Some(again) }) = raw.request(get).await? else {

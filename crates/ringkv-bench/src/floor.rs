@@ -306,6 +306,7 @@ async fn setup(mode: Mode, fsync_dir: &std::path::Path) -> anyhow::Result<Setup>
             state: payload_state(),
             hint: None,
             sync: false,
+            entry: false,
         },
         _ => get,
     };

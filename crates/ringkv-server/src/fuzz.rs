@@ -250,6 +250,7 @@ pub fn stamp_merge(data: &[u8]) {
             state,
             hint: None,
             sync: false,
+            entry: false,
         },
     );
     for overwrite in [false, true] {
@@ -359,6 +360,7 @@ fn seed_requests() -> Vec<Request> {
             state,
             hint: Some(NodeId(2)),
             sync: false,
+            entry: false,
         },
         Request::Ring,
         Request::Ping,

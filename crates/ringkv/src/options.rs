@@ -56,6 +56,10 @@ pub struct ClientConfig {
     /// with one, [`crate::Client::context_to_bytes`] seals and
     /// [`crate::Client::context_from_bytes`] refuses anything altered or unsealed.
     pub context_key: Option<ContextKey>,
+    /// Added to this client's wall clock for the timestamps of its `lww` writes: a test's
+    /// stand-in for a client whose clock is off. Leave it at 0.
+    #[doc(hidden)]
+    pub clock_offset_ms: i64,
 }
 
 /// The key an application seals its contexts with (see [`ClientConfig::context_key`]). Its
@@ -124,6 +128,7 @@ impl Default for ClientConfig {
             sibling_warning: 10,
             connect: ConnectOptions::default(),
             context_key: None,
+            clock_offset_ms: 0,
         }
     }
 }

@@ -116,6 +116,19 @@ pub enum WireError {
         /// The storage engine's error, for the client's logs.
         reason: String,
     },
+    /// An `lww` write's timestamp is further ahead of the node's clock than the node allows:
+    /// the client's clock runs fast. Accepted, the write would win over every later write
+    /// and delete of the key until real time caught up with it. Protocol 8.
+    #[error(
+        "the write's timestamp is {ahead_ms} ms ahead of this node's clock (at most {max_ms} ms \
+         allowed): the writer's clock runs fast; fix its time sync"
+    )]
+    ClockAhead {
+        /// How far ahead of the node's clock the timestamp was.
+        ahead_ms: u64,
+        /// The most the node allows (`limits.max_clock_ahead_ms`).
+        max_ms: u64,
+    },
     /// The node's disk is full: writes are refused, reads are still served.
     #[error("the node's disk is full; writes are refused until space is freed")]
     StorageFull,

@@ -184,6 +184,13 @@ pub enum Request {
         /// Sync to disk before answering (see `Put`).
         #[serde(default)]
         sync: bool,
+        /// The state is a client's new `lww` write entering the cluster, not a copy of stored
+        /// state (a read repair, a hint, a transfer, anti-entropy): its timestamps come from
+        /// the client's clock and are refused if too far ahead of the node's
+        /// ([`super::WireError::ClockAhead`]). Copies are never refused for their timestamps:
+        /// what one node accepted, every node must. Protocol 8.
+        #[serde(default)]
+        entry: bool,
     },
     /// The node's view of the cluster.
     Ring,

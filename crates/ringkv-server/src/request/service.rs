@@ -11,7 +11,9 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use ringkv_core::wire::{Coordinated, NodeStats, Request, Response, RingSnapshot, WireError};
-use ringkv_core::{Layout, LayoutError, NodeId, Phase, RingEpoch, Step};
+use ringkv_core::{
+    ConflictPolicy, Layout, LayoutError, NodeId, Phase, RingEpoch, SiblingSet, Step,
+};
 use tokio::sync::watch;
 
 use crate::cluster::{ClusterView, Keeper};
@@ -246,10 +248,14 @@ impl Service {
                 state,
                 hint,
                 sync: _,
+                entry,
             } => {
                 self.check_key(&bucket, &key)?;
                 for sibling in state.siblings() {
                     self.check_value(sibling.value.as_ref())?;
+                }
+                if entry {
+                    self.check_clock(&bucket, &state)?;
                 }
                 self.check_epoch(client_epoch)?;
                 match hint.filter(|home| *home != self.node) {
@@ -435,6 +441,25 @@ impl Service {
             }));
         }
         Ok(())
+    }
+
+    /// Refuses a client's `lww` write timestamped further ahead of this node's clock than
+    /// `limits.max_clock_ahead_ms` (see `WireError::ClockAhead`).
+    fn check_clock(&self, bucket: &str, state: &SiblingSet) -> Result<(), WireError> {
+        if self.view.borrow().ring.conflict_policy(bucket) != ConflictPolicy::Lww {
+            return Ok(());
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let max_ms = self.limits.max_clock_ahead_ms;
+        match state.siblings().iter().map(|s| s.timestamp_ms).max() {
+            Some(latest) if latest > now.saturating_add(max_ms) => Err(WireError::ClockAhead {
+                ahead_ms: latest - now,
+                max_ms,
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn check_key(&self, bucket: &str, key: &[u8]) -> Result<(), WireError> {

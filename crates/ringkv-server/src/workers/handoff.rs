@@ -210,6 +210,7 @@ impl Worker {
                     state: state.clone(),
                     hint: None,
                     sync: true,
+                    entry: false,
                 };
                 sends.push(async move {
                     let mut answer = Ok((Response::Merged, epoch));

@@ -366,6 +366,7 @@ impl Worker<'_> {
             state,
             hint: None,
             sync: true,
+            entry: false,
         };
         async move {
             match pool

@@ -197,6 +197,7 @@ impl Repair {
                     state: self.merged.clone(),
                     hint: target.hint,
                     sync: false,
+                    entry: false,
                 };
                 repairs.send(target, body);
             }

@@ -173,7 +173,8 @@ async fn write_once(
 
 /// The state of an `lww` write: one sibling, dotted by this client, timestamped now.
 fn lww_state(inner: &Inner, write: &WriteRequest<'_>) -> SiblingSet {
-    SiblingSet::lww(inner.next_lww_dot(), now_ms(), write.value.clone())
+    let now = now_ms().saturating_add_signed(inner.config.clock_offset_ms);
+    SiblingSet::lww(inner.next_lww_dot(), now, write.value.clone())
 }
 
 /// The stamp step: `Put` to the targets in turn until one stamps the write. Returns the
@@ -255,6 +256,7 @@ async fn replicate(
         key: write.key.clone(),
         state,
         sync,
+        entry: plan.props.conflict == ConflictPolicy::Lww,
     };
     let mut merges = Fanout::new(inner, plan.epoch, Leftovers::Finish);
     for target in others {
@@ -313,6 +315,9 @@ struct CopyOf {
     key: Bytes,
     state: SiblingSet,
     sync: bool,
+    /// An `lww` write timestamped by this client: the nodes check the timestamp against
+    /// their clocks (`Request::Merge::entry`).
+    entry: bool,
 }
 
 impl CopyOf {
@@ -323,6 +328,7 @@ impl CopyOf {
             state: self.state.clone(),
             hint: target.hint,
             sync: self.sync,
+            entry: self.entry,
         }
     }
 }

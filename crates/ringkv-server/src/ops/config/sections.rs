@@ -171,6 +171,10 @@ pub struct Limits {
     /// (`Overloaded`: the writer uses another node) and the handoff worker hands the hints of
     /// down nodes to anti-entropy (see `handoff.rs`) until the queue is back under it.
     pub max_hint_queue_bytes: u64,
+    /// How far ahead of this node's clock a client's `lww` write may be timestamped: one
+    /// further ahead is refused (`ClockAhead`), since it would win over every later write of
+    /// the key until real time caught up. Copies between nodes are never checked.
+    pub max_clock_ahead_ms: u64,
 }
 
 /// Gossip timing.
@@ -204,6 +208,7 @@ impl Default for Limits {
             handshake_timeout_ms: 5_000,
             idle_timeout_ms: 60_000,
             max_hint_queue_bytes: 1 << 30,
+            max_clock_ahead_ms: 30_000,
         }
     }
 }

@@ -174,6 +174,74 @@ fn lww_buckets_keep_one_value() {
 }
 
 #[test]
+fn an_lww_write_timestamped_too_far_ahead_is_refused_but_copies_never_are() {
+    let mut buckets = Buckets::default();
+    let lww = BucketProps {
+        conflict: ConflictPolicy::Lww,
+        ..Default::default()
+    };
+    buckets.named.insert("b".into(), lww);
+    let svc = service_with(buckets, &[1]);
+    let epoch = svc.epoch();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let max = Limits::default().max_clock_ahead_ms;
+    let merge = |bucket: &str, ahead: u64, entry: bool| Request::Merge {
+        bucket: bucket.into(),
+        key: Bytes::from_static(b"k"),
+        state: SiblingSet::lww(
+            Dot {
+                actor: ringkv_core::Actor::legacy(NodeId(77)),
+                counter: ahead + 1,
+            },
+            now + ahead,
+            Some(Bytes::from("v")),
+        ),
+        hint: None,
+        sync: false,
+        entry,
+    };
+    // A client an hour fast: refused, saying by how much.
+    match svc.handle(epoch, merge("b", 3_600_000, true)) {
+        Err(WireError::ClockAhead { ahead_ms, max_ms }) => {
+            assert!(ahead_ms >= 3_600_000 - 1_000, "{ahead_ms}");
+            assert_eq!(max_ms, max);
+        }
+        other => panic!("expected ClockAhead, got {other:?}"),
+    }
+    assert_eq!(get(&svc), None, "the refused write was stored");
+    // Within the bound: taken.
+    svc.handle(epoch, merge("b", max / 2, true))
+        .expect("a write a little ahead");
+    // A copy of stored state (a hint, a transfer, anti-entropy) is never refused for its
+    // timestamp: another node accepted it, and every node must hold what one holds.
+    svc.handle(epoch, merge("b", 3_600_000, false))
+        .expect("a copy");
+    // Buckets that keep siblings do not order by timestamp: nothing to check.
+    let mut stamped = SiblingSet::new();
+    stamped
+        .stamp(
+            ringkv_core::Actor::legacy(NodeId(77)),
+            &VersionVector::new(),
+            Some(Bytes::from("v")),
+            now + 3_600_000,
+            None,
+        )
+        .expect("stamp");
+    let siblings = Request::Merge {
+        bucket: "other".into(),
+        key: Bytes::from_static(b"k"),
+        state: stamped,
+        hint: None,
+        sync: false,
+        entry: true,
+    };
+    svc.handle(epoch, siblings).expect("a siblings bucket");
+}
+
+#[test]
 fn oversized_keys_and_values_and_bad_buckets_are_refused() {
     let svc = service();
     let epoch = svc.epoch();
@@ -243,6 +311,7 @@ fn corrupt_merged_states_are_refused_and_nothing_is_written() {
             state: corrupt,
             hint: None,
             sync: false,
+            entry: false,
         },
     );
     assert!(
@@ -346,6 +415,7 @@ fn a_hinted_merge_is_kept_as_a_hint_served_by_reads_and_removed_once_delivered()
         state: state.clone(),
         hint: Some(NodeId(2)),
         sync: false,
+        entry: false,
     };
     svc.handle(svc.epoch(), merge.clone())
         .expect("hinted merge");
@@ -446,6 +516,7 @@ async fn durable_writes_wait_for_a_sync_and_others_do_not() {
         state: state.clone(),
         hint: None,
         sync,
+        entry: false,
     };
     handle_durable(&svc, epoch, merge(true))
         .await
@@ -514,6 +585,7 @@ fn a_forged_context_or_state_at_the_counters_limit_neither_panics_nor_poisons_th
         state,
         hint: None,
         sync: false,
+        entry: false,
     };
     svc.handle(epoch, merge).expect("merge");
     let read = get(&svc).expect("state").version_vector().clone();
@@ -724,6 +796,7 @@ fn a_copy_misrouted_to_a_non_owner_is_refused_and_a_hinted_one_is_taken() {
         state: state.clone(),
         hint,
         sync: false,
+        entry: false,
     };
     let epoch = svc.epoch();
     assert!(matches!(
@@ -785,6 +858,7 @@ async fn a_copy_routed_by_a_newer_ring_is_judged_by_that_ring_once_fetched() {
         state: state.clone(),
         hint,
         sync: false,
+        entry: false,
     };
     let epoch = newer.epoch();
     assert!(svc.behind(epoch, &merge(&moved, None)));

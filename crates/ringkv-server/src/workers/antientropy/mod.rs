@@ -247,6 +247,7 @@ impl Exchange<'_> {
             state: record.state,
             hint: None,
             sync: false,
+            entry: false,
         };
         match self.call(request).await? {
             Response::Merged => Ok(()),
