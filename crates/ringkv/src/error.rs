@@ -218,6 +218,14 @@ impl Error {
         }
     }
 
+    /// Whether no spare may stand in for the node that answered this: the request itself was
+    /// refused (every node would refuse it alike), or a write's timestamp was (`ClockAhead`):
+    /// a spare whose clock runs a little faster would take it, and hinted handoff and repair
+    /// would then spread a write the homes refused.
+    pub(crate) fn rules_out_spares(&self) -> bool {
+        self.is_about_the_request() || matches!(self, Error::Server(WireError::ClockAhead { .. }))
+    }
+
     /// A node's error answer as the caller sees it: the protocol's own failures become
     /// [`Error::Protocol`], a missing context [`Error::ContextRequired`], the rest
     /// [`Error::Server`].

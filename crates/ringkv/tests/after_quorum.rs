@@ -38,6 +38,8 @@ struct Delays {
     /// Merges are refused as routed by an older ring than the node's (which it claims is
     /// newer than any ring the cluster can hand out).
     merge_stale: bool,
+    /// Merges are refused as timestamped too far ahead of the node's clock.
+    merge_clock_ahead: bool,
 }
 
 /// One fake node: its id, its store, and how slow it is.
@@ -238,6 +240,10 @@ async fn serve(
                 Request::Merge { .. } if delays.merge_fails => Err(WireError::Storage {
                     reason: "the fake disk failed".into(),
                 }),
+                Request::Merge { .. } if delays.merge_clock_ahead => Err(WireError::ClockAhead {
+                    ahead_ms: 3_600_000,
+                    max_ms: 30_000,
+                }),
                 Request::Merge { .. } if delays.merge_stale => Err(WireError::StaleRing {
                     epoch: RingEpoch {
                         version: u64::MAX,
@@ -396,6 +402,34 @@ async fn a_copy_that_fails_after_the_quorum_goes_to_a_spare_so_n_nodes_hold_the_
     assert_eq!(
         (stats.background_spares, stats.copies_short),
         (1, 0),
+        "{stats:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_copy_refused_for_its_timestamp_never_goes_to_a_spare() {
+    let cluster = FakeCluster::of(4);
+    let order = cluster.preference("k");
+    let (homes, spare) = (&order[..3], &order[3]);
+    let client = cluster.client(&homes[0]).await;
+    {
+        let mut refusing = homes[2].delays.lock().expect("delays");
+        refusing.merge = Duration::from_millis(300);
+        refusing.merge_clock_ahead = true;
+    }
+
+    client.put("k", "v", None).await.expect("w = 2 of 3");
+    assert!(client.flush(Duration::from_secs(5)).await);
+    // A spare with a faster clock would take it, and its hint would carry the write to the
+    // home that refused it.
+    assert!(
+        !holds(spare, "k", "v"),
+        "a spare took a write refused for its clock"
+    );
+    let stats = client.stats();
+    assert_eq!(
+        (stats.background_spares, stats.copies_short),
+        (0, 1),
         "{stats:?}"
     );
 }

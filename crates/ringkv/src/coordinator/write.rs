@@ -284,8 +284,9 @@ async fn replicate(
                 return Err(e);
             }
             Err(e) => {
-                // A spare would refuse a request-level error the same way.
-                let spare = (!e.is_about_the_request())
+                // A spare would refuse a request-level error the same way, and must not take
+                // a write refused for its timestamp.
+                let spare = (!e.rules_out_spares())
                     .then(|| acks.replacement(&target))
                     .flatten();
                 if let Some(spare) = spare {
@@ -353,8 +354,8 @@ async fn finish_copies(
         };
         match result {
             Ok((Response::Merged, _)) => continue,
-            // Every node would refuse it the same way: a spare would not help.
-            Err(e) if e.is_about_the_request() => {
+            // Every node would refuse it the same way, or no spare may take it.
+            Err(e) if e.rules_out_spares() => {
                 inner.stats.copies_short.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
