@@ -268,19 +268,9 @@ impl Ring {
         for &(position, index) in tokens {
             let zone = zone_of[index as usize];
             let previous = last.insert(zone, position).unwrap_or(position);
-            // A zone's single token owns its whole ring (its arc computes as 0).
-            owned[index as usize] += if alone.get(zone) == Some(&1) {
-                1u128 << 64
-            } else {
-                u128::from(position.wrapping_sub(previous))
-            };
+            owned[index as usize] += arc(previous, position, alone.get(zone) == Some(&1));
         }
-        let total = (1u128 << 64) as f64;
-        members
-            .iter()
-            .zip(owned)
-            .map(|(m, o)| (m.id, o as f64 / total))
-            .collect()
+        shares(members, owned)
     }
 
     /// Each current member's share of the ring counting every one of the first `n` replicas
@@ -295,22 +285,12 @@ impl Ring {
             } else {
                 tokens[i - 1].0
             };
-            // A single token owns the whole ring (its arc computes as 0).
-            let arc = if tokens.len() == 1 {
-                1u128 << 64
-            } else {
-                u128::from(position.wrapping_sub(previous))
-            };
+            let arc = arc(previous, position, tokens.len() == 1);
             for index in self.current.indexes_from(i).take(n) {
                 owned[index as usize] += arc;
             }
         }
-        let total = (1u128 << 64) as f64;
-        members
-            .iter()
-            .zip(owned)
-            .map(|(m, o)| (m.id, o as f64 / total))
-            .collect()
+        shares(members, owned)
     }
 
     /// The range of the ring `position` falls in, named by the token that ends it (the first
@@ -348,6 +328,26 @@ impl Ring {
             .map_or(0, |t| members_bytes(&t.previous));
         tables + members_bytes(&self.config.members) + previous
     }
+}
+
+/// The arc a token at `position` owns after the token at `previous`; a token `alone` on its
+/// ring owns all of it (its arc would compute as 0).
+fn arc(previous: Position, position: Position, alone: bool) -> u128 {
+    if alone {
+        1u128 << 64
+    } else {
+        u128::from(position.wrapping_sub(previous))
+    }
+}
+
+/// Arcs owned per member (in member order) as shares of the ring.
+fn shares(members: &[Member], owned: Vec<u128>) -> Vec<(NodeId, f64)> {
+    let total = (1u128 << 64) as f64;
+    members
+        .iter()
+        .zip(owned)
+        .map(|(m, o)| (m.id, o as f64 / total))
+        .collect()
 }
 
 fn find(members: &[Member], id: NodeId) -> Option<&Member> {

@@ -270,6 +270,23 @@ fn a_store_of_a_newer_format_is_refused_and_left_as_it_was() {
     assert!(db.get_cf(meta, b"node_id").expect("get") == Some(id.0.to_be_bytes().to_vec()));
 }
 
+/// The records and the hint the `store-v2` and `store-v3` fixtures both hold (see
+/// `tests/fixtures/README.md`).
+fn assert_fixture_data(store: &RocksStore) {
+    for (bucket, key, value) in [("default", "plain", "v1"), ("carts", "cart-1", "apples")] {
+        let record = store
+            .get(bucket, key.as_bytes())
+            .expect("get")
+            .expect("present");
+        let values: Vec<_> = record.state.live().map(|s| s.value.clone()).collect();
+        assert_eq!(values, vec![Some(Bytes::from(value))], "{bucket}/{key}");
+        assert_eq!(record.minted.map(|m| m.incarnation), Some(3));
+    }
+    let hints = store.hints_for_key("default", b"hinted").expect("hints");
+    assert_eq!(hints.len(), 1);
+    assert_eq!(hints[0].0.home, NodeId(0x0b0b_0b0b_0b0b_0b0b));
+}
+
 #[test]
 fn a_store_written_by_format_2_opens_with_its_layout_and_migrates() {
     let dir = fixture_copy("store-v2");
@@ -280,18 +297,7 @@ fn a_store_written_by_format_2_opens_with_its_layout_and_migrates() {
             NodeId(0x1db7_d307_d964_4090),
             "reopen {reopen}"
         );
-        for (bucket, key, value) in [("default", "plain", "v1"), ("carts", "cart-1", "apples")] {
-            let record = store
-                .get(bucket, key.as_bytes())
-                .expect("get")
-                .expect("present");
-            let values: Vec<_> = record.state.live().map(|s| s.value.clone()).collect();
-            assert_eq!(values, vec![Some(Bytes::from(value))], "{bucket}/{key}");
-            assert_eq!(record.minted.map(|m| m.incarnation), Some(3));
-        }
-        let hints = store.hints_for_key("default", b"hinted").expect("hints");
-        assert_eq!(hints.len(), 1);
-        assert_eq!(hints[0].0.home, NodeId(0x0b0b_0b0b_0b0b_0b0b));
+        assert_fixture_data(&store);
         // The layout of that release: a transfer under way, and no bucket table (the
         // gossiped one applies until a `bucket` command).
         let layout = crate::cluster::Keeper::stored(&store).expect("layout record");
@@ -316,18 +322,7 @@ fn a_store_written_by_format_3_opens_with_its_layout_and_buckets() {
             NodeId(0x3c4b_eb8c_3241_2a23),
             "reopen {reopen}"
         );
-        for (bucket, key, value) in [("default", "plain", "v1"), ("carts", "cart-1", "apples")] {
-            let record = store
-                .get(bucket, key.as_bytes())
-                .expect("get")
-                .expect("present");
-            let values: Vec<_> = record.state.live().map(|s| s.value.clone()).collect();
-            assert_eq!(values, vec![Some(Bytes::from(value))], "{bucket}/{key}");
-            assert_eq!(record.minted.map(|m| m.incarnation), Some(3));
-        }
-        let hints = store.hints_for_key("default", b"hinted").expect("hints");
-        assert_eq!(hints.len(), 1);
-        assert_eq!(hints[0].0.home, NodeId(0x0b0b_0b0b_0b0b_0b0b));
+        assert_fixture_data(&store);
         // The layout of that release: the bucket table in the layout, a join streaming, and
         // members without zones (one zone: keys placed as that release placed them).
         let layout = crate::cluster::Keeper::stored(&store).expect("layout record");
