@@ -129,8 +129,9 @@ pub enum LayoutError {
     /// The change would hand a layout with zones to a node gossip has not heard from yet, so
     /// whether it knows zones is unknown: a moment later it is known.
     #[error(
-        "node {node} is not known to gossip yet, so whether it knows zones is not either: try \
-         again in a moment"
+        "node {node} has not said by gossip which protocol it speaks (a node just started, or a \
+         release before zones), so whether it knows zones is unknown: try again in a moment, \
+         and if it persists, upgrade it"
     )]
     ZonesUnheard {
         /// The node.

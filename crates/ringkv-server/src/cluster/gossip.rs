@@ -381,9 +381,13 @@ impl Refresh {
             .filter(|id| involved.binary_search(id).is_ok())
             .collect();
         let ready = self.ready(layout, &involved, &alive);
+        // Only nodes whose protocol key has arrived: gossip may deliver a node's keys in any
+        // order, so one without it may be a node just started as well as a release before
+        // zones, and it counts as not heard of (refused as "try again").
         let protocols: BTreeMap<NodeId, Option<u32>> = gossip
             .peers
             .iter()
+            .filter(|(_, peer)| peer.protocol.is_some())
             .map(|(id, peer)| (*id, peer.protocol))
             .collect();
         if let Some(current) = current
