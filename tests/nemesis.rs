@@ -5,7 +5,8 @@
 //! SIGSTOP/SIGCONT, iptables partitions, clean restarts, repeated outages of one key's three
 //! homes (the writes then go to fallbacks, whose hints are delivered and forgotten between
 //! outages), outages of a whole zone (the nodes are in zones a, b, c, a, b), one node
-//! joining midway (into zone c) and one member moved to another zone. Meanwhile clients do read-modify-write set
+//! joining midway (into zone c), one member moved to another zone, and the workload's bucket
+//! raised to `n = 4` and lowered back to 3 (planned transfers of every key). Meanwhile clients do read-modify-write set
 //! additions with contexts, blind puts, and deletes with and without a context (adds and
 //! deletes on separate keys). At the end every fault is healed and the checker reports:
 //!
@@ -164,7 +165,9 @@ async fn run(seed: u64, seconds: u64) -> anyhow::Result<Verdict> {
     adds.await?;
     others.await?;
     heal(&mut cluster).await?;
-    until_replicas_answer(&client, 3).await?;
+    // Every home: the bucket's `n` may have been left at 4.
+    let n = client.ring().bucket(bucket.name()).n;
+    until_replicas_answer(&client, n).await?;
     let drained = eventually(Duration::from_secs(60), || async {
         cluster
             .stats()
@@ -245,13 +248,15 @@ async fn inject_faults(
     let mut joined = false;
     let mut rezoned = false;
     let mut sixth: Option<usize> = None;
+    // The workload bucket's `n`: 3, raised to 4 once, then lowered back once.
+    let mut bucket_n = (3u8, 0);
     let mut outages = 0;
     let mut outage_writes: BTreeMap<String, BTreeSet<Bytes>> = BTreeMap::new();
     while started.elapsed() + Duration::from_secs(4) < run_for && faults < 1_000 {
         tokio::time::sleep(Duration::from_millis(rng.random_range(500..2_000))).await;
         faults += 1;
         let i = rng.random_range(0..NODES);
-        match rng.random_range(0..9) {
+        match rng.random_range(0..10) {
             0 => {
                 println!(
                     "  {:>5.1} s: kill -9 node {i}, back after a while",
@@ -389,6 +394,36 @@ async fn inject_faults(
                     }
                 }
             }
+            8 if bucket_n.1 < 2 && started.elapsed() > run_for / 4 => {
+                let n = if bucket_n.0 == 3 { 4 } else { 3 };
+                let props = ringkv_core::BucketProps {
+                    n,
+                    ..ringkv_core::BucketProps::default()
+                };
+                let base = cluster.admin(0, Request::Layout).await?.version;
+                let request = Request::Bucket {
+                    name: "default".into(),
+                    props,
+                    create: bucket_n.1 == 0,
+                    base,
+                };
+                match cluster.admin(0, request).await {
+                    Ok(_) => {
+                        bucket_n = (n, bucket_n.1 + 1);
+                        println!(
+                            "  {:>5.1} s: bucket default's n set to {n}",
+                            started.elapsed().as_secs_f64()
+                        );
+                    }
+                    Err(e) => {
+                        faults -= 1;
+                        println!(
+                            "  {:>5.1} s: setting bucket default's n to {n} refused for now: {e}",
+                            started.elapsed().as_secs_f64()
+                        );
+                    }
+                }
+            }
             _ if !joined && started.elapsed() > run_for / 3 => {
                 // Started once; its join is refused while another transfer (a zone move, a
                 // bucket's new `n`) is under way, and tried again later.
@@ -451,11 +486,13 @@ async fn check(
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
-    // Strict: the three homes themselves, not a fallback the client turns to while it still
-    // takes a healed home for down, so that the read repairs the homes.
+    // Strict: every home itself (the bucket's `n` may have been left at 4), not a fallback
+    // the client turns to while it still takes a healed home for down, so that the read
+    // repairs every home: with fewer, a home that answers late may be left unrepaired.
+    let n = bucket.client().ring().bucket(bucket.name()).n;
     let all = ReadOptions::default()
-        .with_r(3)
-        .with_pr(3)
+        .with_r(n)
+        .with_pr(n)
         .with_timeout(Duration::from_secs(5));
     let all = &all;
     let read = |key: String| async move {

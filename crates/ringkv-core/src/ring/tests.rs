@@ -340,10 +340,13 @@ fn a_transfer_of_n_reads_the_old_homes_until_it_switches_and_writes_the_new_ones
         let extra: Vec<NodeId> = route.extra_homes.iter().map(|m| m.id).collect();
         assert_eq!(extra, list[2..]);
         assert_eq!(route.leaving, 0, "raising n drops no home");
+        // Default quorums: the previous side's, chosen for its two homes.
+        assert_eq!(streaming.reading_bucket("default").r, 1);
         assert_eq!(streaming.previous_home_replicas("default", &k).len(), 2);
         // Switching: the three new homes.
         let route = switching.route("default", &k);
         assert_eq!(route.n, 3);
+        assert_eq!(switching.reading_bucket("default").r, 2);
         let homes: Vec<NodeId> = route.preference.take(route.n).map(|m| m.id).collect();
         assert_eq!(homes, list);
         assert!(route.extra_homes.is_empty());

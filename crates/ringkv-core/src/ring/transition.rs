@@ -167,6 +167,21 @@ impl Ring {
         }
     }
 
+    /// The properties of `bucket` on the side reads use now (the previous ones while a
+    /// transfer that changes them is streaming, else the current ones): where requests take
+    /// their default `r` and `w`, which were chosen for that side's `n`. A change of `n` may
+    /// lower `r` with it, and the new `r` over the previous, longer lists could miss a write.
+    pub fn reading_bucket(&self, bucket: &str) -> &crate::bucket::BucketProps {
+        let streaming = self
+            .transition()
+            .is_some_and(|t| t.phase == Phase::Streaming);
+        if streaming {
+            self.previous_bucket(bucket)
+        } else {
+            self.bucket(bucket)
+        }
+    }
+
     /// The home replicas of `key` under the previous members (empty without a transfer).
     pub fn previous_home_replicas(&self, bucket: &str, key: &[u8]) -> Vec<&Member> {
         let n = usize::from(self.previous_bucket(bucket).n);

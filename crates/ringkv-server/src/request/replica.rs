@@ -11,7 +11,7 @@
 //! mutex, run on the connection's task or a blocking thread by the caller (see `lane`).
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -54,6 +54,10 @@ pub struct Replica {
     counters: Arc<NodeCounters>,
     /// Hints are refused while the queue holds more bytes than this.
     max_hint_queue_bytes: u64,
+    /// Held shared by each copy from its ring checks until it is written (see
+    /// [`Replica::ring_checked`]), and taken alone by a transfer before it walks the store
+    /// ([`Replica::settle_ring_checks`]).
+    ring_gate: RwLock<()>,
 }
 
 impl Replica {
@@ -72,7 +76,30 @@ impl Replica {
             locks: KeyLocks::new(),
             counters,
             max_hint_queue_bytes,
+            ring_gate: RwLock::new(()),
         }
+    }
+
+    /// Taken by a request before it checks whether this node's ring lets it take a copy of
+    /// a key, and held until the copy is written. A copy checked by the old ring, written
+    /// after a new transfer's walk passed its key, would be neither streamed nor kept (the
+    /// clean-up deletes it); [`Replica::settle_ring_checks`] closes that window.
+    pub fn ring_checked(&self) -> RwLockReadGuard<'_, ()> {
+        self.ring_gate
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until every copy checked by an older ring than the one now in the view is
+    /// written: a transfer calls it after it saw the new ring and before it walks the store,
+    /// so the walk sees every copy taken under the old one. Blocking; brief (the copies in
+    /// flight are single store writes).
+    pub fn settle_ring_checks(&self) {
+        drop(
+            self.ring_gate
+                .write()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
     }
 
     /// The store the replica writes to (scans and statistics read it directly).

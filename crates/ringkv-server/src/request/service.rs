@@ -220,6 +220,8 @@ impl Service {
             } => {
                 self.check_key(&bucket, &key)?;
                 self.check_value(value.as_ref())?;
+                // From the ring checks until the copy is written (see `Replica::ring_checked`).
+                let _ring = self.replica.ring_checked();
                 self.check_epoch(client_epoch)?;
                 let pending_sync = defer_sync && (self.durable_writes || sync);
                 let hint = hint.filter(|home| *home != self.node);
@@ -254,6 +256,7 @@ impl Service {
                 if entry {
                     self.check_clock(&bucket, &state)?;
                 }
+                let _ring = self.replica.ring_checked();
                 self.check_epoch(client_epoch)?;
                 match hint.filter(|home| *home != self.node) {
                     Some(home) => self.replica.merge_hint(&bucket, &key, home, &state)?,

@@ -288,7 +288,9 @@ enum Route {
 
 /// The key's live homes other than the hint's home and this node, on both sides of a transfer
 /// under way (`Ring::route`): where a hint goes when it is handed to anti-entropy. `None` if
-/// there are none: then it must wait.
+/// none of them is a home under the ring the key moves to: then it must wait. A home the key
+/// is moving away from may have streamed it already and will clean its copy up, so a write
+/// handed to such homes alone would be deleted with them.
 fn live_other_homes(
     view: &ClusterView,
     alive_addresses: &HashMap<NodeId, String>,
@@ -304,7 +306,11 @@ fn live_other_homes(
         .filter(|m| m.id != hint.home && m.id != me)
         .filter_map(|m| Some((m.id, alive_addresses.get(&m.id)?.clone())))
         .collect();
-    (!homes.is_empty()).then_some(homes)
+    let keeping = view.ring.home_replicas(&hint.bucket, &hint.key);
+    let kept = homes
+        .iter()
+        .any(|(id, _)| keeping.iter().any(|m| m.id == *id));
+    kept.then_some(homes)
 }
 
 /// Where a hint goes now: see [`destinations`].

@@ -187,6 +187,9 @@ impl Worker<'_> {
             resumed: after.is_some(),
             ..TransferStats::default()
         };
+        // Copies checked by the previous ring and not yet written would be missed by the walk.
+        let replica = self.parts.replica.clone();
+        tokio::task::spawn_blocking(move || replica.settle_ring_checks()).await?;
         let started = Instant::now();
         info!(
             transition = id,

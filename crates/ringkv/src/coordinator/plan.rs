@@ -73,7 +73,14 @@ pub(super) fn plan(inner: &Arc<Inner>, bucket: &str, key: &[u8], ask: Ask) -> Re
         n: props.n.max(ring.previous_bucket(bucket).n),
         ..props
     };
-    let default = if ask.name == "r" { props.r } else { props.w }.min(reading_n);
+    // The default quorums are those of the side reads use (see `Ring::reading_bucket`).
+    let reading_props = ring.reading_bucket(bucket);
+    let default = if ask.name == "r" {
+        reading_props.r
+    } else {
+        reading_props.w
+    }
+    .min(reading_n);
     let mut required = quorum(ask.name, ask.sloppy.unwrap_or(default), &bound, bucket)?;
     if ask.durable > 0 {
         required = required.max(quorum("dw", ask.durable, &bound, bucket)?);

@@ -2,7 +2,7 @@ use std::collections::HashMap;
 
 use ringkv_core::{Member, NodeId, Phase, Ring, RingConfig, Transition};
 
-use super::{Destinations, destinations};
+use super::{Destinations, destinations, live_other_homes};
 use crate::cluster::ClusterView;
 use crate::storage::HintKey;
 
@@ -182,6 +182,78 @@ fn during_a_transfer_a_hint_for_a_home_losing_the_key_goes_to_the_new_homes_too(
                 "{phase:?}: the hint for {losing} must reach the new home {home}: {remote:?}"
             );
         }
+    }
+}
+
+/// A hint handed to anti-entropy (overdue, or the queue full) during a transfer never lands
+/// only on homes the key is moving away from: one of them may have streamed the key already
+/// and will delete its copy once the ring settles, the write with it (review finding: a
+/// bucket's `n` lowered, the dropped home the only one alive).
+#[test]
+fn a_converted_hint_never_lands_only_on_homes_the_key_leaves() {
+    let before: Vec<Member> = {
+        let members: Vec<Member> = (1..=4)
+            .map(|id| Member {
+                id: NodeId(id),
+                addr: addr(NodeId(id)),
+                weight: 1,
+                tokens: Vec::new(),
+                zone: String::new(),
+            })
+            .collect();
+        ringkv_core::claim::found(&members, 16).expect("members")
+    };
+    let joining = Member {
+        id: NodeId(5),
+        addr: addr(NodeId(5)),
+        weight: 1,
+        tokens: Vec::new(),
+        zone: String::new(),
+    };
+    let after = ringkv_core::claim::join(&before, joining, 16).expect("join");
+    for phase in [Phase::Streaming, Phase::Switching] {
+        let mut config = RingConfig::of(after.clone());
+        config.transition = Some(Transition {
+            id: 2,
+            phase,
+            previous: before.clone(),
+            removed: Vec::new(),
+            previous_buckets: None,
+        });
+        let view = ClusterView::fixed(Ring::new(config).expect("ring"));
+        let old_homes = |key: &[u8]| -> Vec<NodeId> {
+            view.ring
+                .previous_home_replicas("b", key)
+                .iter()
+                .map(|m| m.id)
+                .collect()
+        };
+        // A key moving from `losing` to node 5. The hint is for one of the homes it keeps;
+        // this node holds it and is no home of the key.
+        let (key, new_homes) = key_where(&view, |h| h.contains(&NodeId(5)));
+        let losing = old_homes(&key)
+            .into_iter()
+            .find(|id| !new_homes.contains(id))
+            .expect("a home the key moves away from");
+        let me = NodeId(99);
+        let home = new_homes
+            .iter()
+            .copied()
+            .find(|id| *id != NodeId(5))
+            .expect("a home the key keeps");
+        let others: Vec<NodeId> = new_homes.iter().copied().filter(|id| *id != home).collect();
+        // Every home but `losing` down (or unreachable): not handed over, it waits.
+        assert_eq!(
+            live_other_homes(&view, &alive(&view, me, &others), &hint(&key, home), me),
+            None,
+            "{phase:?}: handed to {losing} alone"
+        );
+        // One home the key keeps up as well: handed to it (and to `losing`, harmlessly).
+        let up = others[0];
+        let down: Vec<NodeId> = others.iter().copied().filter(|id| *id != up).collect();
+        let homes = live_other_homes(&view, &alive(&view, me, &down), &hint(&key, home), me)
+            .expect("a home that keeps the key is up");
+        assert!(homes.contains(&to(up)), "{phase:?}: {homes:?}");
     }
 }
 
