@@ -68,6 +68,7 @@ pub fn put_frame() -> ClientFrame {
             hint: None,
             sync: false,
             defer_sync: false,
+            ttl_ms: None,
         },
     })
 }

@@ -101,6 +101,7 @@ async fn a_bad_context_is_refused_with_a_clear_error() -> anyhow::Result<()> {
         context: Some(Bytes::from_static(b"\x09garbage")),
         w: None,
         overwrite: false,
+        ttl_ms: None,
     };
     let mut raw = RawConnection::open(cluster.nodes[0].addr).await?;
     let answer = raw.request(Request::Coordinate(op)).await?;

@@ -106,6 +106,7 @@ async fn only_connections_proving_a_token_or_the_secret_are_served() -> anyhow::
                 hint: None,
                 sync: false,
                 entry: false,
+                ttl_ms: None,
             },
         }))
         .await?;

@@ -112,6 +112,7 @@ class Client:
         overwrite: bool = False,
         bucket: Optional[str] = None,
         dw: Optional[int] = None,
+        ttl: Optional[float] = None,
     ) -> Receipt:
         """Writes ``value``; ``context`` (from a read) says which versions it replaces.
 
@@ -119,9 +120,10 @@ class Client:
         the write to disk before it returns. ``overwrite`` replaces every version; without a
         context it first reads ``r`` home replicas strictly (fallbacks are not asked) and raises
         :class:`UnavailableError` when it cannot, since an overwrite stamped where the key's history
-        is missing would replace nothing.
+        is missing would replace nothing. ``ttl`` (seconds) makes the value expire that long after
+        it is written, by the servers' clocks: it then reads as absent on every replica.
         """
-        return self._write(key, value_bytes(value), context, w, pw, timeout, overwrite, bucket, dw)
+        return self._write(key, value_bytes(value), context, w, pw, timeout, overwrite, bucket, dw, ttl)
 
     def delete(
         self,
@@ -224,10 +226,11 @@ class Client:
         overwrite: bool,
         bucket: Optional[str],
         dw: Optional[int] = None,
+        ttl: Optional[float] = None,
     ) -> Receipt:
         try:
             home, fallback, siblings, context = self._native.put(
-                bucket or self._bucket, key_bytes(key), value, context, w, pw, timeout, overwrite, dw
+                bucket or self._bucket, key_bytes(key), value, context, w, pw, timeout, overwrite, dw, ttl
             )
         except _native.NativeError as e:
             raise translate(e) from None

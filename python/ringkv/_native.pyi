@@ -62,6 +62,7 @@ class NativeClient:
         timeout: Optional[float] = None,
         overwrite: bool = False,
         dw: Optional[int] = None,
+        ttl: Optional[float] = None,
     ) -> Tuple[List[str], List[str], List[bytes], bytes]: ...
     def put_async(
         self,
@@ -74,6 +75,7 @@ class NativeClient:
         timeout: Optional[float] = None,
         overwrite: bool = False,
         dw: Optional[int] = None,
+        ttl: Optional[float] = None,
     ) -> Any: ...
     def flush(self, timeout: float) -> bool: ...
     def flush_async(self, timeout: float) -> Any: ...

@@ -119,9 +119,12 @@ class Client:
         overwrite: bool = False,
         bucket: Optional[str] = None,
         dw: Optional[int] = None,
+        ttl: Optional[float] = None,
     ) -> Receipt:
         """See :meth:`ringkv.Client.put`."""
-        return await self._write(key, value_bytes(value), context, w, pw, timeout, overwrite, bucket, dw)
+        return await self._write(
+            key, value_bytes(value), context, w, pw, timeout, overwrite, bucket, dw, ttl
+        )
 
     async def delete(
         self,
@@ -193,11 +196,12 @@ class Client:
         overwrite: bool,
         bucket: Optional[str],
         dw: Optional[int] = None,
+        ttl: Optional[float] = None,
     ) -> Receipt:
         native = await self._client()
         try:
             home, fallback, siblings, context = await native.put_async(
-                bucket or self._bucket, key_bytes(key), value, context, w, pw, timeout, overwrite, dw
+                bucket or self._bucket, key_bytes(key), value, context, w, pw, timeout, overwrite, dw, ttl
             )
         except _native.NativeError as e:
             raise translate(e) from None

@@ -99,9 +99,14 @@ fn config(
 }
 
 fn seconds(value: f64) -> PyResult<Duration> {
+    seconds_of("timeout", value)
+}
+
+/// `value` seconds as a duration, or an error naming the argument `name`.
+fn seconds_of(name: &str, value: f64) -> PyResult<Duration> {
     Duration::try_from_secs_f64(value).map_err(|_| {
         into_py(Error::InvalidArgument(format!(
-            "timeout must be a positive number of seconds, not {value}"
+            "{name} must be a positive number of seconds, not {value}"
         )))
     })
 }
@@ -192,7 +197,7 @@ impl NativeClient {
     }
 
     /// Writes `value` (None: a delete) with an optional context from an earlier read.
-    #[pyo3(signature = (bucket, key, value, context=None, w=None, pw=None, timeout=None, overwrite=false, dw=None))]
+    #[pyo3(signature = (bucket, key, value, context=None, w=None, pw=None, timeout=None, overwrite=false, dw=None, ttl=None))]
     #[allow(clippy::too_many_arguments)]
     fn put(
         &self,
@@ -206,18 +211,19 @@ impl NativeClient {
         timeout: Option<f64>,
         overwrite: bool,
         dw: Option<u8>,
+        ttl: Option<f64>,
     ) -> PyResult<Receipt> {
         let op = self.put_op(
             bucket,
             key,
             value,
             context,
-            write_options(w, pw, dw, timeout, overwrite)?,
+            write_options(w, pw, dw, timeout, overwrite, ttl)?,
         )?;
         block(py, op)
     }
 
-    #[pyo3(signature = (bucket, key, value, context=None, w=None, pw=None, timeout=None, overwrite=false, dw=None))]
+    #[pyo3(signature = (bucket, key, value, context=None, w=None, pw=None, timeout=None, overwrite=false, dw=None, ttl=None))]
     #[allow(clippy::too_many_arguments)]
     fn put_async(
         &self,
@@ -231,13 +237,14 @@ impl NativeClient {
         timeout: Option<f64>,
         overwrite: bool,
         dw: Option<u8>,
+        ttl: Option<f64>,
     ) -> PyResult<Py<PyAny>> {
         let op = self.put_op(
             bucket,
             key,
             value,
             context,
-            write_options(w, pw, dw, timeout, overwrite)?,
+            write_options(w, pw, dw, timeout, overwrite, ttl)?,
         )?;
         self.bridge(py)?.spawn(py, op)
     }
@@ -374,6 +381,7 @@ fn write_options(
     dw: Option<u8>,
     timeout: Option<f64>,
     overwrite: bool,
+    ttl: Option<f64>,
 ) -> PyResult<WriteOptions> {
     let mut opts = WriteOptions::default();
     opts.w = w;
@@ -381,6 +389,7 @@ fn write_options(
     opts.dw = dw;
     opts.timeout = timeout.map(seconds).transpose()?;
     opts.overwrite = overwrite;
+    opts.ttl = ttl.map(|t| seconds_of("ttl", t)).transpose()?;
     Ok(opts)
 }
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import builtins
 import threading
+import time
 import uuid
 from typing import Optional
 
@@ -26,6 +27,19 @@ def test_round_trip_with_str_and_bytes_keys(client: ringkv.Client) -> None:
     client.delete(key, context=client.get(key).context)
     gone = client.get(key)
     assert not gone.found and gone.value is None and gone.context
+
+
+def test_a_value_written_with_a_ttl_expires_and_keeps_its_context(client: ringkv.Client) -> None:
+    key = unique("session")
+    client.put(key, b"alice", ttl=1.0)
+    client.put(key + "-kept", b"bob")
+    assert client.get(key).value == b"alice"
+    time.sleep(1.5)
+    gone = client.get(key, r=3)
+    assert not gone.found and gone.value is None and gone.context, "expired, with its version"
+    assert client.get(key + "-kept").value == b"bob"
+    with pytest.raises(ringkv.InvalidArgument):
+        client.put(key, b"x", ttl=-1.0)
 
 
 def test_two_writers_alternating_with_what_their_own_writes_returned(client: ringkv.Client) -> None:

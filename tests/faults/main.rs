@@ -187,6 +187,7 @@ fn client_partition() {
                 hint: None,
                 sync: false,
                 entry: false,
+                ttl_ms: None,
             };
             raw.request(merge).await??;
             let Ok(Response::Value { state: Some(again) }) = raw.request(get).await? else {

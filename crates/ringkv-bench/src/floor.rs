@@ -307,6 +307,7 @@ async fn setup(mode: Mode, fsync_dir: &std::path::Path) -> anyhow::Result<Setup>
             hint: None,
             sync: false,
             entry: false,
+            ttl_ms: None,
         },
         _ => get,
     };

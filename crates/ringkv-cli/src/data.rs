@@ -12,6 +12,33 @@ pub struct WriteArgs {
     pub context: Option<String>,
     pub w: Option<u8>,
     pub overwrite: bool,
+    pub ttl: Option<std::time::Duration>,
+}
+
+/// A time to live as `put --ttl` takes it: a positive whole number with an optional unit,
+/// `ms`, `s` (the default), `m`, `h` or `d`.
+pub fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a number with an optional unit, like 15m"))?;
+    let millis = match unit {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        other => return Err(format!("{other:?}: the unit is one of ms, s, m, h, d")),
+    };
+    match number.checked_mul(millis) {
+        Some(0) => Err("a time to live must be positive".into()),
+        Some(ms) => Ok(std::time::Duration::from_millis(ms)),
+        None => Err(format!("{text:?} is too long a time to live")),
+    }
 }
 
 pub async fn get(bucket: &Bucket, key: &str, r: Option<u8>, as_json: bool) -> anyhow::Result<()> {
@@ -65,6 +92,7 @@ pub async fn put(
     if let Some(w) = args.w {
         opts = opts.with_w(w);
     }
+    opts.ttl = args.ttl;
     let (op, receipt) = match value {
         Some(value) => (
             "put",
@@ -127,6 +155,8 @@ fn parse_hex(text: &str) -> anyhow::Result<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use ringkv::Context;
 
     use super::*;
@@ -143,5 +173,19 @@ mod tests {
             let bytes = parse_hex(bad).expect("hex");
             assert!(Context::from_bytes(&bytes).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_ttl_takes_a_unit_or_means_seconds() {
+        assert_eq!(parse_ttl("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_ttl("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_ttl("2h"), Ok(Duration::from_secs(7_200)));
+        assert_eq!(parse_ttl("7d"), Ok(Duration::from_secs(604_800)));
+        assert_eq!(parse_ttl("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_ttl("0").is_err());
+        assert!(parse_ttl("5w").is_err());
+        assert!(parse_ttl("m").is_err());
+        assert!(parse_ttl("-1").is_err());
+        assert!(parse_ttl("99999999999999999d").is_err());
     }
 }

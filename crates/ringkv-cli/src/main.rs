@@ -113,6 +113,10 @@ enum Command {
         /// Replace every version, whatever the context.
         #[arg(long)]
         overwrite: bool,
+        /// Expire the value this long after it is written (by the servers' clocks), then it
+        /// reads as absent: `90`, `90s`, `15m`, `2h`, `7d` or `500ms`.
+        #[arg(long, value_parser = data::parse_ttl)]
+        ttl: Option<std::time::Duration>,
     },
     /// Delete a key (what the context saw, or every version without one).
     Delete {
@@ -211,11 +215,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             context,
             w,
             overwrite,
+            ttl,
         } => {
             let write = data::WriteArgs {
                 context,
                 w,
                 overwrite,
+                ttl,
             };
             data::put(&bucket, &key, Some(value), write, cli.json).await
         }
@@ -224,6 +230,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 context,
                 w,
                 overwrite: false,
+                ttl: None,
             };
             data::put(&bucket, &key, None, write, cli.json).await
         }

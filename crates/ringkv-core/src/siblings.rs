@@ -27,6 +27,19 @@
 //! The invariant that makes "nothing acknowledged is lost" true: a sibling disappears only when
 //! some later write's context covered its dot, i.e. only when a writer had seen it.
 //!
+//! # Expiry
+//!
+//! A write may carry an expiry ([`Sibling::expires_ms`]), set by the stamping server from its
+//! own clock and the write's time to live. Expiry never removes a sibling, only its value:
+//! an expired sibling keeps its dot, so it still covers what its write superseded, and the
+//! version vector is untouched, so a stale replica's older value cannot merge back.
+//! [`SiblingSet::strip_expired`] drops the value bytes of siblings expired by a replica's
+//! clock (on every read, write and merge, and in the storage engine's compaction); a
+//! stripped sibling reads as absent, like a tombstone. Two copies of one dot merge by
+//! [`Sibling::join`]: the later expiry, and the value if either copy still holds it. So a
+//! replica whose clock runs ahead cannot cut short a value that the others still hold, and
+//! a value comes back only together with an expiry that a replica has not yet passed.
+//!
 //! # Retried writes
 //!
 //! A client that does not know whether a write was applied (its coordinator timed out) sends
@@ -64,6 +77,36 @@ pub struct Sibling {
     /// The client's id for the write, shared by every retry of it (see the module docs).
     #[serde(default)]
     pub write_id: Option<u64>,
+    /// When the value expires, in milliseconds since the Unix epoch on the servers' clocks
+    /// (see [Expiry](#expiry) in the module docs); `None`: never. Absent from states written
+    /// before expiry existed, which therefore encode as they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
+}
+
+impl Sibling {
+    /// Whether this sibling's value has expired at `now_ms` (a server's clock).
+    pub fn expired_at(&self, now_ms: u64) -> bool {
+        self.expires_ms.is_some_and(|at| at <= now_ms)
+    }
+
+    /// The join of two copies of one write (one dot): the later expiry (a touch extends
+    /// it), and the value if either copy still has it (the other's was reclaimed after it
+    /// expired by that replica's clock). A write either expires or never does, so a copy
+    /// without an expiry beside one with an expiry has lost it (a process older than expiry
+    /// passed it on): `None` joins below any expiry, and such a copy cannot make the write
+    /// immortal. Every field is joined by `max`, so that two copies a forged peer made to
+    /// differ still merge the same way in any order.
+    fn join(&self, other: &Sibling) -> Sibling {
+        debug_assert_eq!(self.dot, other.dot);
+        Sibling {
+            dot: self.dot,
+            timestamp_ms: self.timestamp_ms.max(other.timestamp_ms),
+            value: self.value.clone().max(other.value.clone()),
+            write_id: self.write_id.max(other.write_id),
+            expires_ms: self.expires_ms.max(other.expires_ms),
+        }
+    }
 }
 
 /// The versioned state of one key. See the module docs for the semantics.
@@ -128,8 +171,54 @@ impl SiblingSet {
                 timestamp_ms,
                 value,
                 write_id: None,
+                expires_ms: None,
             }],
         }
+    }
+
+    /// Sets when the value of the sibling `dot` expires: a write's expiry, given right after
+    /// it was stamped (or, under `lww`, built). Does nothing if the set has no such sibling.
+    pub fn set_expiry(&mut self, dot: Dot, expires_ms: Option<u64>) {
+        if let Some(s) = self.siblings.iter_mut().find(|s| s.dot == dot) {
+            s.expires_ms = expires_ms;
+        }
+    }
+
+    /// Gives every value without an expiry the expiry `expires_ms`: a new `lww` write's, set
+    /// by the node it enters the cluster at.
+    pub fn expire_new(&mut self, expires_ms: u64) {
+        for s in &mut self.siblings {
+            if s.value.is_some() && s.expires_ms.is_none() {
+                s.expires_ms = Some(expires_ms);
+            }
+        }
+    }
+
+    /// Drops the value of every sibling expired at `now_ms`, keeping its dot and expiry (see
+    /// [Expiry](#expiry)). Returns how many value bytes it dropped.
+    pub fn strip_expired(&mut self, now_ms: u64) -> usize {
+        let mut freed = 0;
+        for s in &mut self.siblings {
+            if s.expired_at(now_ms)
+                && let Some(value) = s.value.take()
+            {
+                freed += value.len();
+            }
+        }
+        freed
+    }
+
+    /// Whether some sibling expires: such a state is sent only to processes that know expiry
+    /// (see `wire::EXPIRY_PROTOCOL_VERSION`).
+    pub fn has_expiry(&self) -> bool {
+        self.siblings.iter().any(|s| s.expires_ms.is_some())
+    }
+
+    /// Whether some sibling's value has expired at `now_ms` and is still held.
+    pub fn holds_expired(&self, now_ms: u64) -> bool {
+        self.siblings
+            .iter()
+            .any(|s| s.value.is_some() && s.expired_at(now_ms))
     }
 
     /// The causal context of this state: every dot it has seen.
@@ -224,6 +313,7 @@ impl SiblingSet {
                 timestamp_ms,
                 value,
                 write_id,
+                expires_ms: None,
             },
         );
         Ok(dot)
@@ -232,15 +322,14 @@ impl SiblingSet {
     /// Merges `other` into `self` under `policy`. Returns whether `self` changed.
     pub fn merge(&mut self, other: &SiblingSet, policy: ConflictPolicy) -> bool {
         let before_vv = self.vv.clone();
-        let before_len = self.siblings.len();
-        let before_dots: Vec<Dot> = self.siblings.iter().map(|s| s.dot).collect();
+        // Values are `Bytes`: the copy shares them. A merge may change a sibling in place
+        // (a later expiry, a value back), so whole siblings are compared, not only dots.
+        let before = self.siblings.clone();
         match policy {
             ConflictPolicy::Siblings => self.merge_dvv(other),
             ConflictPolicy::Lww => self.merge_lww(other),
         }
-        self.vv != before_vv
-            || self.siblings.len() != before_len
-            || self.siblings.iter().map(|s| s.dot).ne(before_dots)
+        self.vv != before_vv || self.siblings != before
     }
 
     fn merge_dvv(&mut self, other: &SiblingSet) {
@@ -252,7 +341,7 @@ impl SiblingSet {
         loop {
             match (a.peek(), b.peek()) {
                 (Some(x), Some(y)) if x.dot == y.dot => {
-                    merged.push((*x).clone());
+                    merged.push(x.join(y));
                     a.next();
                     b.next();
                 }
@@ -288,12 +377,16 @@ impl SiblingSet {
     }
 
     fn merge_lww(&mut self, other: &SiblingSet) {
-        let winner = self
-            .siblings
-            .iter()
-            .chain(&other.siblings)
-            .max_by_key(|s| (s.timestamp_ms, s.dot))
-            .cloned();
+        let key = |s: &Sibling| (s.timestamp_ms, s.dot);
+        let all = || self.siblings.iter().chain(&other.siblings);
+        // The winner is a write, named by its timestamp and dot; both sides' copies of it are
+        // joined (one may carry a later expiry, or still its value).
+        let winner = all().map(key).max().and_then(|best| {
+            all()
+                .filter(|s| key(s) == best)
+                .cloned()
+                .reduce(|a, b| a.join(&b))
+        });
         self.siblings = winner.into_iter().collect();
         self.vv.merge(&other.vv);
     }

@@ -251,6 +251,7 @@ pub fn stamp_merge(data: &[u8]) {
             hint: None,
             sync: false,
             entry: false,
+            ttl_ms: None,
         },
     );
     for overwrite in [false, true] {
@@ -266,6 +267,7 @@ pub fn stamp_merge(data: &[u8]) {
                 hint: None,
                 sync: false,
                 defer_sync: false,
+                ttl_ms: None,
             },
         );
     }
@@ -353,6 +355,7 @@ fn seed_requests() -> Vec<Request> {
             hint: None,
             sync: false,
             defer_sync: false,
+            ttl_ms: None,
         },
         Request::Merge {
             bucket: "b".into(),
@@ -361,6 +364,7 @@ fn seed_requests() -> Vec<Request> {
             hint: Some(NodeId(2)),
             sync: false,
             entry: false,
+            ttl_ms: None,
         },
         Request::Ring,
         Request::Ping,

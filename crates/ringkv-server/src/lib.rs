@@ -18,9 +18,11 @@
 //!   and stops a node (needs the `rocksdb` feature, on by default).
 //! - [`ops`]: what operators touch: configuration, the admin HTTP endpoint, metrics and the
 //!   node's counters.
+//! - [`clock`]: the node's wall clock, which decides expiry.
 //! - [`error`]: the errors of start-up and of the workers' calls to peers.
 //! - [`fuzz`]: the fuzz targets' bodies, replayed on the corpus by the test suite.
 
+pub mod clock;
 pub mod cluster;
 pub mod error;
 pub mod fuzz;

@@ -20,6 +20,7 @@ fn main() -> anyhow::Result<()> {
         LogFormat::Json => logs.json().init(),
     }
     let config = Config::load(&args)?;
+    ringkv_server::clock::init_from_env().map_err(anyhow::Error::msg)?;
     if args.print_config {
         print!("{}", toml::to_string_pretty(&config)?);
         return Ok(());

@@ -76,6 +76,7 @@ fn put(key: &str, value: Bytes) -> Request {
         hint: None,
         sync: false,
         defer_sync: false,
+        ttl_ms: None,
     }
 }
 

@@ -128,6 +128,22 @@ pub enum ProtocolError {
         /// What the decoder said.
         reason: String,
     },
+    /// The request carries something the node's protocol version would silently drop (an
+    /// expiry: see `ringkv_core::wire::EXPIRY_PROTOCOL_VERSION`), so it was not sent.
+    #[error(
+        "{addr} speaks protocol {speaks}, and this {request} needs {needs} (expiry): upgrade \
+         that node"
+    )]
+    Unsupported {
+        /// The node's address.
+        addr: String,
+        /// The request, as named on the wire.
+        request: &'static str,
+        /// The protocol version the request needs.
+        needs: u32,
+        /// The version the connection negotiated.
+        speaks: u32,
+    },
     /// A node answered a request with a response of another kind.
     #[error("{request} answered with {answer}")]
     UnexpectedAnswer {

@@ -285,9 +285,20 @@ pub struct WriteOptions {
     /// without a context does (see `Client::delete`), and fails with `Unavailable` when it
     /// cannot: stamped where the key's history is missing, an overwrite would replace nothing.
     pub overwrite: bool,
+    /// The value expires this long after it is written (by the stamping server's clock),
+    /// then reads as absent on every replica; `None`: the bucket's default time to live, if
+    /// it has one, else never. Sub-millisecond parts are rounded down, to at least 1 ms.
+    /// Ignored by deletes. Needs every node at protocol 9 (a write to an older node fails).
+    pub ttl: Option<Duration>,
 }
 
 impl WriteOptions {
+    /// Sets [`WriteOptions::ttl`].
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
     /// Sets [`WriteOptions::w`].
     pub fn with_w(mut self, w: u8) -> Self {
         self.w = Some(w);

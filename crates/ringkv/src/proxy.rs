@@ -173,6 +173,7 @@ impl ProxyClient {
             context: context.map(|c| Bytes::from(c.to_bytes())),
             w,
             overwrite,
+            ttl_ms: None,
         };
         match self.coordinate(op).await? {
             Response::Written { home, fallback } => Ok(WriteReceipt::new(home, fallback)),

@@ -178,7 +178,12 @@ enum Step {
         at: usize,
         read_from: Option<usize>,
         tombstone: bool,
+        /// The write expires this many steps after it is made.
+        ttl: Option<u64>,
     },
+    /// Replica `at` drops the values expired `lag` steps from now: replicas reclaim at
+    /// different times, as their clocks and compactions differ.
+    Strip { at: usize, lag: u64 },
     /// Replica `at` stamps the `nth` earlier write again, with its id and context, as a
     /// client does when its coordinator timed out (unless `at` already holds the id).
     Retry { nth: usize, at: usize },
@@ -191,13 +196,16 @@ fn step() -> impl Strategy<Value = Step> {
         (
             0..3usize,
             prop::option::of(0..3usize),
-            prop::bool::weighted(0.1)
+            prop::bool::weighted(0.1),
+            prop::option::weighted(0.3, 0..8u64),
         )
-            .prop_map(|(at, read_from, tombstone)| Step::Put {
+            .prop_map(|(at, read_from, tombstone, ttl)| Step::Put {
                 at,
                 read_from,
-                tombstone
+                tombstone,
+                ttl,
             }),
+        (0..3usize, 0..6u64).prop_map(|(at, lag)| Step::Strip { at, lag }),
         (0..64usize, 0..3usize).prop_map(|(nth, at)| Step::Retry { nth, at }),
         (0..3usize, 0..3usize).prop_map(|(from, to)| Step::Merge { from, to }),
     ]
@@ -216,6 +224,7 @@ fn play(steps: &[Step]) -> ([SiblingSet; 3], Vec<(Dot, VersionVector)>) {
                 at,
                 read_from,
                 tombstone,
+                ttl,
             } => {
                 let ctx = read_from
                     .map(|r| replicas[r].version_vector().clone())
@@ -230,6 +239,9 @@ fn play(steps: &[Step]) -> ([SiblingSet; 3], Vec<(Dot, VersionVector)>) {
                 let dot = replicas[at]
                     .stamp(actor(at), &ctx, v.clone(), i as u64, id)
                     .expect("stamp");
+                if !tombstone {
+                    replicas[at].set_expiry(dot, ttl.map(|t| i as u64 + t));
+                }
                 if let Some(id) = id {
                     made.push((id, ctx.clone(), v));
                 }
@@ -245,6 +257,9 @@ fn play(steps: &[Step]) -> ([SiblingSet; 3], Vec<(Dot, VersionVector)>) {
                 }
             }
             Step::Retry { .. } => {}
+            Step::Strip { at, lag } => {
+                replicas[at].strip_expired((i as u64).saturating_sub(lag));
+            }
             Step::Merge { from, to } => {
                 let src = replicas[from].clone();
                 replicas[to].merge(&src, ConflictPolicy::Siblings);
@@ -459,4 +474,89 @@ fn an_exhausted_counter_is_an_error_not_a_panic() {
         state.stamp(B, &forged, value("v"), 1, None).is_ok(),
         "another actor still can"
     );
+}
+
+/// The review's case against a compaction that drops expired records whole: v1 (no expiry)
+/// is superseded by v2, which expires. Once v2's value is reclaimed, a stale replica that
+/// still holds v1 merges in, and v1 must not come back: the expired sibling keeps its dot and
+/// the version vector that covers v1.
+#[test]
+fn an_expired_sibling_still_covers_what_it_superseded() {
+    let mut stale = SiblingSet::new();
+    stale
+        .stamp(A, &VersionVector::new(), value("v1"), 1, None)
+        .expect("stamp");
+    let mut fresh = stale.clone();
+    let read = fresh.version_vector().clone();
+    let v2 = fresh.stamp(A, &read, value("v2"), 2, None).expect("stamp");
+    fresh.set_expiry(v2, Some(100));
+
+    assert_eq!(fresh.strip_expired(99), 0, "not expired yet");
+    assert_eq!(live_values(&fresh), BTreeSet::from([Bytes::from("v2")]));
+    assert_eq!(fresh.strip_expired(100), 2, "v2's two bytes reclaimed");
+    assert!(fresh.is_absent(), "an expired value reads as absent");
+    assert!(!fresh.holds_expired(100));
+
+    for policy in [ConflictPolicy::Siblings, ConflictPolicy::Lww] {
+        let mut merged = fresh.clone();
+        merged.merge(&stale, policy);
+        assert!(
+            merged.is_absent(),
+            "{policy:?}: v1 came back after v2 expired"
+        );
+        let mut other_way = stale.clone();
+        other_way.merge(&fresh, policy);
+        assert_eq!(merged, other_way, "{policy:?}: the same in either order");
+    }
+}
+
+/// A replica that reclaimed a value by its own clock meets one that holds the same write
+/// with a later expiry (a touch it missed): the merge keeps the value and the later expiry,
+/// in either order, so a fast clock cannot cut short what the others still hold.
+#[test]
+fn a_reclaimed_copy_and_a_touched_copy_of_one_write_join() {
+    let mut early = SiblingSet::new();
+    let dot = early
+        .stamp(A, &VersionVector::new(), value("s"), 1, None)
+        .expect("stamp");
+    early.set_expiry(dot, Some(10));
+    let mut touched = early.clone();
+    touched.set_expiry(dot, Some(30));
+    early.strip_expired(20);
+    assert!(early.is_absent());
+
+    let mut a = early.clone();
+    assert!(
+        a.merge(&touched, ConflictPolicy::Siblings),
+        "the merge changed it"
+    );
+    let mut b = touched.clone();
+    assert!(
+        !b.merge(&early, ConflictPolicy::Siblings),
+        "nothing new for the touched copy"
+    );
+    assert_eq!(a, b);
+    assert_eq!(a.siblings()[0].expires_ms, Some(30));
+    assert_eq!(live_values(&a).len(), 1, "the value is back, until 30");
+    assert_eq!(a.strip_expired(29), 0);
+    assert_eq!(a.strip_expired(30), 1);
+}
+
+/// States written before expiry existed encode as they did: a sibling without an expiry
+/// has no `expires_ms` field on the wire or on disk.
+#[test]
+fn a_sibling_without_expiry_encodes_as_before() {
+    let mut state = SiblingSet::new();
+    let dot = state
+        .stamp(A, &VersionVector::new(), value("v"), 1, None)
+        .expect("stamp");
+    let mut plain = Vec::new();
+    ciborium::into_writer(&state, &mut plain).expect("encode");
+    assert!(!plain.windows(10).any(|w| w == b"expires_ms"));
+    state.set_expiry(dot, Some(5));
+    let mut expiring = Vec::new();
+    ciborium::into_writer(&state, &mut expiring).expect("encode");
+    assert!(expiring.windows(10).any(|w| w == b"expires_ms"));
+    let back: SiblingSet = ciborium::from_reader(&expiring[..]).expect("decode");
+    assert_eq!(back, state);
 }

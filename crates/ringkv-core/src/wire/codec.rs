@@ -42,7 +42,8 @@ use super::error::WireError;
 /// their facts as fields; layouts carry the bucket table, changed by the `Bucket` request.
 /// 8: members carry a zone, placement is zone-aware, `Change::Zone`; `Stats` names the node's
 /// configured zone.
-pub const PROTOCOL_VERSION: u32 = 8;
+/// 9: expiry: `Put` carries a time to live, siblings their expiry (`expires_ms`).
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// The first protocol version that knows zones. A ring or layout whose members have zones is
 /// never handed over a connection that negotiated an older one: an older build would drop
@@ -52,6 +53,14 @@ pub const PROTOCOL_VERSION: u32 = 8;
 /// the ring and the layout of a cluster with zones to an older peer, which keeps the old ring
 /// (its requests are refused as stale) until it is upgraded.
 pub const ZONES_PROTOCOL_VERSION: u32 = 8;
+
+/// The first protocol version that knows expiry. An older build ignores a `Put`'s time to
+/// live and drops a sibling's expiry, and would keep the value for ever; so a request that
+/// carries either is never sent over a connection that negotiated an older version
+/// ([`super::Request::needs_protocol`]): the write fails on that node, and a stream or hint
+/// to it waits until it is upgraded. (A copy that lost its expiry anyway cannot make the
+/// write immortal elsewhere: merging joins a missing expiry below any expiry.)
+pub const EXPIRY_PROTOCOL_VERSION: u32 = 9;
 
 /// The oldest protocol version this build speaks. 7 is the first version that negotiates (a
 /// build of 6 or older demands an exact match), so it is also the oldest this one can speak

@@ -166,6 +166,11 @@ pub enum Request {
         /// One round of syncs instead of two in a row. The answer says whether it is pending.
         #[serde(default)]
         defer_sync: bool,
+        /// The value expires this many milliseconds after the stamping node's clock says it
+        /// was written (`None`: the bucket's default time to live, if it has one). Ignored
+        /// for a delete. Sent only on connections of [`super::EXPIRY_PROTOCOL_VERSION`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ttl_ms: Option<u64>,
     },
     /// Merge a state into the node's copy (replication, read repair, handoff).
     Merge {
@@ -191,6 +196,11 @@ pub enum Request {
         /// what one node accepted, every node must. Protocol 8.
         #[serde(default)]
         entry: bool,
+        /// With `entry`: the new write's value expires this many milliseconds after the
+        /// receiving node's clock says it arrived (each replica sets its own; merging keeps
+        /// the latest). Expiry is the servers' to decide, never a client clock's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ttl_ms: Option<u64>,
     },
     /// The node's view of the cluster.
     Ring,
@@ -324,10 +334,32 @@ pub enum Coordinated {
         w: Option<u8>,
         /// Supersede every sibling, whatever the context says (see `Request::Put`).
         overwrite: bool,
+        /// The value's time to live, as in `Request::Put`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ttl_ms: Option<u64>,
     },
 }
 
 impl Request {
+    /// The oldest protocol version that carries this request whole: a request whose
+    /// meaning an older build would silently change (by dropping an expiry, see
+    /// [`super::EXPIRY_PROTOCOL_VERSION`]) is never sent over an older connection.
+    pub fn needs_protocol(&self) -> u32 {
+        match self {
+            Request::Put {
+                ttl_ms: Some(_), ..
+            }
+            | Request::Coordinate(Coordinated::Write {
+                ttl_ms: Some(_), ..
+            }) => super::EXPIRY_PROTOCOL_VERSION,
+            Request::Merge {
+                ttl_ms: Some(_), ..
+            } => super::EXPIRY_PROTOCOL_VERSION,
+            Request::Merge { state, .. } if state.has_expiry() => super::EXPIRY_PROTOCOL_VERSION,
+            _ => super::MIN_PROTOCOL_VERSION,
+        }
+    }
+
     /// A short name for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {

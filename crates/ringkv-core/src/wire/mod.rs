@@ -22,8 +22,8 @@ pub mod message;
 pub mod protocol;
 
 pub use codec::{
-    CodecError, FrameCodec, MAX_FRAME_LEN, MIN_PROTOCOL_VERSION, PRE_AUTH_MAX_FRAME_LEN,
-    PROTOCOL_VERSION, ZONES_PROTOCOL_VERSION,
+    CodecError, EXPIRY_PROTOCOL_VERSION, FrameCodec, MAX_FRAME_LEN, MIN_PROTOCOL_VERSION,
+    PRE_AUTH_MAX_FRAME_LEN, PROTOCOL_VERSION, ZONES_PROTOCOL_VERSION,
 };
 pub use error::WireError;
 pub use message::{

@@ -185,7 +185,17 @@ impl Collector for NodeSnapshot {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let s = &self.stats;
         let transfer = s.transfer.clone().unwrap_or_default();
-        let counters: [(&str, &str, u64); 6] = [
+        let counters: [(&str, &str, u64); 8] = [
+            (
+                "expired_values_reclaimed",
+                "Expired values whose bytes were reclaimed (their versions stay)",
+                s.expired_values_reclaimed,
+            ),
+            (
+                "expired_bytes_reclaimed",
+                "Bytes of expired values reclaimed",
+                s.expired_bytes_reclaimed,
+            ),
             (
                 "hints_delivered",
                 "Hints handed off to their home node",

@@ -74,6 +74,7 @@ impl Proxy {
                 context,
                 w,
                 overwrite,
+                ttl_ms,
             } => {
                 let context = context
                     .map(|bytes| Context::from_bytes(&bytes))
@@ -83,6 +84,7 @@ impl Proxy {
                     })?;
                 let mut opts = WriteOptions::default().with_overwrite(overwrite);
                 opts.w = w;
+                opts.ttl = ttl_ms.map(std::time::Duration::from_millis);
                 let bucket = client.bucket(bucket);
                 let receipt = match value {
                     Some(value) => bucket.put_with(key, value, context.as_ref(), &opts).await,

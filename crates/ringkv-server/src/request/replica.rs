@@ -12,7 +12,6 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use ringkv_core::hash::key_position;
@@ -22,10 +21,11 @@ use ringkv_core::{ConflictPolicy, NodeId, RingEpoch, SiblingSet, VersionVector};
 use tokio::sync::watch;
 use tracing::{debug, error};
 
+use crate::clock;
 use crate::cluster::ClusterView;
 use crate::ops::counters::NodeCounters;
 use crate::request::actors::Actors;
-use crate::storage::{HintKey, Record, Store, StoreError, encode_state};
+use crate::storage::{HintKey, Record, Store, StoreError, encode_state, expiry};
 
 /// The parts of a `Put` request that say what to write.
 #[derive(Debug)]
@@ -40,6 +40,8 @@ pub struct Write {
     pub write_id: Option<u64>,
     /// Stamped by a fallback: keep the result as a hint for this home node.
     pub hint: Option<NodeId>,
+    /// The value expires this long after this node's clock says it was stamped.
+    pub ttl_ms: Option<u64>,
 }
 
 /// One node's copy of every key it holds, and the hints it keeps for other nodes.
@@ -114,8 +116,16 @@ impl Replica {
 
     /// The key's state as this node can answer it: its own copy merged with any hints it
     /// holds for other nodes (a fallback that took a write must be able to serve it back).
+    ///
+    /// Values expired by this node's clock are left out (their siblings stay, valueless: see
+    /// `ringkv_core::siblings`, "Expiry"); the store keeps them until the write path or the
+    /// engine's compaction reclaims them.
     pub fn read(&self, bucket: &str, key: &[u8]) -> Result<Option<SiblingSet>, WireError> {
-        Ok(self.records(bucket, key)?.merged(self.policy(bucket)))
+        let mut state = self.records(bucket, key)?.merged(self.policy(bucket));
+        if let Some(state) = &mut state {
+            state.strip_expired(clock::now_ms());
+        }
+        Ok(state)
     }
 
     /// Every record this node holds for the key: its copy and its hints.
@@ -145,6 +155,8 @@ impl Replica {
             .map_err(store_error)?;
         let records = self.records(bucket, key)?;
         let mut state = records.merged(policy).unwrap_or_default();
+        let now = clock::now_ms();
+        self.reclaim(&mut state, now);
         let target = write.hint.map(|home| HintKey {
             bucket: bucket.to_string(),
             key: key.to_vec(),
@@ -173,11 +185,17 @@ impl Replica {
         let actor = self
             .actors
             .choose(&permit, &state, &context, records.marker());
+        let expires = write
+            .value
+            .as_ref()
+            .and(write.ttl_ms)
+            .map(|ttl| now.saturating_add(ttl));
         let dot = state
-            .stamp(actor, &context, write.value, now_ms(), write.write_id)
+            .stamp(actor, &context, write.value, now, write.write_id)
             .map_err(|e| WireError::InvalidRequest {
                 reason: e.to_string(),
             })?;
+        state.set_expiry(dot, expires);
         if state.siblings().len() > MAX_SIBLINGS {
             return Err(WireError::TooManySiblings {
                 count: state.siblings().len() as u32,
@@ -251,10 +269,18 @@ impl Replica {
             .map_err(store_error)?
             .unwrap_or_default();
         // The marker stays: merging in what others hold never makes a stamp made here older.
-        if record.state.merge(incoming, policy) {
+        let changed = record.state.merge(incoming, policy);
+        let reclaimed = self.reclaim(&mut record.state, clock::now_ms());
+        if changed || reclaimed {
             self.store.put(bucket, key, &record).map_err(store_error)?;
         }
         Ok(())
+    }
+
+    /// Drops the values of `state` expired at `now_ms` before it is written anyway, counting
+    /// them as reclaimed. Returns whether it dropped any.
+    fn reclaim(&self, state: &mut SiblingSet, now_ms: u64) -> bool {
+        expiry::strip(state, now_ms, self.store.reclaimed())
     }
 
     /// Keeps a state for `home` (which a client could not reach) until it can be handed off.
@@ -288,7 +314,8 @@ impl Replica {
             .get_hint(&hint)
             .map_err(store_error)?
             .unwrap_or_default();
-        if record.state.merge(incoming, policy) {
+        let changed = record.state.merge(incoming, policy);
+        if self.reclaim(&mut record.state, clock::now_ms()) || changed {
             self.store.put_hint(&hint, &record).map_err(store_error)?;
             let added = encode_state(incoming).len() + key.len();
             self.counters
@@ -449,13 +476,6 @@ pub fn store_error(e: StoreError) -> WireError {
             }
         }
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Striped per-key locks for read-modify-write on one key.

@@ -130,6 +130,7 @@ impl Service {
     pub fn stats(&self) -> Result<NodeStats, WireError> {
         let (keys, bytes) = self.store.estimate().map_err(store_error)?;
         let counters = self.counters.snapshot();
+        let (expired_values_reclaimed, expired_bytes_reclaimed) = self.store.reclaimed().get();
         Ok(NodeStats {
             node: self.node,
             instance: self.instance,
@@ -137,6 +138,8 @@ impl Service {
             hints_delivered: counters.hints_delivered,
             hint_bytes: counters.hint_bytes,
             hints_converted: counters.hints_converted,
+            expired_values_reclaimed,
+            expired_bytes_reclaimed,
             keys,
             bytes,
             weight: self.weight,
@@ -217,9 +220,15 @@ impl Service {
                 hint,
                 sync,
                 defer_sync,
+                ttl_ms,
             } => {
                 self.check_key(&bucket, &key)?;
                 self.check_value(value.as_ref())?;
+                if ttl_ms == Some(0) {
+                    return Err(WireError::InvalidRequest {
+                        reason: "a time to live must be at least 1 ms".into(),
+                    });
+                }
                 // From the ring checks until the copy is written (see `Replica::ring_checked`).
                 let _ring = self.replica.ring_checked();
                 self.check_epoch(client_epoch)?;
@@ -234,6 +243,7 @@ impl Service {
                     overwrite,
                     write_id,
                     hint,
+                    ttl_ms,
                 };
                 let state = self.replica.stamp(&bucket, &key, write)?;
                 Ok(Response::Stamped {
@@ -248,13 +258,31 @@ impl Service {
                 hint,
                 sync: _,
                 entry,
+                ttl_ms,
             } => {
                 self.check_key(&bucket, &key)?;
                 for sibling in state.siblings() {
                     self.check_value(sibling.value.as_ref())?;
                 }
+                let mut state = state;
                 if entry {
                     self.check_clock(&bucket, &state)?;
+                }
+                match ttl_ms {
+                    None => {}
+                    Some(0) => {
+                        return Err(WireError::InvalidRequest {
+                            reason: "a time to live must be at least 1 ms".into(),
+                        });
+                    }
+                    Some(_) if !entry => {
+                        return Err(WireError::InvalidRequest {
+                            reason: "a time to live comes with a new write (`entry`), never \
+                                     with a copy"
+                                .into(),
+                        });
+                    }
+                    Some(ttl) => state.expire_new(crate::clock::now_ms().saturating_add(ttl)),
                 }
                 let _ring = self.replica.ring_checked();
                 self.check_epoch(client_epoch)?;

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ringkv_core::{NodeId, SiblingSet};
 
+use super::expiry::{Reclaimed, strip_record};
 use super::{
     DataKey, HintKey, Record, Store, StoreError, decode_record, decode_state, encode_record,
     hint_prefix, storage_key,
@@ -25,6 +26,7 @@ pub struct MemoryStore {
     /// Syncs asked for (`sync`): a memory store has no disk, but tests check that durable
     /// writes ask for one.
     syncs: AtomicU64,
+    reclaimed: Reclaimed,
 }
 
 fn poisoned<T>(_: T) -> StoreError {
@@ -39,6 +41,7 @@ impl MemoryStore {
             meta: Mutex::new(HashMap::new()),
             hints: Mutex::new(BTreeMap::new()),
             syncs: AtomicU64::new(0),
+            reclaimed: Reclaimed::default(),
         }
     }
 
@@ -51,6 +54,24 @@ impl MemoryStore {
 impl Store for MemoryStore {
     fn node_id(&self) -> NodeId {
         self.node_id
+    }
+
+    fn reclaimed(&self) -> &Reclaimed {
+        &self.reclaimed
+    }
+
+    /// What RocksDB's compaction filter does, over every record at once.
+    fn compact(&self) -> Result<(), StoreError> {
+        let now = crate::clock::now_ms();
+        for map in [&self.data, &self.hints] {
+            let mut map = map.lock().map_err(poisoned)?;
+            for value in map.values_mut() {
+                if let Some(stripped) = strip_record(value, now, &self.reclaimed) {
+                    *value = stripped;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn get(&self, bucket: &str, key: &[u8]) -> Result<Option<Record>, StoreError> {

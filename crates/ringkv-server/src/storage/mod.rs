@@ -24,6 +24,7 @@
 //! acknowledged write survives a crash of the process (kill -9), not a power loss of the
 //! machine. Replication across nodes is what protects against losing a machine.
 
+pub mod expiry;
 mod memory;
 pub(crate) mod records;
 #[cfg(feature = "rocksdb")]
@@ -167,6 +168,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Writes a node-level record, durably (synced) since it is rare and must survive a crash.
     fn put_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// What reclaiming expired values has freed in this store (see [`expiry`]).
+    fn reclaimed(&self) -> &expiry::Reclaimed;
+    /// Compacts the whole store now, which reclaims every expired value (tests, and an
+    /// operator who wants the space back at once). Stores without compaction do nothing.
+    fn compact(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Where a hint is filed: the key it is for and the home node it waits for.

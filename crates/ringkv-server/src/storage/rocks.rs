@@ -19,6 +19,7 @@ use ringkv_core::{NodeId, SiblingSet};
 use rocksdb::{ColumnFamilyDescriptor, DB, DBCompressionType, Options};
 use tracing::{info, warn};
 
+use super::expiry::Reclaimed;
 use super::{
     DataKey, HintKey, Record, Store, StoreError, decode_record, decode_state, encode_record,
     hint_prefix, storage_key,
@@ -48,9 +49,14 @@ pub struct RocksStore {
     full: AtomicBool,
     /// When recovery was last tried; held while trying, so one write tries at a time.
     last_recovery: Mutex<Instant>,
+    /// What the compaction filter and the write path reclaimed; shared with the filters.
+    reclaimed: Arc<Reclaimed>,
 }
 
+mod expiry_filter;
 mod identity;
+
+use expiry_filter::ExpiryFilters;
 
 impl std::fmt::Debug for RocksStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -73,7 +79,8 @@ impl RocksStore {
     ) -> Result<RocksStore, StoreError> {
         // One cache for every column family, so the bound is the node's, not per family.
         let cache = rocksdb::Cache::new_lru_cache(settings.block_cache_mb.max(1) << 20);
-        let db = open_db(dir, &cache, false)?;
+        let reclaimed = Arc::new(Reclaimed::default());
+        let db = open_db(dir, &cache, &reclaimed, false)?;
         let node_id = identity::identity(&db)?;
         let mut write = rocksdb::WriteOptions::default();
         // Writes run on the node's async threads (see `server::execute`): fail fast with
@@ -87,6 +94,7 @@ impl RocksStore {
             write,
             full: AtomicBool::new(false),
             last_recovery: Mutex::new(Instant::now()),
+            reclaimed,
         })
     }
 
@@ -150,7 +158,7 @@ impl RocksStore {
     /// Closes and reopens the writable instance; reads go to a read-only one meanwhile (and
     /// stay there if the reopen fails).
     fn reopen(&self) -> Result<(), StoreError> {
-        let read_only = Arc::new(open_db(&self.dir, &self.cache, true)?);
+        let read_only = Arc::new(open_db(&self.dir, &self.cache, &self.reclaimed, true)?);
         let mut old = std::mem::replace(
             &mut *self.db.write().unwrap_or_else(PoisonError::into_inner),
             read_only,
@@ -175,7 +183,7 @@ impl RocksStore {
                 }
             }
         }
-        let writable = Arc::new(open_db(&self.dir, &self.cache, false)?);
+        let writable = Arc::new(open_db(&self.dir, &self.cache, &self.reclaimed, false)?);
         *self.db.write().unwrap_or_else(PoisonError::into_inner) = writable;
         Ok(())
     }
@@ -184,6 +192,18 @@ impl RocksStore {
 impl Store for RocksStore {
     fn node_id(&self) -> NodeId {
         self.node_id
+    }
+
+    fn reclaimed(&self) -> &Reclaimed {
+        &self.reclaimed
+    }
+
+    fn compact(&self) -> Result<(), StoreError> {
+        let db = self.db();
+        for name in [CF_DATA, CF_HINTS] {
+            db.compact_range_cf(cf(&db, name)?, None::<&[u8]>, None::<&[u8]>);
+        }
+        Ok(())
     }
 
     fn get(&self, bucket: &str, key: &[u8]) -> Result<Option<Record>, StoreError> {
@@ -387,7 +407,12 @@ impl Store for RocksStore {
 }
 
 /// Opens the database in `dir`, writable or read-only, with `cache` for every column family.
-fn open_db(dir: &Path, cache: &rocksdb::Cache, read_only: bool) -> Result<DB, StoreError> {
+fn open_db(
+    dir: &Path,
+    cache: &rocksdb::Cache,
+    reclaimed: &Arc<Reclaimed>,
+    read_only: bool,
+) -> Result<DB, StoreError> {
     let mut options = Options::default();
     options.create_if_missing(true);
     options.create_missing_column_families(true);
@@ -404,6 +429,9 @@ fn open_db(dir: &Path, cache: &rocksdb::Cache, read_only: bool) -> Result<DB, St
         table.set_cache_index_and_filter_blocks(true);
         table.set_pin_l0_filter_and_index_blocks_in_cache(true);
         cf.set_block_based_table_factory(&table);
+        if name != CF_META {
+            cf.set_compaction_filter_factory(ExpiryFilters::new(reclaimed.clone()));
+        }
         ColumnFamilyDescriptor::new(name, cf)
     });
     if read_only {

@@ -95,10 +95,86 @@ fn keeps_hints_by_key_and_home(store: &dyn Store) {
     assert_eq!(store.get_hint(&hint(b"k", 7)).expect("get"), None);
 }
 
+/// Compaction strips the value bytes of expired siblings, copies and hints alike, and
+/// nothing else: the sibling, its dot and expiry and the version vector stay (a record
+/// dropped whole would let a stale replica's older value merge back), and a value that has
+/// not expired, or never expires, is kept.
+fn compaction_strips_only_expired_values(store: &dyn Store) {
+    let now = crate::clock::now_ms();
+    // `v1`, superseded by `gone`, which expired a minute ago.
+    let mut expired = state("v1");
+    let read = expired.version_vector().clone();
+    let dot = expired
+        .stamp(ACTOR, &read, Some(Bytes::from("gone")), 2, None)
+        .expect("stamp");
+    expired.set_expiry(dot, Some(now - 60_000));
+    let mut later = state("later");
+    let later_dot = later.siblings()[0].dot;
+    later.set_expiry(later_dot, Some(now + 3_600_000));
+    store
+        .put("b", b"expired", &Record::new(expired.clone()))
+        .expect("put");
+    store
+        .put("b", b"later", &Record::new(later.clone()))
+        .expect("put");
+    store.put("b", b"never", &record("never")).expect("put");
+    let hint = HintKey {
+        bucket: "b".into(),
+        key: b"expired".to_vec(),
+        home: NodeId(7),
+    };
+    store
+        .put_hint(&hint, &Record::new(expired.clone()))
+        .expect("hint");
+    store.flush().expect("flush");
+
+    store.compact().expect("compact");
+
+    for stripped in [
+        store
+            .get("b", b"expired")
+            .expect("get")
+            .expect("kept")
+            .state,
+        store.get_hint(&hint).expect("get").expect("kept").state,
+    ] {
+        assert!(stripped.is_absent(), "the expired value reads as absent");
+        assert_eq!(stripped.version_vector(), expired.version_vector());
+        let kept: Vec<_> = stripped
+            .siblings()
+            .iter()
+            .map(|s| (s.dot, s.expires_ms))
+            .collect();
+        assert_eq!(
+            kept,
+            vec![(dot, Some(now - 60_000))],
+            "the sibling itself stays"
+        );
+        // The older value a stale replica still holds cannot come back.
+        let mut merged = stripped.clone();
+        merged.merge(&state("v1"), ringkv_core::ConflictPolicy::Siblings);
+        assert!(merged.is_absent());
+    }
+    assert_eq!(
+        store.get("b", b"later").expect("get").expect("kept").state,
+        later
+    );
+    assert_eq!(
+        store.get("b", b"never").expect("get"),
+        Some(record("never"))
+    );
+    assert_eq!(
+        store.reclaimed().get(),
+        (2, 8),
+        "two values of 4 bytes, counted"
+    );
+}
+
 #[test]
 fn memory_store_behaves() {
     round_trips_and_separates_buckets(&MemoryStore::new(NodeId(5)));
     keeps_hints_by_key_and_home(&MemoryStore::new(NodeId(5)));
+    compaction_strips_only_expired_values(&MemoryStore::new(NodeId(5)));
 }
 
 #[test]
@@ -107,6 +183,8 @@ fn rocks_store_behaves() {
     round_trips_and_separates_buckets(&RocksStore::open(dir.path()).expect("open"));
     let dir = tempfile::tempdir().expect("tempdir");
     keeps_hints_by_key_and_home(&RocksStore::open(dir.path()).expect("open"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    compaction_strips_only_expired_values(&RocksStore::open(dir.path()).expect("open"));
 }
 
 #[test]
@@ -270,7 +348,7 @@ fn a_store_of_a_newer_format_is_refused_and_left_as_it_was() {
     assert!(db.get_cf(meta, b"node_id").expect("get") == Some(id.0.to_be_bytes().to_vec()));
 }
 
-/// The records and the hint the `store-v2` and `store-v3` fixtures both hold (see
+/// The records and the hint the `store-v2`, `store-v3` and `store-v4` fixtures hold (see
 /// `tests/fixtures/README.md`).
 fn assert_fixture_data(store: &RocksStore) {
     for (bucket, key, value) in [("default", "plain", "v1"), ("carts", "cart-1", "apples")] {
@@ -342,5 +420,38 @@ fn a_store_written_by_format_3_opens_with_its_layout_and_buckets() {
         // zones in it.
         let ring = ringkv_core::Ring::new(layout.ring_config(buckets.clone(), 0)).expect("ring");
         assert_eq!(ring.zones(), vec![""]);
+    }
+}
+
+#[test]
+fn a_store_written_by_format_4_opens_with_its_zones_and_nothing_expires() {
+    let dir = fixture_copy("store-v4");
+    for reopen in [false, true] {
+        let store = RocksStore::open(dir.path()).expect("opens");
+        assert_eq!(
+            store.node_id(),
+            NodeId(0xd70d_9d4a_317d_d6ca),
+            "reopen {reopen}"
+        );
+        assert_fixture_data(&store);
+        let layout = crate::cluster::Keeper::stored(&store).expect("layout record");
+        assert_eq!(layout.version, 4);
+        let zones: Vec<&str> = layout.members.iter().map(|m| m.zone.as_str()).collect();
+        assert_eq!(zones, ["a", "b", "c", "a"]);
+        let transfer = layout.transition.as_ref().expect("transfer");
+        assert_eq!(transfer.id, 0x8e66_c9cc_7ef6_7ab6);
+        let report: Option<(u64, ringkv_core::Step)> = records::load(&store, "transfer-report");
+        assert_eq!(report, Some((transfer.id, ringkv_core::Step::Streamed)));
+        // Written before expiry: compaction, which strips expired values, keeps every value.
+        store.compact().expect("compact");
+        assert_fixture_data(&store);
+        assert_eq!(store.reclaimed().get(), (0, 0));
+        for (bucket, key) in [("default", "plain"), ("carts", "cart-1")] {
+            let record = store
+                .get(bucket, key.as_bytes())
+                .expect("get")
+                .expect("present");
+            assert!(!record.state.has_expiry(), "{bucket}/{key}");
+        }
     }
 }

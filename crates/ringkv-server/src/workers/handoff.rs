@@ -211,6 +211,7 @@ impl Worker {
                     hint: None,
                     sync: true,
                     entry: false,
+                    ttl_ms: None,
                 };
                 sends.push(async move {
                     let mut answer = Ok((Response::Merged, epoch));

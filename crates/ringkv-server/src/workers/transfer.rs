@@ -370,6 +370,7 @@ impl Worker<'_> {
             hint: None,
             sync: true,
             entry: false,
+            ttl_ms: None,
         };
         async move {
             match pool

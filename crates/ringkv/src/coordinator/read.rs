@@ -198,6 +198,7 @@ impl Repair {
                     hint: target.hint,
                     sync: false,
                     entry: false,
+                    ttl_ms: None,
                 };
                 repairs.send(target, body);
             }

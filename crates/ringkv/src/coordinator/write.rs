@@ -43,6 +43,11 @@ pub(crate) async fn write(
     context: Option<&Context>,
     opts: &WriteOptions,
 ) -> Result<WriteReceipt> {
+    if opts.ttl.is_some_and(|ttl| ttl.is_zero()) {
+        return Err(Error::InvalidArgument(
+            "a time to live must be positive".into(),
+        ));
+    }
     let started = Instant::now();
     let deadline = started + opts.timeout.unwrap_or(inner.config.timeout);
     let value_is_none = value.is_none();
@@ -55,6 +60,10 @@ pub(crate) async fn write(
         // on top of what the home read below saw (which may miss what that replica has).
         overwrite: opts.overwrite || (value_is_none && context.is_none()),
         write_id: crate::random::next_u64(),
+        ttl_ms: opts
+            .ttl
+            .filter(|_| !value_is_none)
+            .map(|ttl| u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)),
         sent: Arc::new(AtomicBool::new(false)),
     };
     // A delete or overwrite without a context is made with what the key's home replicas hold
@@ -136,6 +145,8 @@ struct WriteRequest<'a> {
     /// Replace every version the stamping replica holds, besides what the context covers.
     overwrite: bool,
     write_id: u64,
+    /// The value's time to live in milliseconds (never for a delete).
+    ttl_ms: Option<u64>,
     /// Set once any request of this write may have been applied by a node (it was answered,
     /// or it failed in a way that does not prove it was not).
     sent: Arc<AtomicBool>,
@@ -201,6 +212,7 @@ async fn stamp(
             hint: target.hint,
             sync,
             defer_sync: true,
+            ttl_ms: write.ttl_ms,
         };
         let (target, result) = send(inner, target, plan.epoch, body).await;
         if result.as_ref().map_or_else(may_have_applied, |_| true) {
@@ -257,6 +269,11 @@ async fn replicate(
         state,
         sync,
         entry: plan.props.conflict == ConflictPolicy::Lww,
+        // A stamped write's state carries its expiry already; an `lww` write's is set by
+        // each replica as it enters.
+        ttl_ms: write
+            .ttl_ms
+            .filter(|_| plan.props.conflict == ConflictPolicy::Lww),
     };
     let mut merges = Fanout::new(inner, plan.epoch, Leftovers::Finish);
     for target in others {
@@ -319,6 +336,8 @@ struct CopyOf {
     /// An `lww` write timestamped by this client: the nodes check the timestamp against
     /// their clocks (`Request::Merge::entry`).
     entry: bool,
+    /// With `entry`: the write's time to live (see `Request::Merge::ttl_ms`).
+    ttl_ms: Option<u64>,
 }
 
 impl CopyOf {
@@ -330,6 +349,7 @@ impl CopyOf {
             hint: target.hint,
             sync: self.sync,
             entry: self.entry,
+            ttl_ms: self.ttl_ms,
         }
     }
 }

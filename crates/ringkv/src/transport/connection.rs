@@ -197,6 +197,15 @@ impl Connection {
     /// Sends one request and waits for its response. Dropping the future abandons the wait
     /// (the response, if it comes, is discarded).
     pub(crate) async fn call(&self, epoch: RingEpoch, body: Request) -> Reply {
+        let needs = body.needs_protocol();
+        if needs > self.inner.protocol_version {
+            return Err(Error::Protocol(ProtocolError::Unsupported {
+                addr: self.inner.addr.clone(),
+                request: body.kind(),
+                needs,
+                speaks: self.inner.protocol_version,
+            }));
+        }
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.inner.lock_pending().insert(id, tx);

@@ -28,6 +28,7 @@ fn put_frame(value_len: usize) -> ClientFrame {
             hint: None,
             sync: false,
             defer_sync: false,
+            ttl_ms: None,
         },
     })
 }

@@ -25,6 +25,13 @@ pub struct NodeStats {
     /// to every live home replica of its key; none is ever dropped silently.
     #[serde(default)]
     pub hints_converted: u64,
+    /// Expired values whose bytes this node reclaimed since it started (by compaction, or
+    /// as it rewrote their keys). Protocol 9.
+    #[serde(default)]
+    pub expired_values_reclaimed: u64,
+    /// The bytes those values held.
+    #[serde(default)]
+    pub expired_bytes_reclaimed: u64,
     /// About how many keys the node stores (the storage engine's estimate).
     #[serde(default)]
     pub keys: u64,

@@ -142,6 +142,7 @@ proptest! {
                         overwrite,
                         write_id: Some(i as u64),
                         hint: home.map(NodeId),
+                        ttl_ms: None,
                     };
                     // Refusals (siblings need a context) are fine: nothing is minted.
                     if let Ok(state) = svc.replica().stamp("b", b"k", write) {

@@ -27,9 +27,7 @@ impl Service {
         if self.view.borrow().ring.conflict_policy(bucket) != ConflictPolicy::Lww {
             return Ok(());
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now = crate::clock::now_ms();
         let max_ms = self.limits.max_clock_ahead_ms;
         match state.siblings().iter().map(|s| s.timestamp_ms).max() {
             Some(latest) if latest > now.saturating_add(max_ms) => Err(WireError::ClockAhead {

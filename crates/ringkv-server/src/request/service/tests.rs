@@ -53,6 +53,7 @@ fn put(context: Option<VersionVector>, value: &str, overwrite: bool) -> Request 
         hint: None,
         sync: false,
         defer_sync: false,
+        ttl_ms: None,
     }
 }
 
@@ -68,6 +69,7 @@ fn overwrite_put(value: &str, sync: bool, defer_sync: bool) -> Request {
         hint: None,
         sync,
         defer_sync,
+        ttl_ms: None,
     }
 }
 
@@ -202,6 +204,7 @@ fn an_lww_write_timestamped_too_far_ahead_is_refused_but_copies_never_are() {
         hint: None,
         sync: false,
         entry,
+        ttl_ms: None,
     };
     // A client an hour fast: refused, saying by how much.
     match svc.handle(epoch, merge("b", 3_600_000, true)) {
@@ -237,6 +240,7 @@ fn an_lww_write_timestamped_too_far_ahead_is_refused_but_copies_never_are() {
         hint: None,
         sync: false,
         entry: true,
+        ttl_ms: None,
     };
     svc.handle(epoch, siblings).expect("a siblings bucket");
 }
@@ -312,6 +316,7 @@ fn corrupt_merged_states_are_refused_and_nothing_is_written() {
             hint: None,
             sync: false,
             entry: false,
+            ttl_ms: None,
         },
     );
     assert!(
@@ -416,6 +421,7 @@ fn a_hinted_merge_is_kept_as_a_hint_served_by_reads_and_removed_once_delivered()
         hint: Some(NodeId(2)),
         sync: false,
         entry: false,
+        ttl_ms: None,
     };
     svc.handle(svc.epoch(), merge.clone())
         .expect("hinted merge");
@@ -458,6 +464,7 @@ fn a_retried_put_with_the_same_write_id_is_one_sibling() {
         hint: None,
         sync: false,
         defer_sync: false,
+        ttl_ms: None,
     };
     svc.handle(epoch, retry()).expect("first attempt");
     svc.handle(epoch, retry()).expect("retry");
@@ -478,6 +485,7 @@ fn a_fallback_stamps_on_top_of_everything_it_holds_and_keeps_the_result_as_a_hin
         hint: Some(NodeId(home)),
         sync: false,
         defer_sync: false,
+        ttl_ms: None,
     };
     svc.handle(epoch, put_for(2, "for 2")).expect("stamp for 2");
     svc.handle(epoch, put_for(3, "for 3")).expect("stamp for 3");
@@ -517,6 +525,7 @@ async fn durable_writes_wait_for_a_sync_and_others_do_not() {
         hint: None,
         sync,
         entry: false,
+        ttl_ms: None,
     };
     handle_durable(&svc, epoch, merge(true))
         .await
@@ -586,6 +595,7 @@ fn a_forged_context_or_state_at_the_counters_limit_neither_panics_nor_poisons_th
         hint: None,
         sync: false,
         entry: false,
+        ttl_ms: None,
     };
     svc.handle(epoch, merge).expect("merge");
     let read = get(&svc).expect("state").version_vector().clone();
@@ -612,6 +622,7 @@ fn stamp_for(
                 overwrite: false,
                 write_id: None,
                 hint: home.map(NodeId),
+                ttl_ms: None,
             },
         )
         .expect("stamp")
@@ -760,6 +771,7 @@ fn a_node_leaving_the_ring_refuses_hints_and_takes_plain_merges() {
         overwrite: false,
         write_id: None,
         hint: Some(NodeId(2)),
+        ttl_ms: None,
     };
     let stamped = svc.replica().stamp("b", b"k", write);
     assert!(
@@ -797,6 +809,7 @@ fn a_copy_misrouted_to_a_non_owner_is_refused_and_a_hinted_one_is_taken() {
         hint,
         sync: false,
         entry: false,
+        ttl_ms: None,
     };
     let epoch = svc.epoch();
     assert!(matches!(
@@ -813,6 +826,7 @@ fn a_copy_misrouted_to_a_non_owner_is_refused_and_a_hinted_one_is_taken() {
         hint: None,
         sync: false,
         defer_sync: false,
+        ttl_ms: None,
     };
     assert!(matches!(
         svc.handle(epoch, put),
@@ -859,6 +873,7 @@ async fn a_copy_routed_by_a_newer_ring_is_judged_by_that_ring_once_fetched() {
         hint,
         sync: false,
         entry: false,
+        ttl_ms: None,
     };
     let epoch = newer.epoch();
     assert!(svc.behind(epoch, &merge(&moved, None)));

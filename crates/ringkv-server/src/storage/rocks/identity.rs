@@ -19,10 +19,13 @@ const META_FORMAT: &[u8] = b"format";
 /// 4: the layout's members (and staged joins) may carry a zone, and a `zone` change may be
 /// staged; a format-3 store is migrated by rewriting this byte (its members have none). A
 /// build of format 3 would drop the zones, and place keys elsewhere, so it must refuse it.
-const STORE_FORMAT: u8 = 4;
+/// 5: siblings may carry an expiry, and the engine's compaction strips expired values; a
+/// format-4 store is migrated by rewriting this byte (its siblings have none). A build of
+/// format 4 would read expiring values as never expiring, so it must refuse it.
+const STORE_FORMAT: u8 = 5;
 
 /// The store formats this build opens: the current one and those it migrates from.
-const OPENS_FORMATS: [u8; 4] = [1, 2, 3, STORE_FORMAT];
+const OPENS_FORMATS: [u8; 5] = [1, 2, 3, 4, STORE_FORMAT];
 
 /// Reads the node id and format, creating them on first start.
 pub(super) fn identity(db: &DB) -> Result<NodeId, StoreError> {

@@ -248,6 +248,7 @@ impl Exchange<'_> {
             hint: None,
             sync: false,
             entry: false,
+            ttl_ms: None,
         };
         match self.call(request).await? {
             Response::Merged => Ok(()),
