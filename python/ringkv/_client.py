@@ -86,13 +86,16 @@ class Client:
         resolver: Optional[Resolver] = None,
         write_back: bool = False,
         bucket: Optional[str] = None,
+        touch: Optional[float] = None,
     ) -> Result:
         """Reads ``key``. With several siblings, ``resolver`` (this call's or the client's)
         merges them into ``.value``; ``write_back=True`` then writes the merge with the read's
-        context, resolving the conflict for everyone."""
+        context, resolving the conflict for everyone. ``touch`` (seconds) is sliding expiry:
+        the values read now expire that long from now, on every replica (a write that needs
+        ``w`` acknowledgements), without being rewritten; an expired value is not brought back."""
         bucket = bucket or self._bucket
         try:
-            siblings, context = self._native.get(bucket, key_bytes(key), r, pr, timeout)
+            siblings, context = self._native.get(bucket, key_bytes(key), r, pr, timeout, touch)
         except _native.NativeError as e:
             raise translate(e) from None
         result = make_result(siblings, context, resolver or self._resolver)

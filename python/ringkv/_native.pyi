@@ -42,6 +42,7 @@ class NativeClient:
         r: Optional[int] = None,
         pr: Optional[int] = None,
         timeout: Optional[float] = None,
+        touch: Optional[float] = None,
     ) -> Tuple[List[bytes], bytes]: ...
     def get_async(
         self,
@@ -50,6 +51,7 @@ class NativeClient:
         r: Optional[int] = None,
         pr: Optional[int] = None,
         timeout: Optional[float] = None,
+        touch: Optional[float] = None,
     ) -> Any: ...
     def put(
         self,

@@ -94,12 +94,15 @@ class Client:
         resolver: Optional[Resolver] = None,
         write_back: bool = False,
         bucket: Optional[str] = None,
+        touch: Optional[float] = None,
     ) -> Result:
         """See :meth:`ringkv.Client.get`."""
         bucket = bucket or self._bucket
         native = await self._client()
         try:
-            siblings, context = await native.get_async(bucket, key_bytes(key), r, pr, timeout)
+            siblings, context = await native.get_async(
+                bucket, key_bytes(key), r, pr, timeout, touch
+            )
         except _native.NativeError as e:
             raise translate(e) from None
         result = make_result(siblings, context, resolver or self._resolver)

@@ -168,7 +168,8 @@ impl NativeClient {
         pyo3_async_runtimes::tokio::future_into_py(py, connect(seeds, config))
     }
 
-    #[pyo3(signature = (bucket, key, r=None, pr=None, timeout=None))]
+    #[pyo3(signature = (bucket, key, r=None, pr=None, timeout=None, touch=None))]
+    #[allow(clippy::too_many_arguments)]
     fn get(
         &self,
         py: Python<'_>,
@@ -177,12 +178,14 @@ impl NativeClient {
         r: Option<u8>,
         pr: Option<u8>,
         timeout: Option<f64>,
+        touch: Option<f64>,
     ) -> PyResult<ReadResult> {
-        let op = self.get_op(bucket, key, read_options(r, pr, timeout)?)?;
+        let op = self.get_op(bucket, key, read_options(r, pr, timeout, touch)?)?;
         block(py, op)
     }
 
-    #[pyo3(signature = (bucket, key, r=None, pr=None, timeout=None))]
+    #[pyo3(signature = (bucket, key, r=None, pr=None, timeout=None, touch=None))]
+    #[allow(clippy::too_many_arguments)]
     fn get_async(
         &self,
         py: Python<'_>,
@@ -191,8 +194,9 @@ impl NativeClient {
         r: Option<u8>,
         pr: Option<u8>,
         timeout: Option<f64>,
+        touch: Option<f64>,
     ) -> PyResult<Py<PyAny>> {
-        let op = self.get_op(bucket, key, read_options(r, pr, timeout)?)?;
+        let op = self.get_op(bucket, key, read_options(r, pr, timeout, touch)?)?;
         self.bridge(py)?.spawn(py, op)
     }
 
@@ -367,11 +371,17 @@ impl NativeClient {
     }
 }
 
-fn read_options(r: Option<u8>, pr: Option<u8>, timeout: Option<f64>) -> PyResult<ReadOptions> {
+fn read_options(
+    r: Option<u8>,
+    pr: Option<u8>,
+    timeout: Option<f64>,
+    touch: Option<f64>,
+) -> PyResult<ReadOptions> {
     let mut opts = ReadOptions::default();
     opts.r = r;
     opts.pr = pr;
     opts.timeout = timeout.map(seconds).transpose()?;
+    opts.touch = touch.map(|t| seconds_of("touch", t)).transpose()?;
     Ok(opts)
 }
 

@@ -42,6 +42,16 @@ def test_a_value_written_with_a_ttl_expires_and_keeps_its_context(client: ringkv
         client.put(key, b"x", ttl=-1.0)
 
 
+def test_a_session_read_with_touch_outlives_its_ttl(client: ringkv.Client) -> None:
+    key = unique("session")
+    client.put(key, b"alice", ttl=2.0)
+    for _ in range(4):
+        time.sleep(0.8)
+        assert client.get(key, touch=2.0).value == b"alice"
+    time.sleep(2.5)
+    assert not client.get(key, r=3).found
+
+
 def test_two_writers_alternating_with_what_their_own_writes_returned(client: ringkv.Client) -> None:
     """A write returns what it left, like a read: two writers (two requests of one web
     session) update a set on one key in turns, each with its own last write's receipt and

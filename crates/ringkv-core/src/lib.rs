@@ -43,5 +43,5 @@ pub use node::{Member, NodeId};
 pub use ring::{
     DEFAULT_TOKENS_PER_WEIGHT, Phase, Ring, RingConfig, RingEpoch, RingError, Route, Transition,
 };
-pub use siblings::{Sibling, SiblingSet, StampError};
+pub use siblings::{Sibling, SiblingSet, StampError, TouchError};
 pub use version::{Actor, Dot, VersionVector};

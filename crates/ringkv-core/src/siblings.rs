@@ -139,6 +139,23 @@ pub enum InvalidSiblings {
     ZeroCounter,
 }
 
+/// Why a touch (see [`SiblingSet::touch`]) was not applied.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TouchError {
+    /// The write had expired by this replica's clock before the touch reached it.
+    #[error("write {dot} has expired")]
+    Expired {
+        /// The expired write's dot.
+        dot: Dot,
+    },
+    /// This replica has not seen these writes yet: send the read's state with the touch.
+    #[error("{} write(s) not held here yet", .dots.len())]
+    Missing {
+        /// The dots it lacks.
+        dots: Vec<Dot>,
+    },
+}
+
 /// Why a write cannot be stamped.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StampError {
@@ -182,6 +199,52 @@ impl SiblingSet {
         if let Some(s) = self.siblings.iter_mut().find(|s| s.dot == dot) {
             s.expires_ms = expires_ms;
         }
+    }
+
+    /// Extends the life of the writes `dots` (what a read returned) to `expires_ms`: a
+    /// touch, which makes no new sibling and no new dot. All or nothing:
+    ///
+    /// - a dot held with a live value that expires gets `max(its expiry, expires_ms)`; one
+    ///   that never expires stays so;
+    /// - a dot this set has seen but no longer holds was superseded by a later write, which
+    ///   the touch does not concern: skipped;
+    /// - a dot held but expired at `now_ms` (its value stripped or due to be) is refused:
+    ///   [`TouchError::Expired`], since extending it would bring back a value that replicas
+    ///   may already have dropped;
+    /// - a dot this set has not seen is [`TouchError::Missing`]: the caller sends the
+    ///   read's state with the touch, so that the extension lands with the write.
+    ///
+    /// Returns whether anything changed.
+    pub fn touch(
+        &mut self,
+        dots: &[Dot],
+        expires_ms: u64,
+        now_ms: u64,
+    ) -> Result<bool, TouchError> {
+        let mut missing = Vec::new();
+        let mut extend = Vec::new();
+        for &dot in dots {
+            match self.siblings.iter().position(|s| s.dot == dot) {
+                Some(i) => {
+                    let s = &self.siblings[i];
+                    if s.value.is_none() || s.expired_at(now_ms) {
+                        return Err(TouchError::Expired { dot });
+                    }
+                    if s.expires_ms.is_some_and(|at| at < expires_ms) {
+                        extend.push(i);
+                    }
+                }
+                None if self.vv.covers(dot) => {}
+                None => missing.push(dot),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(TouchError::Missing { dots: missing });
+        }
+        for &i in &extend {
+            self.siblings[i].expires_ms = Some(expires_ms);
+        }
+        Ok(!extend.is_empty())
     }
 
     /// Gives every value without an expiry the expiry `expires_ms`: a new `lww` write's, set

@@ -243,9 +243,21 @@ pub struct ReadOptions {
     pub pr: Option<u8>,
     /// Deadline of this read; `None`: the client's [`ClientConfig::timeout`].
     pub timeout: Option<Duration>,
+    /// Sliding expiry: after reading, extend the life of the values read to this long from
+    /// now (by the servers' clocks), without rewriting them and without a new version. The
+    /// extension is a write that needs `w` acknowledgements (the read fails with `Quorum`
+    /// otherwise); a value that expired meanwhile is not brought back. Values written
+    /// without a time to live never expire and stay so.
+    pub touch: Option<Duration>,
 }
 
 impl ReadOptions {
+    /// Sets [`ReadOptions::touch`].
+    pub fn with_touch(mut self, ttl: Duration) -> Self {
+        self.touch = Some(ttl);
+        self
+    }
+
     /// Sets [`ReadOptions::r`].
     pub fn with_r(mut self, r: u8) -> Self {
         self.r = Some(r);

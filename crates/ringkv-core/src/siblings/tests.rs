@@ -184,6 +184,13 @@ enum Step {
     /// Replica `at` drops the values expired `lag` steps from now: replicas reclaim at
     /// different times, as their clocks and compactions differ.
     Strip { at: usize, lag: u64 },
+    /// Replica `at` extends what replica `read_from` holds live to `by` steps from now (a
+    /// touch after a read); refused by `at` if expired or missing there.
+    Touch {
+        at: usize,
+        read_from: usize,
+        by: u64,
+    },
     /// Replica `at` stamps the `nth` earlier write again, with its id and context, as a
     /// client does when its coordinator timed out (unless `at` already holds the id).
     Retry { nth: usize, at: usize },
@@ -206,6 +213,11 @@ fn step() -> impl Strategy<Value = Step> {
                 ttl,
             }),
         (0..3usize, 0..6u64).prop_map(|(at, lag)| Step::Strip { at, lag }),
+        (0..3usize, 0..3usize, 1..10u64).prop_map(|(at, read_from, by)| Step::Touch {
+            at,
+            read_from,
+            by
+        }),
         (0..64usize, 0..3usize).prop_map(|(nth, at)| Step::Retry { nth, at }),
         (0..3usize, 0..3usize).prop_map(|(from, to)| Step::Merge { from, to }),
     ]
@@ -259,6 +271,10 @@ fn play(steps: &[Step]) -> ([SiblingSet; 3], Vec<(Dot, VersionVector)>) {
             Step::Retry { .. } => {}
             Step::Strip { at, lag } => {
                 replicas[at].strip_expired((i as u64).saturating_sub(lag));
+            }
+            Step::Touch { at, read_from, by } => {
+                let dots: Vec<Dot> = replicas[read_from].live().map(|s| s.dot).collect();
+                let _ = replicas[at].touch(&dots, i as u64 + by, i as u64);
             }
             Step::Merge { from, to } => {
                 let src = replicas[from].clone();
@@ -559,4 +575,46 @@ fn a_sibling_without_expiry_encodes_as_before() {
     assert!(expiring.windows(10).any(|w| w == b"expires_ms"));
     let back: SiblingSet = ciborium::from_reader(&expiring[..]).expect("decode");
     assert_eq!(back, state);
+}
+
+/// A touch extends the writes a read saw, and nothing else: no new sibling, no new dot, and
+/// the extension travels by merge (the later expiry wins), in either order.
+#[test]
+fn a_touch_extends_what_was_read_and_merges_as_the_later_expiry() {
+    let mut a = SiblingSet::new();
+    let dot = a
+        .stamp(A, &VersionVector::new(), value("session"), 1, None)
+        .expect("stamp");
+    a.set_expiry(dot, Some(100));
+    let b = a.clone();
+    assert_eq!(a.touch(&[dot], 200, 50), Ok(true));
+    assert_eq!(a.touch(&[dot], 150, 60), Ok(false), "never shortened");
+    assert_eq!(a.siblings().len(), 1);
+    assert_eq!(a.version_vector(), b.version_vector(), "no new dot");
+    let mut ab = a.clone();
+    ab.merge(&b, ConflictPolicy::Siblings);
+    let mut ba = b.clone();
+    ba.merge(&a, ConflictPolicy::Siblings);
+    assert_eq!(ab, ba);
+    assert_eq!(ab.siblings()[0].expires_ms, Some(200));
+
+    // Expired here: refused, nothing changed.
+    let mut late = b.clone();
+    assert_eq!(
+        late.touch(&[dot], 300, 100),
+        Err(TouchError::Expired { dot })
+    );
+    assert_eq!(late, b);
+    // Not seen here: missing; superseded here: skipped.
+    let mut empty = SiblingSet::new();
+    assert_eq!(
+        empty.touch(&[dot], 300, 10),
+        Err(TouchError::Missing { dots: vec![dot] })
+    );
+    let mut superseded = b.clone();
+    let read = superseded.version_vector().clone();
+    superseded
+        .stamp(A, &read, value("newer"), 2, None)
+        .expect("stamp");
+    assert_eq!(superseded.touch(&[dot], 300, 10), Ok(false));
 }

@@ -129,6 +129,10 @@ pub enum WireError {
         /// The most the node allows (`limits.max_clock_ahead_ms`).
         max_ms: u64,
     },
+    /// A touch reached the node after one of the writes it would extend had expired there
+    /// (by the node's clock). Protocol 9.
+    #[error("the value expired before the touch reached this node")]
+    Expired,
     /// The node's disk is full: writes are refused, reads are still served.
     #[error("the node's disk is full; writes are refused until space is freed")]
     StorageFull,

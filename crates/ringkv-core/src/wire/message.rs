@@ -172,6 +172,27 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ttl_ms: Option<u64>,
     },
+    /// Extend the life of the writes `dots` (what a read returned) by `ttl_ms` from now on
+    /// the node's clock: a sliding expiry, without a new sibling (see
+    /// `SiblingSet::touch`). Answered `Touched`, or refused `Expired` if one of them has
+    /// expired there. Protocol 9.
+    Touch {
+        /// The bucket the key is in.
+        bucket: String,
+        /// The key touched.
+        key: Bytes,
+        /// The live writes the read returned.
+        dots: Vec<crate::version::Dot>,
+        /// Their new time to live, from now on the node's clock.
+        ttl_ms: u64,
+        /// As for `Merge`: a fallback touches its hint for this home.
+        #[serde(default)]
+        hint: Option<NodeId>,
+        /// The read's state, sent when the node answered that it lacks some of `dots`: it is
+        /// merged in first (a read repair), then touched.
+        #[serde(default)]
+        state: Option<SiblingSet>,
+    },
     /// Merge a state into the node's copy (replication, read repair, handoff).
     Merge {
         /// The bucket the key is in; its conflict policy decides how the states merge.
@@ -354,7 +375,8 @@ impl Request {
             }) => super::EXPIRY_PROTOCOL_VERSION,
             Request::Merge {
                 ttl_ms: Some(_), ..
-            } => super::EXPIRY_PROTOCOL_VERSION,
+            }
+            | Request::Touch { .. } => super::EXPIRY_PROTOCOL_VERSION,
             Request::Merge { state, .. } if state.has_expiry() => super::EXPIRY_PROTOCOL_VERSION,
             _ => super::MIN_PROTOCOL_VERSION,
         }
@@ -366,6 +388,7 @@ impl Request {
             Request::Get { .. } => "get",
             Request::Put { .. } => "put",
             Request::Merge { .. } => "merge",
+            Request::Touch { .. } => "touch",
             Request::Ring => "ring",
             Request::Ping => "ping",
             Request::Stats => "stats",
@@ -408,6 +431,13 @@ pub enum Response {
     },
     /// The merge was applied (or changed nothing).
     Merged,
+    /// The answer to `Touch`: applied, unless `missing` names writes the node has not seen
+    /// (then nothing was applied; send the read's state with the touch).
+    Touched {
+        /// The dots the node lacks.
+        #[serde(default)]
+        missing: Vec<crate::version::Dot>,
+    },
     /// The answer to `Ring`: the node's view of the cluster.
     Ring(RingSnapshot),
     /// The answer to `HoldsBucket`.
@@ -464,6 +494,7 @@ impl Response {
             Response::Value { .. } => "value",
             Response::Stamped { .. } => "stamped",
             Response::Merged => "merged",
+            Response::Touched { .. } => "touched",
             Response::Ring(_) => "ring",
             Response::Pong { .. } => "pong",
             Response::HoldsBucket { .. } => "holds-bucket",

@@ -49,6 +49,9 @@ pub fn lane(request: &Request, durable_writes: bool) -> Lane {
                 Lane::Inline
             }
         }
+        // A touch is a small write: like an unsynced merge, unless every write is durable.
+        Request::Touch { .. } if durable_writes => Lane::Durable,
+        Request::Touch { .. } => Lane::Inline,
         Request::Coordinate(_) => Lane::Coordinate,
         _ => Lane::Blocking,
     }

@@ -44,6 +44,19 @@ pub struct Write {
     pub ttl_ms: Option<u64>,
 }
 
+/// The parts of a `Touch` request: which writes to extend, by how much, and where.
+#[derive(Debug)]
+pub struct Touch {
+    /// The live writes the read returned.
+    pub dots: Vec<ringkv_core::Dot>,
+    /// Their new time to live, from now on this node's clock.
+    pub ttl_ms: u64,
+    /// A fallback touches its hint for this home.
+    pub hint: Option<NodeId>,
+    /// The read's state, merged in first when this node lacked some of the writes.
+    pub state: Option<SiblingSet>,
+}
+
 /// One node's copy of every key it holds, and the hints it keeps for other nodes.
 #[derive(Debug)]
 pub struct Replica {
@@ -196,9 +209,16 @@ impl Replica {
                 reason: e.to_string(),
             })?;
         state.set_expiry(dot, expires);
-        if state.siblings().len() > MAX_SIBLINGS {
+        // Expired siblings whose values are gone do not count: a key written blind once per
+        // time to live would otherwise fill up with them (they go with the purge).
+        let kept = state
+            .siblings()
+            .iter()
+            .filter(|s| s.value.is_some() || s.expires_ms.is_none())
+            .count();
+        if kept > MAX_SIBLINGS {
             return Err(WireError::TooManySiblings {
-                count: state.siblings().len() as u32,
+                count: kept as u32,
                 max: MAX_SIBLINGS as u32,
             });
         }
@@ -269,12 +289,68 @@ impl Replica {
             .map_err(store_error)?
             .unwrap_or_default();
         // The marker stays: merging in what others hold never makes a stamp made here older.
-        let changed = record.state.merge(incoming, policy);
-        let reclaimed = self.reclaim(&mut record.state, clock::now_ms());
-        if changed || reclaimed {
+        // Written only if the result differs once stripped: a replica whose clock is behind
+        // keeps sending back a value this one has already reclaimed.
+        let before = record.state.clone();
+        record.state.merge(incoming, policy);
+        self.reclaim(&mut record.state, clock::now_ms());
+        if record.state != before {
             self.store.put(bucket, key, &record).map_err(store_error)?;
         }
         Ok(())
+    }
+
+    /// Applies a touch (see `SiblingSet::touch`) to the key's copy, or to the hint for
+    /// `touch.hint`, under the key's lock. Returns the writes it lacks (nothing was applied
+    /// then: the caller sends the read's state with the touch); refused as `Expired` if one
+    /// of them has expired here.
+    pub fn touch(
+        &self,
+        bucket: &str,
+        key: &[u8],
+        touch: Touch,
+    ) -> Result<Vec<ringkv_core::Dot>, WireError> {
+        let policy = match &touch.state {
+            Some(state) => self.validated_policy(bucket, state)?,
+            None => self.policy(bucket),
+        };
+        if touch.hint.is_some() {
+            self.refuse_hints_if_leaving()?;
+        }
+        let target = touch.hint.map(|home| HintKey {
+            bucket: bucket.to_string(),
+            key: key.to_vec(),
+            home,
+        });
+        let _guard = self.locks.lock(bucket, key);
+        let mut record = match &target {
+            Some(hint) => self.store.get_hint(hint),
+            None => self.store.get(bucket, key),
+        }
+        .map_err(store_error)?
+        .unwrap_or_default();
+        let before = record.state.clone();
+        if let Some(state) = &touch.state {
+            record.state.merge(state, policy);
+        }
+        let now = clock::now_ms();
+        self.reclaim(&mut record.state, now);
+        match record
+            .state
+            .touch(&touch.dots, now.saturating_add(touch.ttl_ms), now)
+        {
+            Ok(_) => {}
+            Err(ringkv_core::TouchError::Missing { dots }) => return Ok(dots),
+            Err(ringkv_core::TouchError::Expired { .. }) => return Err(WireError::Expired),
+        }
+        if record.state != before {
+            match &target {
+                Some(hint) => self.store.put_hint(hint, &record),
+                None => self.store.put(bucket, key, &record),
+            }
+            .map_err(store_error)?;
+        }
+        Ok(Vec::new())
     }
 
     /// Drops the values of `state` expired at `now_ms` before it is written anyway, counting
@@ -314,8 +390,10 @@ impl Replica {
             .get_hint(&hint)
             .map_err(store_error)?
             .unwrap_or_default();
-        let changed = record.state.merge(incoming, policy);
-        if self.reclaim(&mut record.state, clock::now_ms()) || changed {
+        let before = record.state.clone();
+        record.state.merge(incoming, policy);
+        self.reclaim(&mut record.state, clock::now_ms());
+        if record.state != before {
             self.store.put_hint(&hint, &record).map_err(store_error)?;
             let added = encode_state(incoming).len() + key.len();
             self.counters

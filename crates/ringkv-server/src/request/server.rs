@@ -300,6 +300,7 @@ async fn serve_connection(
             // than the request (a spawn and a wake-up), and their answers still go out in
             // order with the others through the writer.
             let body = lane::run_inline(service, metrics, request.epoch, request.body);
+            let body = service.guard_answer(protocol_version, body);
             if tx.send(answer(service, request.id, body)).await.is_err() {
                 break;
             }
@@ -317,6 +318,7 @@ async fn serve_connection(
             }
             let body =
                 lane::run(service.clone(), &metrics, lane, request.epoch, request.body).await;
+            let body = service.guard_answer(protocol_version, body);
             let _ = tx.send(answer(&service, id, body)).await;
             drop(permit);
         });

@@ -20,7 +20,7 @@ use crate::ops::counters::NodeCounters;
 use crate::ops::metrics::Metrics;
 use crate::request::lane::{Lane, lane};
 use crate::request::proxy::Proxy;
-use crate::request::replica::{Replica, Write, store_error};
+use crate::request::replica::{Replica, Touch, Write, store_error};
 use crate::storage::Store;
 use crate::workers::antientropy::digest;
 use crate::workers::commit::GroupCommit;
@@ -224,10 +224,14 @@ impl Service {
             } => {
                 self.check_key(&bucket, &key)?;
                 self.check_value(value.as_ref())?;
-                if ttl_ms == Some(0) {
-                    return Err(WireError::InvalidRequest {
-                        reason: "a time to live must be at least 1 ms".into(),
-                    });
+                match ttl_ms {
+                    Some(0) => {
+                        return Err(WireError::InvalidRequest {
+                            reason: "a time to live must be at least 1 ms".into(),
+                        });
+                    }
+                    Some(_) if value.is_some() => self.check_expiry_readers()?,
+                    _ => {}
                 }
                 // From the ring checks until the copy is written (see `Replica::ring_checked`).
                 let _ring = self.replica.ring_checked();
@@ -282,7 +286,10 @@ impl Service {
                                 .into(),
                         });
                     }
-                    Some(ttl) => state.expire_new(crate::clock::now_ms().saturating_add(ttl)),
+                    Some(ttl) => {
+                        self.check_expiry_readers()?;
+                        state.expire_new(crate::clock::now_ms().saturating_add(ttl));
+                    }
                 }
                 let _ring = self.replica.ring_checked();
                 self.check_epoch(client_epoch)?;
@@ -294,6 +301,40 @@ impl Service {
                     }
                 }
                 Ok(Response::Merged)
+            }
+            Request::Touch {
+                bucket,
+                key,
+                dots,
+                ttl_ms,
+                hint,
+                state,
+            } => {
+                self.check_key(&bucket, &key)?;
+                if ttl_ms == 0 {
+                    return Err(WireError::InvalidRequest {
+                        reason: "a time to live must be at least 1 ms".into(),
+                    });
+                }
+                if let Some(state) = &state {
+                    for sibling in state.siblings() {
+                        self.check_value(sibling.value.as_ref())?;
+                    }
+                }
+                let _ring = self.replica.ring_checked();
+                self.check_epoch(client_epoch)?;
+                let hint = hint.filter(|home| *home != self.node);
+                if hint.is_none() {
+                    self.check_owner(client_epoch, &bucket, &key)?;
+                }
+                let touch = Touch {
+                    dots,
+                    ttl_ms,
+                    hint,
+                    state,
+                };
+                let missing = self.replica.touch(&bucket, &key, touch)?;
+                Ok(Response::Touched { missing })
             }
             Request::Ring => {
                 let view = self.view.borrow().clone();

@@ -38,6 +38,7 @@
 //!   (`fanout::Fanout`, the one way both reads and writes do it).
 //! - `read`: [`get`], and read repair after it.
 //! - `write`: [`write`]: the stamp step, the replicate step, and `lww` writes.
+//! - `touch`: sliding expiry, the write a read with `touch` makes after it.
 //! - `retry`: the retry loop around both, with back-off and the `StaleRing` refetch.
 //!
 //! Everything here works on the client's shared state ([`crate::inner::Inner`]), never on the
@@ -47,6 +48,7 @@ mod fanout;
 mod plan;
 mod read;
 mod retry;
+mod touch;
 mod write;
 
 pub(crate) use read::get;

@@ -135,6 +135,9 @@ async fn get_once(
         );
     }
     let value = Value::of(&merged);
+    if let Some(ttl) = opts.touch {
+        super::touch::touch(inner, bucket, &key, &merged, ttl).await?;
+    }
     if inner.config.read_repair {
         let repair = Repair {
             inner: inner.clone(),

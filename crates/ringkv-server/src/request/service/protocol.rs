@@ -1,6 +1,8 @@
 //! What a connection's protocol version allows it to be handed.
 
-use ringkv_core::wire::{Request, WireError, ZONES_PROTOCOL_VERSION};
+use ringkv_core::wire::{
+    EXPIRY_PROTOCOL_VERSION, Request, Response, WireError, ZONES_PROTOCOL_VERSION,
+};
 
 use super::Service;
 
@@ -25,5 +27,74 @@ impl Service {
                  process"
             ),
         })
+    }
+
+    /// Refuses to hand a state that expires to a connection older than expiry (see
+    /// `EXPIRY_PROTOCOL_VERSION`): the peer would drop the expiry, keep the value for ever
+    /// and pass it on. The request is answered with an error instead.
+    pub(crate) fn guard_answer(
+        &self,
+        version: u32,
+        answer: Result<Response, WireError>,
+    ) -> Result<Response, WireError> {
+        if version >= EXPIRY_PROTOCOL_VERSION {
+            return answer;
+        }
+        let expiring = match &answer {
+            Ok(Response::Value { state: Some(state) } | Response::Stamped { state, .. }) => {
+                state.has_expiry()
+            }
+            Ok(Response::Inspection { data, hints }) => {
+                data.as_ref().is_some_and(|s| s.has_expiry())
+                    || hints.iter().any(|(_, s)| s.has_expiry())
+            }
+            _ => false,
+        };
+        if !expiring {
+            return answer;
+        }
+        Err(WireError::InvalidRequest {
+            reason: format!(
+                "the key holds a value that expires, which needs protocol \
+                 {EXPIRY_PROTOCOL_VERSION}; this connection speaks {version}: upgrade this process"
+            ),
+        })
+    }
+
+    /// Refuses a new write that expires until every member is known (by gossip) to speak
+    /// `EXPIRY_PROTOCOL_VERSION`: copies, hints, read repairs and anti-entropy would hand
+    /// it to an older one, which keeps it for ever. Not yet heard of is "not ready": a node
+    /// just started, a moment later it is known.
+    pub(crate) fn check_expiry_readers(&self) -> Result<(), WireError> {
+        let view = self.view.borrow();
+        for member in view.ring.all_members() {
+            if member.id == self.node {
+                continue;
+            }
+            match view.protocols.get(&member.id) {
+                Some(Some(v)) if *v >= EXPIRY_PROTOCOL_VERSION => {}
+                None => {
+                    return Err(WireError::NotReady {
+                        reason: format!(
+                            "node {} has not said by gossip which protocol it speaks; a write \
+                             that expires waits until every member is known to speak \
+                             {EXPIRY_PROTOCOL_VERSION}",
+                            member.id
+                        ),
+                    });
+                }
+                Some(speaks) => {
+                    return Err(WireError::InvalidRequest {
+                        reason: format!(
+                            "node {} speaks protocol {}, and a write that expires needs every \
+                             member at {EXPIRY_PROTOCOL_VERSION}: finish upgrading first",
+                            member.id,
+                            speaks.map_or_else(|| "7 or older".to_string(), |v| v.to_string())
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 }
