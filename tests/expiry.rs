@@ -316,6 +316,21 @@ async fn a_touch_of_an_expired_write_is_refused() -> anyhow::Result<()> {
     );
     assert!(held_by(&cluster, 0, "brief").await?.is_absent());
     drop(receipt);
+
+    // A touch naming more writes than a read can return is refused, not scanned.
+    let many = Request::Touch {
+        bucket: "default".into(),
+        key: Bytes::from_static(b"brief"),
+        dots: vec![dot; 101],
+        ttl_ms: 60_000,
+        hint: None,
+        state: None,
+    };
+    let answer = raw.request(many).await?;
+    assert!(
+        matches!(&answer, Err(ringkv_core::wire::WireError::InvalidRequest { reason }) if reason.contains("at most")),
+        "{answer:?}"
+    );
     Ok(())
 }
 

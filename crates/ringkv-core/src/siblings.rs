@@ -224,7 +224,7 @@ impl SiblingSet {
         let mut missing = Vec::new();
         let mut extend = Vec::new();
         for &dot in dots {
-            match self.siblings.iter().position(|s| s.dot == dot) {
+            match self.siblings.binary_search_by(|s| s.dot.cmp(&dot)).ok() {
                 Some(i) => {
                     let s = &self.siblings[i];
                     if s.value.is_none() || s.expired_at(now_ms) {
@@ -245,6 +245,23 @@ impl SiblingSet {
             self.siblings[i].expires_ms = Some(expires_ms);
         }
         Ok(!extend.is_empty())
+    }
+
+    /// Drops the siblings whose values expired at or before `cutoff_ms` and are already
+    /// stripped, as a write that had read them would; returns how many. The version vector
+    /// keeps covering them, so a copy of one still held elsewhere is dropped by the next
+    /// merge instead of coming back. Only for sets under the `siblings` policy (an `lww`
+    /// set's vector covers nothing, and its one sibling is what stops older values), and
+    /// only for what no replica can still extend (see the server's replica).
+    pub fn forget_expired(&mut self, cutoff_ms: u64) -> usize {
+        let before = self.siblings.len();
+        let vv = &self.vv;
+        self.siblings.retain(|s| {
+            !(s.value.is_none()
+                && s.expires_ms.is_some_and(|at| at <= cutoff_ms)
+                && vv.covers(s.dot))
+        });
+        before - self.siblings.len()
     }
 
     /// Gives every value without an expiry the expiry `expires_ms`: a new `lww` write's, set

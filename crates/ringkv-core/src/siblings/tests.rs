@@ -618,3 +618,22 @@ fn a_touch_extends_what_was_read_and_merges_as_the_later_expiry() {
         .expect("stamp");
     assert_eq!(superseded.touch(&[dot], 300, 10), Ok(false));
 }
+
+/// Long-expired versions are dropped by a stamping node without a reader's context, and the
+/// version vector still covers them: a replica's unstripped copy does not come back.
+#[test]
+fn forgotten_expired_versions_stay_covered() {
+    let mut state = SiblingSet::new();
+    let dot = state
+        .stamp(A, &VersionVector::new(), value("old"), 1, None)
+        .expect("stamp");
+    state.set_expiry(dot, Some(10));
+    let elsewhere = state.clone();
+    assert_eq!(state.forget_expired(100), 0, "not stripped yet: kept");
+    state.strip_expired(20);
+    assert_eq!(state.forget_expired(5), 0, "expired after the cutoff: kept");
+    assert_eq!(state.forget_expired(10), 1);
+    assert!(state.siblings().is_empty());
+    state.merge(&elsewhere, ConflictPolicy::Siblings);
+    assert!(state.siblings().is_empty(), "the unstripped copy came back");
+}

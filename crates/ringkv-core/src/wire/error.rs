@@ -129,6 +129,14 @@ pub enum WireError {
         /// The most the node allows (`limits.max_clock_ahead_ms`).
         max_ms: u64,
     },
+    /// The cluster cannot take this request yet, though the node is healthy: a write that
+    /// expires while gossip has not said which protocol every member speaks. Try again in a
+    /// moment (the SDK does); it says nothing about the node. Protocol 9.
+    #[error("not yet: {reason}")]
+    NotYet {
+        /// What the node is waiting to learn.
+        reason: String,
+    },
     /// A touch reached the node after one of the writes it would extend had expired there
     /// (by the node's clock). Protocol 9.
     #[error("the value expired before the touch reached this node")]
@@ -213,6 +221,7 @@ impl WireError {
                 | WireError::Overloaded { .. }
                 | WireError::ShuttingDown
                 | WireError::NotReady { .. }
+                | WireError::NotYet { .. }
                 | WireError::Coordination { .. }
         )
     }

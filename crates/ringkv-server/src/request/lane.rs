@@ -50,6 +50,9 @@ pub fn lane(request: &Request, durable_writes: bool) -> Lane {
             }
         }
         // A touch is a small write: like an unsynced merge, unless every write is durable.
+        // One that carries a read's state (the replica lacked it) is merged off the
+        // connection's task, as large as that state may be.
+        Request::Touch { state: Some(_), .. } => Lane::Blocking,
         Request::Touch { .. } if durable_writes => Lane::Durable,
         Request::Touch { .. } => Lane::Inline,
         Request::Coordinate(_) => Lane::Coordinate,

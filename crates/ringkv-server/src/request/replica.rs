@@ -44,6 +44,12 @@ pub struct Write {
     pub ttl_ms: Option<u64>,
 }
 
+/// How long after its expiry (by this node's clock) an expired version may still be
+/// extended elsewhere, by a touch this node missed and that anti-entropy, hints and read
+/// repair have not brought yet; a write stamped here supersedes expired versions older than
+/// that. Until then they stay (valueless) and do not count toward the sibling cap.
+pub const EXPIRED_GRACE_MS: u64 = 10 * 60 * 1000;
+
 /// The parts of a `Touch` request: which writes to extend, by how much, and where.
 #[derive(Debug)]
 pub struct Touch {
@@ -170,6 +176,11 @@ impl Replica {
         let mut state = records.merged(policy).unwrap_or_default();
         let now = clock::now_ms();
         self.reclaim(&mut state, now);
+        if policy == ConflictPolicy::Siblings {
+            // Versions long expired are superseded by this write, as if it had read them:
+            // a key written blind once per time to live would otherwise keep one of each.
+            state.forget_expired(now.saturating_sub(EXPIRED_GRACE_MS));
+        }
         let target = write.hint.map(|home| HintKey {
             bucket: bucket.to_string(),
             key: key.to_vec(),
@@ -316,6 +327,7 @@ impl Replica {
         };
         if touch.hint.is_some() {
             self.refuse_hints_if_leaving()?;
+            self.check_hint_room()?;
         }
         let target = touch.hint.map(|home| HintKey {
             bucket: bucket.to_string(),
@@ -335,13 +347,22 @@ impl Replica {
         }
         let now = clock::now_ms();
         self.reclaim(&mut record.state, now);
-        match record
-            .state
-            .touch(&touch.dots, now.saturating_add(touch.ttl_ms), now)
-        {
-            Ok(_) => {}
-            Err(ringkv_core::TouchError::Missing { dots }) => return Ok(dots),
-            Err(ringkv_core::TouchError::Expired { .. }) => return Err(WireError::Expired),
+        let expires = now.saturating_add(touch.ttl_ms);
+        let mut dots = touch.dots;
+        loop {
+            match record.state.touch(&dots, expires, now) {
+                Ok(_) => break,
+                // With the read's state merged in, a write still missing was superseded
+                // (under `lww` a newer write replaces it without a version vector saying
+                // so): the touch does not concern it.
+                Err(ringkv_core::TouchError::Missing { dots: missing })
+                    if touch.state.is_some() =>
+                {
+                    dots.retain(|d| !missing.contains(d));
+                }
+                Err(ringkv_core::TouchError::Missing { dots }) => return Ok(dots),
+                Err(ringkv_core::TouchError::Expired { .. }) => return Err(WireError::Expired),
+            }
         }
         if record.state != before {
             match &target {
@@ -369,16 +390,7 @@ impl Replica {
     ) -> Result<(), WireError> {
         let policy = self.validated_policy(bucket, incoming)?;
         self.refuse_hints_if_leaving()?;
-        let held = self.counters.hint_bytes.load(Ordering::Relaxed);
-        if held > self.max_hint_queue_bytes {
-            // Refusing is safe: the writer counts this copy as failed and uses another node.
-            return Err(WireError::Overloaded {
-                reason: format!(
-                    "the hint queue holds {held} bytes, over its cap of {}",
-                    self.max_hint_queue_bytes
-                ),
-            });
-        }
+        self.check_hint_room()?;
         let hint = HintKey {
             bucket: bucket.to_string(),
             key: key.to_vec(),
@@ -449,6 +461,21 @@ impl Replica {
             Some(_) => Ok(false),
             None => Ok(true),
         }
+    }
+
+    /// Hints are refused while the queue holds more than its cap. Refusing is safe: the
+    /// writer counts this copy as failed and uses another node.
+    fn check_hint_room(&self) -> Result<(), WireError> {
+        let held = self.counters.hint_bytes.load(Ordering::Relaxed);
+        if held > self.max_hint_queue_bytes {
+            return Err(WireError::Overloaded {
+                reason: format!(
+                    "the hint queue holds {held} bytes, over its cap of {}",
+                    self.max_hint_queue_bytes
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// A node leaving the ring (or gone from it) takes no hints: it must place every hint it

@@ -316,6 +316,16 @@ impl Service {
                         reason: "a time to live must be at least 1 ms".into(),
                     });
                 }
+                // A read returns at most this many live writes (see `MAX_SIBLINGS`).
+                if dots.len() > ringkv_core::siblings::MAX_SIBLINGS {
+                    return Err(WireError::InvalidRequest {
+                        reason: format!(
+                            "a touch names at most {} writes, not {}",
+                            ringkv_core::siblings::MAX_SIBLINGS,
+                            dots.len()
+                        ),
+                    });
+                }
                 if let Some(state) = &state {
                     for sibling in state.siblings() {
                         self.check_value(sibling.value.as_ref())?;

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::inner::Inner;
 
 /// Extends the live writes of `read` (the merged state a read of `key` returned) by `ttl`;
-/// see the module docs. Nothing to do when the read found no live write.
+/// see the module docs. Nothing to do when the read found no live write that expires.
 pub(super) async fn touch(
     inner: &Arc<Inner>,
     bucket: &str,
@@ -30,7 +30,12 @@ pub(super) async fn touch(
     read: &SiblingSet,
     ttl: Duration,
 ) -> Result<()> {
-    let dots: Vec<Dot> = read.live().map(|s| s.dot).collect();
+    // Writes that never expire stay so: nothing to extend, no round trip.
+    let dots: Vec<Dot> = read
+        .live()
+        .filter(|s| s.expires_ms.is_some())
+        .map(|s| s.dot)
+        .collect();
     if dots.is_empty() {
         return Ok(());
     }

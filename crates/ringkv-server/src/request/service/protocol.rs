@@ -63,8 +63,9 @@ impl Service {
 
     /// Refuses a new write that expires until every member is known (by gossip) to speak
     /// `EXPIRY_PROTOCOL_VERSION`: copies, hints, read repairs and anti-entropy would hand
-    /// it to an older one, which keeps it for ever. Not yet heard of is "not ready": a node
-    /// just started, a moment later it is known.
+    /// it to an older one, which keeps it for ever. Not yet heard of is "not yet" (a node
+    /// just started, a moment later it is known), which does not make clients take this
+    /// node for down.
     pub(crate) fn check_expiry_readers(&self) -> Result<(), WireError> {
         let view = self.view.borrow();
         for member in view.ring.all_members() {
@@ -74,7 +75,7 @@ impl Service {
             match view.protocols.get(&member.id) {
                 Some(Some(v)) if *v >= EXPIRY_PROTOCOL_VERSION => {}
                 None => {
-                    return Err(WireError::NotReady {
+                    return Err(WireError::NotYet {
                         reason: format!(
                             "node {} has not said by gossip which protocol it speaks; a write \
                              that expires waits until every member is known to speak \

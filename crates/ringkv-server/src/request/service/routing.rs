@@ -23,9 +23,9 @@ impl Service {
     /// cleaned up.
     pub fn behind(&self, client: RingEpoch, request: &Request) -> bool {
         let hintless = match request {
-            Request::Put { hint, .. } | Request::Merge { hint, .. } => {
-                hint.is_none_or(|home| home == self.node)
-            }
+            Request::Put { hint, .. }
+            | Request::Merge { hint, .. }
+            | Request::Touch { hint, .. } => hint.is_none_or(|home| home == self.node),
             _ => false,
         };
         hintless && client.is_newer_than(&self.epoch())
