@@ -381,3 +381,59 @@ async fn an_expiring_value_is_never_handed_to_an_older_client() -> anyhow::Resul
 async fn held_epoch(cluster: &TestCluster) -> anyhow::Result<ringkv_core::RingEpoch> {
     Ok(RawConnection::open(cluster.nodes[0].addr).await?.epoch)
 }
+
+/// A bucket's default time to live applies to values written there without one of their
+/// own; a value's own time to live wins; other buckets are untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_ttl_expires_values_written_without_one() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(ClusterSpec::default()).await?;
+    let base = cluster.admin(0, Request::Layout).await?.version;
+    let props = ringkv_core::BucketProps {
+        ttl_ms: Some(2_000),
+        ..ringkv_core::BucketProps::default()
+    };
+    let request = Request::Bucket {
+        name: "sessions".into(),
+        props,
+        create: true,
+        base,
+    };
+    cluster.admin(0, request).await?;
+    let client = cluster.client().await?;
+    let sessions = client.bucket("sessions");
+    // The client learns the bucket with its next ring.
+    for _ in 0..100 {
+        if client.ring().bucket("sessions").ttl_ms == Some(2_000) {
+            break;
+        }
+        let _ = client.refresh_ring().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let all = WriteOptions::default().with_w(3);
+    sessions.put_with("s", "alice", None, &all).await?;
+    sessions
+        .put_with(
+            "long",
+            "bob",
+            None,
+            &all.clone().with_ttl(Duration::from_secs(600)),
+        )
+        .await?;
+    client.put_with("elsewhere", "carol", None, &all).await?;
+    let strict = ReadOptions::default().with_r(3).with_pr(3);
+    assert!(sessions.get_with("s", &strict).await?.is_found());
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert!(
+        !sessions.get_with("s", &strict).await?.is_found(),
+        "the bucket's ttl"
+    );
+    assert!(
+        sessions.get_with("long", &strict).await?.is_found(),
+        "its own ttl wins"
+    );
+    assert!(
+        client.get_with("elsewhere", &strict).await?.is_found(),
+        "another bucket"
+    );
+    Ok(())
+}

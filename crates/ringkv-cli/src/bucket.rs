@@ -21,7 +21,7 @@ pub enum BucketCommand {
         #[command(flatten)]
         props: PropsArgs,
     },
-    /// Change a bucket: `--n` (a planned transfer), `--r` and `--w` (at once).
+    /// Change a bucket: `--n` (a planned transfer), `--r`, `--w` and `--ttl` (at once).
     Set {
         name: String,
         #[command(flatten)]
@@ -47,6 +47,13 @@ pub struct PropsArgs {
     /// (the latest timestamp wins, the others are dropped). Fixed once the bucket exists.
     #[arg(long, value_enum)]
     conflict: Option<Conflict>,
+    /// Values written without a time to live of their own expire this long after they are
+    /// written: `90s`, `30m`, `2h`, `7d`... Every node must speak protocol 9.
+    #[arg(long, value_parser = crate::data::parse_ttl, conflicts_with = "no_ttl")]
+    ttl: Option<std::time::Duration>,
+    /// Values written without a time to live of their own never expire (the default).
+    #[arg(long)]
+    no_ttl: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -65,6 +72,12 @@ impl PropsArgs {
                 Conflict::Siblings => ConflictPolicy::Siblings,
                 Conflict::Lww => ConflictPolicy::Lww,
             };
+        }
+        if let Some(ttl) = self.ttl {
+            props.ttl_ms = Some(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        }
+        if self.no_ttl {
+            props.ttl_ms = None;
         }
         props
     }
@@ -167,7 +180,12 @@ async fn table(admin: &Admin, layout: &Layout, addr: &str) -> anyhow::Result<Buc
 fn list(table: &Buckets, as_json: bool) {
     let row = |props: &BucketProps| {
         json!({ "n": props.n, "r": props.r, "w": props.w,
-                "conflict": format!("{:?}", props.conflict).to_lowercase() })
+                "conflict": format!("{:?}", props.conflict).to_lowercase(),
+                "ttl_ms": props.ttl_ms })
+    };
+    let ttl = |p: &BucketProps| {
+        p.ttl_ms
+            .map_or("-".to_string(), |ms| format!("{}s", ms / 1000))
     };
     if as_json {
         let named: serde_json::Map<String, serde_json::Value> = table
@@ -182,12 +200,18 @@ fn list(table: &Buckets, as_json: bool) {
         return;
     }
     println!(
-        "{:<24} {:>3} {:>3} {:>3}  conflict",
-        "bucket", "n", "r", "w"
+        "{:<24} {:>3} {:>3} {:>3}  {:<9} ttl",
+        "bucket", "n", "r", "w", "conflict"
     );
     let line = |name: &str, p: &BucketProps| {
         let conflict = format!("{:?}", p.conflict).to_lowercase();
-        println!("{name:<24} {:>3} {:>3} {:>3}  {conflict}", p.n, p.r, p.w);
+        println!(
+            "{name:<24} {:>3} {:>3} {:>3}  {conflict:<9} {}",
+            p.n,
+            p.r,
+            p.w,
+            ttl(p)
+        );
     };
     line("(every other bucket)", &table.default);
     for (name, props) in &table.named {

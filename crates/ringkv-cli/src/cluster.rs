@@ -272,7 +272,9 @@ async fn call_heard(admin: &Admin, addr: &str, request: Request) -> anyhow::Resu
             matches!(
                 e.downcast_ref::<ringkv::Error>(),
                 Some(ringkv::Error::Server(WireError::Layout {
-                    error: Some(LayoutError::ZonesUnheard { .. }),
+                    error: Some(
+                        LayoutError::ZonesUnheard { .. } | LayoutError::ExpiryUnheard { .. }
+                    ),
                     ..
                 }))
             )

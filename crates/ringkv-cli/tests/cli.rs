@@ -393,7 +393,15 @@ async fn buckets_are_created_listed_and_their_n_raised_from_the_command_line() -
         &cluster,
         &["bucket", "create", "tokens", "--conflict", "lww"],
     );
+    // A default time to live, set and cleared from the command line.
+    json(&cluster, &["bucket", "set", "tokens", "--ttl", "30m"]);
     let list = json(&cluster, &["bucket", "list"]);
+    assert_eq!(list["buckets"]["tokens"]["ttl_ms"], 1_800_000, "{list}");
+    json(&cluster, &["bucket", "set", "tokens", "--no-ttl"]);
+    let (ok, _, stderr) = ringkv(&cluster, &["bucket", "set", "tokens", "--ttl", "0"]);
+    assert!(!ok && stderr.contains("positive"), "{stderr}");
+    let list = json(&cluster, &["bucket", "list"]);
+    assert!(list["buckets"]["tokens"]["ttl_ms"].is_null(), "{list}");
     assert_eq!(list["buckets"]["carts"]["n"], 2, "{list}");
     assert_eq!(list["buckets"]["tokens"]["conflict"], "lww", "{list}");
     assert!(list["buckets"].get("sessions").is_none(), "{list}");

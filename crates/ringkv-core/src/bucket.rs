@@ -38,6 +38,11 @@ pub struct BucketProps {
     /// What happens to concurrent writes to a key of this bucket. Every replica must apply
     /// the same policy, which is why it is a bucket property and not a per-call option.
     pub conflict: ConflictPolicy,
+    /// The time to live of a value written without one of its own, in milliseconds; `None`:
+    /// values without one never expire. Absent from tables written before expiry, which
+    /// therefore encode (and digest) as they did. Protocol 9.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
 }
 
 impl Default for BucketProps {
@@ -47,6 +52,7 @@ impl Default for BucketProps {
             r: 2,
             w: 2,
             conflict: ConflictPolicy::Siblings,
+            ttl_ms: None,
         }
     }
 }
@@ -56,6 +62,9 @@ impl BucketProps {
     pub fn validate(&self) -> Result<(), String> {
         if self.n == 0 {
             return Err("n must be at least 1".into());
+        }
+        if self.ttl_ms == Some(0) {
+            return Err("a time to live must be at least 1 ms".into());
         }
         for (name, value) in [("r", self.r), ("w", self.w)] {
             if value == 0 || value > self.n {
@@ -103,6 +112,12 @@ impl Buckets {
             back(props, before.props(name));
         }
         table
+    }
+
+    /// Whether some bucket has a default time to live: such a table is held only by
+    /// processes that know expiry (see `wire::EXPIRY_PROTOCOL_VERSION`).
+    pub fn has_expiry(&self) -> bool {
+        self.default.ttl_ms.is_some() || self.named.values().any(|p| p.ttl_ms.is_some())
     }
 
     /// Checks every entry, naming the bucket at fault.

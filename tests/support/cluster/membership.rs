@@ -52,7 +52,8 @@ impl TestCluster {
             match raw.request(request.clone()).await? {
                 Ok(Response::Layout(layout)) => return Ok(layout),
                 Err(WireError::Layout {
-                    error: Some(LayoutError::ZonesUnheard { .. }),
+                    error:
+                        Some(LayoutError::ZonesUnheard { .. } | LayoutError::ExpiryUnheard { .. }),
                     ..
                 }) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;

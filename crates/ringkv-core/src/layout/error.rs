@@ -137,6 +137,30 @@ pub enum LayoutError {
         /// The node.
         node: NodeId,
     },
+    /// The change would hand a layout whose bucket table has a default time to live to a
+    /// node that does not know expiry (see `Layout::check_readers`).
+    #[error(
+        "node {node} {} and a bucket's time to live needs protocol {}: upgrade it first (a \
+         rolling restart), or remove it if it is gone for good",
+        .speaks.map_or("runs a release that does not say its protocol".to_string(), |v| format!("speaks protocol {v}")),
+        crate::wire::EXPIRY_PROTOCOL_VERSION
+    )]
+    ExpiryUnknown {
+        /// The node.
+        node: NodeId,
+        /// The newest protocol it gossips, if any.
+        speaks: Option<u32>,
+    },
+    /// As [`LayoutError::ExpiryUnknown`], for a node gossip has not heard from yet: try
+    /// again in a moment.
+    #[error(
+        "node {node} has not said by gossip which protocol it speaks, so whether it knows \
+         expiry is unknown: try again in a moment, and if it persists, upgrade it"
+    )]
+    ExpiryUnheard {
+        /// The node.
+        node: NodeId,
+    },
     /// Some members would have a zone and some none (see `Layout::commit`).
     #[error(
         "zones are for every member or none: {} member(s) have none ({}); `ringkv cluster zone` \

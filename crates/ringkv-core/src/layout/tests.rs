@@ -427,6 +427,7 @@ fn lww(n: u8) -> BucketProps {
         r: 1,
         w: 1,
         conflict: ConflictPolicy::Lww,
+        ttl_ms: None,
     }
 }
 

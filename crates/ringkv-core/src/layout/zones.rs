@@ -1,11 +1,12 @@
 //! Zones in the layout: all members labelled or none, and only processes that know zones
-//! hold a layout with them.
+//! hold a layout with them (and, by the same rule, a bucket table with a time to live only
+//! processes that know expiry).
 
 use std::collections::BTreeSet;
 
 use super::{Change, Layout, LayoutError};
 use crate::node::NodeId;
-use crate::wire::ZONES_PROTOCOL_VERSION;
+use crate::wire::{EXPIRY_PROTOCOL_VERSION, ZONES_PROTOCOL_VERSION};
 
 impl Layout {
     /// Whether any member, previous member or staged change names a zone: such a layout is
@@ -70,6 +71,50 @@ impl Layout {
             };
             if version.is_none_or(|v| v < ZONES_PROTOCOL_VERSION) {
                 return Err(LayoutError::ZonesUnknown {
+                    node: *id,
+                    speaks: version,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the bucket table (or, during a transfer, the previous one) gives some bucket
+    /// a default time to live: such a layout is never handed to a process older than
+    /// [`EXPIRY_PROTOCOL_VERSION`], which would refuse the table or keep values for ever.
+    pub fn has_expiry(&self) -> bool {
+        self.buckets.as_ref().is_some_and(|b| b.has_expiry())
+            || self
+                .transition
+                .as_ref()
+                .and_then(|t| t.previous_buckets.as_ref())
+                .is_some_and(|b| b.has_expiry())
+    }
+
+    /// Every check of who may hold this layout, made from `before` by an operator's change:
+    /// [`Layout::check_zone_readers`], and the same rule for a bucket's time to live (every
+    /// holder must speak [`EXPIRY_PROTOCOL_VERSION`] when the change brings one in, every
+    /// holder it adds when there was one).
+    pub fn check_readers(
+        &self,
+        before: &Layout,
+        speaks: impl Fn(NodeId) -> Option<Option<u32>>,
+    ) -> Result<(), LayoutError> {
+        self.check_zone_readers(before, &speaks)?;
+        if !self.has_expiry() {
+            return Ok(());
+        }
+        let known = if before.has_expiry() {
+            before.holders()
+        } else {
+            BTreeSet::new()
+        };
+        for id in self.holders().difference(&known) {
+            let Some(version) = speaks(*id) else {
+                return Err(LayoutError::ExpiryUnheard { node: *id });
+            };
+            if version.is_none_or(|v| v < EXPIRY_PROTOCOL_VERSION) {
+                return Err(LayoutError::ExpiryUnknown {
                     node: *id,
                     speaks: version,
                 });

@@ -224,6 +224,8 @@ impl Service {
             } => {
                 self.check_key(&bucket, &key)?;
                 self.check_value(value.as_ref())?;
+                // A value without a time to live of its own gets its bucket's, if it has one.
+                let ttl_ms = ttl_ms.or_else(|| self.bucket_ttl(&bucket));
                 match ttl_ms {
                     Some(0) => {
                         return Err(WireError::InvalidRequest {
@@ -272,6 +274,8 @@ impl Service {
                 if entry {
                     self.check_clock(&bucket, &state)?;
                 }
+                // A new `lww` write without a time to live of its own gets its bucket's.
+                let ttl_ms = ttl_ms.or_else(|| entry.then(|| self.bucket_ttl(&bucket)).flatten());
                 match ttl_ms {
                     None => {}
                     Some(0) => {
@@ -485,6 +489,11 @@ impl Service {
         }
     }
 
+    /// The default time to live of `bucket`'s values, if it has one.
+    fn bucket_ttl(&self, bucket: &str) -> Option<u64> {
+        self.view.borrow().ring.bucket(bucket).ttl_ms
+    }
+
     fn admin(&self) -> Result<&Arc<Keeper>, WireError> {
         self.keeper
             .as_ref()
@@ -497,14 +506,15 @@ impl Service {
         &self,
         change: impl FnOnce(&mut Layout) -> Result<(), LayoutError>,
     ) -> Result<Response, WireError> {
-        // Who may hold a layout with zones is checked against what they gossip.
+        // Who may hold a layout with zones or a time to live is checked against what they
+        // gossip.
         let protocols = self.view.borrow().protocols.clone();
         let layout = self
             .admin()?
             .update(|layout| {
                 let before = layout.clone();
                 change(layout)?;
-                layout.check_zone_readers(&before, |id| protocols.get(&id).copied())
+                layout.check_readers(&before, |id| protocols.get(&id).copied())
             })
             .map_err(WireError::layout)?;
         Ok(Response::Layout((*layout).clone()))

@@ -381,3 +381,50 @@ fn zones_reach_only_processes_that_know_them_and_label_every_member() {
     removed.remove(founders[2].id).expect("remove");
     assert_eq!(removed.check_zone_readers(&before, |_| Some(None)), Ok(()));
 }
+
+/// A bucket's default time to live reaches only processes that know expiry: an older one
+/// would refuse the table, or keep the bucket's values for ever.
+#[test]
+fn a_bucket_ttl_reaches_only_processes_that_know_expiry() {
+    use crate::bucket::{BucketProps, Buckets};
+    use crate::layout::{Layout, LayoutError};
+    use crate::wire::EXPIRY_PROTOCOL_VERSION as E;
+    let mut plain = Layout::default();
+    let founders: Vec<Member> = (0..3).map(|i| member(node_id(11, i), 1)).collect();
+    plain.found(&founders).expect("found");
+    let mut expiring = plain.clone();
+    let sessions = BucketProps {
+        ttl_ms: Some(1_800_000),
+        ..BucketProps::default()
+    };
+    expiring
+        .set_bucket("sessions", sessions, true, &Buckets::default())
+        .expect("bucket");
+    assert!(expiring.has_expiry() && !plain.has_expiry());
+    assert_eq!(expiring.check_readers(&plain, |_| Some(Some(E))), Ok(()));
+    let old = founders[2].id;
+    for version in [None, Some(E - 1)] {
+        assert_eq!(
+            expiring.check_readers(&plain, |id| Some(if id == old { version } else { Some(E) })),
+            Err(LayoutError::ExpiryUnknown {
+                node: old,
+                speaks: version
+            })
+        );
+    }
+    assert_eq!(
+        expiring.check_readers(&plain, |id| (id != old).then_some(Some(E))),
+        Err(LayoutError::ExpiryUnheard { node: old })
+    );
+    // A zero time to live is no time to live: refused.
+    let zero = BucketProps {
+        ttl_ms: Some(0),
+        ..BucketProps::default()
+    };
+    assert!(
+        plain
+            .clone()
+            .set_bucket("bad", zero, true, &Buckets::default())
+            .is_err()
+    );
+}

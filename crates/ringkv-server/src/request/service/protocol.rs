@@ -9,22 +9,35 @@ use super::Service;
 impl Service {
     /// Refuses to hand a ring or layout with zones over a connection that negotiated a
     /// protocol older than zones (see `ZONES_PROTOCOL_VERSION`): the peer would drop the
-    /// labels and place keys elsewhere, or gossip the layout on without them.
+    /// labels and place keys elsewhere, or gossip the layout on without them. Likewise one
+    /// whose bucket table has a time to live to a connection older than expiry.
     pub(crate) fn protocol_refusal(&self, version: u32, request: &Request) -> Option<WireError> {
-        if version >= ZONES_PROTOCOL_VERSION {
+        if version >= EXPIRY_PROTOCOL_VERSION {
             return None;
         }
-        let has_zones = match request {
+        let (zones, expiry) = match request {
             // The ring a client is handed is the view's, made from the layout it holds.
-            Request::Ring => self.view.borrow().layout.has_zones(),
-            Request::Layout => self.keeper.as_ref().is_some_and(|k| k.layout().has_zones()),
-            _ => false,
+            Request::Ring => {
+                let view = self.view.borrow();
+                (view.layout.has_zones(), view.layout.has_expiry())
+            }
+            Request::Layout => self.keeper.as_ref().map_or((false, false), |k| {
+                let layout = k.layout();
+                (layout.has_zones(), layout.has_expiry())
+            }),
+            _ => (false, false),
         };
-        has_zones.then(|| WireError::InvalidRequest {
+        let (feature, needs) = if zones && version < ZONES_PROTOCOL_VERSION {
+            ("places replicas by zone", ZONES_PROTOCOL_VERSION)
+        } else if expiry {
+            ("gives a bucket a time to live", EXPIRY_PROTOCOL_VERSION)
+        } else {
+            return None;
+        };
+        Some(WireError::InvalidRequest {
             reason: format!(
-                "this cluster places replicas by zone, which needs protocol \
-                 {ZONES_PROTOCOL_VERSION}; this connection speaks {version}: upgrade this \
-                 process"
+                "this cluster {feature}, which needs protocol {needs}; this connection speaks \
+                 {version}: upgrade this process"
             ),
         })
     }
