@@ -238,16 +238,16 @@ async fn an_expiring_write_is_never_sent_to_a_node_that_does_not_know_expiry() -
         };
         assert!(e.to_string().contains("protocol"), "w={w}: {e}");
     }
+    // A refused write may still have been stamped by a node whose gossip had not caught up
+    // yet (it fails in doubt); what matters is that the old node never holds it.
     client.flush(Duration::from_secs(5)).await;
-    for i in 0..3 {
-        assert!(
-            held_by(&cluster, i, "expiring")
-                .await?
-                .siblings()
-                .is_empty(),
-            "node {i} took it"
-        );
-    }
+    assert!(
+        held_by(&cluster, 2, "expiring")
+            .await?
+            .siblings()
+            .is_empty(),
+        "the node without expiry took it"
+    );
     Ok(())
 }
 
