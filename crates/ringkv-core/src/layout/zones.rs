@@ -57,26 +57,26 @@ impl Layout {
         before: &Layout,
         speaks: impl Fn(NodeId) -> Option<Option<u32>>,
     ) -> Result<(), LayoutError> {
-        if !self.has_zones() {
-            return Ok(());
+        let newcomers = self.newcomers(before, Layout::has_zones);
+        match first_unable(newcomers, ZONES_PROTOCOL_VERSION, speaks) {
+            None => Ok(()),
+            Some((node, None)) => Err(LayoutError::ZonesUnheard { node }),
+            Some((node, Some(speaks))) => Err(LayoutError::ZonesUnknown { node, speaks }),
         }
-        let known = if before.has_zones() {
+    }
+
+    /// The holders of this layout that must speak the protocol of a feature `has` says it
+    /// uses: none without it, all when `before` did not use it, else those it adds.
+    fn newcomers(&self, before: &Layout, has: impl Fn(&Layout) -> bool) -> Vec<NodeId> {
+        if !has(self) {
+            return Vec::new();
+        }
+        let known = if has(before) {
             before.holders()
         } else {
             BTreeSet::new()
         };
-        for id in self.holders().difference(&known) {
-            let Some(version) = speaks(*id) else {
-                return Err(LayoutError::ZonesUnheard { node: *id });
-            };
-            if version.is_none_or(|v| v < ZONES_PROTOCOL_VERSION) {
-                return Err(LayoutError::ZonesUnknown {
-                    node: *id,
-                    speaks: version,
-                });
-            }
-        }
-        Ok(())
+        self.holders().difference(&known).copied().collect()
     }
 
     /// Whether the bucket table (or, during a transfer, the previous one) gives some bucket
@@ -101,26 +101,12 @@ impl Layout {
         speaks: impl Fn(NodeId) -> Option<Option<u32>>,
     ) -> Result<(), LayoutError> {
         self.check_zone_readers(before, &speaks)?;
-        if !self.has_expiry() {
-            return Ok(());
+        let newcomers = self.newcomers(before, Layout::has_expiry);
+        match first_unable(newcomers, EXPIRY_PROTOCOL_VERSION, speaks) {
+            None => Ok(()),
+            Some((node, None)) => Err(LayoutError::ExpiryUnheard { node }),
+            Some((node, Some(speaks))) => Err(LayoutError::ExpiryUnknown { node, speaks }),
         }
-        let known = if before.has_expiry() {
-            before.holders()
-        } else {
-            BTreeSet::new()
-        };
-        for id in self.holders().difference(&known) {
-            let Some(version) = speaks(*id) else {
-                return Err(LayoutError::ExpiryUnheard { node: *id });
-            };
-            if version.is_none_or(|v| v < EXPIRY_PROTOCOL_VERSION) {
-                return Err(LayoutError::ExpiryUnknown {
-                    node: *id,
-                    speaks: version,
-                });
-            }
-        }
-        Ok(())
     }
 
     /// Refuses members of which some have a zone and some none: an unlabelled member would
@@ -137,4 +123,19 @@ impl Layout {
         }
         Err(LayoutError::ZonesIncomplete { unlabelled })
     }
+}
+
+/// The first of `nodes` not known to speak `needs`: `(node, None)` if gossip has not heard
+/// of it, `(node, Some(what it gossips))` if it speaks less (`None` inside: no protocol, a
+/// release before zones).
+fn first_unable(
+    nodes: Vec<NodeId>,
+    needs: u32,
+    speaks: impl Fn(NodeId) -> Option<Option<u32>>,
+) -> Option<(NodeId, Option<Option<u32>>)> {
+    nodes.into_iter().find_map(|id| match speaks(id) {
+        None => Some((id, None)),
+        Some(version) if version.is_none_or(|v| v < needs) => Some((id, Some(version))),
+        Some(_) => None,
+    })
 }

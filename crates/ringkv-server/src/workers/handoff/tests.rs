@@ -64,6 +64,37 @@ fn to(id: NodeId) -> (NodeId, String) {
     (id, addr(id))
 }
 
+/// Nodes 1 to 4, and node 5's join under way in `phase`.
+fn fifth_joining(phase: Phase) -> ClusterView {
+    let members: Vec<Member> = (1..=4)
+        .map(|id| Member {
+            id: NodeId(id),
+            addr: addr(NodeId(id)),
+            weight: 1,
+            tokens: Vec::new(),
+            zone: String::new(),
+        })
+        .collect();
+    let before = ringkv_core::claim::found(&members, 16).expect("members");
+    let joining = Member {
+        id: NodeId(5),
+        addr: addr(NodeId(5)),
+        weight: 1,
+        tokens: Vec::new(),
+        zone: String::new(),
+    };
+    let after = ringkv_core::claim::join(&before, joining, 16).expect("join");
+    let mut config = RingConfig::of(after);
+    config.transition = Some(Transition {
+        id: 2,
+        phase,
+        previous: before,
+        removed: Vec::new(),
+        previous_buckets: None,
+    });
+    ClusterView::fixed(Ring::new(config).expect("ring"))
+}
+
 #[test]
 fn a_hint_goes_to_its_home_while_that_still_is_a_home_of_the_key() {
     let view = view();
@@ -122,36 +153,8 @@ fn a_hint_whose_home_lost_the_key_goes_to_every_home_the_key_has_now() {
 
 #[test]
 fn during_a_transfer_a_hint_for_a_home_losing_the_key_goes_to_the_new_homes_too() {
-    let before: Vec<Member> = {
-        let members: Vec<Member> = (1..=4)
-            .map(|id| Member {
-                id: NodeId(id),
-                addr: addr(NodeId(id)),
-                weight: 1,
-                tokens: Vec::new(),
-                zone: String::new(),
-            })
-            .collect();
-        ringkv_core::claim::found(&members, 16).expect("members")
-    };
-    let joining = Member {
-        id: NodeId(5),
-        addr: addr(NodeId(5)),
-        weight: 1,
-        tokens: Vec::new(),
-        zone: String::new(),
-    };
-    let after = ringkv_core::claim::join(&before, joining, 16).expect("join");
     for phase in [Phase::Streaming, Phase::Switching] {
-        let mut config = RingConfig::of(after.clone());
-        config.transition = Some(Transition {
-            id: 2,
-            phase,
-            previous: before.clone(),
-            removed: Vec::new(),
-            previous_buckets: None,
-        });
-        let view = ClusterView::fixed(Ring::new(config).expect("ring"));
+        let view = fifth_joining(phase);
         let old_homes = |key: &[u8]| -> Vec<NodeId> {
             view.ring
                 .previous_home_replicas("b", key)
@@ -191,36 +194,8 @@ fn during_a_transfer_a_hint_for_a_home_losing_the_key_goes_to_the_new_homes_too(
 /// bucket's `n` lowered, the dropped home the only one alive).
 #[test]
 fn a_converted_hint_never_lands_only_on_homes_the_key_leaves() {
-    let before: Vec<Member> = {
-        let members: Vec<Member> = (1..=4)
-            .map(|id| Member {
-                id: NodeId(id),
-                addr: addr(NodeId(id)),
-                weight: 1,
-                tokens: Vec::new(),
-                zone: String::new(),
-            })
-            .collect();
-        ringkv_core::claim::found(&members, 16).expect("members")
-    };
-    let joining = Member {
-        id: NodeId(5),
-        addr: addr(NodeId(5)),
-        weight: 1,
-        tokens: Vec::new(),
-        zone: String::new(),
-    };
-    let after = ringkv_core::claim::join(&before, joining, 16).expect("join");
     for phase in [Phase::Streaming, Phase::Switching] {
-        let mut config = RingConfig::of(after.clone());
-        config.transition = Some(Transition {
-            id: 2,
-            phase,
-            previous: before.clone(),
-            removed: Vec::new(),
-            previous_buckets: None,
-        });
-        let view = ClusterView::fixed(Ring::new(config).expect("ring"));
+        let view = fifth_joining(phase);
         let old_homes = |key: &[u8]| -> Vec<NodeId> {
             view.ring
                 .previous_home_replicas("b", key)
