@@ -15,6 +15,9 @@
 //! - `max_siblings`, and `divergent`: keys whose home replicas still differ after repair;
 //! - `dots_minted_twice`: one dot naming two different writes on some node (copy or hint).
 //!
+//! Every node purges dead keys meanwhile (every 500 ms, with a two-second delay), so
+//! `resurrected` also counts what a purge let back; `purged` says how many keys went.
+//!
 //! `RINGKV_NEMESIS_SECONDS` (default 60) and `RINGKV_NEMESIS_SEED` (default: random) choose
 //! the run; `make nemesis SECONDS=N SEED=S` sets them. A failure prints the seed.
 
@@ -63,6 +66,9 @@ struct Verdict {
     max_siblings: usize,
     divergent: usize,
     dots_minted_twice: usize,
+    /// Dead keys the nodes purged during the run (every node purges every 500 ms with a
+    /// two-second delay): `resurrected` counts what a purge let back as much as anything.
+    purged: u64,
 }
 
 impl std::fmt::Display for Verdict {
@@ -70,7 +76,7 @@ impl std::fmt::Display for Verdict {
         write!(
             f,
             "nemesis seed={} seconds={} operations={} faults={} lost={} resurrected={} \
-             max_siblings={} divergent={} dots_minted_twice={}",
+             max_siblings={} divergent={} dots_minted_twice={} purged={}",
             self.seed,
             self.seconds,
             self.operations,
@@ -79,7 +85,8 @@ impl std::fmt::Display for Verdict {
             self.resurrected,
             self.max_siblings,
             self.divergent,
-            self.dots_minted_twice
+            self.dots_minted_twice,
+            self.purged
         )
     }
 }
@@ -132,6 +139,7 @@ async fn run(seed: u64, seconds: u64) -> anyhow::Result<Verdict> {
         nodes: NODES,
         own_addresses: true,
         zones: ZONES.map(String::from).to_vec(),
+        extra_toml: "[purge]\ninterval_ms = 500\ndelay_secs = 2\n".into(),
         ..ClusterSpec::default()
     })
     .await?;
@@ -565,6 +573,7 @@ async fn check(
         show_divergence(cluster, bucket, &keys).await?;
     }
     verdict.dots_minted_twice = dots_minted_twice(cluster, bucket.name(), &keys).await?;
+    verdict.purged = cluster.stats().await?.iter().map(|s| s.purged_keys).sum();
     Ok(verdict)
 }
 

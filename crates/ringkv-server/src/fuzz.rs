@@ -372,12 +372,28 @@ fn seed_requests() -> Vec<Request> {
         Request::Layout,
         Request::Inspect {
             bucket: "lww".into(),
-            key,
+            key: key.clone(),
         },
         Request::AeTree { peer: NodeId(2) },
         Request::AeKeys {
             peer: NodeId(2),
             ranges: vec![0, u64::MAX],
+        },
+        Request::PurgeCheck {
+            keys: vec![ringkv_core::wire::PurgeKey {
+                bucket: "b".into(),
+                key: key.clone(),
+                vv: ringkv_core::VersionVector::new(),
+                dots: Vec::new(),
+            }],
+        },
+        Request::Purge {
+            keys: vec![ringkv_core::wire::PurgeKey {
+                bucket: "b".into(),
+                key,
+                vv: ringkv_core::VersionVector::new(),
+                dots: Vec::new(),
+            }],
         },
         Request::Commit { base: 1 },
         Request::Remove {

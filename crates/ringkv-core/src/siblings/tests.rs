@@ -637,3 +637,54 @@ fn forgotten_expired_versions_stay_covered() {
     state.merge(&elsewhere, ConflictPolicy::Siblings);
     assert!(state.siblings().is_empty(), "the unstripped copy came back");
 }
+
+/// A purge measures its delay from the moment a state stopped holding a live value: the
+/// latest tombstone stamp or expiry. A live value anywhere in the set means not dead at all.
+#[test]
+fn a_state_is_dead_since_its_last_tombstone_or_expiry() {
+    let mut state = SiblingSet::new();
+    assert_eq!(
+        state.dead_since(0),
+        Some(0),
+        "nothing written: nothing to wait for"
+    );
+    let v1 = state
+        .stamp(A, &VersionVector::new(), value("v1"), 5, None)
+        .expect("stamp");
+    assert_eq!(state.dead_since(100), None, "a value that never expires");
+    state.set_expiry(v1, Some(50));
+    assert_eq!(state.dead_since(49), None, "not expired yet");
+    assert_eq!(
+        state.dead_since(50),
+        Some(50),
+        "expired at 50, stripped or not"
+    );
+    state.strip_expired(60);
+    assert_eq!(state.dead_since(60), Some(50));
+
+    // A concurrent delete stamped at 70 (a second sibling, a tombstone): dead since 70.
+    let mut deleted = SiblingSet::new();
+    deleted
+        .stamp(actor(1), &VersionVector::new(), None, 70, None)
+        .expect("stamp");
+    state.merge(&deleted, ConflictPolicy::Siblings);
+    assert_eq!(state.siblings().len(), 2);
+    assert_eq!(state.dead_since(80), Some(70));
+
+    // A concurrent live value keeps the whole key alive.
+    let mut alive = SiblingSet::new();
+    alive
+        .stamp(actor(2), &VersionVector::new(), value("v2"), 10, None)
+        .expect("stamp");
+    state.merge(&alive, ConflictPolicy::Siblings);
+    assert_eq!(state.dead_since(1_000), None);
+
+    // A copy stripped by a replica whose clock is ahead: dead here only from its expiry on.
+    let mut ahead = SiblingSet::new();
+    let dot = ahead
+        .stamp(A, &VersionVector::new(), value("v"), 5, None)
+        .expect("stamp");
+    ahead.set_expiry(dot, Some(500));
+    ahead.strip_expired(500);
+    assert_eq!(ahead.dead_since(400), Some(500), "its end is its expiry");
+}

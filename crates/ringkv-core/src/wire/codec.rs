@@ -43,7 +43,8 @@ use super::error::WireError;
 /// 8: members carry a zone, placement is zone-aware, `Change::Zone`; `Stats` names the node's
 /// configured zone.
 /// 9: expiry: `Put` carries a time to live, siblings their expiry (`expires_ms`).
-pub const PROTOCOL_VERSION: u32 = 9;
+/// 10: purging: `PurgeCheck` and `Purge`, node to node.
+pub const PROTOCOL_VERSION: u32 = 10;
 
 /// The first protocol version that knows zones. A ring or layout whose members have zones is
 /// never handed over a connection that negotiated an older one: an older build would drop
@@ -61,6 +62,11 @@ pub const ZONES_PROTOCOL_VERSION: u32 = 8;
 /// to it waits until it is upgraded. (A copy that lost its expiry anyway cannot make the
 /// write immortal elsewhere: merging joins a missing expiry below any expiry.)
 pub const EXPIRY_PROTOCOL_VERSION: u32 = 9;
+
+/// The first protocol version that knows `PurgeCheck` and `Purge`. An older node cannot
+/// answer them, so a key one of its homes runs an older release is never purged (the
+/// requests fail on that connection and the purge waits).
+pub const PURGE_PROTOCOL_VERSION: u32 = 10;
 
 /// The oldest protocol version this build speaks. 7 is the first version that negotiates (a
 /// build of 6 or older demands an exact match), so it is also the oldest this one can speak

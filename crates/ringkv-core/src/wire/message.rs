@@ -3,18 +3,20 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+mod response;
 mod stats;
 
+pub use response::{Response, RingSnapshot};
 pub use stats::{AntiEntropyStats, NodeStats, TransferStats};
 
 use super::error::WireError;
 use super::protocol::ProtocolRange;
 use crate::auth::Role;
-use crate::layout::{Change, Layout};
+use crate::layout::Change;
 use crate::node::{Member, NodeId};
-use crate::ring::{RingConfig, RingEpoch};
+use crate::ring::RingEpoch;
 use crate::siblings::SiblingSet;
-use crate::version::VersionVector;
+use crate::version::{Dot, VersionVector};
 
 /// The first frame on every connection, from the side that connected.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -321,10 +323,65 @@ pub enum Request {
         /// The ranges (named by their end token) whose hashes differed in the trees.
         ranges: Vec<u64>,
     },
+    /// Purging, node to node: for each key, whether this node's own copy holds no live value
+    /// by its clock and has exactly the version vector given (see the server's
+    /// `workers::purge`). Answered with `Response::PurgeChecked`, in order. Refused unless
+    /// both sides route by the same ring. Since protocol version 10.
+    PurgeCheck {
+        /// At most [`MAX_PURGE_KEYS`].
+        keys: Vec<PurgeKey>,
+    },
+    /// Purging: delete this node's own copy of each key that still holds no live value and
+    /// still has exactly the version vector given. Answered with `Response::Purged`.
+    /// Refused unless both sides route by the same ring. Since protocol version 10.
+    Purge {
+        /// At most [`MAX_PURGE_KEYS`].
+        keys: Vec<PurgeKey>,
+    },
     /// Proxy mode: coordinate this operation's quorum on the caller's behalf, as the SDK
     /// would. For thin clients that do not keep the ring (and to measure what client-side
     /// coordination saves).
     Coordinate(Coordinated),
+}
+
+/// The most keys one `PurgeCheck` or `Purge` names.
+pub const MAX_PURGE_KEYS: usize = 1024;
+
+/// A key a purge is about, and which dead state it would remove: its version vector and the
+/// dots of its siblings (under `lww` the vector is empty, and the dot names the write).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgeKey {
+    /// The bucket the key is in.
+    pub bucket: String,
+    /// The key.
+    pub key: Bytes,
+    /// The version vector of the state the coordinator of the purge holds.
+    pub vv: VersionVector,
+    /// The dots of that state's siblings, in order.
+    pub dots: Vec<Dot>,
+}
+
+impl PurgeKey {
+    /// The purge key of `state`, held for `key` in `bucket`.
+    pub fn of(bucket: String, key: Bytes, state: &SiblingSet) -> PurgeKey {
+        PurgeKey {
+            bucket,
+            key,
+            vv: state.version_vector().clone(),
+            dots: state.siblings().iter().map(|s| s.dot).collect(),
+        }
+    }
+
+    /// Whether `state` is the state this names, and holds no live value at `now_ms`.
+    pub fn matches_dead(&self, state: &SiblingSet, now_ms: u64) -> bool {
+        state.version_vector() == &self.vv
+            && state
+                .siblings()
+                .iter()
+                .map(|s| s.dot)
+                .eq(self.dots.iter().copied())
+            && state.dead_since(now_ms).is_some()
+    }
 }
 
 /// An operation a node coordinates for a thin client (`Request::Coordinate`).
@@ -378,6 +435,7 @@ impl Request {
             }
             | Request::Touch { .. } => super::EXPIRY_PROTOCOL_VERSION,
             Request::Merge { state, .. } if state.has_expiry() => super::EXPIRY_PROTOCOL_VERSION,
+            Request::PurgeCheck { .. } | Request::Purge { .. } => super::PURGE_PROTOCOL_VERSION,
             _ => super::MIN_PROTOCOL_VERSION,
         }
     }
@@ -405,117 +463,10 @@ impl Request {
             Request::Inspect { .. } => "inspect",
             Request::AeTree { .. } => "ae-tree",
             Request::AeKeys { .. } => "ae-keys",
+            Request::PurgeCheck { .. } => "purge-check",
+            Request::Purge { .. } => "purge",
             Request::Coordinate(Coordinated::Get { .. }) => "coordinate-get",
             Request::Coordinate(Coordinated::Write { .. }) => "coordinate-write",
         }
     }
-}
-
-/// A successful answer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Response {
-    /// The key's state, or `None` if the node holds nothing for it.
-    Value {
-        /// What the node holds for the key.
-        state: Option<SiblingSet>,
-    },
-    /// The state after a `Put` was stamped.
-    Stamped {
-        /// The key's whole state after the write, which the client sends on to the other
-        /// replicas.
-        state: SiblingSet,
-        /// The write is not on disk yet and counts as acknowledged only once a `Merge` of
-        /// it to this node answers (the `Put` had `defer_sync`).
-        #[serde(default)]
-        pending_sync: bool,
-    },
-    /// The merge was applied (or changed nothing).
-    Merged,
-    /// The answer to `Touch`: applied, unless `missing` names writes the node has not seen
-    /// (then nothing was applied; send the read's state with the touch).
-    Touched {
-        /// The dots the node lacks.
-        #[serde(default)]
-        missing: Vec<crate::version::Dot>,
-    },
-    /// The answer to `Ring`: the node's view of the cluster.
-    Ring(RingSnapshot),
-    /// The answer to `HoldsBucket`.
-    HoldsBucket {
-        /// Whether the node holds a key of the bucket (or could not tell: a store error).
-        holds: bool,
-    },
-    /// The answer to `Ping`.
-    Pong {
-        /// The answering node, so that a probe also tells who is behind an address.
-        node: NodeId,
-    },
-    /// The answer to `Stats`.
-    Stats(NodeStats),
-    /// The layout (after the change, for `Found`, `Stage`, `Commit` and `Clear`).
-    Layout(Layout),
-    /// The answer to `Inspect`: the node's own copy, and the hints it holds for other nodes.
-    Inspection {
-        /// The node's own copy of the key, if it has one.
-        data: Option<SiblingSet>,
-        /// The hinted states it holds for the key, each with the home node it is meant for.
-        hints: Vec<(NodeId, SiblingSet)>,
-    },
-    /// The answer to `AeTree`: `(range, hash)` pairs, sorted by range.
-    AeTree {
-        /// One `(range, hash)` pair per range where the two nodes share keys.
-        ranges: Vec<(u64, u64)>,
-    },
-    /// The answer to `AeKeys`: `(bucket, key, digest of the state)`, sorted.
-    AeKeys {
-        /// One `(bucket, key, digest)` triple per key of the ranges asked for.
-        keys: Vec<(String, Bytes, u64)>,
-    },
-    /// The answer to a coordinated get: the live siblings and the read's opaque context.
-    Read {
-        /// The values of the live siblings: more than one means concurrent writes.
-        siblings: Vec<Bytes>,
-        /// The read's causal context, to hand back with a write that replaces what was read.
-        context: Bytes,
-    },
-    /// The answer to a coordinated write: who acknowledged it.
-    Written {
-        /// The home replicas that acknowledged the write.
-        home: Vec<NodeId>,
-        /// The fallbacks that acknowledged it, standing in for home replicas that were down.
-        fallback: Vec<NodeId>,
-    },
-}
-
-impl Response {
-    /// A short name for errors and logs (never the payload, which may be megabytes).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Response::Value { .. } => "value",
-            Response::Stamped { .. } => "stamped",
-            Response::Merged => "merged",
-            Response::Touched { .. } => "touched",
-            Response::Ring(_) => "ring",
-            Response::Pong { .. } => "pong",
-            Response::HoldsBucket { .. } => "holds-bucket",
-            Response::Stats(_) => "stats",
-            Response::Layout(_) => "layout",
-            Response::Inspection { .. } => "inspection",
-            Response::AeTree { .. } => "ae-tree",
-            Response::AeKeys { .. } => "ae-keys",
-            Response::Read { .. } => "read",
-            Response::Written { .. } => "written",
-        }
-    }
-}
-
-/// A node's view of the cluster: the ring config (members, buckets) and who is alive.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RingSnapshot {
-    /// The node that answered.
-    pub node: NodeId,
-    /// The config of the node's ring, from which a client computes the same ring.
-    pub config: RingConfig,
-    /// Members the answering node's failure detector considers alive.
-    pub alive: Vec<NodeId>,
 }

@@ -10,7 +10,9 @@
 //!   gossip stays small however many tokens the layout carries;
 //! - `transfer`: how far it has got with the transfer under way (`Step`), from which every
 //!   node advances the layout's transfer phases on its own ([`Layout::advance`]);
-//! - `cluster`: the bucket settings it proposes (highest `version` wins, ties by lowest id).
+//! - `cluster`: the bucket settings it proposes (highest `version` wins, ties by lowest id);
+//! - `purge`: the age of its oldest hint and the ring it last cleaned up after
+//!   ([`crate::cluster::PurgeReport`]), which purging waits on.
 //!
 //! The layout is persisted in the store, so a restarted node routes by it at once. Liveness
 //! comes from chitchat's phi-accrual failure detector and travels beside the ring, never
@@ -44,6 +46,8 @@ const KEY_WEIGHT: &str = "weight";
 const KEY_CLUSTER: &str = "cluster";
 const KEY_LAYOUT: &str = "layout";
 const KEY_TRANSFER: &str = "transfer";
+/// What a purge waits on (see [`crate::cluster::PurgeReport`]).
+const KEY_PURGE: &str = "purge";
 /// The newest protocol version the node speaks: what decides whether a layout with zones may
 /// reach it (a release before zones gossips none).
 const KEY_PROTOCOL: &str = "protocol";
@@ -144,6 +148,7 @@ pub async fn spawn_membership(
         (KEY_CLUSTER.to_string(), settings),
         (KEY_LAYOUT.to_string(), layout_key(keeper.rank())),
         (KEY_TRANSFER.to_string(), report_key(keeper.report())),
+        (KEY_PURGE.to_string(), keeper.purge_report().to_key()),
     ];
     // With a cluster secret, datagrams without its MAC are dropped: a node without the secret
     // can neither join nor speak for a member.
@@ -166,7 +171,7 @@ pub async fn spawn_membership(
         keeper: keeper.clone(),
         pool: Pool::with_options(outbound),
         started,
-        published: (String::new(), String::new()),
+        published: (String::new(), String::new(), String::new()),
     };
     let initial = {
         let guard = chitchat.chitchat();
@@ -204,8 +209,8 @@ struct Refresh {
     /// For fetching a newer layout from the peer that has it.
     pool: Pool,
     started: tokio::time::Instant,
-    /// The layout and transfer keys last gossiped.
-    published: (String, String),
+    /// The layout, transfer and purge keys last gossiped.
+    published: (String, String, String),
 }
 
 /// Recomputes the view every `interval` (or when the keeper says the layout changed) and
@@ -238,6 +243,14 @@ async fn refresh_loop(
             .filter_map(|(_, p)| p.layout)
             .max();
         keeper.set_heard(heard);
+        keeper.set_heard_purge(
+            gossip
+                .peers
+                .iter()
+                .filter(|(id, _)| **id != refresh.me && gossip.live.contains(id))
+                .filter_map(|(id, p)| Some((*id, p.purge?)))
+                .collect(),
+        );
         // Move the transfer on if every node has reported what its phase waits for. Only a
         // layout with a transfer under way can move, so only then is it copied.
         let held = keeper.layout();
@@ -325,11 +338,12 @@ impl Refresh {
         }
     }
 
-    /// Gossips this node's layout rank and transfer report if they changed.
+    /// Gossips this node's layout rank, transfer report and purge report if they changed.
     async fn publish(&mut self, chitchat: &tokio::sync::Mutex<Chitchat>) {
         let keys = (
             layout_key(self.keeper.rank()),
             report_key(self.keeper.report()),
+            self.keeper.purge_report().to_key(),
         );
         if keys == self.published {
             return;
@@ -338,6 +352,7 @@ impl Refresh {
         let node = state.self_node_state();
         node.set(KEY_LAYOUT, keys.0.clone());
         node.set(KEY_TRANSFER, keys.1.clone());
+        node.set(KEY_PURGE, keys.2.clone());
         self.published = keys;
     }
 

@@ -1,5 +1,5 @@
 //! The cluster layout this node holds ([`Keeper`]) and what it knows of the cluster at one
-//! moment ([`ClusterView`]).
+//! moment ([`ClusterView`]), with the purge reports it gossips and hears ([`PurgeReport`]).
 //!
 //! The layout is persisted in the store, so a restarted node routes by it at once. The keeper
 //! is shared by the request handlers (operator commands), the transfer worker (progress
@@ -12,6 +12,7 @@ use ringkv_core::{Layout, LayoutError, NodeId, Ring, Step};
 use tokio::sync::Notify;
 use tracing::info;
 
+use crate::cluster::PurgeReport;
 use crate::cluster::address::Twin;
 use crate::storage::Store;
 use crate::storage::records;
@@ -20,6 +21,8 @@ use crate::storage::records;
 const LAYOUT_RECORD: &str = "layout";
 /// The store record holding this node's last transfer report (`Step` for a transition id).
 const REPORT_RECORD: &str = "transfer-report";
+/// The store record holding the ring version this node last cleaned up after.
+const CLEANED_RECORD: &str = "cleaned-ring-version";
 
 /// What a node knows of the cluster at one moment.
 #[derive(Debug)]
@@ -84,6 +87,11 @@ pub struct Keeper {
     /// The other live processes gossiping under this node's id (see `cluster::address`):
     /// normally none.
     twins: Mutex<Vec<Twin>>,
+    /// What this node gossips for purging: the oldest hint it holds (set by handoff) and
+    /// the ring version it cleaned up after (set, and persisted, by the transfer worker).
+    purge: Mutex<PurgeReport>,
+    /// What the live peers gossip for purging, as of the last gossip tick.
+    heard_purge: Mutex<BTreeMap<NodeId, PurgeReport>>,
     /// Wakes the refresh loop after a local change, so it is gossiped at once.
     pub(crate) changed: Notify,
 }
@@ -100,12 +108,18 @@ impl Keeper {
             );
         }
         let report = records::load::<(u64, Step)>(store.as_ref(), REPORT_RECORD);
+        let cleaned = records::load::<u64>(store.as_ref(), CLEANED_RECORD).unwrap_or(0);
         Keeper {
             store,
             held: Mutex::new(Held::new(layout)),
             report: Mutex::new(report),
             heard: Mutex::new(None),
             twins: Mutex::new(Vec::new()),
+            purge: Mutex::new(PurgeReport {
+                hints_since_ms: 0,
+                cleaned,
+            }),
+            heard_purge: Mutex::new(BTreeMap::new()),
             changed: Notify::new(),
         }
     }
@@ -123,6 +137,8 @@ impl Keeper {
             report: Mutex::new(None),
             heard: Mutex::new(None),
             twins: Mutex::new(Vec::new()),
+            purge: Mutex::new(PurgeReport::default()),
+            heard_purge: Mutex::new(BTreeMap::new()),
             changed: Notify::new(),
         }
     }
@@ -208,6 +224,52 @@ impl Keeper {
         records::save(self.store.as_ref(), REPORT_RECORD, &(id, step));
         drop(guard);
         self.changed.notify_one();
+    }
+}
+
+impl Keeper {
+    fn purge(&self) -> std::sync::MutexGuard<'_, PurgeReport> {
+        self.purge.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// This node's purge report.
+    pub fn purge_report(&self) -> PurgeReport {
+        *self.purge()
+    }
+
+    /// Records that no hint this node holds is older than `since_ms` (a handoff round's
+    /// finding).
+    pub fn set_hints_since(&self, since_ms: u64) {
+        self.purge().hints_since_ms = since_ms;
+    }
+
+    /// The ring version this node last cleaned up after.
+    pub fn cleaned(&self) -> u64 {
+        self.purge().cleaned
+    }
+
+    /// Records (persistently) that this node cleaned up after ring version `version`.
+    pub fn set_cleaned(&self, version: u64) {
+        records::save(self.store.as_ref(), CLEANED_RECORD, &version);
+        self.purge().cleaned = version;
+        self.changed.notify_one();
+    }
+
+    /// Records what the live peers gossip for purging.
+    pub(crate) fn set_heard_purge(&self, reports: BTreeMap<NodeId, PurgeReport>) {
+        *self.heard_purge.lock().unwrap_or_else(|p| p.into_inner()) = reports;
+    }
+
+    /// Every purge report this node knows of, its own included: the live peers' as gossip
+    /// last showed them.
+    pub fn purge_reports(&self, me: NodeId) -> BTreeMap<NodeId, PurgeReport> {
+        let mut reports = self
+            .heard_purge
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        reports.insert(me, self.purge_report());
+        reports
     }
 }
 

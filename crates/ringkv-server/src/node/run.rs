@@ -20,6 +20,7 @@ use crate::request::{Endpoint, Service, serve};
 use crate::storage::{RocksStore, Store};
 use crate::workers::antientropy::spawn_anti_entropy;
 use crate::workers::handoff::spawn_handoff;
+use crate::workers::purge::spawn_purge;
 use crate::workers::transfer::spawn_transfer;
 
 /// Runs a node until `shutdown` is cancelled, then shuts it down gracefully.
@@ -114,6 +115,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let handoff = spawn_handoff(&parts, config.handoff.clone(), shutdown.clone());
     let transfer = spawn_transfer(&parts, config.transfer.clone(), shutdown.clone());
     let anti_entropy = spawn_anti_entropy(&parts, config.anti_entropy.clone(), shutdown.clone());
+    let purge = spawn_purge(&parts, config.purge.clone(), shutdown.clone());
     let admin = match addresses.admin {
         Some(addr) => Some(
             spawn_admin(
@@ -135,6 +137,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let _ = handoff.await;
     let _ = transfer.await;
     let _ = anti_entropy.await;
+    let _ = purge.await;
     // A twin found while running stopped this node: say so in the exit status, after the
     // graceful shutdown.
     let twin = address.await?;

@@ -116,7 +116,7 @@ impl Security {
 
 /// Whether a connection acting as `role` may make `request`. Clients read and write (their
 /// SDK replicates, repairs and leaves hints, so `Merge` is theirs too) and look at the
-/// cluster; anti-entropy and membership changes are the nodes' and operators'.
+/// cluster; anti-entropy, purging and membership changes are the nodes' and operators'.
 pub fn permitted(role: Role, request: &Request) -> bool {
     match role {
         Role::Node => true,
@@ -124,6 +124,8 @@ pub fn permitted(role: Role, request: &Request) -> bool {
             request,
             Request::AeTree { .. }
                 | Request::AeKeys { .. }
+                | Request::PurgeCheck { .. }
+                | Request::Purge { .. }
                 | Request::Found { .. }
                 | Request::Stage { .. }
                 | Request::Commit { .. }
@@ -198,7 +200,16 @@ mod tests {
                 peer: ringkv_core::NodeId(1)
             }
         ));
+        assert!(!permitted(
+            Role::Client,
+            &Request::Purge { keys: Vec::new() }
+        ));
+        assert!(!permitted(
+            Role::Client,
+            &Request::PurgeCheck { keys: Vec::new() }
+        ));
         assert!(permitted(Role::Node, &Request::Commit { base: 1 }));
+        assert!(permitted(Role::Node, &Request::Purge { keys: Vec::new() }));
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct NodeCounters {
     /// Bytes of hints held, as the last handoff round measured them plus hints taken since.
     /// The replica refuses new hints while this is over `limits.max_hint_queue_bytes`.
     pub hint_bytes: AtomicU64,
+    /// Keys whose dead state this node deleted in a purge.
+    pub purged_keys: AtomicU64,
     /// Anti-entropy exchanges completed.
     pub ae_exchanges: AtomicU64,
     /// Ring ranges anti-entropy found different on a peer.
@@ -45,6 +47,8 @@ pub struct CountersSnapshot {
     pub hints_converted: u64,
     /// See [`NodeCounters::hint_bytes`].
     pub hint_bytes: u64,
+    /// See [`NodeCounters::purged_keys`].
+    pub purged_keys: u64,
     /// The anti-entropy figures.
     pub anti_entropy: AntiEntropyStats,
     /// The transfer worker's last recorded progress.
@@ -80,6 +84,7 @@ impl NodeCounters {
             hints_delivered: self.hints_delivered.load(Ordering::Relaxed),
             hints_converted: self.hints_converted.load(Ordering::Relaxed),
             hint_bytes: self.hint_bytes.load(Ordering::Relaxed),
+            purged_keys: self.purged_keys.load(Ordering::Relaxed),
             anti_entropy: AntiEntropyStats {
                 exchanges: self.ae_exchanges.load(Ordering::Relaxed),
                 ranges_differing: self.ae_ranges_differing.load(Ordering::Relaxed),

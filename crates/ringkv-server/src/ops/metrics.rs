@@ -185,7 +185,7 @@ impl Collector for NodeSnapshot {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let s = &self.stats;
         let transfer = s.transfer.clone().unwrap_or_default();
-        let counters: [(&str, &str, u64); 8] = [
+        let counters: [(&str, &str, u64); 9] = [
             (
                 "expired_values_reclaimed",
                 "Expired values whose bytes were reclaimed (their versions stay)",
@@ -195,6 +195,11 @@ impl Collector for NodeSnapshot {
                 "expired_bytes_reclaimed",
                 "Bytes of expired values reclaimed",
                 s.expired_bytes_reclaimed,
+            ),
+            (
+                "purged_keys",
+                "Keys whose tombstones and expired versions were purged",
+                s.purged_keys,
             ),
             (
                 "hints_delivered",

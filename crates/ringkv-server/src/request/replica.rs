@@ -66,6 +66,8 @@ pub struct Replica {
     /// [`Replica::ring_checked`]), and taken alone by a transfer before it walks the store
     /// ([`Replica::settle_ring_checks`]).
     ring_gate: RwLock<()>,
+    /// When each hint was created (see `purge`).
+    hint_ages: purge::HintAges,
 }
 
 impl Replica {
@@ -85,6 +87,7 @@ impl Replica {
             counters,
             max_hint_queue_bytes,
             ring_gate: RwLock::new(()),
+            hint_ages: purge::HintAges::default(),
         }
     }
 
@@ -226,7 +229,10 @@ impl Replica {
             minted: Some(self.actors.minted(dot)),
         };
         match &target {
-            Some(hint) => self.store.put_hint(hint, &record).map_err(store_error)?,
+            Some(hint) => {
+                let new = !records.hints.iter().any(|(h, _)| h == hint);
+                self.write_hint(hint, &record, new).map_err(store_error)?
+            }
             None => self.store.put(bucket, key, &record).map_err(store_error)?,
         }
         drop(permit);
@@ -259,10 +265,11 @@ impl Replica {
                 .map(|(_, r)| r.clone()),
             None => records.data.clone(),
         };
+        let new = held.is_none();
         let mut record = held.unwrap_or_default();
         if record.state.merge(state, policy) {
             match target {
-                Some(hint) => self.store.put_hint(hint, &record),
+                Some(hint) => self.write_hint(hint, &record, new),
                 None => self.store.put(bucket, key, &record),
             }
             .map_err(store_error)?;
@@ -321,16 +328,14 @@ impl Replica {
             home,
         };
         let _guard = self.locks.lock(bucket, key);
-        let mut record = self
-            .store
-            .get_hint(&hint)
-            .map_err(store_error)?
-            .unwrap_or_default();
+        let held = self.store.get_hint(&hint).map_err(store_error)?;
+        let new = held.is_none();
+        let mut record = held.unwrap_or_default();
         let before = record.state.clone();
         record.state.merge(incoming, policy);
         self.reclaim(&mut record.state, clock::now_ms());
         if record.state != before {
-            self.store.put_hint(&hint, &record).map_err(store_error)?;
+            self.write_hint(&hint, &record, new).map_err(store_error)?;
             let added = encode_state(incoming).len() + key.len();
             self.counters
                 .hint_bytes
@@ -350,7 +355,7 @@ impl Replica {
         let _guard = self.locks.lock(&hint.bucket, &hint.key);
         match self.store.get_hint(hint)? {
             Some(current) if &current.state == delivered => {
-                self.store.delete_hint(hint)?;
+                self.remove_hint(hint)?;
                 self.counters
                     .hints_delivered
                     .fetch_add(1, Ordering::Relaxed);
@@ -537,6 +542,7 @@ impl KeyLocks {
     }
 }
 
+mod purge;
 mod touch;
 
 pub use touch::Touch;

@@ -20,9 +20,8 @@ use crate::ops::counters::NodeCounters;
 use crate::ops::metrics::Metrics;
 use crate::request::lane::{Lane, lane};
 use crate::request::proxy::Proxy;
-use crate::request::replica::{Replica, Touch, Write, store_error};
+use crate::request::replica::{Replica, store_error};
 use crate::storage::Store;
-use crate::workers::antientropy::digest;
 use crate::workers::commit::GroupCommit;
 
 /// Longest bucket name accepted.
@@ -140,6 +139,7 @@ impl Service {
             hints_converted: counters.hints_converted,
             expired_values_reclaimed,
             expired_bytes_reclaimed,
+            purged_keys: counters.purged_keys,
             keys,
             bytes,
             weight: self.weight,
@@ -210,145 +210,8 @@ impl Service {
                 self.metrics.observe_siblings(siblings);
                 Ok(Response::Value { state })
             }
-            Request::Put {
-                bucket,
-                key,
-                context,
-                value,
-                overwrite,
-                write_id,
-                hint,
-                sync,
-                defer_sync,
-                ttl_ms,
-            } => {
-                self.check_key(&bucket, &key)?;
-                self.check_value(value.as_ref())?;
-                // A value without a time to live of its own gets its bucket's, if it has one.
-                let ttl_ms = ttl_ms.or_else(|| self.bucket_ttl(&bucket));
-                match ttl_ms {
-                    Some(0) => {
-                        return Err(WireError::InvalidRequest {
-                            reason: "a time to live must be at least 1 ms".into(),
-                        });
-                    }
-                    Some(_) if value.is_some() => self.check_expiry_readers()?,
-                    _ => {}
-                }
-                // From the ring checks until the copy is written (see `Replica::ring_checked`).
-                let _ring = self.replica.ring_checked();
-                self.check_epoch(client_epoch)?;
-                let pending_sync = defer_sync && (self.durable_writes || sync);
-                let hint = hint.filter(|home| *home != self.node);
-                if hint.is_none() {
-                    self.check_owner(client_epoch, &bucket, &key)?;
-                }
-                let write = Write {
-                    context,
-                    value,
-                    overwrite,
-                    write_id,
-                    hint,
-                    ttl_ms,
-                };
-                let state = self.replica.stamp(&bucket, &key, write)?;
-                Ok(Response::Stamped {
-                    state,
-                    pending_sync,
-                })
-            }
-            Request::Merge {
-                bucket,
-                key,
-                state,
-                hint,
-                sync: _,
-                entry,
-                ttl_ms,
-            } => {
-                self.check_key(&bucket, &key)?;
-                for sibling in state.siblings() {
-                    self.check_value(sibling.value.as_ref())?;
-                }
-                let mut state = state;
-                if entry {
-                    self.check_clock(&bucket, &state)?;
-                }
-                // A new `lww` write without a time to live of its own gets its bucket's.
-                let ttl_ms = ttl_ms.or_else(|| entry.then(|| self.bucket_ttl(&bucket)).flatten());
-                match ttl_ms {
-                    None => {}
-                    Some(0) => {
-                        return Err(WireError::InvalidRequest {
-                            reason: "a time to live must be at least 1 ms".into(),
-                        });
-                    }
-                    Some(_) if !entry => {
-                        return Err(WireError::InvalidRequest {
-                            reason: "a time to live comes with a new write (`entry`), never \
-                                     with a copy"
-                                .into(),
-                        });
-                    }
-                    Some(ttl) => {
-                        self.check_expiry_readers()?;
-                        state.expire_new(crate::clock::now_ms().saturating_add(ttl));
-                    }
-                }
-                let _ring = self.replica.ring_checked();
-                self.check_epoch(client_epoch)?;
-                match hint.filter(|home| *home != self.node) {
-                    Some(home) => self.replica.merge_hint(&bucket, &key, home, &state)?,
-                    None => {
-                        self.check_owner(client_epoch, &bucket, &key)?;
-                        self.replica.merge(&bucket, &key, &state)?;
-                    }
-                }
-                Ok(Response::Merged)
-            }
-            Request::Touch {
-                bucket,
-                key,
-                dots,
-                ttl_ms,
-                hint,
-                state,
-            } => {
-                self.check_key(&bucket, &key)?;
-                if ttl_ms == 0 {
-                    return Err(WireError::InvalidRequest {
-                        reason: "a time to live must be at least 1 ms".into(),
-                    });
-                }
-                // A read returns at most this many live writes (see `MAX_SIBLINGS`).
-                if dots.len() > ringkv_core::siblings::MAX_SIBLINGS {
-                    return Err(WireError::InvalidRequest {
-                        reason: format!(
-                            "a touch names at most {} writes, not {}",
-                            ringkv_core::siblings::MAX_SIBLINGS,
-                            dots.len()
-                        ),
-                    });
-                }
-                if let Some(state) = &state {
-                    for sibling in state.siblings() {
-                        self.check_value(sibling.value.as_ref())?;
-                    }
-                }
-                let _ring = self.replica.ring_checked();
-                self.check_epoch(client_epoch)?;
-                let hint = hint.filter(|home| *home != self.node);
-                if hint.is_none() {
-                    self.check_owner(client_epoch, &bucket, &key)?;
-                }
-                let touch = Touch {
-                    dots,
-                    ttl_ms,
-                    hint,
-                    state,
-                };
-                let missing = self.replica.touch(&bucket, &key, touch)?;
-                Ok(Response::Touched { missing })
+            request @ (Request::Put { .. } | Request::Merge { .. } | Request::Touch { .. }) => {
+                self.write(client_epoch, request)
             }
             Request::Ring => {
                 let view = self.view.borrow().clone();
@@ -381,22 +244,10 @@ impl Service {
                     .collect();
                 Ok(Response::Inspection { data, hints })
             }
-            Request::AeTree { peer } => {
-                self.check_same_ring(client_epoch)?;
-                // The ring is copied out: a scan must not hold the view's lock.
-                let ring = self.view.borrow().ring.clone();
-                let ranges =
-                    digest::tree(&self.store, &ring, self.node, peer).map_err(store_error)?;
-                Ok(Response::AeTree { ranges })
-            }
-            Request::AeKeys { peer, mut ranges } => {
-                self.check_same_ring(client_epoch)?;
-                ranges.sort_unstable();
-                let ring = self.view.borrow().ring.clone();
-                let keys = digest::keys(&self.store, &ring, self.node, peer, &ranges)
-                    .map_err(store_error)?;
-                Ok(Response::AeKeys { keys })
-            }
+            request @ (Request::AeTree { .. }
+            | Request::AeKeys { .. }
+            | Request::PurgeCheck { .. }
+            | Request::Purge { .. }) => self.peer(client_epoch, request),
             Request::Layout => Ok(Response::Layout((*self.admin()?.layout()).clone())),
             Request::Found { members } => {
                 // The founding node's configured buckets become the cluster's table.
@@ -489,11 +340,6 @@ impl Service {
         }
     }
 
-    /// The default time to live of `bucket`'s values, if it has one.
-    fn bucket_ttl(&self, bucket: &str) -> Option<u64> {
-        self.view.borrow().ring.bucket(bucket).ttl_ms
-    }
-
     fn admin(&self) -> Result<&Arc<Keeper>, WireError> {
         self.keeper
             .as_ref()
@@ -531,10 +377,12 @@ pub(super) fn not_ready_reason(view: &ClusterView) -> String {
 
 mod buckets;
 mod checks;
+mod peers;
 mod protocol;
 mod routing;
 #[cfg(test)]
 mod tests;
+mod writes;
 
 pub use checks::{check_key, check_value};
 pub use routing::CATCH_UP;

@@ -221,7 +221,7 @@ pub struct EngineStats {
 }
 
 /// A key as stored in the `data` column family.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DataKey {
     pub bucket: String,
     pub key: Vec<u8>,

@@ -33,7 +33,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::cluster::ClusterView;
+use crate::clock;
+use crate::cluster::{ClusterView, Keeper};
 use crate::error::Result;
 use crate::node::NodeParts;
 use crate::ops::config::Handoff;
@@ -50,6 +51,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// What the worker uses of the node.
 struct Worker {
     me: NodeId,
+    /// Where the age of the oldest hint held is published (gossiped, for purging); `None`
+    /// for a node without membership.
+    keeper: Option<Arc<Keeper>>,
     replica: Arc<Replica>,
     view: watch::Receiver<Arc<ClusterView>>,
     counters: Arc<NodeCounters>,
@@ -66,6 +70,7 @@ pub fn spawn_handoff(
 ) -> JoinHandle<()> {
     let worker = Worker {
         me: parts.id,
+        keeper: parts.keeper.clone(),
         replica: parts.replica.clone(),
         view: parts.view.clone(),
         counters: parts.counters.clone(),
@@ -85,7 +90,11 @@ pub fn spawn_handoff(
                     delivered,
                     converted,
                     pending,
+                    hints_since_ms,
                 }) => {
+                    if let Some(keeper) = &worker.keeper {
+                        keeper.set_hints_since(hints_since_ms);
+                    }
                     if delivered > 0 || converted > 0 || pending != last_pending {
                         info!(delivered, converted, pending, "hinted handoff");
                     }
@@ -106,12 +115,17 @@ struct Round {
     /// Hints handed to anti-entropy (copied to the key's live homes, then deleted).
     converted: u64,
     pending: u64,
+    /// No hint this node holds was created before this instant (its clock): the round's
+    /// start, or the oldest hint it saw, whichever is older (see `workers::purge`).
+    hints_since_ms: u64,
 }
 
 impl Worker {
     async fn run_round(&self, config: &Handoff, shutdown: &CancellationToken) -> Result<Round> {
         let max_in_flight = config.max_in_flight.max(1);
         let max_age_ms = config.max_hint_age_secs.saturating_mul(1000);
+        // A hint created after this is seen by this round or is younger than it.
+        let mut hints_since_ms = clock::now_ms();
         let over_cap = self.counters.hint_bytes.load(Ordering::Relaxed) > self.max_hint_queue_bytes;
         let me = self.me;
         // A node leaving the ring (or gone from it) must not keep hints: it hands those of down
@@ -149,6 +163,11 @@ impl Worker {
             after = Some(last.clone());
             scanned += batch.len() as u64;
             let mut sends = FuturesUnordered::new();
+            // Every hint of the batch, whether or not this round delivers it (the next round,
+            // which no longer sees it, moves the watermark on) or stops early.
+            for (hint, _) in &batch {
+                hints_since_ms = hints_since_ms.min(self.replica.hint_created(hint));
+            }
             for (hint, state) in batch {
                 bytes += (encode_state(&state).len() + hint.key.len()) as u64;
                 let newest = state.siblings().iter().map(|s| s.timestamp_ms).max();
@@ -236,6 +255,7 @@ impl Worker {
             delivered,
             converted,
             pending: scanned.saturating_sub(delivered + converted),
+            hints_since_ms,
         })
     }
 

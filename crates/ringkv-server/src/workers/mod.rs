@@ -6,6 +6,8 @@
 //! - [`antientropy`]: compares this node's data with a peer's range by range and repairs
 //!   differences; its digests ([`antientropy::digest`]) also answer a peer's `AeTree` and
 //!   `AeKeys` requests.
+//! - [`purge`]: removes keys that hold only tombstones and expired values, once nothing can
+//!   bring back what they superseded.
 //! - [`commit`]: one log sync shared by every durable write waiting at that moment.
 //!
 //! Each worker takes the parts of the node it needs ([`crate::node::NodeParts`]): the replica,
@@ -14,6 +16,7 @@
 pub mod antientropy;
 pub mod commit;
 pub mod handoff;
+pub mod purge;
 pub mod transfer;
 
 use std::time::Duration;

@@ -43,8 +43,6 @@ use crate::storage::{DataKey, Store, StoreError, records};
 
 /// The store record holding where an interrupted transfer stopped.
 const CURSOR_RECORD: &str = "transfer-cursor";
-/// The store record holding the ring version this node last cleaned up after.
-const CLEANED_RECORD: &str = "cleaned-ring-version";
 
 /// How long a new owner gets to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -91,7 +89,7 @@ pub fn spawn_transfer(
         };
         let interval = Duration::from_millis(config.interval_ms);
         // Read once: only this loop changes it.
-        let mut cleaned: u64 = records::load(parts.store.as_ref(), CLEANED_RECORD).unwrap_or(0);
+        let mut cleaned: u64 = keeper.cleaned();
         let me = parts.me;
         // The transfer whose keys this node has walked, while it waits to report it streamed.
         let mut streamed: Option<u64> = None;
@@ -144,7 +142,7 @@ pub fn spawn_transfer(
                     debug!(version, "cleaning up the copies this node no longer owns");
                     match worker.clean_up().await {
                         Ok(true) => {
-                            records::save(parts.store.as_ref(), CLEANED_RECORD, &version);
+                            keeper.set_cleaned(version);
                             cleaned = version;
                         }
                         Ok(false) => {}

@@ -32,6 +32,10 @@ pub struct NodeStats {
     /// The bytes those values held.
     #[serde(default)]
     pub expired_bytes_reclaimed: u64,
+    /// Keys whose dead state (tombstones, expired values) this node purged since it
+    /// started, as a purge's coordinator or as one of the key's homes. Protocol 10.
+    #[serde(default)]
+    pub purged_keys: u64,
     /// About how many keys the node stores (the storage engine's estimate).
     #[serde(default)]
     pub keys: u64,

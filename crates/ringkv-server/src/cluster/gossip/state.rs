@@ -8,7 +8,8 @@ use ringkv_core::node::split_host_port;
 use ringkv_core::{NodeId, Step};
 use tracing::{debug, warn};
 
-use super::{KEY_ADDR, KEY_CLUSTER, KEY_LAYOUT, KEY_PROTOCOL, KEY_TRANSFER};
+use super::{KEY_ADDR, KEY_CLUSTER, KEY_LAYOUT, KEY_PROTOCOL, KEY_PURGE, KEY_TRANSFER};
+use crate::cluster::PurgeReport;
 use crate::cluster::address::Twin;
 use crate::ops::config::ClusterSettings;
 
@@ -28,6 +29,8 @@ pub(super) struct Peer {
     pub(super) report: Option<(u64, Step)>,
     /// The newest protocol it speaks; `None` from a release before zones.
     pub(super) protocol: Option<u32>,
+    /// What it reports for purging; `None` from a release before purging.
+    pub(super) purge: Option<PurgeReport>,
 }
 
 impl Gossip {
@@ -62,6 +65,7 @@ impl Gossip {
                 layout: state.get(KEY_LAYOUT).and_then(parse_layout_key),
                 report: state.get(KEY_TRANSFER).and_then(parse_report_key),
                 protocol: state.get(KEY_PROTOCOL).and_then(|v| v.parse().ok()),
+                purge: state.get(KEY_PURGE).and_then(PurgeReport::parse),
             };
             gossip.peers.insert(id, peer);
             if let Some(text) = state.get(KEY_CLUSTER) {
@@ -100,6 +104,7 @@ impl Gossip {
                 && let Some(peer) = gossip.peers.get_mut(&id)
             {
                 peer.report = None;
+                peer.purge = None;
             }
         }
         gossip

@@ -20,8 +20,8 @@ mod sections;
 pub use address::Addresses;
 pub use args::{Args, LogFormat};
 pub use sections::{
-    AntiEntropy, ClusterSettings, Durability, Gossip, Handoff, Limits, Security, Storage, Tls,
-    Transfer,
+    AntiEntropy, ClusterSettings, Durability, Gossip, Handoff, Limits, Purge, Security, Storage,
+    Tls, Transfer,
 };
 
 /// Everything a node needs to run. Build it with [`Config::load`] or by hand in tests.
@@ -61,6 +61,7 @@ pub struct Config {
     pub handoff: Handoff,
     pub transfer: Transfer,
     pub anti_entropy: AntiEntropy,
+    pub purge: Purge,
     pub cluster: ClusterSettings,
     pub security: Security,
     pub tls: Tls,
@@ -93,6 +94,7 @@ impl Default for Config {
             handoff: Handoff::default(),
             transfer: Transfer::default(),
             anti_entropy: AntiEntropy::default(),
+            purge: Purge::default(),
             cluster: ClusterSettings::default(),
             security: Security::default(),
             tls: Tls::default(),

@@ -101,6 +101,34 @@ impl Default for AntiEntropy {
     }
 }
 
+/// Purging: removing keys that hold only tombstones and expired values, once nothing can
+/// bring back what they superseded (see `workers::purge`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Purge {
+    /// How often this node walks its keys for dead ones it coordinates the purge of; 0
+    /// disables purging (tombstones and expired versions are then kept for ever).
+    pub interval_ms: u64,
+    /// How long a dead key waits before its purge starts, and again after every home was
+    /// seen holding it, before it is removed. It must exceed the longest a request may
+    /// take with its retries plus the clock skew tolerated between nodes: a copy of an
+    /// older write still in flight after it would come back.
+    pub delay_secs: u64,
+    /// Keys checked or purged per second at most, so that purging leaves room for client
+    /// traffic.
+    pub max_keys_per_sec: u64,
+}
+
+impl Default for Purge {
+    fn default() -> Self {
+        Purge {
+            interval_ms: 60_000,
+            delay_secs: 3_600,
+            max_keys_per_sec: 5_000,
+        }
+    }
+}
+
 /// Streaming data to new owners after a membership change.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

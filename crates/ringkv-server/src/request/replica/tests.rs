@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use proptest::prelude::*;
+use ringkv_core::wire::PurgeKey;
 use ringkv_core::{Dot, Member, Ring, RingConfig};
 
 use super::*;
@@ -25,6 +26,10 @@ enum Op {
         context: Option<usize>,
         overwrite: bool,
     },
+    /// A delete stamped here over everything the node holds: its copy is then dead.
+    Delete,
+    /// The node's copy is purged, if it is dead (see `workers::purge`).
+    Purge,
     /// The hint for `home` is delivered, then deleted.
     Deliver { home: u64 },
     /// A transfer cleans up the node's copy.
@@ -48,6 +53,8 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (prop::option::of(2..4u64), prop::option::of(0..64usize), prop::bool::weighted(0.2))
             .prop_map(|(hint, context, overwrite)| Op::Stamp { hint, context, overwrite }),
+        1 => Just(Op::Delete),
+        1 => Just(Op::Purge),
         2 => (2..4u64).prop_map(|home| Op::Deliver { home }),
         1 => Just(Op::CleanUp),
         2 => (0..64usize).prop_map(|state| Op::MergeBack { state }),
@@ -158,6 +165,35 @@ proptest! {
                         world.push(state);
                     }
                 }
+                Op::Delete => {
+                    let write = Write {
+                        context: None,
+                        value: None,
+                        overwrite: true,
+                        write_id: Some(i as u64),
+                        hint: None,
+                        ttl_ms: None,
+                    };
+                    if let Ok(state) = svc.replica().stamp("b", b"k", write) {
+                        let dot = state
+                            .siblings()
+                            .iter()
+                            .find(|s| s.write_id == Some(i as u64))
+                            .map(|s| s.dot)
+                            .expect("the delete is in the state it answered");
+                        if let Some(other) = minted.insert(dot, i as u64) {
+                            prop_assert!(false, "dot {} minted for writes {} and {}", dot, other, i);
+                        }
+                        world.push(state);
+                    }
+                }
+                Op::Purge => {
+                    if let Some(record) = store.get("b", b"k").expect("get") {
+                        world.push(record.state.clone());
+                        let target = PurgeKey::of("b".into(), Bytes::from_static(b"k"), &record.state);
+                        svc.replica().purge(&target, svc.epoch()).expect("purge");
+                    }
+                }
                 Op::Deliver { home } => {
                     if let Some(record) = store.get_hint(&hint(home)).expect("hint") {
                         world.push(record.state.clone());
@@ -217,4 +253,143 @@ fn a_transfer_walk_waits_for_copies_checked_by_the_previous_ring() {
     drop(checked);
     walker.join().expect("walker");
     assert!(settled.load(Ordering::SeqCst));
+}
+
+fn stamp(svc: &Service, value: Option<&str>, context: Option<VersionVector>) -> SiblingSet {
+    let write = Write {
+        context,
+        value: value.map(|v| Bytes::from(v.to_string())),
+        overwrite: false,
+        write_id: None,
+        hint: None,
+        ttl_ms: None,
+    };
+    svc.replica().stamp("b", b"k", write).expect("stamp")
+}
+
+/// A purge removes only the dead state it was checked against (its version vector and
+/// dots), under the ring it was judged by: a write that landed since keeps the key.
+#[test]
+fn a_purge_removes_only_the_dead_state_it_was_checked_against() {
+    let store = Arc::new(MemoryStore::new(ME));
+    let svc = service(&store);
+    let target = |state: &SiblingSet| PurgeKey::of("b".into(), Bytes::from_static(b"k"), state);
+    let live = stamp(&svc, Some("v1"), None);
+    assert!(!svc.replica().purge_check(&target(&live)).expect("check"));
+    assert!(
+        !svc.replica()
+            .purge(&target(&live), svc.epoch())
+            .expect("purge")
+    );
+    assert!(
+        store.get("b", b"k").expect("get").is_some(),
+        "a live value was purged"
+    );
+
+    let dead = stamp(&svc, None, Some(live.version_vector().clone()));
+    assert!(svc.replica().purge_check(&target(&dead)).expect("check"));
+    assert!(
+        !svc.replica().purge_check(&target(&live)).expect("check"),
+        "another version vector is another state"
+    );
+    let other_ring = ringkv_core::RingEpoch::default();
+    assert_ne!(other_ring, svc.epoch());
+    assert!(
+        !svc.replica()
+            .purge(&target(&dead), other_ring)
+            .expect("purge"),
+        "judged by another ring"
+    );
+    // A concurrent write lands after the check: the key stays.
+    let revived = stamp(&svc, Some("v2"), None);
+    assert!(
+        !svc.replica()
+            .purge(&target(&dead), svc.epoch())
+            .expect("purge")
+    );
+    let record = store.get("b", b"k").expect("get").expect("kept");
+    assert_eq!(record.state, revived);
+
+    // Deleted again, and purged: the record is gone, marker and all.
+    let dead = stamp(&svc, None, Some(revived.version_vector().clone()));
+    assert!(
+        svc.replica()
+            .purge(&target(&dead), svc.epoch())
+            .expect("purge")
+    );
+    assert!(store.get("b", b"k").expect("get").is_none());
+    assert!(
+        svc.replica()
+            .purge(&target(&dead), svc.epoch())
+            .expect("purge"),
+        "a key not held is gone"
+    );
+}
+
+/// Under `lww` every state's version vector is empty: a newer tombstone that arrived after
+/// the check is told apart by its dot, and is not purged before its own delay.
+#[test]
+fn an_lww_tombstone_is_named_by_its_dot() {
+    let dot = |node: u64| Dot {
+        actor: NodeId(node).into(),
+        counter: 1,
+    };
+    let checked = SiblingSet::lww(dot(2), 100, None);
+    let newer = SiblingSet::lww(dot(3), 200, None);
+    let target = PurgeKey::of("b".into(), Bytes::from_static(b"k"), &checked);
+    assert_eq!(checked.version_vector(), newer.version_vector());
+    let now = crate::clock::now_ms();
+    assert!(target.matches_dead(&checked, now));
+    assert!(!target.matches_dead(&newer, now));
+}
+
+/// Hints have ages the purge watermark reads: the age of the first write into a hint, kept
+/// while later writes merge into it, forgotten once it is delivered; a hint this process did
+/// not create counts as the oldest possible.
+#[test]
+fn a_hint_keeps_the_age_of_its_first_write_until_it_is_delivered() {
+    let store = Arc::new(MemoryStore::new(ME));
+    let svc = service(&store);
+    let mut first = SiblingSet::new();
+    first
+        .stamp(
+            NodeId(2).into(),
+            &VersionVector::new(),
+            Some(Bytes::from("a")),
+            1,
+            None,
+        )
+        .expect("stamp");
+    let before = crate::clock::now_ms();
+    svc.replica()
+        .merge_hint("b", b"k", NodeId(2), &first)
+        .expect("hint");
+    let created = svc.replica().hint_created(&hint(2));
+    assert!(created >= before, "{created} < {before}");
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let mut second = first.clone();
+    let read = second.version_vector().clone();
+    second
+        .stamp(NodeId(2).into(), &read, Some(Bytes::from("b")), 2, None)
+        .expect("stamp");
+    svc.replica()
+        .merge_hint("b", b"k", NodeId(2), &second)
+        .expect("hint");
+    assert_eq!(
+        svc.replica().hint_created(&hint(2)),
+        created,
+        "the age moved on"
+    );
+    let held = store.get_hint(&hint(2)).expect("get").expect("held");
+    assert!(
+        svc.replica()
+            .hint_delivered(&hint(2), &held.state)
+            .expect("deliver")
+    );
+    assert_eq!(svc.replica().hint_created(&hint(2)), 0);
+
+    // A hint held from before this process (put straight into the store) has no known age.
+    store.put_hint(&hint(3), &Record::new(first)).expect("put");
+    let restarted = service(&store);
+    assert_eq!(restarted.replica().hint_created(&hint(3)), 0);
 }

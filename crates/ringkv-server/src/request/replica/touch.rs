@@ -46,12 +46,13 @@ impl Replica {
             home,
         });
         let _guard = self.locks.lock(bucket, key);
-        let mut record = match &target {
+        let held = match &target {
             Some(hint) => self.store.get_hint(hint),
             None => self.store.get(bucket, key),
         }
-        .map_err(store_error)?
-        .unwrap_or_default();
+        .map_err(store_error)?;
+        let new = held.is_none();
+        let mut record = held.unwrap_or_default();
         let before = record.state.clone();
         if let Some(state) = &touch.state {
             record.state.merge(state, policy);
@@ -75,7 +76,7 @@ impl Replica {
         }
         if record.state != before {
             match &target {
-                Some(hint) => self.store.put_hint(hint, &record),
+                Some(hint) => self.write_hint(hint, &record, new),
                 None => self.store.put(bucket, key, &record),
             }
             .map_err(store_error)?;

@@ -1,0 +1,75 @@
+//! Requests only peers send: anti-entropy's trees and key digests, and purging's checks
+//! and deletes (see `workers::antientropy` and `workers::purge`).
+
+use ringkv_core::RingEpoch;
+use ringkv_core::wire::{MAX_PURGE_KEYS, PurgeKey, Request, Response, WireError};
+
+use super::Service;
+use crate::request::replica::store_error;
+use crate::workers::antientropy::digest;
+
+impl Service {
+    /// Handles a peer's `AeTree`, `AeKeys`, `PurgeCheck` or `Purge`.
+    pub(super) fn peer(
+        &self,
+        client_epoch: RingEpoch,
+        request: Request,
+    ) -> Result<Response, WireError> {
+        match request {
+            Request::AeTree { peer } => {
+                self.check_same_ring(client_epoch)?;
+                // The ring is copied out: a scan must not hold the view's lock.
+                let ring = self.view.borrow().ring.clone();
+                let ranges =
+                    digest::tree(&self.store, &ring, self.node, peer).map_err(store_error)?;
+                Ok(Response::AeTree { ranges })
+            }
+            Request::AeKeys { peer, mut ranges } => {
+                self.check_same_ring(client_epoch)?;
+                ranges.sort_unstable();
+                let ring = self.view.borrow().ring.clone();
+                let keys = digest::keys(&self.store, &ring, self.node, peer, &ranges)
+                    .map_err(store_error)?;
+                Ok(Response::AeKeys { keys })
+            }
+            Request::PurgeCheck { keys } => {
+                self.check_same_ring(client_epoch)?;
+                self.check_purge_keys(&keys)?;
+                let held = keys
+                    .iter()
+                    .map(|k| self.replica.purge_check(k))
+                    .collect::<Result<_, _>>()?;
+                Ok(Response::PurgeChecked { held })
+            }
+            Request::Purge { keys } => {
+                self.check_same_ring(client_epoch)?;
+                self.check_purge_keys(&keys)?;
+                let purged = keys
+                    .iter()
+                    .map(|k| self.replica.purge(k, client_epoch).map_err(store_error))
+                    .collect::<Result<_, _>>()?;
+                Ok(Response::Purged { purged })
+            }
+            other => Err(WireError::InvalidRequest {
+                reason: format!("{} is not a peer's request", other.kind()),
+            }),
+        }
+    }
+}
+
+impl Service {
+    fn check_purge_keys(&self, keys: &[PurgeKey]) -> Result<(), WireError> {
+        if keys.len() > MAX_PURGE_KEYS {
+            return Err(WireError::InvalidRequest {
+                reason: format!(
+                    "a purge names at most {MAX_PURGE_KEYS} keys, not {}",
+                    keys.len()
+                ),
+            });
+        }
+        for k in keys {
+            self.check_key(&k.bucket, &k.key)?;
+        }
+        Ok(())
+    }
+}
