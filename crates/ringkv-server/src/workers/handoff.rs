@@ -10,7 +10,9 @@
 //!
 //! A node leaving the ring hands every hint over, those of down homes to the key's live homes,
 //! and its transfer does not finish while it holds any: an operator who stops it once
-//! `ringkv handoff --watch` says the transfer is done drops nothing.
+//! `ringkv handoff --watch` says the transfer is done drops nothing. A node gone from the ring
+//! without that (removed while down or cut off) delivers nothing it still holds: the keys its
+//! hints carry may have been deleted and purged since.
 //!
 //! Hints follow the ring: a hint goes to its home alone only while that node is a home of
 //! the key under the current ring (during a transfer, the ring the key moves to). Once a
@@ -92,7 +94,12 @@ pub fn spawn_handoff(
                     pending,
                     hints_since_ms,
                 }) => {
-                    if let Some(keeper) = &worker.keeper {
+                    // The hints this round deleted must stay deleted before the watermark
+                    // says so: after a power loss a delivered hint would come back, and be
+                    // delivered again to homes that purged its key.
+                    if let Some(keeper) = &worker.keeper
+                        && worker.synced(delivered + converted).await
+                    {
                         keeper.set_hints_since(hints_since_ms);
                     }
                     if delivered > 0 || converted > 0 || pending != last_pending {
@@ -121,11 +128,30 @@ struct Round {
 }
 
 impl Worker {
+    /// Puts the round's deletions on disk if it made any. Returns whether they are.
+    async fn synced(&self, deleted: u64) -> bool {
+        if deleted == 0 {
+            return true;
+        }
+        let store = self.replica.store().clone();
+        match tokio::task::spawn_blocking(move || store.sync()).await {
+            Ok(Ok(())) => true,
+            other => {
+                warn!(?other, "could not sync the hints handoff deleted");
+                false
+            }
+        }
+    }
+
     async fn run_round(&self, config: &Handoff, shutdown: &CancellationToken) -> Result<Round> {
         let max_in_flight = config.max_in_flight.max(1);
         let max_age_ms = config.max_hint_age_secs.saturating_mul(1000);
-        // A hint created after this is seen by this round or is younger than it.
+        // A hint written after this is seen by this round or is younger than it; one written
+        // while the round scans (its age noted before it lands) is in the replica's ages.
         let mut hints_since_ms = clock::now_ms();
+        if let Some(oldest) = self.replica.oldest_hint_age() {
+            hints_since_ms = hints_since_ms.min(oldest);
+        }
         let over_cap = self.counters.hint_bytes.load(Ordering::Relaxed) > self.max_hint_queue_bytes;
         let me = self.me;
         // A node leaving the ring (or gone from it) must not keep hints: it hands those of down
@@ -139,6 +165,26 @@ impl Worker {
         let mut converted = 0;
         let view = self.view.borrow().clone();
         let leaving = view.is_leaving(me);
+        if leaving && !view.ring.all_members().iter().any(|m| m.id == me) {
+            // Gone from the ring without finishing a leave (removed while it was down or cut
+            // off): its hints are older than anything the members know of, and the keys they
+            // carry may have been deleted and purged since. Kept, never delivered: the node
+            // is to be wiped (README, "Growing and shrinking the cluster").
+            let store = self.replica.store().clone();
+            let held = tokio::task::spawn_blocking(move || store.hint_count()).await??;
+            if held > 0 {
+                warn!(
+                    hints = held,
+                    "this node is no longer a member: its hints are kept, not delivered; wipe it"
+                );
+            }
+            return Ok(Round {
+                delivered: 0,
+                converted: 0,
+                pending: held,
+                hints_since_ms: 0,
+            });
+        }
         let addresses: HashMap<NodeId, String> = view
             .ring
             .all_members()
@@ -166,7 +212,7 @@ impl Worker {
             // Every hint of the batch, whether or not this round delivers it (the next round,
             // which no longer sees it, moves the watermark on) or stops early.
             for (hint, _) in &batch {
-                hints_since_ms = hints_since_ms.min(self.replica.hint_created(hint));
+                hints_since_ms = hints_since_ms.min(self.replica.hint_age(hint));
             }
             for (hint, state) in batch {
                 bytes += (encode_state(&state).len() + hint.key.len()) as u64;

@@ -172,7 +172,10 @@ impl Worker {
     async fn pass(&mut self, shutdown: &CancellationToken) -> Result<Pass> {
         let view = self.view.borrow().clone();
         let mut pass = Pass::default();
-        if !view.ready || view.ring.transition().is_some() {
+        // A layout from before the bucket table was in it changes `n` by gossip alone,
+        // with no transfer and no clean-up to wait for: such a cluster purges nothing until
+        // its first `ringkv bucket` command moves the table into the layout.
+        if !view.ready || view.ring.transition().is_some() || view.layout.buckets.is_none() {
             self.candidates.clear();
             return Ok(pass);
         }

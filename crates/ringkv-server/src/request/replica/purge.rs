@@ -17,9 +17,14 @@ use super::{Replica, store_error};
 use crate::clock;
 use crate::storage::{HintKey, Record, StoreError};
 
-/// When each hint this process created was first written, by this node's clock. A hint
-/// missing here was written before the process started (or by a release before purging)
-/// and counts as the oldest possible: purging waits until it is delivered.
+/// How old the content of each hint this process wrote is: the earliest of when the hint
+/// was created (this node's clock) and the stamps of every version ever written into it. A
+/// hint missing here was written before the process started (or by a release before
+/// purging) and counts as the oldest possible: purging waits until it is delivered.
+///
+/// The stamps count because a hint can be made now of old content: a read repair that found
+/// an older version on a fallback and sends it to a spare, a stamp that merges a node's other
+/// records into a new hint. Its creation time alone would call that content young.
 #[derive(Debug, Default)]
 pub(crate) struct HintAges {
     created: Mutex<HashMap<HintKey, u64>>,
@@ -30,37 +35,48 @@ impl HintAges {
         self.created.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Notes that `hint` was created now (a hint already known keeps its age: what it held
-    /// first is what it may still hold).
-    fn created(&self, hint: &HintKey) {
-        self.lock()
-            .entry(hint.clone())
-            .or_insert_with(clock::now_ms);
+    /// Notes that `hint` now holds versions stamped as early as `oldest_ms` (its age only
+    /// ever goes back: what it held first it may still hold).
+    fn holds(&self, hint: &HintKey, oldest_ms: u64) {
+        let mut ages = self.lock();
+        let age = ages.entry(hint.clone()).or_insert(oldest_ms);
+        *age = (*age).min(oldest_ms);
     }
 
     fn deleted(&self, hint: &HintKey) {
         self.lock().remove(hint);
     }
 
-    /// When `hint` was created; 0 if this process does not know.
+    /// How old `hint`'s content is; 0 if this process does not know.
     pub(crate) fn age(&self, hint: &HintKey) -> u64 {
         self.lock().get(hint).copied().unwrap_or(0)
+    }
+
+    /// The oldest age of any hint this process wrote and has not deleted.
+    fn oldest(&self) -> Option<u64> {
+        self.lock().values().copied().min()
     }
 }
 
 impl Replica {
-    /// Writes `record` as the hint `hint`, noting its age if `new` (no such hint was held).
-    /// Every hint is written here, so that the purge watermark sees it.
+    /// Writes `record` as the hint `hint`, noting the age of its content if the hint is
+    /// `new` (no such hint was held) or known to this process; a hint held from before it
+    /// started keeps its unknown age. Every hint is written here, so that the purge
+    /// watermark sees it.
     pub(super) fn write_hint(
         &self,
         hint: &HintKey,
         record: &Record,
         new: bool,
     ) -> Result<(), StoreError> {
-        if new {
-            // Noted before the write: a hint must never be held without an age, or with
-            // one younger than its content.
-            self.hint_ages.created(hint);
+        let known = new || self.hint_ages.age(hint) != 0;
+        if known {
+            // Noted before the write: a hint is never held with an age younger than its
+            // content.
+            let stamped = record.state.siblings().iter().map(|s| s.timestamp_ms).min();
+            let now = clock::now_ms();
+            self.hint_ages
+                .holds(hint, stamped.map_or(now, |t| t.min(now)));
         }
         self.store.put_hint(hint, record)
     }
@@ -72,9 +88,16 @@ impl Replica {
         Ok(())
     }
 
-    /// When the hint `hint` was created (0: unknown, before this process started).
-    pub fn hint_created(&self, hint: &HintKey) -> u64 {
+    /// How old the content of the hint `hint` is (0: unknown, written before this process
+    /// started).
+    pub fn hint_age(&self, hint: &HintKey) -> u64 {
         self.hint_ages.age(hint)
+    }
+
+    /// The oldest age of the hints this process wrote and still holds: a handoff round
+    /// starts from it, so that a hint written while the round scans past its key counts.
+    pub fn oldest_hint_age(&self) -> Option<u64> {
+        self.hint_ages.oldest()
     }
 
     /// Whether this node's own copy of the key is the dead state `target` names (by its
