@@ -156,3 +156,52 @@ fn the_floor_reports_latency_throughput_and_cpu() -> anyhow::Result<()> {
     assert!(left.is_empty(), "{left:?}");
     Ok(())
 }
+
+/// The session workload: sessions are created, read with a touch, updated, and ended by a
+/// logout or left to expire; every kind of operation ran, none failed, and the sessions
+/// left behind by users who stopped expire (a two-second time to live).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_workload_creates_touches_updates_and_ends_sessions() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(ClusterSpec::default()).await?;
+    let hosts = cluster.addrs().join(",");
+    let dir = tempfile::tempdir()?;
+    let args = [
+        "sessions",
+        "--hosts",
+        &hosts,
+        "--users",
+        "200",
+        "--threads",
+        "4",
+        "--duration",
+        "3",
+        "--ttl",
+        "2",
+        "--requests",
+        "4",
+        "--update-every",
+        "3",
+        "--value-len",
+        "200",
+    ];
+    let report = bench(&args, dir.path(), "sessions")?;
+    for op in ["CREATE", "READ-TOUCH", "UPDATE", "LOGOUT"] {
+        let (done, errors) = ops(&report, op);
+        assert!(done > 0, "no {op} ran: {report}");
+        assert_eq!(errors, 0, "{op} failed: {report}");
+    }
+    // A session of a user who stopped coming expires on every replica.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let client = cluster.client().await?;
+    let all = ringkv::ReadOptions::default().with_r(3);
+    for n in 0..20 {
+        for user in 0..200 {
+            let read = client.get_with(format!("session:{user}:{n}"), &all).await?;
+            assert!(
+                !read.is_found(),
+                "session {user}:{n} outlived its time to live"
+            );
+        }
+    }
+    Ok(())
+}

@@ -5,6 +5,7 @@
 //! ringkv-bench run  -P workloads/workloada --db ringkv --hosts 127.0.0.1:7401 --threads 16
 //! ringkv-bench run  -P workloads/workloadc --db redis --hosts 127.0.0.1:6379 --duration 10
 //! ringkv-bench floor --mode fan-out --threads 1 --duration 5
+//! ringkv-bench sessions --hosts 127.0.0.1:7401 --threads 16 --duration 30 --users 100000
 //! ```
 //!
 //! - `generator`, `props`, `workload`: YCSB's CoreWorkload and its generators, ported.
@@ -12,6 +13,8 @@
 //! - `runner`: workers, pacing (`--target`), status lines; `measure`: HdrHistogram reports.
 //! - `floor`: echo servers with ringkv's framing, the denominators of every ratio.
 //! - `cpu`: CPU time of the client and the servers per operation.
+//! - `sessions`: the web-session workload (create, read with a touch, update, logout or
+//!   expire), ringkv only.
 
 mod cpu;
 mod floor;
@@ -19,6 +22,7 @@ mod generator;
 mod measure;
 mod props;
 mod runner;
+mod sessions;
 mod target;
 mod workload;
 
@@ -55,6 +59,9 @@ enum Command {
     Run(PhaseArgs),
     /// Measure a floor: echo servers with ringkv's framing and no store.
     Floor(FloorArgs),
+    /// The web-session workload: Zipfian users, sessions created with a time to live, read
+    /// with a touch, updated, ended by a logout or left to expire.
+    Sessions(SessionArgs),
     /// An echo server for `floor` (started by it; exits when its standard input closes).
     #[command(hide = true)]
     EchoServer(EchoArgs),
@@ -127,6 +134,49 @@ struct FloorArgs {
 }
 
 #[derive(Debug, Args)]
+struct SessionArgs {
+    /// Addresses of ringkv nodes, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:7401")]
+    hosts: Vec<String>,
+    /// The bucket sessions live in.
+    #[arg(long, default_value = "default")]
+    bucket: String,
+    /// Users, each with at most one session at a time, picked Zipfian.
+    #[arg(long, default_value_t = 100_000)]
+    users: u64,
+    /// Concurrent requests.
+    #[arg(long, default_value_t = 16)]
+    threads: usize,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 30.0)]
+    duration: f64,
+    /// Stop once this many sessions were created (0: run for the duration).
+    #[arg(long, default_value_t = 0)]
+    sessions: u64,
+    /// A session's time to live, extended by every read (seconds).
+    #[arg(long, default_value_t = 1800.0)]
+    ttl: f64,
+    /// Requests per session before it ends.
+    #[arg(long, default_value_t = 10)]
+    requests: u32,
+    /// One request in this many updates the session (0: none).
+    #[arg(long, default_value_t = 5)]
+    update_every: u32,
+    /// The share of sessions ended by a logout (a delete); the others expire.
+    #[arg(long, default_value_t = 0.5)]
+    logout_share: f64,
+    /// Bytes per session.
+    #[arg(long, default_value_t = 1000)]
+    value_len: usize,
+    /// Deadline of one operation, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    timeout_ms: u64,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 struct EchoArgs {
     #[arg(long)]
     listen: SocketAddr,
@@ -167,6 +217,7 @@ fn main() -> anyhow::Result<()> {
             ))?;
             emit(&report, args.json.as_deref())
         }
+        Command::Sessions(args) => session_run(args),
         Command::EchoServer(args) => {
             let config = floor::EchoConfig {
                 fsync_file: args.fsync_file,
@@ -231,6 +282,40 @@ fn phase(phase: Phase, args: PhaseArgs) -> anyhow::Result<()> {
         anyhow::Ok(report)
     })?;
     emit(&report, args.json.as_deref())?;
+    let errors: u64 = report.ops.values().map(|s| s.errors).sum();
+    if errors > 0 && errors * 100 > report.operations {
+        anyhow::bail!("{errors} of {} operations failed", report.operations);
+    }
+    Ok(())
+}
+
+fn session_run(args: SessionArgs) -> anyhow::Result<()> {
+    let plan = sessions::SessionPlan {
+        users: args.users,
+        threads: args.threads.max(1),
+        duration: Duration::from_secs_f64(args.duration.max(0.0)),
+        sessions: args.sessions,
+        ttl: Duration::from_secs_f64(args.ttl.max(0.001)),
+        requests: args.requests,
+        update_every: args.update_every,
+        logout_share: args.logout_share,
+        value_len: args.value_len,
+    };
+    let (report, counts) = runtime(2)?.block_on(async {
+        let config =
+            ringkv::ClientConfig::default().with_timeout(Duration::from_millis(args.timeout_ms));
+        let client = ringkv::Client::builder()
+            .seeds(args.hosts.clone())
+            .config(config)
+            .build()
+            .await?;
+        sessions::run(client.bucket(args.bucket.clone()), plan).await
+    })?;
+    emit(&report, args.json.as_deref())?;
+    println!("[SESSIONS], Created, {}", counts.created);
+    println!("[SESSIONS], LoggedOut, {}", counts.logged_out);
+    println!("[SESSIONS], Abandoned, {}", counts.abandoned);
+    println!("[SESSIONS], ExpiredInUse, {}", counts.expired_in_use);
     let errors: u64 = report.ops.values().map(|s| s.errors).sum();
     if errors > 0 && errors * 100 > report.operations {
         anyhow::bail!("{errors} of {} operations failed", report.operations);
