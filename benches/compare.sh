@@ -143,6 +143,9 @@ run_workload ringkv-update-1 1 workloada "${RK[@]}" -p readproportion=0 -p updat
 # Durability per call on the same nodes: each update waits for two replicas' log syncs.
 run_workload ringkv-dw2-update-16 16 workloada "${RK[@]}" -p readproportion=0 \
   -p updateproportion=1 --dw 2
+# Web sessions: Zipfian users, create with a time to live, read with a touch, update, logout.
+bench ringkv-sessions-16 sessions --hosts "$RINGKV_HOSTS" --threads 16 --duration "$DURATION" \
+  --users 100000
 stop_ringkv
 
 # Durable writes: the same cluster with every acknowledged write synced.

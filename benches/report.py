@@ -212,6 +212,29 @@ def main() -> int:
     target("put ops/s at 16 conns ÷ etcd's", v, "≥ 3.00", check(v, 3.0, False))
     w("")
 
+    sessions = r.get("ringkv-sessions-16")
+    if sessions:
+        w("## Web sessions (`ringkv-bench sessions`, 16 connections, 100,000 Zipfian users)")
+        w("")
+        w(f"{throughput(sessions) or 0:,.0f} operations/s: a session is created with a 30-minute "
+          "time to live, read with a touch (sliding expiry, a write of W = 2 replicas) on most "
+          "requests, updated with the read's context on one in five, and after ten requests "
+          "deleted (half) or left to expire.")
+        w("")
+        w("| operation | ops | p50 | p99 |")
+        w("|---|---|---|---|")
+        for name in ("CREATE", "READ-TOUCH", "UPDATE", "LOGOUT"):
+            w(f"| {name} | {int(field(sessions, 'operations', name) or 0):,} "
+              f"| {us(field(sessions, 'p50_us', name))} | {us(field(sessions, 'p99_us', name))} |")
+        w("")
+
+    churn = target_md.parent / "churn.md"
+    if churn.exists():
+        # Written by hand from `cargo test --test churn -- --ignored --nocapture` (minutes
+        # long, so not part of this comparison).
+        w(churn.read_text().rstrip())
+        w("")
+
     if memory:
         rss_mib = int(memory.get("rss_kib", "0")) / 1024
         w("## Memory")

@@ -15,8 +15,9 @@
 //! - `max_siblings`, and `divergent`: keys whose home replicas still differ after repair;
 //! - `dots_minted_twice`: one dot naming two different writes on some node (copy or hint).
 //!
-//! Every node purges dead keys meanwhile (every 500 ms, with a two-second delay), so
-//! `resurrected` also counts what a purge let back; `purged` says how many keys went.
+//! Every node purges dead keys meanwhile (every 500 ms, with a two-second delay) and prunes
+//! version vectors of more than one unneeded actor, so `lost` and `resurrected` also count
+//! what purging let through; `purged` and `pruned` say how many keys it touched.
 //!
 //! `RINGKV_NEMESIS_SECONDS` (default 60) and `RINGKV_NEMESIS_SEED` (default: random) choose
 //! the run; `make nemesis SECONDS=N SEED=S` sets them. A failure prints the seed.
@@ -69,6 +70,9 @@ struct Verdict {
     /// Dead keys the nodes purged during the run (every node purges every 500 ms with a
     /// two-second delay): `resurrected` counts what a purge let back as much as anything.
     purged: u64,
+    /// Live keys whose version vectors were pruned (of more than one unneeded actor): `lost`
+    /// and `resurrected` count what a pruning let through.
+    pruned: u64,
 }
 
 impl std::fmt::Display for Verdict {
@@ -76,7 +80,7 @@ impl std::fmt::Display for Verdict {
         write!(
             f,
             "nemesis seed={} seconds={} operations={} faults={} lost={} resurrected={} \
-             max_siblings={} divergent={} dots_minted_twice={} purged={}",
+             max_siblings={} divergent={} dots_minted_twice={} purged={} pruned={}",
             self.seed,
             self.seconds,
             self.operations,
@@ -86,7 +90,8 @@ impl std::fmt::Display for Verdict {
             self.max_siblings,
             self.divergent,
             self.dots_minted_twice,
-            self.purged
+            self.purged,
+            self.pruned
         )
     }
 }
@@ -139,7 +144,7 @@ async fn run(seed: u64, seconds: u64) -> anyhow::Result<Verdict> {
         nodes: NODES,
         own_addresses: true,
         zones: ZONES.map(String::from).to_vec(),
-        extra_toml: "[purge]\ninterval_ms = 500\ndelay_secs = 2\n".into(),
+        extra_toml: "[purge]\ninterval_ms = 500\ndelay_secs = 2\nprune_above = 1\n".into(),
         ..ClusterSpec::default()
     })
     .await?;
@@ -573,7 +578,9 @@ async fn check(
         show_divergence(cluster, bucket, &keys).await?;
     }
     verdict.dots_minted_twice = dots_minted_twice(cluster, bucket.name(), &keys).await?;
-    verdict.purged = cluster.stats().await?.iter().map(|s| s.purged_keys).sum();
+    let stats = cluster.stats().await?;
+    verdict.purged = stats.iter().map(|s| s.purged_keys).sum();
+    verdict.pruned = stats.iter().map(|s| s.pruned_keys).sum();
     Ok(verdict)
 }
 

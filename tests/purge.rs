@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use ringkv::{Client, ReadOptions, WriteOptions};
+use ringkv_core::wire::{Request, Response};
 use ringkv_tests::{ClusterSpec, TestCluster, eventually, until_replicas_answer};
 
 /// Purging every 300 ms with a one-second delay (twice: after the delete, and after every
@@ -206,5 +208,97 @@ async fn a_late_hint_does_not_bring_a_purged_key_back() -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    Ok(())
+}
+
+/// A key written through each of the three nodes in turn, each write superseding the last,
+/// has a version vector naming three actors for its one version. Once every home holds that
+/// same state past the delay, the purge rule prunes the two entries no version needs, on
+/// every home; the value, and writes with a context read before the pruning, still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_vector_is_pruned_of_actors_no_version_needs() -> anyhow::Result<()> {
+    let mut spec = purging(3, 200);
+    spec.extra_toml = spec
+        .extra_toml
+        .replace("[purge]\n", "[purge]\nprune_above = 1\n");
+    let cluster = TestCluster::start(spec).await?;
+    let key = "pruned";
+    let mut state = ringkv_core::SiblingSet::new();
+    for (i, value) in ["v1", "v2", "v3"].into_iter().enumerate() {
+        let mut raw = cluster.raw(cluster.nodes[i].addr).await?;
+        let put = Request::Put {
+            bucket: "default".into(),
+            key: Bytes::from(key),
+            context: Some(state.version_vector().clone()),
+            value: Some(Bytes::from(value)),
+            overwrite: false,
+            write_id: None,
+            hint: None,
+            sync: false,
+            defer_sync: false,
+            ttl_ms: None,
+        };
+        state = match raw.request(put).await? {
+            Ok(Response::Stamped { state, .. }) => state,
+            other => anyhow::bail!("node {i} answered {other:?}"),
+        };
+        for j in (0..3).filter(|&j| j != i) {
+            let mut raw = cluster.raw(cluster.nodes[j].addr).await?;
+            let merge = Request::Merge {
+                bucket: "default".into(),
+                key: Bytes::from(key),
+                state: state.clone(),
+                hint: None,
+                sync: false,
+                entry: false,
+                ttl_ms: None,
+            };
+            anyhow::ensure!(matches!(raw.request(merge).await?, Ok(Response::Merged)));
+        }
+    }
+    assert_eq!(state.version_vector().len(), 3);
+    assert_eq!(state.prunable_actors(), 2);
+    let context_before = state.version_vector().clone();
+
+    let pruned = eventually(Duration::from_secs(60), || async {
+        for i in 0..3 {
+            match cluster.copy_on(i, "default", key).await {
+                Ok(Some(copy)) if copy.version_vector().len() == 1 => {}
+                _ => return false,
+            }
+        }
+        true
+    })
+    .await;
+    assert!(
+        pruned,
+        "the version vector was never pruned:\n{}",
+        cluster.log_tails(20)
+    );
+    let stats = cluster.stats().await?;
+    assert!(stats.iter().map(|s| s.pruned_keys).sum::<u64>() >= 3);
+    let client = cluster.client().await?;
+    let read = client.get_with(key, &all_homes()).await?;
+    assert_eq!(read.value(), Some(&Bytes::from("v3")));
+    // A write with the context of a read made before the pruning supersedes v3 alone.
+    let mut raw = cluster.raw(cluster.nodes[0].addr).await?;
+    let put = Request::Put {
+        bucket: "default".into(),
+        key: Bytes::from(key),
+        context: Some(context_before),
+        value: Some(Bytes::from("v4")),
+        overwrite: false,
+        write_id: None,
+        hint: None,
+        sync: false,
+        defer_sync: false,
+        ttl_ms: None,
+    };
+    let after = match raw.request(put).await? {
+        Ok(Response::Stamped { state, .. }) => state,
+        other => anyhow::bail!("answered {other:?}"),
+    };
+    let values: Vec<_> = after.live().filter_map(|s| s.value.clone()).collect();
+    assert_eq!(values, vec![Bytes::from("v4")]);
     Ok(())
 }

@@ -182,6 +182,12 @@ impl VersionVector {
         self.0.len()
     }
 
+    /// Keeps only the entries of the actors `keep` accepts: a pruned vector (see the
+    /// server's purge rule, which alone makes forgetting history safe).
+    pub fn retain(&mut self, mut keep: impl FnMut(Actor) -> bool) {
+        self.0.retain(|&actor, _| keep(actor));
+    }
+
     /// Each entry as `(actor, highest counter seen)`, in actor order.
     pub fn iter(&self) -> impl Iterator<Item = (Actor, u64)> + '_ {
         self.0.iter().map(|(&a, &c)| (a, c))

@@ -385,6 +385,7 @@ fn seed_requests() -> Vec<Request> {
                 key: key.clone(),
                 vv: ringkv_core::VersionVector::new(),
                 dots: Vec::new(),
+                prune: false,
             }],
         },
         Request::Purge {
@@ -393,6 +394,7 @@ fn seed_requests() -> Vec<Request> {
                 key,
                 vv: ringkv_core::VersionVector::new(),
                 dots: Vec::new(),
+                prune: true,
             }],
         },
         Request::Commit { base: 1 },

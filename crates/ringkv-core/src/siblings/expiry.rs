@@ -1,6 +1,7 @@
 //! Expiry and the end of a key's life: when values expire, how a touch extends them, and
 //! when a state holds nothing but what its writes left behind (tombstones and expired
-//! values), which is what a purge may remove (see the server's `workers::purge`).
+//! values), which is what a purge may remove, and the history of superseded writes a purge
+//! may forget (see the server's `workers::purge`).
 
 use super::SiblingSet;
 use crate::version::Dot;
@@ -148,5 +149,27 @@ impl SiblingSet {
             since = since.max(ended);
         }
         Some(since)
+    }
+
+    /// How many actors the version vector names that no sibling was stamped by: history
+    /// kept only to cover writes superseded long ago (each fresh actor adds one, see
+    /// `version`). What [`SiblingSet::prune_history`] would drop.
+    pub fn prunable_actors(&self) -> usize {
+        self.vv
+            .iter()
+            .filter(|(actor, _)| !self.siblings.iter().any(|s| s.dot.actor == *actor))
+            .count()
+    }
+
+    /// Drops the version vector's entries of actors no sibling was stamped by. Only safe
+    /// once no copy of the key anywhere can hold a version those entries cover (the
+    /// server's purge rule): such a version would merge back in as new. Returns whether
+    /// anything was dropped.
+    pub fn prune_history(&mut self) -> bool {
+        let before = self.vv.len();
+        let siblings = &self.siblings;
+        self.vv
+            .retain(|actor| siblings.iter().any(|s| s.dot.actor == actor));
+        self.vv.len() != before
     }
 }

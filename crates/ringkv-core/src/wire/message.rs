@@ -347,8 +347,10 @@ pub enum Request {
 /// The most keys one `PurgeCheck` or `Purge` names.
 pub const MAX_PURGE_KEYS: usize = 1024;
 
-/// A key a purge is about, and which dead state it would remove: its version vector and the
-/// dots of its siblings (under `lww` the vector is empty, and the dot names the write).
+/// A key a purge is about, and which state it concerns: its version vector and the dots of
+/// its siblings (under `lww` the vector is empty, and the dot names the write). A dead state
+/// is removed whole; with `prune`, a live state's version vector loses the entries of actors
+/// no sibling was stamped by.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PurgeKey {
     /// The bucket the key is in.
@@ -359,6 +361,9 @@ pub struct PurgeKey {
     pub vv: VersionVector,
     /// The dots of that state's siblings, in order.
     pub dots: Vec<Dot>,
+    /// Prune the state's history instead of removing a dead state.
+    #[serde(default)]
+    pub prune: bool,
 }
 
 impl PurgeKey {
@@ -369,18 +374,28 @@ impl PurgeKey {
             key,
             vv: state.version_vector().clone(),
             dots: state.siblings().iter().map(|s| s.dot).collect(),
+            prune: false,
         }
     }
 
-    /// Whether `state` is the state this names, and holds no live value at `now_ms`.
-    pub fn matches_dead(&self, state: &SiblingSet, now_ms: u64) -> bool {
+    /// The pruning of `state`'s history, held for `key` in `bucket`.
+    pub fn prune(bucket: String, key: Bytes, state: &SiblingSet) -> PurgeKey {
+        PurgeKey {
+            prune: true,
+            ..PurgeKey::of(bucket, key, state)
+        }
+    }
+
+    /// Whether `state` is the state this names (and, unless pruning, holds no live value at
+    /// `now_ms`): what a purge may act on.
+    pub fn matches(&self, state: &SiblingSet, now_ms: u64) -> bool {
         state.version_vector() == &self.vv
             && state
                 .siblings()
                 .iter()
                 .map(|s| s.dot)
                 .eq(self.dots.iter().copied())
-            && state.dead_since(now_ms).is_some()
+            && (self.prune || state.dead_since(now_ms).is_some())
     }
 }
 

@@ -27,6 +27,8 @@ pub struct NodeCounters {
     pub hint_bytes: AtomicU64,
     /// Keys whose dead state this node deleted in a purge.
     pub purged_keys: AtomicU64,
+    /// Keys whose version vector a purge pruned here.
+    pub pruned_keys: AtomicU64,
     /// Anti-entropy exchanges completed.
     pub ae_exchanges: AtomicU64,
     /// Ring ranges anti-entropy found different on a peer.
@@ -49,6 +51,8 @@ pub struct CountersSnapshot {
     pub hint_bytes: u64,
     /// See [`NodeCounters::purged_keys`].
     pub purged_keys: u64,
+    /// See [`NodeCounters::pruned_keys`].
+    pub pruned_keys: u64,
     /// The anti-entropy figures.
     pub anti_entropy: AntiEntropyStats,
     /// The transfer worker's last recorded progress.
@@ -85,6 +89,7 @@ impl NodeCounters {
             hints_converted: self.hints_converted.load(Ordering::Relaxed),
             hint_bytes: self.hint_bytes.load(Ordering::Relaxed),
             purged_keys: self.purged_keys.load(Ordering::Relaxed),
+            pruned_keys: self.pruned_keys.load(Ordering::Relaxed),
             anti_entropy: AntiEntropyStats {
                 exchanges: self.ae_exchanges.load(Ordering::Relaxed),
                 ranges_differing: self.ae_ranges_differing.load(Ordering::Relaxed),

@@ -185,7 +185,7 @@ impl Collector for NodeSnapshot {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let s = &self.stats;
         let transfer = s.transfer.clone().unwrap_or_default();
-        let counters: [(&str, &str, u64); 9] = [
+        let counters: [(&str, &str, u64); 10] = [
             (
                 "expired_values_reclaimed",
                 "Expired values whose bytes were reclaimed (their versions stay)",
@@ -200,6 +200,11 @@ impl Collector for NodeSnapshot {
                 "purged_keys",
                 "Keys whose tombstones and expired versions were purged",
                 s.purged_keys,
+            ),
+            (
+                "pruned_keys",
+                "Keys whose version vectors were pruned of actors no version needs",
+                s.pruned_keys,
             ),
             (
                 "hints_delivered",

@@ -140,6 +140,7 @@ impl Service {
             expired_values_reclaimed,
             expired_bytes_reclaimed,
             purged_keys: counters.purged_keys,
+            pruned_keys: counters.pruned_keys,
             keys,
             bytes,
             weight: self.weight,

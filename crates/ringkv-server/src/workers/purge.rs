@@ -20,6 +20,11 @@
 //! 4. then the state is deleted on every home, each only if it still is that dead state
 //!    (`Replica::purge`, under the key's lock: a write that landed meanwhile keeps it).
 //!
+//! The same rule prunes a live key's version vector of the actors no version was stamped by
+//! (`purge.prune_above`, checked by the state's vector and dots alike): once no copy
+//! anywhere can hold a version those entries cover, the entries protect nothing, and each
+//! node that forgot the key or crashed added one (see `request::actors`).
+//!
 //! This is Garage's rule for its tombstones (every node of the current layout holds it, and
 //! a delay), with the hints Garage does not have. Only the key's first home coordinates its
 //! purge, so a key costs one check per pass however many replicas it has. A home that missed
@@ -159,7 +164,9 @@ pub fn spawn_purge(
             }
             match worker.pass(&shutdown).await {
                 Ok(Pass { purged: 0, checked }) => debug!(checked, "purge pass"),
-                Ok(Pass { purged, checked }) => info!(purged, checked, "purged dead keys"),
+                Ok(Pass { purged, checked }) => {
+                    info!(purged, checked, "purged dead keys, pruned version vectors")
+                }
                 Err(e) => warn!(error = %e, "purge pass failed; will retry"),
             }
         }
@@ -208,8 +215,8 @@ impl Worker {
             let (mut check, mut purge) = (Vec::new(), Vec::new());
             for (key, state, _) in batch {
                 match self.judge(&view.ring, &key, &state, now, delay_ms, horizon) {
-                    Verdict::Check => check.push(purge_key(key, &state)),
-                    Verdict::Purge => purge.push(purge_key(key, &state)),
+                    Verdict::Check(prune) => check.push(purge_key(key, &state, prune)),
+                    Verdict::Purge(prune) => purge.push(purge_key(key, &state, prune)),
                     Verdict::Wait => {}
                     Verdict::Alive => {
                         self.candidates.remove(&key);
@@ -233,12 +240,23 @@ impl Worker {
         delay_ms: u64,
         horizon: std::result::Result<u64, Blocked>,
     ) -> Verdict {
-        let Some(since) = state.dead_since(now_ms) else {
-            return Verdict::Alive;
+        let prune = match state.dead_since(now_ms) {
+            Some(since) if since.saturating_add(delay_ms) > now_ms => return Verdict::Wait,
+            Some(_) => false,
+            None => {
+                let above = self.config.prune_above;
+                if above == 0 || state.prunable_actors() <= above {
+                    return Verdict::Alive;
+                }
+                // A key written lately may still have writes in flight that its history
+                // covers: like a dead one, it waits the delay first.
+                let newest = state.siblings().iter().map(|s| s.timestamp_ms).max();
+                if newest.unwrap_or(0).saturating_add(delay_ms) > now_ms {
+                    return Verdict::Wait;
+                }
+                true
+            }
         };
-        if since.saturating_add(delay_ms) > now_ms {
-            return Verdict::Wait;
-        }
         let first = ring
             .home_replicas(&key.bucket, &key.key)
             .first()
@@ -247,12 +265,12 @@ impl Worker {
             return Verdict::Wait; // Its first home coordinates its purge.
         }
         match self.candidates.get(key) {
-            Some(c) if c.state.matches_dead(state, now_ms) => match horizon {
-                Ok(h) if c.checked_ms.saturating_add(delay_ms) <= h => Verdict::Purge,
+            Some(c) if c.state.prune == prune && c.state.matches(state, now_ms) => match horizon {
+                Ok(h) if c.checked_ms.saturating_add(delay_ms) <= h => Verdict::Purge(prune),
                 _ => Verdict::Wait,
             },
             _ if self.candidates.len() >= MAX_CANDIDATES => Verdict::Wait,
-            _ => Verdict::Check,
+            _ => Verdict::Check(prune),
         }
     }
 
@@ -385,19 +403,24 @@ impl Worker {
 /// What a pass does with one stored key.
 #[derive(Debug, PartialEq, Eq)]
 enum Verdict {
-    /// It holds a live value: nothing to purge.
+    /// It holds a live value and little history: nothing to purge.
     Alive,
     /// Dead, but not yet for long enough, or not this node's to coordinate, or waiting for
     /// the cluster.
     Wait,
-    /// Ask its homes whether they hold its dead state.
-    Check,
-    /// Seen on every home long enough ago, and the cluster allows it: purge.
-    Purge,
+    /// Ask its homes whether they hold its state (dead; or, `true`, live with a history to
+    /// prune).
+    Check(bool),
+    /// Seen on every home long enough ago, and the cluster allows it: purge (or prune).
+    Purge(bool),
 }
 
-fn purge_key(key: DataKey, state: &SiblingSet) -> PurgeKey {
-    PurgeKey::of(key.bucket, key.key.into(), state)
+fn purge_key(key: DataKey, state: &SiblingSet, prune: bool) -> PurgeKey {
+    if prune {
+        PurgeKey::prune(key.bucket, key.key.into(), state)
+    } else {
+        PurgeKey::of(key.bucket, key.key.into(), state)
+    }
 }
 
 #[cfg(test)]

@@ -36,6 +36,10 @@ pub struct NodeStats {
     /// started, as a purge's coordinator or as one of the key's homes. Protocol 10.
     #[serde(default)]
     pub purged_keys: u64,
+    /// Keys whose version vector a purge pruned on this node since it started (entries of
+    /// actors no sibling was stamped by). Protocol 10.
+    #[serde(default)]
+    pub pruned_keys: u64,
     /// About how many keys the node stores (the storage engine's estimate).
     #[serde(default)]
     pub keys: u64,

@@ -117,6 +117,10 @@ pub struct Purge {
     /// Keys checked or purged per second at most, so that purging leaves room for client
     /// traffic.
     pub max_keys_per_sec: u64,
+    /// A live key's version vector is pruned, by the same rule, once it names more than
+    /// this many actors that no version was stamped by (each node that forgot the key or
+    /// crashed adds one: see `request::actors`); 0 never prunes.
+    pub prune_above: usize,
 }
 
 impl Default for Purge {
@@ -125,6 +129,7 @@ impl Default for Purge {
             interval_ms: 60_000,
             delay_secs: 3_600,
             max_keys_per_sec: 5_000,
+            prune_above: 8,
         }
     }
 }

@@ -108,12 +108,13 @@ impl Replica {
             .store
             .get(&target.bucket, &target.key)
             .map_err(store_error)?;
-        Ok(record.is_some_and(|r| target.matches_dead(&r.state, clock::now_ms())))
+        Ok(record.is_some_and(|r| target.matches(&r.state, clock::now_ms())))
     }
 
     /// Deletes this node's own copy of the key if it still is the dead state `target`
-    /// names, and the node still routes by the ring of epoch `judged_by`. Returns whether
-    /// the copy is gone (deleted now, or not held).
+    /// names (or, for a pruning, drops the history of that state's version vector that no
+    /// sibling needs), and the node still routes by the ring of epoch `judged_by`. Returns
+    /// whether it is done (deleted or pruned now, or not held).
     pub fn purge(&self, target: &PurgeKey, judged_by: RingEpoch) -> Result<bool, StoreError> {
         let (bucket, key) = (target.bucket.as_str(), &target.key[..]);
         let _guard = self.locks.lock(bucket, key);
@@ -122,7 +123,16 @@ impl Replica {
         }
         match self.store.get(bucket, key)? {
             None => Ok(true),
-            Some(record) if target.matches_dead(&record.state, clock::now_ms()) => {
+            Some(mut record) if target.prune && target.matches(&record.state, clock::now_ms()) => {
+                // The marker stays: the node still remembers the last dot it minted, and a
+                // stamp continues that actor only if a context names it again.
+                if record.state.prune_history() {
+                    self.store.put(bucket, key, &record)?;
+                    self.counters.pruned_keys.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(true)
+            }
+            Some(record) if target.matches(&record.state, clock::now_ms()) => {
                 self.store.delete(bucket, key)?;
                 self.counters.purged_keys.fetch_add(1, Ordering::Relaxed);
                 Ok(true)

@@ -339,8 +339,56 @@ fn an_lww_tombstone_is_named_by_its_dot() {
     let target = PurgeKey::of("b".into(), Bytes::from_static(b"k"), &checked);
     assert_eq!(checked.version_vector(), newer.version_vector());
     let now = crate::clock::now_ms();
-    assert!(target.matches_dead(&checked, now));
-    assert!(!target.matches_dead(&newer, now));
+    assert!(target.matches(&checked, now));
+    assert!(!target.matches(&newer, now));
+}
+
+/// A pruning drops the history no version needs on a copy that still is the state it was
+/// checked against, keeps the value and the node's marker, and leaves any other state alone.
+#[test]
+fn a_pruning_touches_only_the_state_it_was_checked_against() {
+    let store = Arc::new(MemoryStore::new(ME));
+    let svc = service(&store);
+    // Two actors wrote the key, the second over the first: the first's entry is history.
+    let mut other = SiblingSet::new();
+    other
+        .stamp(
+            NodeId(2).into(),
+            &VersionVector::new(),
+            Some(Bytes::from("v1")),
+            1,
+            None,
+        )
+        .expect("stamp");
+    svc.replica().merge("b", b"k", &other).expect("merge");
+    let state = stamp(&svc, Some("v2"), Some(other.version_vector().clone()));
+    assert_eq!(state.prunable_actors(), 1);
+    let target = PurgeKey::prune("b".into(), Bytes::from_static(b"k"), &state);
+    let marker = store.get("b", b"k").expect("get").expect("held").minted;
+    assert!(marker.is_some());
+
+    // A write lands between the check and the pruning: nothing is pruned.
+    let newer = stamp(&svc, Some("v3"), Some(state.version_vector().clone()));
+    assert!(!svc.replica().purge_check(&target).expect("check"));
+    assert!(!svc.replica().purge(&target, svc.epoch()).expect("prune"));
+    assert_eq!(
+        store.get("b", b"k").expect("get").expect("held").state,
+        newer
+    );
+
+    let target = PurgeKey::prune("b".into(), Bytes::from_static(b"k"), &newer);
+    assert!(svc.replica().purge_check(&target).expect("check"));
+    assert!(svc.replica().purge(&target, svc.epoch()).expect("prune"));
+    let record = store.get("b", b"k").expect("get").expect("kept");
+    assert_eq!(record.state.version_vector().len(), 1);
+    assert_eq!(record.state.prunable_actors(), 0);
+    let values: Vec<_> = record
+        .state
+        .live()
+        .filter_map(|s| s.value.clone())
+        .collect();
+    assert_eq!(values, vec![Bytes::from("v3")]);
+    assert!(record.minted.is_some(), "the marker went with the history");
 }
 
 /// Hints have ages the purge watermark reads: the stamp of the oldest version ever written
