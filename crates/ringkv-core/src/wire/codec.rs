@@ -44,7 +44,8 @@ use super::error::WireError;
 /// configured zone.
 /// 9: expiry: `Put` carries a time to live, siblings their expiry (`expires_ms`).
 /// 10: purging: `PurgeCheck` and `Purge`, node to node.
-pub const PROTOCOL_VERSION: u32 = 10;
+/// 11: `PurgeKey::prune`, and `Stats` counts pruned keys.
+pub const PROTOCOL_VERSION: u32 = 11;
 
 /// The first protocol version that knows zones. A ring or layout whose members have zones is
 /// never handed over a connection that negotiated an older one: an older build would drop
@@ -67,6 +68,11 @@ pub const EXPIRY_PROTOCOL_VERSION: u32 = 9;
 /// answer them, so a key one of its homes runs an older release is never purged (the
 /// requests fail on that connection and the purge waits).
 pub const PURGE_PROTOCOL_VERSION: u32 = 10;
+
+/// The first protocol version that knows `PurgeKey::prune`. A node of 10 would read a
+/// pruning as a purge of a dead state (and, should the value expire meanwhile, delete the
+/// record before its delay): a pruning is never sent over an older connection.
+pub const PRUNE_PROTOCOL_VERSION: u32 = 11;
 
 /// The oldest protocol version this build speaks. 7 is the first version that negotiates (a
 /// build of 6 or older demands an exact match), so it is also the oldest this one can speak

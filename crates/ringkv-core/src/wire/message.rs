@@ -450,6 +450,11 @@ impl Request {
             }
             | Request::Touch { .. } => super::EXPIRY_PROTOCOL_VERSION,
             Request::Merge { state, .. } if state.has_expiry() => super::EXPIRY_PROTOCOL_VERSION,
+            Request::PurgeCheck { keys } | Request::Purge { keys }
+                if keys.iter().any(|k| k.prune) =>
+            {
+                super::PRUNE_PROTOCOL_VERSION
+            }
             Request::PurgeCheck { .. } | Request::Purge { .. } => super::PURGE_PROTOCOL_VERSION,
             _ => super::MIN_PROTOCOL_VERSION,
         }

@@ -6,7 +6,7 @@
 //! reports) and the gossip refresh loop (adopting a newer layout, publishing this node's).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use ringkv_core::{Layout, LayoutError, NodeId, Ring, Step};
 use tokio::sync::Notify;
@@ -14,6 +14,7 @@ use tracing::info;
 
 use crate::cluster::PurgeReport;
 use crate::cluster::address::Twin;
+use crate::request::replica::HintAges;
 use crate::storage::Store;
 use crate::storage::records;
 
@@ -92,6 +93,9 @@ pub struct Keeper {
     purge: Mutex<PurgeReport>,
     /// What the live peers gossip for purging, as of the last gossip tick.
     heard_purge: Mutex<BTreeMap<NodeId, PurgeReport>>,
+    /// The ages of this node's hints, whose oldest every report includes (a hint written
+    /// since the last handoff round counts at once).
+    hint_ages: OnceLock<Arc<HintAges>>,
     /// Wakes the refresh loop after a local change, so it is gossiped at once.
     pub(crate) changed: Notify,
 }
@@ -120,6 +124,7 @@ impl Keeper {
                 cleaned,
             }),
             heard_purge: Mutex::new(BTreeMap::new()),
+            hint_ages: OnceLock::new(),
             changed: Notify::new(),
         }
     }
@@ -139,6 +144,7 @@ impl Keeper {
             twins: Mutex::new(Vec::new()),
             purge: Mutex::new(PurgeReport::default()),
             heard_purge: Mutex::new(BTreeMap::new()),
+            hint_ages: OnceLock::new(),
             changed: Notify::new(),
         }
     }
@@ -232,9 +238,19 @@ impl Keeper {
         self.purge.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// This node's purge report.
+    /// This node's purge report: the last handoff round's finding and the replica's hint
+    /// ages, whichever is older.
     pub fn purge_report(&self) -> PurgeReport {
-        *self.purge()
+        let mut report = *self.purge();
+        if let Some(oldest) = self.hint_ages.get().and_then(|ages| ages.oldest()) {
+            report.hints_since_ms = report.hints_since_ms.min(oldest);
+        }
+        report
+    }
+
+    /// Includes the replica's hint ages in every purge report from now on.
+    pub fn watch_hint_ages(&self, ages: Arc<HintAges>) {
+        let _ = self.hint_ages.set(ages);
     }
 
     /// Records that no hint this node holds is older than `since_ms` (a handoff round's

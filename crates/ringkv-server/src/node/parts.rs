@@ -102,6 +102,7 @@ impl NodeParts {
 
     /// Lets the node answer and apply membership operations through `keeper`.
     pub fn with_keeper(mut self, keeper: Arc<Keeper>, weight: u32) -> NodeParts {
+        keeper.watch_hint_ages(self.replica.hint_ages());
         self.keeper = Some(keeper);
         self.weight = weight;
         self

@@ -67,7 +67,7 @@ pub struct Replica {
     /// ([`Replica::settle_ring_checks`]).
     ring_gate: RwLock<()>,
     /// When each hint was created (see `purge`).
-    hint_ages: purge::HintAges,
+    hint_ages: Arc<purge::HintAges>,
 }
 
 impl Replica {
@@ -87,7 +87,7 @@ impl Replica {
             counters,
             max_hint_queue_bytes,
             ring_gate: RwLock::new(()),
-            hint_ages: purge::HintAges::default(),
+            hint_ages: Arc::default(),
         }
     }
 
@@ -545,6 +545,7 @@ impl KeyLocks {
 mod purge;
 mod touch;
 
+pub use purge::HintAges;
 pub use touch::Touch;
 
 #[cfg(test)]

@@ -82,6 +82,8 @@ pub fn spawn_handoff(
     tokio::spawn(async move {
         let interval = Duration::from_millis(config.interval_ms);
         let mut last_pending = 0;
+        // Hints deleted by rounds whose sync has not succeeded yet.
+        let mut unsynced = 0;
         loop {
             if !super::pause(interval, &shutdown).await {
                 return;
@@ -97,9 +99,11 @@ pub fn spawn_handoff(
                     // The hints this round deleted must stay deleted before the watermark
                     // says so: after a power loss a delivered hint would come back, and be
                     // delivered again to homes that purged its key.
+                    unsynced += delivered + converted;
                     if let Some(keeper) = &worker.keeper
-                        && worker.synced(delivered + converted).await
+                        && worker.synced(unsynced).await
                     {
+                        unsynced = 0;
                         keeper.set_hints_since(hints_since_ms);
                     }
                     if delivered > 0 || converted > 0 || pending != last_pending {

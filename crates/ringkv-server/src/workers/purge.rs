@@ -147,6 +147,10 @@ pub fn spawn_purge(
         if config.interval_ms == 0 {
             return; // Disabled.
         }
+        // A delivered hint's age counts for as long as a key waits after its check.
+        replica
+            .hint_ages()
+            .set_grace(config.delay_secs.saturating_mul(1000));
         let interval = Duration::from_millis(config.interval_ms);
         let mut worker = Worker {
             me,

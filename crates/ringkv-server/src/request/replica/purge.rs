@@ -6,9 +6,9 @@
 //! state the purge's coordinator checked on every home. Both are judged under the key's
 //! lock, which every write holds, so a write that lands meanwhile keeps the record.
 
-use std::collections::HashMap;
-use std::sync::atomic::Ordering;
-use std::sync::{Mutex, PoisonError};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use ringkv_core::RingEpoch;
 use ringkv_core::wire::{PurgeKey, WireError};
@@ -25,36 +25,93 @@ use crate::storage::{HintKey, Record, StoreError};
 /// The stamps count because a hint can be made now of old content: a read repair that found
 /// an older version on a fallback and sends it to a spare, a stamp that merges a node's other
 /// records into a new hint. Its creation time alone would call that content young.
+///
+/// A delivered hint's age still counts for a grace period (the purge delay): a read that
+/// found its content just before it was delivered may still be repairing it elsewhere.
+/// The node's purge report always includes [`HintAges::oldest`] (see `cluster::Keeper`), so
+/// a hint written between two handoff rounds counts at once.
+#[derive(Debug)]
+pub struct HintAges {
+    ages: Mutex<Ages>,
+    grace_ms: AtomicU64,
+}
+
 #[derive(Debug, Default)]
-pub(crate) struct HintAges {
-    created: Mutex<HashMap<HintKey, u64>>,
+struct Ages {
+    held: HashMap<HintKey, u64>,
+    /// Ages of hints deleted lately, `(deleted at, age)`, deleted at ascending and age
+    /// ascending (a later deletion of a younger or equal age supersedes an earlier one of
+    /// an older age, which would expire first): the front is the oldest age still counting.
+    gone: VecDeque<(u64, u64)>,
+}
+
+/// How long a deleted hint's age counts before the purge worker says (its delay).
+const DEFAULT_GRACE_MS: u64 = 3_600_000;
+
+impl Default for HintAges {
+    fn default() -> Self {
+        HintAges {
+            ages: Mutex::default(),
+            grace_ms: AtomicU64::new(DEFAULT_GRACE_MS),
+        }
+    }
 }
 
 impl HintAges {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<HintKey, u64>> {
-        self.created.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ages> {
+        self.ages.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How long a deleted hint's age keeps counting: the purge delay.
+    pub fn set_grace(&self, grace_ms: u64) {
+        self.grace_ms.store(grace_ms, Ordering::Relaxed);
     }
 
     /// Notes that `hint` now holds versions stamped as early as `oldest_ms` (its age only
     /// ever goes back: what it held first it may still hold).
     fn holds(&self, hint: &HintKey, oldest_ms: u64) {
         let mut ages = self.lock();
-        let age = ages.entry(hint.clone()).or_insert(oldest_ms);
+        let age = ages.held.entry(hint.clone()).or_insert(oldest_ms);
         *age = (*age).min(oldest_ms);
     }
 
+    /// Forgets a hint never written (its write failed).
+    fn forget(&self, hint: &HintKey) {
+        self.lock().held.remove(hint);
+    }
+
+    /// `hint` was deleted: its age counts for the grace period still.
     fn deleted(&self, hint: &HintKey) {
-        self.lock().remove(hint);
+        let mut ages = self.lock();
+        if let Some(age) = ages.held.remove(hint) {
+            let now = clock::now_ms();
+            while ages.gone.back().is_some_and(|&(_, a)| a >= age) {
+                ages.gone.pop_back();
+            }
+            ages.gone.push_back((now, age));
+        }
     }
 
     /// How old `hint`'s content is; 0 if this process does not know.
     pub(crate) fn age(&self, hint: &HintKey) -> u64 {
-        self.lock().get(hint).copied().unwrap_or(0)
+        self.lock().held.get(hint).copied().unwrap_or(0)
     }
 
-    /// The oldest age of any hint this process wrote and has not deleted.
-    fn oldest(&self) -> Option<u64> {
-        self.lock().values().copied().min()
+    /// The oldest age of any hint this process wrote and holds, or deleted within the grace
+    /// period.
+    pub fn oldest(&self) -> Option<u64> {
+        let grace = self.grace_ms.load(Ordering::Relaxed);
+        let now = clock::now_ms();
+        let mut ages = self.lock();
+        while ages
+            .gone
+            .front()
+            .is_some_and(|&(at, _)| at.saturating_add(grace) <= now)
+        {
+            ages.gone.pop_front();
+        }
+        let gone = ages.gone.front().map(|&(_, age)| age);
+        ages.held.values().copied().chain(gone).min()
     }
 }
 
@@ -78,10 +135,15 @@ impl Replica {
             self.hint_ages
                 .holds(hint, stamped.map_or(now, |t| t.min(now)));
         }
-        self.store.put_hint(hint, record)
+        let written = self.store.put_hint(hint, record);
+        if written.is_err() && new {
+            // Never held: an age left behind would hold every purge back.
+            self.hint_ages.forget(hint);
+        }
+        written
     }
 
-    /// Deletes the hint `hint` and forgets its age.
+    /// Deletes the hint `hint`; its age counts for the grace period still.
     pub(super) fn remove_hint(&self, hint: &HintKey) -> Result<(), StoreError> {
         self.store.delete_hint(hint)?;
         self.hint_ages.deleted(hint);
@@ -94,10 +156,14 @@ impl Replica {
         self.hint_ages.age(hint)
     }
 
-    /// The oldest age of the hints this process wrote and still holds: a handoff round
-    /// starts from it, so that a hint written while the round scans past its key counts.
+    /// The oldest age of the hints this process wrote and holds, or delivered lately.
     pub fn oldest_hint_age(&self) -> Option<u64> {
         self.hint_ages.oldest()
+    }
+
+    /// The ages of this node's hints, which its purge report includes at every gossip tick.
+    pub fn hint_ages(&self) -> Arc<HintAges> {
+        self.hint_ages.clone()
     }
 
     /// Whether this node's own copy of the key is the dead state `target` names (by its
