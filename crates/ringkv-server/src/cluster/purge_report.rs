@@ -1,13 +1,14 @@
-//! What each node gossips for purging (the `purge` key): the instant before which it holds
-//! no hint, and the ring version it last cleaned up after. A purge waits until every member
-//! reports both past what the key needs (see `workers::purge`); a member that gossips no
-//! report (down, or a release before purging) blocks it.
+//! What each node gossips for purging (the `purge` key): the instant no content of its
+//! hints is older than, and the ring version it last cleaned up after. A purge waits until
+//! every member reports both past what the key needs (see `workers::purge`); a member that
+//! gossips no report (down, or a release before purging) blocks it.
 
 /// One node's purge report.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PurgeReport {
-    /// No hint the node holds was created before this instant (milliseconds since the Unix
-    /// epoch, by its clock); 0 until its first handoff round since it started.
+    /// No hint the node holds, or delivered within the purge delay, has content older than
+    /// this instant (milliseconds since the Unix epoch, by its clock); 0 until its first
+    /// handoff round since it started.
     pub hints_since_ms: u64,
     /// The ring version after whose settling it deleted the copies it no longer owns.
     pub cleaned: u64,

@@ -126,8 +126,8 @@ struct Round {
     /// Hints handed to anti-entropy (copied to the key's live homes, then deleted).
     converted: u64,
     pending: u64,
-    /// No hint this node holds was created before this instant (its clock): the round's
-    /// start, or the oldest hint it saw, whichever is older (see `workers::purge`).
+    /// No hint this node holds has content older than this instant (its clock): the round's
+    /// start, or the oldest hint age it saw, whichever is older (see `workers::purge`).
     hints_since_ms: u64,
 }
 

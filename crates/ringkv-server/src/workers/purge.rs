@@ -13,8 +13,9 @@
 //!    outside hints;
 //! 3. after `purge.delay_secs` more, counted from the moment step 2 was seen (a read that
 //!    found an older copy before then has finished repairing by now), every member gossips
-//!    that it holds no hint created before that moment (`PurgeReport::hints_since_ms`),
-//!    and that it has cleaned up after the current ring (no copy left over from an earlier
+//!    that it holds no hint whose content is older than that moment, nor delivered one
+//!    lately (`PurgeReport::hints_since_ms`; see `request::replica::HintAges`), and that
+//!    it has cleaned up after the current ring (no copy left over from an earlier
 //!    layout, which a later one could make a home again). A member not heard from blocks
 //!    every purge;
 //! 4. then the state is deleted on every home, each only if it still is that dead state
