@@ -225,23 +225,7 @@ async fn a_version_vector_is_pruned_of_actors_no_version_needs() -> anyhow::Resu
     let key = "pruned";
     let mut state = ringkv_core::SiblingSet::new();
     for (i, value) in ["v1", "v2", "v3"].into_iter().enumerate() {
-        let mut raw = cluster.raw(cluster.nodes[i].addr).await?;
-        let put = Request::Put {
-            bucket: "default".into(),
-            key: Bytes::from(key),
-            context: Some(state.version_vector().clone()),
-            value: Some(Bytes::from(value)),
-            overwrite: false,
-            write_id: None,
-            hint: None,
-            sync: false,
-            defer_sync: false,
-            ttl_ms: None,
-        };
-        state = match raw.request(put).await? {
-            Ok(Response::Stamped { state, .. }) => state,
-            other => anyhow::bail!("node {i} answered {other:?}"),
-        };
+        state = stamp_on(&cluster, i, key, state.version_vector().clone(), value).await?;
         for j in (0..3).filter(|&j| j != i) {
             let mut raw = cluster.raw(cluster.nodes[j].addr).await?;
             let merge = Request::Merge {
@@ -281,12 +265,27 @@ async fn a_version_vector_is_pruned_of_actors_no_version_needs() -> anyhow::Resu
     let read = client.get_with(key, &all_homes()).await?;
     assert_eq!(read.value(), Some(&Bytes::from("v3")));
     // A write with the context of a read made before the pruning supersedes v3 alone.
-    let mut raw = cluster.raw(cluster.nodes[0].addr).await?;
+    let after = stamp_on(&cluster, 0, key, context_before, "v4").await?;
+    let values: Vec<_> = after.live().filter_map(|s| s.value.clone()).collect();
+    assert_eq!(values, vec![Bytes::from("v4")]);
+    Ok(())
+}
+
+/// `value` written to `key` with `context` through node `i` alone (a raw `Put`, stamped
+/// under that node's actor): the state it answers.
+async fn stamp_on(
+    cluster: &TestCluster,
+    i: usize,
+    key: &str,
+    context: ringkv_core::VersionVector,
+    value: &str,
+) -> anyhow::Result<ringkv_core::SiblingSet> {
+    let mut raw = cluster.raw(cluster.nodes[i].addr).await?;
     let put = Request::Put {
         bucket: "default".into(),
-        key: Bytes::from(key),
-        context: Some(context_before),
-        value: Some(Bytes::from("v4")),
+        key: Bytes::from(key.to_string()),
+        context: Some(context),
+        value: Some(Bytes::from(value.to_string())),
         overwrite: false,
         write_id: None,
         hint: None,
@@ -294,11 +293,8 @@ async fn a_version_vector_is_pruned_of_actors_no_version_needs() -> anyhow::Resu
         defer_sync: false,
         ttl_ms: None,
     };
-    let after = match raw.request(put).await? {
-        Ok(Response::Stamped { state, .. }) => state,
-        other => anyhow::bail!("answered {other:?}"),
-    };
-    let values: Vec<_> = after.live().filter_map(|s| s.value.clone()).collect();
-    assert_eq!(values, vec![Bytes::from("v4")]);
-    Ok(())
+    match raw.request(put).await? {
+        Ok(Response::Stamped { state, .. }) => Ok(state),
+        other => anyhow::bail!("node {i} answered {other:?}"),
+    }
 }

@@ -26,6 +26,7 @@ use crate::cluster::ClusterView;
 use crate::ops::counters::NodeCounters;
 use crate::request::actors::Actors;
 use crate::storage::{HintKey, Record, Store, StoreError, encode_state, expiry};
+use records::KeyRecords;
 
 /// The parts of a `Put` request that say what to write.
 #[derive(Debug)]
@@ -438,63 +439,6 @@ impl Replica {
     }
 }
 
-/// What a node holds for one key, read under the key's lock.
-struct KeyRecords {
-    data: Option<Record>,
-    hints: Vec<(HintKey, Record)>,
-}
-
-impl KeyRecords {
-    /// Every record's state merged (`None` if the node holds nothing for the key).
-    fn merged(&self, policy: ConflictPolicy) -> Option<SiblingSet> {
-        let mut states = self
-            .data
-            .iter()
-            .map(|r| &r.state)
-            .chain(self.hints.iter().map(|(_, r)| &r.state));
-        let mut merged = states.next()?.clone();
-        for state in states {
-            merged.merge(state, policy);
-        }
-        Some(merged)
-    }
-
-    /// The key's marker. A stamp clears every other record's first, so at most one record
-    /// holds one (a failed clearing aborts the stamp before it is written).
-    fn marker(&self) -> Option<crate::storage::Minted> {
-        self.data
-            .iter()
-            .chain(self.hints.iter().map(|(_, r)| r))
-            .find_map(|r| r.minted)
-    }
-
-    /// Clears the marker of every record but `keep` (`None`: the node's own copy), before a
-    /// stamp lands there. Cleared first, so that a failure leaves too few markers (the next
-    /// stamp takes a fresh actor), never a stale one.
-    fn clear_markers_except(
-        &self,
-        store: &dyn Store,
-        bucket: &str,
-        key: &[u8],
-        keep: Option<&HintKey>,
-    ) -> Result<(), WireError> {
-        if let Some(data) = &self.data
-            && data.minted.is_some()
-            && keep.is_some()
-        {
-            let cleared = Record::new(data.state.clone());
-            store.put(bucket, key, &cleared).map_err(store_error)?;
-        }
-        for (hint, record) in &self.hints {
-            if record.minted.is_some() && Some(hint) != keep {
-                let cleared = Record::new(record.state.clone());
-                store.put_hint(hint, &cleared).map_err(store_error)?;
-            }
-        }
-        Ok(())
-    }
-}
-
 /// The wire's answer to a storage failure.
 pub fn store_error(e: StoreError) -> WireError {
     match e {
@@ -543,6 +487,7 @@ impl KeyLocks {
 }
 
 mod purge;
+mod records;
 mod touch;
 
 pub use purge::HintAges;

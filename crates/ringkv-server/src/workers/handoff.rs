@@ -150,12 +150,9 @@ impl Worker {
     async fn run_round(&self, config: &Handoff, shutdown: &CancellationToken) -> Result<Round> {
         let max_in_flight = config.max_in_flight.max(1);
         let max_age_ms = config.max_hint_age_secs.saturating_mul(1000);
-        // A hint written after this is seen by this round or is younger than it; one written
-        // while the round scans (its age noted before it lands) is in the replica's ages.
+        // Ages this process knows reach every purge report directly (`Keeper::purge_report`);
+        // the scan finds the hints it does not know the age of (written before it started).
         let mut hints_since_ms = clock::now_ms();
-        if let Some(oldest) = self.replica.oldest_hint_age() {
-            hints_since_ms = hints_since_ms.min(oldest);
-        }
         let over_cap = self.counters.hint_bytes.load(Ordering::Relaxed) > self.max_hint_queue_bytes;
         let me = self.me;
         // A node leaving the ring (or gone from it) must not keep hints: it hands those of down

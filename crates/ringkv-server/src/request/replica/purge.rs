@@ -156,11 +156,6 @@ impl Replica {
         self.hint_ages.age(hint)
     }
 
-    /// The oldest age of the hints this process wrote and holds, or delivered lately.
-    pub fn oldest_hint_age(&self) -> Option<u64> {
-        self.hint_ages.oldest()
-    }
-
     /// The ages of this node's hints, which its purge report includes at every gossip tick.
     pub fn hint_ages(&self) -> Arc<HintAges> {
         self.hint_ages.clone()

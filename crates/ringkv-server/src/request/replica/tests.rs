@@ -142,14 +142,24 @@ proptest! {
         for (i, op) in history.iter().enumerate() {
             let earlier = |n: usize| (!world.is_empty()).then(|| world[n % world.len()].clone());
             match *op {
-                Op::Stamp { hint: home, context, overwrite } => {
-                    let write = Write {
-                        context: context.and_then(earlier).map(|s| s.version_vector().clone()),
-                        value: Some(Bytes::from(format!("w{i}"))),
-                        overwrite,
-                        write_id: Some(i as u64),
-                        hint: home.map(NodeId),
-                        ttl_ms: None,
+                Op::Stamp { .. } | Op::Delete => {
+                    let write = match *op {
+                        Op::Stamp { hint: home, context, overwrite } => Write {
+                            context: context.and_then(earlier).map(|s| s.version_vector().clone()),
+                            value: Some(Bytes::from(format!("w{i}"))),
+                            overwrite,
+                            write_id: Some(i as u64),
+                            hint: home.map(NodeId),
+                            ttl_ms: None,
+                        },
+                        _ => Write {
+                            context: None,
+                            value: None,
+                            overwrite: true,
+                            write_id: Some(i as u64),
+                            hint: None,
+                            ttl_ms: None,
+                        },
                     };
                     // Refusals (siblings need a context) are fine: nothing is minted.
                     if let Ok(state) = svc.replica().stamp("b", b"k", write) {
@@ -159,28 +169,6 @@ proptest! {
                             .find(|s| s.write_id == Some(i as u64))
                             .map(|s| s.dot)
                             .expect("the write is in the state it answered");
-                        if let Some(other) = minted.insert(dot, i as u64) {
-                            prop_assert!(false, "dot {} minted for writes {} and {}", dot, other, i);
-                        }
-                        world.push(state);
-                    }
-                }
-                Op::Delete => {
-                    let write = Write {
-                        context: None,
-                        value: None,
-                        overwrite: true,
-                        write_id: Some(i as u64),
-                        hint: None,
-                        ttl_ms: None,
-                    };
-                    if let Ok(state) = svc.replica().stamp("b", b"k", write) {
-                        let dot = state
-                            .siblings()
-                            .iter()
-                            .find(|s| s.write_id == Some(i as u64))
-                            .map(|s| s.dot)
-                            .expect("the delete is in the state it answered");
                         if let Some(other) = minted.insert(dot, i as u64) {
                             prop_assert!(false, "dot {} minted for writes {} and {}", dot, other, i);
                         }
@@ -420,7 +408,7 @@ fn a_hint_is_as_old_as_the_oldest_version_written_into_it() {
         .merge_hint("b", b"k", NodeId(2), &old)
         .expect("hint");
     assert_eq!(svc.replica().hint_age(&hint(2)), now - 60_000);
-    assert_eq!(svc.replica().oldest_hint_age(), Some(now - 60_000));
+    assert_eq!(svc.replica().hint_ages().oldest(), Some(now - 60_000));
     // A newer write merged in: the hint may still hold the old one, and stays as old.
     let newer = stamped_at(now, &old, "b");
     svc.replica()
@@ -435,9 +423,9 @@ fn a_hint_is_as_old_as_the_oldest_version_written_into_it() {
     );
     assert_eq!(svc.replica().hint_age(&hint(2)), 0, "no longer held");
     // A read that found its content may still be repairing it: its age counts a while.
-    assert_eq!(svc.replica().oldest_hint_age(), Some(now - 60_000));
+    assert_eq!(svc.replica().hint_ages().oldest(), Some(now - 60_000));
     svc.replica().hint_ages().set_grace(0);
-    assert_eq!(svc.replica().oldest_hint_age(), None);
+    assert_eq!(svc.replica().hint_ages().oldest(), None);
 
     // A hint held from before this process (put straight into the store) has no known age,
     // and a write into it does not give it one.
