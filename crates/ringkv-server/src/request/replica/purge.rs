@@ -80,16 +80,16 @@ impl HintAges {
         self.lock().held.remove(hint);
     }
 
-    /// `hint` was deleted: its age counts for the grace period still.
+    /// `hint` was deleted: its age counts for the grace period still (one this process
+    /// did not know counts as 0, the oldest).
     fn deleted(&self, hint: &HintKey) {
         let mut ages = self.lock();
-        if let Some(age) = ages.held.remove(hint) {
-            let now = clock::now_ms();
-            while ages.gone.back().is_some_and(|&(_, a)| a >= age) {
-                ages.gone.pop_back();
-            }
-            ages.gone.push_back((now, age));
+        let age = ages.held.remove(hint).unwrap_or(0);
+        let now = clock::now_ms();
+        while ages.gone.back().is_some_and(|&(_, a)| a >= age) {
+            ages.gone.pop_back();
         }
+        ages.gone.push_back((now, age));
     }
 
     /// How old `hint`'s content is; 0 if this process does not know.

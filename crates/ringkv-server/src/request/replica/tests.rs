@@ -439,4 +439,13 @@ fn a_hint_is_as_old_as_the_oldest_version_written_into_it() {
         .merge_hint("b", b"k", NodeId(3), &newest)
         .expect("hint");
     assert_eq!(restarted.replica().hint_age(&hint(3)), 0);
+    // Delivered, its unknown age still counts as the oldest for the grace period.
+    let held = store.get_hint(&hint(3)).expect("get").expect("held");
+    assert!(
+        restarted
+            .replica()
+            .hint_delivered(&hint(3), &held.state)
+            .expect("deliver")
+    );
+    assert_eq!(restarted.replica().hint_ages().oldest(), Some(0));
 }
