@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{PreferenceList, Ring};
-use crate::hash::{digest, key_position};
+use crate::hash::{Position, digest, key_position};
 use crate::node::{Member, NodeId};
 
 /// Where a membership change stands. See the module docs and `ARCHITECTURE.md`.
@@ -104,6 +104,28 @@ impl Ring {
     ) -> Option<PreferenceList<'_>> {
         let (table, transition) = (self.previous.as_ref()?, self.config.transition.as_ref()?);
         Some(table.walk(&transition.previous, key_position(bucket, key)))
+    }
+
+    /// The preference list under the previous members of whatever sits at `position`,
+    /// during a transfer.
+    pub fn previous_preference_list_at(&self, position: Position) -> Option<PreferenceList<'_>> {
+        let (table, transition) = (self.previous.as_ref()?, self.config.transition.as_ref()?);
+        Some(table.walk(&transition.previous, position))
+    }
+
+    /// The ends of the ring's *fragments*, sorted, without repeats: every token of the current
+    /// members and, during a transfer, of the previous ones. A fragment runs from just after
+    /// one end to the next (the first wraps around from the last end), and every position in
+    /// it has the same preference list under both member lists: anti-entropy compares
+    /// replicas fragment by fragment. Empty on an empty ring.
+    pub fn fragment_ends(&self) -> Vec<Position> {
+        let mut ends: Vec<Position> = self.current.tokens.iter().map(|(p, _)| *p).collect();
+        if let Some(previous) = &self.previous {
+            ends.extend(previous.tokens.iter().map(|(p, _)| *p));
+        }
+        ends.sort_unstable();
+        ends.dedup();
+        ends
     }
 
     /// Where requests for `key` go: the preference list reads use (the previous one while a

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ringkv_core::{NodeId, SiblingSet};
 
+use super::digests::{Classes, Digests, IndexEntry, index_key};
 use super::expiry::{Reclaimed, strip_record};
 use super::{
     DataKey, HintKey, Record, Store, StoreError, decode_record, decode_state, encode_record,
@@ -23,6 +24,10 @@ pub struct MemoryStore {
     meta: Mutex<HashMap<String, Vec<u8>>>,
     /// Ordered, like the RocksDB column family, so scans and prefixes behave the same.
     hints: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
+    /// Anti-entropy's digest index (see `storage::digests`), ordered as in RocksDB; written
+    /// under the `data` lock, so that the two never disagree.
+    index: Mutex<BTreeMap<Vec<u8>, [u8; 9]>>,
+    digests: Digests,
     /// Syncs asked for (`sync`): a memory store has no disk, but tests check that durable
     /// writes ask for one.
     syncs: AtomicU64,
@@ -40,6 +45,8 @@ impl MemoryStore {
             data: Mutex::new(BTreeMap::new()),
             meta: Mutex::new(HashMap::new()),
             hints: Mutex::new(BTreeMap::new()),
+            index: Mutex::new(BTreeMap::new()),
+            digests: Digests::new(Classes::default()),
             syncs: AtomicU64::new(0),
             reclaimed: Reclaimed::default(),
         }
@@ -85,11 +92,16 @@ impl Store for MemoryStore {
     }
 
     fn put(&self, bucket: &str, key: &[u8], record: &Record) -> Result<(), StoreError> {
-        let mut data = self
-            .data
-            .lock()
-            .map_err(|_| StoreError::Engine("poisoned".into()))?;
+        let entry = IndexEntry::new(bucket, key, &record.state, self.digests.class_of(bucket));
+        let _stripe = self.digests.stripe(entry.position);
+        let mut data = self.data.lock().map_err(poisoned)?;
+        let mut index = self.index.lock().map_err(poisoned)?;
+        let old = index
+            .insert(entry.index_key(), entry.value())
+            .map(|value| IndexEntry::decode(&entry.index_key(), &value))
+            .transpose()?;
         data.insert(storage_key(bucket, key), encode_record(record));
+        self.digests.replace(old.as_ref(), Some(&entry));
         Ok(())
     }
 
@@ -99,10 +111,63 @@ impl Store for MemoryStore {
     }
 
     fn delete(&self, bucket: &str, key: &[u8]) -> Result<(), StoreError> {
-        self.data
+        let position = ringkv_core::hash::key_position(bucket.as_bytes(), key);
+        let _stripe = self.digests.stripe(position);
+        let mut data = self.data.lock().map_err(poisoned)?;
+        let mut index = self.index.lock().map_err(poisoned)?;
+        let stored = index_key(position, bucket, key);
+        let old = index
+            .remove(&stored)
+            .map(|value| IndexEntry::decode(&stored, &value))
+            .transpose()?;
+        data.remove(&storage_key(bucket, key));
+        self.digests.replace(old.as_ref(), None);
+        Ok(())
+    }
+
+    fn digests(&self) -> &Digests {
+        &self.digests
+    }
+
+    fn scan_index(
+        &self,
+        lo: u64,
+        hi: u64,
+        after: Option<&IndexEntry>,
+        limit: usize,
+    ) -> Result<Vec<IndexEntry>, StoreError> {
+        use std::ops::Bound;
+        let index = self.index.lock().map_err(poisoned)?;
+        let start = match after {
+            Some(entry) => Bound::Excluded(entry.index_key()),
+            None => Bound::Included(lo.to_be_bytes().to_vec()),
+        };
+        index
+            .range((start, Bound::Unbounded))
+            .map(|(k, v)| IndexEntry::decode(k, v))
+            .take_while(|entry| !matches!(entry, Ok(e) if e.position > hi))
+            .take(limit)
+            .collect()
+    }
+
+    fn index_entry(&self, bucket: &str, key: &[u8]) -> Result<Option<IndexEntry>, StoreError> {
+        let stored = index_key(
+            ringkv_core::hash::key_position(bucket.as_bytes(), key),
+            bucket,
+            key,
+        );
+        let index = self.index.lock().map_err(poisoned)?;
+        index
+            .get(&stored)
+            .map(|value| IndexEntry::decode(&stored, value))
+            .transpose()
+    }
+
+    fn put_index_entry(&self, entry: &IndexEntry) -> Result<(), StoreError> {
+        self.index
             .lock()
             .map_err(poisoned)?
-            .remove(&storage_key(bucket, key));
+            .insert(entry.index_key(), entry.value());
         Ok(())
     }
 

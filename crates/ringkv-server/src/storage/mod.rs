@@ -14,6 +14,10 @@
 //!   = `u16 BE len(bucket) ‖ bucket ‖ u32 BE len(key) ‖ key ‖ u64 BE home node`, so all hints
 //!   for one key are one prefix (merged into reads) and every hint names its home; value as in
 //!   `data`.
+//! - Column family `digests`: anti-entropy's index, one entry per key of `data`, written in
+//!   the same batch: key = `u64 BE ring position ‖ u16 BE len(bucket) ‖ bucket ‖ key`, value
+//!   = `u64 BE state digest ‖ u8 class` (see [`digests`]). Added by format 6; opening an
+//!   older store builds it from `data` before the format byte is rewritten.
 //! - Column family `meta`: `node_id` → `u64 BE` (created on first start), `format` → the
 //!   store's format version (refusing to open a store written by an unknown future format;
 //!   a format-1 store is migrated to 2 by rewriting this byte, since its records still read),
@@ -24,6 +28,7 @@
 //! acknowledged write survives a crash of the process (kill -9), not a power loss of the
 //! machine. Replication across nodes is what protects against losing a machine.
 
+pub mod digests;
 pub mod expiry;
 mod memory;
 pub(crate) mod records;
@@ -131,6 +136,27 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     }
     /// Removes the key's state (a copy this node no longer owns, after a transfer).
     fn delete(&self, bucket: &str, key: &[u8]) -> Result<(), StoreError>;
+    /// Anti-entropy's digest tables over the stored keys ([`digests`]), which `put` and
+    /// `delete` keep up to date.
+    fn digests(&self) -> &digests::Digests;
+    /// Up to `limit` entries of the digest index at ring positions `lo..=hi`, in order,
+    /// starting after `after` (a previous batch's last entry).
+    fn scan_index(
+        &self,
+        lo: u64,
+        hi: u64,
+        after: Option<&digests::IndexEntry>,
+        limit: usize,
+    ) -> Result<Vec<digests::IndexEntry>, StoreError>;
+    /// The digest index entry of `(bucket, key)`, if the key is stored.
+    fn index_entry(
+        &self,
+        bucket: &str,
+        key: &[u8],
+    ) -> Result<Option<digests::IndexEntry>, StoreError>;
+    /// Rewrites one entry of the digest index (to refile it under another class), leaving
+    /// the data alone. Only [`digests::settle_classes`] calls it, under the entry's stripe.
+    fn put_index_entry(&self, entry: &digests::IndexEntry) -> Result<(), StoreError>;
     /// Up to `limit` keys in storage order, starting after `after` (a previous batch's last
     /// key), with their states and stored sizes in bytes.
     fn scan(

@@ -19,6 +19,7 @@ use ringkv_core::{NodeId, SiblingSet};
 use rocksdb::{ColumnFamilyDescriptor, DB, DBCompressionType, Options};
 use tracing::{info, warn};
 
+use super::digests::{self, Digests, IndexEntry, index_key};
 use super::expiry::Reclaimed;
 use super::{
     DataKey, HintKey, Record, Store, StoreError, decode_record, decode_state, encode_record,
@@ -28,6 +29,7 @@ use super::{
 const CF_DATA: &str = "data";
 const CF_META: &str = "meta";
 const CF_HINTS: &str = "hints";
+const CF_DIGESTS: &str = "digests";
 /// How often writes refused for a full disk check whether space was freed.
 pub const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -51,10 +53,13 @@ pub struct RocksStore {
     last_recovery: Mutex<Instant>,
     /// What the compaction filter and the write path reclaimed; shared with the filters.
     reclaimed: Arc<Reclaimed>,
+    /// Anti-entropy's tables over the `digests` column family.
+    digests: Digests,
 }
 
 mod expiry_filter;
 mod identity;
+mod index;
 
 use expiry_filter::ExpiryFilters;
 
@@ -81,12 +86,21 @@ impl RocksStore {
         let cache = rocksdb::Cache::new_lru_cache(settings.block_cache_mb.max(1) << 20);
         let reclaimed = Arc::new(Reclaimed::default());
         let db = open_db(dir, &cache, &reclaimed, false)?;
-        let node_id = identity::identity(&db)?;
+        let identity = identity::identity(&db)?;
+        let classes = digests::recorded_classes(
+            db.get_cf(cf(&db, CF_META)?, meta_key(digests::CLASSES_RECORD))
+                .map_err(engine)?,
+        )?;
+        if identity.migrate_from.is_some() {
+            index::build(&db, &classes)?;
+            identity::finish_migration(&db)?;
+        }
+        let node_id = identity.node_id;
         let mut write = rocksdb::WriteOptions::default();
         // Writes run on the node's async threads (see `server::execute`): fail fast with
         // `Stalled` rather than sleep there when RocksDB throttles writes.
         write.set_no_slowdown(true);
-        Ok(RocksStore {
+        let store = RocksStore {
             db: RwLock::new(Arc::new(db)),
             dir: dir.to_path_buf(),
             cache,
@@ -95,7 +109,11 @@ impl RocksStore {
             full: AtomicBool::new(false),
             last_recovery: Mutex::new(Instant::now()),
             reclaimed,
-        })
+            digests: Digests::new(classes),
+        };
+        let keys = digests::rebuild(&store)?;
+        info!(keys, "anti-entropy tables built");
+        Ok(store)
     }
 
     /// The current database instance.
@@ -216,16 +234,24 @@ impl Store for RocksStore {
     }
 
     fn put(&self, bucket: &str, key: &[u8], record: &Record) -> Result<(), StoreError> {
+        let entry = IndexEntry::new(bucket, key, &record.state, self.digests.class_of(bucket));
+        let _stripe = self.digests.stripe(entry.position);
+        let index_key = entry.index_key();
+        let old = index::read(&self.db(), &index_key)?;
         self.write_with(|db| {
-            let value = encode_record(record);
-            db.put_cf_opt(
+            let mut batch = rocksdb::WriteBatch::default();
+            batch.put_cf(
                 cf(db, CF_DATA)?,
                 storage_key(bucket, key),
-                value,
-                &self.write,
-            )
-            .map_err(engine)
-        })
+                encode_record(record),
+            );
+            if old.as_ref() != Some(&entry) {
+                batch.put_cf(cf(db, CF_DIGESTS)?, &index_key, entry.value());
+            }
+            db.write_opt(batch, &self.write).map_err(engine)
+        })?;
+        self.digests.replace(old.as_ref(), Some(&entry));
+        Ok(())
     }
 
     fn checkpoint(&self, dir: &Path) -> Result<(), StoreError> {
@@ -241,9 +267,48 @@ impl Store for RocksStore {
     }
 
     fn delete(&self, bucket: &str, key: &[u8]) -> Result<(), StoreError> {
+        let position = ringkv_core::hash::key_position(bucket.as_bytes(), key);
+        let _stripe = self.digests.stripe(position);
+        let index_key = index_key(position, bucket, key);
+        let old = index::read(&self.db(), &index_key)?;
         self.write_with(|db| {
-            db.delete_cf_opt(cf(db, CF_DATA)?, storage_key(bucket, key), &self.write)
-                .map_err(engine)
+            let mut batch = rocksdb::WriteBatch::default();
+            batch.delete_cf(cf(db, CF_DATA)?, storage_key(bucket, key));
+            batch.delete_cf(cf(db, CF_DIGESTS)?, &index_key);
+            db.write_opt(batch, &self.write).map_err(engine)
+        })?;
+        self.digests.replace(old.as_ref(), None);
+        Ok(())
+    }
+
+    fn digests(&self) -> &Digests {
+        &self.digests
+    }
+
+    fn scan_index(
+        &self,
+        lo: u64,
+        hi: u64,
+        after: Option<&IndexEntry>,
+        limit: usize,
+    ) -> Result<Vec<IndexEntry>, StoreError> {
+        index::scan(&self.db(), lo, hi, after, limit)
+    }
+
+    fn index_entry(&self, bucket: &str, key: &[u8]) -> Result<Option<IndexEntry>, StoreError> {
+        let position = ringkv_core::hash::key_position(bucket.as_bytes(), key);
+        index::read(&self.db(), &index_key(position, bucket, key))
+    }
+
+    fn put_index_entry(&self, entry: &IndexEntry) -> Result<(), StoreError> {
+        self.write_with(|db| {
+            db.put_cf_opt(
+                cf(db, CF_DIGESTS)?,
+                entry.index_key(),
+                entry.value(),
+                &self.write,
+            )
+            .map_err(engine)
         })
     }
 
@@ -304,7 +369,7 @@ impl Store for RocksStore {
     fn flush(&self) -> Result<(), StoreError> {
         let db = self.db();
         db.flush_wal(true).map_err(engine)?;
-        for name in [CF_DATA, CF_META, CF_HINTS] {
+        for name in [CF_DATA, CF_META, CF_HINTS, CF_DIGESTS] {
             db.flush_cf(cf(&db, name)?).map_err(engine)?;
         }
         Ok(())
@@ -418,7 +483,7 @@ fn open_db(
     options.create_missing_column_families(true);
     options.set_compression_type(DBCompressionType::Lz4);
     options.set_keep_log_file_num(4);
-    let cfs = [CF_DATA, CF_META, CF_HINTS].map(|name| {
+    let cfs = [CF_DATA, CF_META, CF_HINTS, CF_DIGESTS].map(|name| {
         let mut cf = Options::default();
         cf.set_compression_type(DBCompressionType::Lz4);
         let mut table = rocksdb::BlockBasedOptions::default();
@@ -429,7 +494,7 @@ fn open_db(
         table.set_cache_index_and_filter_blocks(true);
         table.set_pin_l0_filter_and_index_blocks_in_cache(true);
         cf.set_block_based_table_factory(&table);
-        if name != CF_META {
+        if name == CF_DATA || name == CF_HINTS {
             cf.set_compaction_filter_factory(ExpiryFilters::new(reclaimed.clone()));
         }
         ColumnFamilyDescriptor::new(name, cf)

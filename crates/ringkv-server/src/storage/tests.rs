@@ -325,7 +325,7 @@ fn a_store_of_a_newer_format_is_refused_and_left_as_it_was() {
         let db = rocksdb::DB::open_cf(
             &rocksdb::Options::default(),
             dir.path(),
-            ["default", "data", "meta", "hints"],
+            ["default", "data", "meta", "hints", "digests"],
         )
         .expect("raw open");
         let meta = db.cf_handle("meta").expect("meta");
@@ -340,7 +340,7 @@ fn a_store_of_a_newer_format_is_refused_and_left_as_it_was() {
     let db = rocksdb::DB::open_cf(
         &rocksdb::Options::default(),
         dir.path(),
-        ["default", "data", "meta", "hints"],
+        ["default", "data", "meta", "hints", "digests"],
     )
     .expect("raw open");
     let meta = db.cf_handle("meta").expect("meta");
@@ -454,4 +454,56 @@ fn a_store_written_by_format_4_opens_with_its_zones_and_nothing_expires() {
             assert!(!record.state.has_expiry(), "{bucket}/{key}");
         }
     }
+}
+
+/// Format 5 had no digest index: opening builds it from the data before recording format 6,
+/// and the tables then hold exactly the stored keys.
+#[test]
+fn a_store_written_by_format_5_opens_with_its_expiry_and_gets_its_digest_index() {
+    let dir = fixture_copy("store-v5");
+    for reopen in [false, true] {
+        let store = RocksStore::open(dir.path()).expect("opens");
+        assert_eq!(
+            store.node_id(),
+            NodeId(0x342b_19b3_d24c_1f21),
+            "reopen {reopen}"
+        );
+        assert_fixture_data(&store);
+        let session = store
+            .get("default", b"session")
+            .expect("get")
+            .expect("present");
+        let expiries: Vec<_> = session
+            .state
+            .siblings()
+            .iter()
+            .map(|s| s.expires_ms)
+            .collect();
+        assert_eq!(expiries, vec![Some(4_102_444_800_000)]);
+        let mut indexed = Vec::new();
+        digests::for_each_entry(&store, 0, u64::MAX, |e| {
+            indexed.push((e.bucket.clone(), e.key.clone(), e.class));
+        })
+        .expect("scan");
+        indexed.sort();
+        assert_eq!(
+            indexed,
+            vec![
+                ("carts".to_string(), b"cart-1".to_vec(), 0),
+                ("default".to_string(), b"plain".to_vec(), 0),
+                ("default".to_string(), b"session".to_vec(), 0),
+            ],
+            "every key indexed, not yet classed; hints are not"
+        );
+        let whole = digests::summarize(&store, 0, u64::MAX, &[0]).expect("summary");
+        assert_eq!(whole.keys, 3, "the tables were built");
+    }
+    let db = rocksdb::DB::open_cf(
+        &rocksdb::Options::default(),
+        dir.path(),
+        ["default", "data", "meta", "hints", "digests"],
+    )
+    .expect("raw open");
+    let meta = db.cf_handle("meta").expect("meta");
+    assert_eq!(db.get_cf(meta, b"format").expect("get"), Some(vec![6u8]));
 }

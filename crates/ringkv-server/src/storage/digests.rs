@@ -1,0 +1,512 @@
+//! Anti-entropy's digest index: what a store keeps up to date as it writes, so that comparing
+//! two replicas costs in proportion to what differs between them, not to what they hold.
+//!
+//! # Entries
+//!
+//! Every write of a key's state also writes, in the same atomic batch, an [`IndexEntry`]:
+//! key = the key's ring position (`u64 BE`) ‖ `u16 BE len(bucket)` ‖ bucket ‖ key, value =
+//! the state's digest (`u64 BE`) ‖ its class (`u8`). Entries sort by ring position, so the
+//! keys of any arc of the ring are one range scan of small records, never of the values.
+//!
+//! # Tables
+//!
+//! In memory, per class, the ring is cut into 2^[`SEGMENT_BITS`] equal segments and a Fenwick
+//! tree holds the XOR of the key digests and the key count of each: the hash of any arc is
+//! about forty table reads plus a scan of the two partial segments at its ends. Every write
+//! updates them (XOR out the old entry, XOR in the new one) under a lock striped by position,
+//! so concurrent writes of different keys do not wait for each other. The tables are rebuilt
+//! from the entries when the store opens; entries and data never disagree, since they are
+//! written together.
+//!
+//! # Classes
+//!
+//! Two replicas compare the keys *both* are home replicas of, and that depends on the key's
+//! bucket's replica count `n`. So a key counts under its bucket's `n` (its class), as this node
+//! last learnt it from the ring's bucket table ([`Classes`]); when that table changes, or a
+//! store migrated from a format without entries is first opened, [`settle_classes`] refiles
+//! the entries whose class changed (a scan of the entries, once). Class 0 means "not known
+//! yet": it is never compared.
+//!
+//! # What a state's digest covers
+//!
+//! [`state_digest`] covers the version vector and every sibling's dot, timestamp, write id,
+//! expiry and, for a sibling that never expires, its value (a delete or a value, hashed). A
+//! value that expires is left out: reclaiming strips it in compactions that run on each
+//! replica at its own time, and two replicas must agree on a key whatever their compactions
+//! did. Leaving it out loses nothing, since a dot names one write and so one value.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+
+use ringkv_core::hash::{Position, digest, key_position};
+use ringkv_core::{Buckets, Dot, SiblingSet};
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError};
+
+/// How finely the tables cut the ring: 2^18 segments, 4 MiB of tables per class. With a
+/// million keys a segment holds about four, so the partial segments an arc's hash scans are
+/// small; larger stores scan more keys per partial segment, never more than two per arc.
+pub const SEGMENT_BITS: u32 = 18;
+const SEGMENTS: usize = 1 << SEGMENT_BITS;
+const SHIFT: u32 = 64 - SEGMENT_BITS;
+/// How many stripes the write lock has: writes of keys in different stripes never wait.
+const STRIPES: usize = 256;
+/// Entries read per step of a scan.
+const SCAN_BATCH: usize = 1024;
+/// The meta record holding the classes the entries are filed under.
+pub const CLASSES_RECORD: &str = "anti-entropy-classes";
+
+/// One key's entry in the index: see the module docs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// The key's position on the ring.
+    pub position: Position,
+    pub bucket: String,
+    pub key: Vec<u8>,
+    /// [`state_digest`] of the key's state.
+    pub digest: u64,
+    /// The replica count the key is filed under.
+    pub class: u8,
+}
+
+impl IndexEntry {
+    /// The entry for `state` stored under `(bucket, key)` in `class`.
+    pub fn new(bucket: &str, key: &[u8], state: &SiblingSet, class: u8) -> IndexEntry {
+        IndexEntry {
+            position: key_position(bucket.as_bytes(), key),
+            bucket: bucket.to_string(),
+            key: key.to_vec(),
+            digest: state_digest(state),
+            class,
+        }
+    }
+
+    /// The stored key of the entry.
+    pub fn index_key(&self) -> Vec<u8> {
+        index_key(self.position, &self.bucket, &self.key)
+    }
+
+    /// The stored value of the entry.
+    pub fn value(&self) -> [u8; 9] {
+        let mut out = [0u8; 9];
+        out[..8].copy_from_slice(&self.digest.to_be_bytes());
+        out[8] = self.class;
+        out
+    }
+
+    /// An entry from its stored key and value; anything malformed is [`StoreError::Corrupt`].
+    pub fn decode(key: &[u8], value: &[u8]) -> Result<IndexEntry, StoreError> {
+        let corrupt = || StoreError::Corrupt("malformed digest index entry".into());
+        let (position, rest) = key.split_first_chunk::<8>().ok_or_else(corrupt)?;
+        let (len, rest) = rest.split_first_chunk::<2>().ok_or_else(corrupt)?;
+        let len = usize::from(u16::from_be_bytes(*len));
+        if rest.len() < len {
+            return Err(corrupt());
+        }
+        let (bucket, name) = rest.split_at(len);
+        let value: &[u8; 9] = value.try_into().map_err(|_| corrupt())?;
+        let (digest, class) = value.split_at(8);
+        Ok(IndexEntry {
+            position: u64::from_be_bytes(*position),
+            bucket: String::from_utf8(bucket.to_vec()).map_err(|_| corrupt())?,
+            key: name.to_vec(),
+            digest: u64::from_be_bytes(digest.try_into().map_err(|_| corrupt())?),
+            class: class[0],
+        })
+    }
+
+    /// What the entry adds to the hash of an arc: its bucket, key and state, hashed.
+    pub fn key_digest(&self) -> u64 {
+        let mut bytes = Vec::with_capacity(self.bucket.len() + self.key.len() + 12);
+        bytes.extend_from_slice(&(self.bucket.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(self.bucket.as_bytes());
+        bytes.extend_from_slice(&self.key);
+        bytes.extend_from_slice(&self.digest.to_be_bytes());
+        digest(&bytes)
+    }
+}
+
+/// The stored key of the entry of `(bucket, key)` at `position`.
+pub fn index_key(position: Position, bucket: &str, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(10 + bucket.len() + key.len());
+    out.extend_from_slice(&position.to_be_bytes());
+    // Bucket names are limited to u16::MAX bytes by the request validation.
+    out.extend_from_slice(&(bucket.len() as u16).to_be_bytes());
+    out.extend_from_slice(bucket.as_bytes());
+    out.extend_from_slice(key);
+    out
+}
+
+/// The digest of a state that anti-entropy compares: see the module docs.
+pub fn state_digest(state: &SiblingSet) -> u64 {
+    #[derive(Serialize)]
+    struct Covered<'a> {
+        dot: &'a Dot,
+        timestamp_ms: u64,
+        write_id: Option<u64>,
+        expires_ms: Option<u64>,
+        /// `None` for a value that expires; `Some(None)` for a delete.
+        value: Option<Option<u64>>,
+    }
+    let siblings: Vec<Covered<'_>> = state
+        .siblings()
+        .iter()
+        .map(|s| Covered {
+            dot: &s.dot,
+            timestamp_ms: s.timestamp_ms,
+            write_id: s.write_id,
+            expires_ms: s.expires_ms,
+            value: s
+                .expires_ms
+                .is_none()
+                .then(|| s.value.as_ref().map(|v| digest(v))),
+        })
+        .collect();
+    let mut out = Vec::new();
+    // Encoding into a Vec fails only on an I/O error, which a Vec never has.
+    let _ = ciborium::into_writer(&(state.version_vector(), siblings), &mut out);
+    digest(&out)
+}
+
+/// Which class (replica count) each bucket's keys are filed under: see the module docs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Classes {
+    /// The class of a bucket without its own entry; 0 before the node knew any.
+    pub default: u8,
+    /// Buckets whose replica count is not the default's.
+    pub named: BTreeMap<String, u8>,
+}
+
+impl Classes {
+    /// The classes a bucket table gives.
+    pub fn of(buckets: &Buckets) -> Classes {
+        let default = buckets.default.n;
+        Classes {
+            default,
+            named: buckets
+                .named
+                .iter()
+                .filter(|(_, props)| props.n != default)
+                .map(|(name, props)| (name.clone(), props.n))
+                .collect(),
+        }
+    }
+
+    pub fn class_of(&self, bucket: &str) -> u8 {
+        self.named.get(bucket).copied().unwrap_or(self.default)
+    }
+
+    /// Every class a key can be filed under, sorted, without 0.
+    pub fn all(&self) -> Vec<u8> {
+        let mut all: Vec<u8> = std::iter::once(self.default)
+            .chain(self.named.values().copied())
+            .filter(|c| *c > 0)
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+}
+
+/// The hash and key count of an arc (or of any set of keys): XOR and sum of its keys'.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub hash: u64,
+    pub keys: u64,
+}
+
+impl Summary {
+    fn add(&mut self, hash: u64, keys: u64) {
+        self.hash ^= hash;
+        self.keys += keys;
+    }
+}
+
+/// The in-memory tables and the write lock of a store's index: see the module docs.
+#[derive(Debug)]
+pub struct Digests {
+    classes: RwLock<Arc<Classes>>,
+    tables: RwLock<BTreeMap<u8, Arc<Fenwick>>>,
+    stripes: Vec<Mutex<()>>,
+}
+
+impl Digests {
+    /// Empty tables, filing new keys under `classes`.
+    pub fn new(classes: Classes) -> Digests {
+        Digests {
+            classes: RwLock::new(Arc::new(classes)),
+            tables: RwLock::new(BTreeMap::new()),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+        }
+    }
+
+    /// The classes new entries are filed under.
+    pub fn classes(&self) -> Arc<Classes> {
+        self.classes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn class_of(&self, bucket: &str) -> u8 {
+        self.classes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .class_of(bucket)
+    }
+
+    /// The write lock of the keys at `position`: held from reading a key's old entry to
+    /// updating the tables, so that two writes of one key cannot both XOR out the same entry.
+    pub fn stripe(&self, position: Position) -> MutexGuard<'_, ()> {
+        // The low bits: positions are uniform, and segments use the high ones.
+        self.stripes[(position as usize) % STRIPES]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Replaces `old` by `new` in the tables (either may be absent). Call with the stripe held,
+    /// once the entries are written.
+    pub fn replace(&self, old: Option<&IndexEntry>, new: Option<&IndexEntry>) {
+        if old == new {
+            return;
+        }
+        if let Some(old) = old {
+            self.table(old.class)
+                .add(segment(old.position), old.key_digest(), -1);
+        }
+        if let Some(new) = new {
+            self.table(new.class)
+                .add(segment(new.position), new.key_digest(), 1);
+        }
+    }
+
+    /// The summary of the keys of `class` in the segments `first..end`.
+    fn segments(&self, class: u8, first: usize, end: usize) -> Summary {
+        let table = self
+            .tables
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&class)
+            .cloned();
+        table.map_or_else(Summary::default, |t| t.range(first, end))
+    }
+
+    fn table(&self, class: u8) -> Arc<Fenwick> {
+        if let Some(table) = self
+            .tables
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&class)
+        {
+            return table.clone();
+        }
+        self.tables
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(class)
+            .or_insert_with(|| Arc::new(Fenwick::new()))
+            .clone()
+    }
+}
+
+/// XOR and count per segment, as Fenwick trees of atomics: updates commute, so concurrent
+/// writes need no lock here (the stripes order the writes of one key).
+#[derive(Debug)]
+struct Fenwick {
+    xor: Box<[AtomicU64]>,
+    count: Box<[AtomicI64]>,
+}
+
+impl Fenwick {
+    fn new() -> Fenwick {
+        Fenwick {
+            xor: (0..SEGMENTS).map(|_| AtomicU64::new(0)).collect(),
+            count: (0..SEGMENTS).map(|_| AtomicI64::new(0)).collect(),
+        }
+    }
+
+    fn add(&self, segment: usize, hash: u64, keys: i64) {
+        let mut i = segment;
+        while i < SEGMENTS {
+            self.xor[i].fetch_xor(hash, Ordering::Relaxed);
+            self.count[i].fetch_add(keys, Ordering::Relaxed);
+            i |= i + 1;
+        }
+    }
+
+    /// The segments `0..end`.
+    fn before(&self, end: usize) -> (u64, i64) {
+        let (mut hash, mut keys) = (0, 0);
+        let mut i = end;
+        while i > 0 {
+            hash ^= self.xor[i - 1].load(Ordering::Relaxed);
+            keys += self.count[i - 1].load(Ordering::Relaxed);
+            i &= i - 1;
+        }
+        (hash, keys)
+    }
+
+    fn range(&self, first: usize, end: usize) -> Summary {
+        let (a, b) = (self.before(first), self.before(end));
+        Summary {
+            hash: a.0 ^ b.0,
+            // Concurrent updates may be seen half done; a count is only ever a hint.
+            keys: u64::try_from(b.1 - a.1).unwrap_or(0),
+        }
+    }
+}
+
+fn segment(position: Position) -> usize {
+    (position >> SHIFT) as usize
+}
+
+fn segment_start(segment: usize) -> Position {
+    (segment as u64) << SHIFT
+}
+
+fn segment_last(segment: usize) -> Position {
+    segment_start(segment) | ((1u64 << SHIFT) - 1)
+}
+
+/// The summary of the keys of `classes` at positions `lo..=hi`: the tables for the whole
+/// segments, a scan of the entries for the partial ones at either end.
+pub fn summarize(
+    store: &dyn Store,
+    lo: Position,
+    hi: Position,
+    classes: &[u8],
+) -> Result<Summary, StoreError> {
+    let mut sum = Summary::default();
+    if lo > hi || classes.is_empty() {
+        return Ok(sum);
+    }
+    let (first, last) = (segment(lo), segment(hi));
+    let mut scan = |lo, hi| {
+        for_each_entry(store, lo, hi, |entry| {
+            if classes.contains(&entry.class) {
+                sum.add(entry.key_digest(), 1);
+            }
+        })
+    };
+    if first == last && !(lo == segment_start(first) && hi == segment_last(last)) {
+        scan(lo, hi)?;
+        return Ok(sum);
+    }
+    let from = if lo == segment_start(first) {
+        first
+    } else {
+        scan(lo, segment_last(first))?;
+        first + 1
+    };
+    let to = if hi == segment_last(last) {
+        last + 1
+    } else {
+        scan(segment_start(last), hi)?;
+        last
+    };
+    for class in classes {
+        let whole = store.digests().segments(*class, from, to);
+        sum.add(whole.hash, whole.keys);
+    }
+    Ok(sum)
+}
+
+/// Calls `each` for every entry at positions `lo..=hi`, in order.
+pub fn for_each_entry(
+    store: &dyn Store,
+    lo: Position,
+    hi: Position,
+    mut each: impl FnMut(IndexEntry),
+) -> Result<(), StoreError> {
+    let mut after: Option<IndexEntry> = None;
+    loop {
+        let batch = store.scan_index(lo, hi, after.as_ref(), SCAN_BATCH)?;
+        let full = batch.len() == SCAN_BATCH;
+        after = batch.last().cloned();
+        batch.into_iter().for_each(&mut each);
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+/// Fills the tables from the stored entries (when a store opens).
+pub fn rebuild(store: &dyn Store) -> Result<u64, StoreError> {
+    let mut keys = 0;
+    let digests = store.digests();
+    for_each_entry(store, 0, Position::MAX, |entry| {
+        digests.replace(None, Some(&entry));
+        keys += 1;
+    })?;
+    Ok(keys)
+}
+
+/// Files new entries under `classes` and refiles every stored one whose class they change,
+/// then records them (so a crash part-way refiles again after a restart). Returns how many
+/// entries moved. Does nothing if `classes` are those the entries are filed under.
+pub fn settle_classes(store: &dyn Store, classes: Classes) -> Result<u64, StoreError> {
+    let digests = store.digests();
+    if *digests.classes() == classes {
+        return Ok(0);
+    }
+    *digests
+        .classes
+        .write()
+        .unwrap_or_else(PoisonError::into_inner) = Arc::new(classes.clone());
+    let mut stale = Vec::new();
+    let mut moved = 0;
+    let mut refile = |stale: &mut Vec<IndexEntry>| -> Result<(), StoreError> {
+        for entry in stale.drain(..) {
+            let _stripe = digests.stripe(entry.position);
+            // Read again under the lock: a write may have refiled it meanwhile.
+            let Some(current) = store.index_entry(&entry.bucket, &entry.key)? else {
+                continue;
+            };
+            let class = digests.class_of(&current.bucket);
+            if current.class == class {
+                continue;
+            }
+            let refiled = IndexEntry {
+                class,
+                ..current.clone()
+            };
+            store.put_index_entry(&refiled)?;
+            digests.replace(Some(&current), Some(&refiled));
+            moved += 1;
+        }
+        Ok(())
+    };
+    let mut after: Option<IndexEntry> = None;
+    loop {
+        let batch = store.scan_index(0, Position::MAX, after.as_ref(), SCAN_BATCH)?;
+        let full = batch.len() == SCAN_BATCH;
+        after = batch.last().cloned();
+        stale.extend(
+            batch
+                .into_iter()
+                .filter(|e| e.class != classes.class_of(&e.bucket)),
+        );
+        refile(&mut stale)?;
+        if !full {
+            break;
+        }
+    }
+    let mut record = Vec::new();
+    let _ = ciborium::into_writer(&classes, &mut record);
+    store.put_meta(CLASSES_RECORD, &record)?;
+    Ok(moved)
+}
+
+/// The classes recorded by the last [`settle_classes`] (none on a new or migrated store).
+pub fn recorded_classes(record: Option<Vec<u8>>) -> Result<Classes, StoreError> {
+    match record {
+        None => Ok(Classes::default()),
+        Some(bytes) => ciborium::from_reader(bytes.as_slice())
+            .map_err(|e| StoreError::Corrupt(format!("anti-entropy classes: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests;
