@@ -235,6 +235,13 @@ def main() -> int:
         w(churn.read_text().rstrip())
         w("")
 
+    anti_entropy = target_md.parent / "anti-entropy.md"
+    if anti_entropy.exists():
+        # Written by hand from the ignored `ae_exchange_figures` test (two stores of a
+        # million keys: minutes long, so not part of this comparison).
+        w(anti_entropy.read_text().rstrip())
+        w("")
+
     if memory:
         rss_mib = int(memory.get("rss_kib", "0")) / 1024
         w("## Memory")

@@ -478,8 +478,22 @@ async fn run(seed: u64) -> Result<Outcome, String> {
     for key in &outcome.deleted {
         final_read(key.clone()).await?;
     }
-    // Convergence: the home replicas of every key hold the same state, no hint is left.
+    // Convergence: the home replicas of every key hold the same state, no hint is left. The
+    // hints are waited for (in simulated time, bounded): the runtime's clock jumps ahead
+    // whenever every task waits on a blocking storage call, so a fixed pause would measure
+    // how busy the machine is rather than whether handoff finishes.
     tokio::time::sleep(Duration::from_secs(5)).await;
+    for _ in 0..120 {
+        let held: u64 = net
+            .lock()
+            .iter()
+            .map(|node| node.store.hint_count().unwrap_or(1))
+            .sum();
+        if held == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let mut minted: BTreeMap<(Vec<u8>, ringkv_core::Dot), ringkv_core::Sibling> = BTreeMap::new();
     let ring = ring();
     let nodes = net.lock();

@@ -114,6 +114,13 @@ pub enum Error {
         /// Where the other one answered.
         addr: String,
     },
+    /// A peer's anti-entropy answer does not fit the question (as many summaries as spans).
+    #[error("{peer} answered {got} summaries for {asked} spans")]
+    Summaries {
+        peer: String,
+        got: usize,
+        asked: usize,
+    },
     /// A task the work ran on panicked or was cancelled.
     #[error("a background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),

@@ -374,6 +374,14 @@ fn seed_requests() -> Vec<Request> {
             bucket: "lww".into(),
             key: key.clone(),
         },
+        Request::AeSpans {
+            peer: NodeId(2),
+            spans: vec![(0, 10), (5, 3), (0, u64::MAX)],
+        },
+        Request::AeSpanKeys {
+            peer: NodeId(2),
+            spans: vec![(0, u64::MAX)],
+        },
         Request::AeTree { peer: NodeId(2) },
         Request::AeKeys {
             peer: NodeId(2),

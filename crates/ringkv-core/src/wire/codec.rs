@@ -45,7 +45,9 @@ use super::error::WireError;
 /// 9: expiry: `Put` carries a time to live, siblings their expiry (`expires_ms`).
 /// 10: purging: `PurgeCheck` and `Purge`, node to node.
 /// 11: `PurgeKey::prune`, and `Stats` counts pruned keys.
-pub const PROTOCOL_VERSION: u32 = 11;
+/// 12: anti-entropy by spans (`AeSpans`, `AeSpanKeys`) over the digest index, whose state
+/// digests leave out what reclaiming strips.
+pub const PROTOCOL_VERSION: u32 = 12;
 
 /// The first protocol version that knows zones. A ring or layout whose members have zones is
 /// never handed over a connection that negotiated an older one: an older build would drop
@@ -73,6 +75,12 @@ pub const PURGE_PROTOCOL_VERSION: u32 = 10;
 /// pruning as a purge of a dead state (and, should the value expire meanwhile, delete the
 /// record before its delay): a pruning is never sent over an older connection.
 pub const PRUNE_PROTOCOL_VERSION: u32 = 11;
+
+/// The first protocol version that compares replicas by spans (`AeSpans`, `AeSpanKeys`). A
+/// node exchanges only with peers that speak it: an older one answers the whole-store
+/// `AeTree` with digests of another kind, which would differ on every key. An older node's
+/// own `AeTree` and `AeKeys` are still answered, the old way, until it is upgraded.
+pub const ANTI_ENTROPY_PROTOCOL_VERSION: u32 = 12;
 
 /// The oldest protocol version this build speaks. 7 is the first version that negotiates (a
 /// build of 6 or older demands an exact match), so it is also the oldest this one can speak

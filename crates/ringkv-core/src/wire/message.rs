@@ -323,6 +323,26 @@ pub enum Request {
         /// The ranges (named by their end token) whose hashes differed in the trees.
         ranges: Vec<u64>,
     },
+    /// Anti-entropy, node to node, since protocol version 12: for each span (positions
+    /// `lo..=hi`, each inside one fragment of the ring, see `Ring::fragment_ends`), the hash
+    /// and key count of the keys this node stores there that `peer` is also a home replica
+    /// of. Answered with `Response::AeSpans`, in order. Refused unless both rings are the
+    /// same.
+    AeSpans {
+        /// The node asking.
+        peer: NodeId,
+        /// At most [`MAX_AE_SPANS`].
+        spans: Vec<(u64, u64)>,
+    },
+    /// Anti-entropy since protocol version 12: `(bucket, key, state digest)` of every key in
+    /// the spans (as in `AeSpans`) this node stores that `peer` is also a home replica of.
+    /// Answered with `Response::AeKeys`.
+    AeSpanKeys {
+        /// The node asking.
+        peer: NodeId,
+        /// At most [`MAX_AE_SPANS`].
+        spans: Vec<(u64, u64)>,
+    },
     /// Purging, node to node: for each key, whether this node's own copy holds no live value
     /// by its clock and has exactly the version vector given (see the server's
     /// `workers::purge`). Answered with `Response::PurgeChecked`, in order. Refused unless
@@ -346,6 +366,9 @@ pub enum Request {
 
 /// The most keys one `PurgeCheck` or `Purge` names.
 pub const MAX_PURGE_KEYS: usize = 1024;
+
+/// The most spans one `AeSpans` or `AeSpanKeys` may name.
+pub const MAX_AE_SPANS: usize = 4096;
 
 /// A key a purge is about, and which state it concerns: its version vector and the dots of
 /// its siblings (under `lww` the vector is empty, and the dot names the write). A dead state
@@ -456,6 +479,9 @@ impl Request {
                 super::PRUNE_PROTOCOL_VERSION
             }
             Request::PurgeCheck { .. } | Request::Purge { .. } => super::PURGE_PROTOCOL_VERSION,
+            Request::AeSpans { .. } | Request::AeSpanKeys { .. } => {
+                super::ANTI_ENTROPY_PROTOCOL_VERSION
+            }
             _ => super::MIN_PROTOCOL_VERSION,
         }
     }
@@ -483,6 +509,8 @@ impl Request {
             Request::Inspect { .. } => "inspect",
             Request::AeTree { .. } => "ae-tree",
             Request::AeKeys { .. } => "ae-keys",
+            Request::AeSpans { .. } => "ae-spans",
+            Request::AeSpanKeys { .. } => "ae-span-keys",
             Request::PurgeCheck { .. } => "purge-check",
             Request::Purge { .. } => "purge",
             Request::Coordinate(Coordinated::Get { .. }) => "coordinate-get",

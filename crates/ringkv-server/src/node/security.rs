@@ -122,7 +122,9 @@ pub fn permitted(role: Role, request: &Request) -> bool {
         Role::Node => true,
         Role::Client => !matches!(
             request,
-            Request::AeTree { .. }
+            Request::AeSpans { .. }
+                | Request::AeSpanKeys { .. }
+                | Request::AeTree { .. }
                 | Request::AeKeys { .. }
                 | Request::PurgeCheck { .. }
                 | Request::Purge { .. }

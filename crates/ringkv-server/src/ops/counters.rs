@@ -31,10 +31,12 @@ pub struct NodeCounters {
     pub pruned_keys: AtomicU64,
     /// Anti-entropy exchanges completed.
     pub ae_exchanges: AtomicU64,
-    /// Ring ranges anti-entropy found different on a peer.
+    /// Ring fragments anti-entropy found different on a peer.
     pub ae_ranges_differing: AtomicU64,
     /// Keys anti-entropy repaired.
     pub ae_keys_repaired: AtomicU64,
+    /// Bytes anti-entropy exchanged to find differences.
+    pub ae_bytes: AtomicU64,
     /// Progress of this node's transfer, written by the transfer worker. A mutex, not atomics:
     /// the figures of one report belong together. Held only to copy them in or out.
     transfer: Mutex<Option<TransferStats>>,
@@ -61,8 +63,9 @@ pub struct CountersSnapshot {
 
 impl NodeCounters {
     /// Counts one finished anti-entropy exchange.
-    pub fn anti_entropy_exchange(&self, ranges_differing: u64, keys_repaired: u64) {
+    pub fn anti_entropy_exchange(&self, ranges_differing: u64, keys_repaired: u64, bytes: u64) {
         self.ae_exchanges.fetch_add(1, Ordering::Relaxed);
+        self.ae_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.ae_ranges_differing
             .fetch_add(ranges_differing, Ordering::Relaxed);
         self.ae_keys_repaired
@@ -94,6 +97,7 @@ impl NodeCounters {
                 exchanges: self.ae_exchanges.load(Ordering::Relaxed),
                 ranges_differing: self.ae_ranges_differing.load(Ordering::Relaxed),
                 keys_repaired: self.ae_keys_repaired.load(Ordering::Relaxed),
+                bytes: self.ae_bytes.load(Ordering::Relaxed),
             },
             transfer: self.transfer(),
         }

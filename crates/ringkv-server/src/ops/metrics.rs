@@ -185,7 +185,7 @@ impl Collector for NodeSnapshot {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let s = &self.stats;
         let transfer = s.transfer.clone().unwrap_or_default();
-        let counters: [(&str, &str, u64); 10] = [
+        let counters: [(&str, &str, u64); 11] = [
             (
                 "expired_values_reclaimed",
                 "Expired values whose bytes were reclaimed (their versions stay)",
@@ -223,13 +223,18 @@ impl Collector for NodeSnapshot {
             ),
             (
                 "anti_entropy_ranges_differing",
-                "Ring ranges anti-entropy found different on a peer",
+                "Ring fragments anti-entropy found different on a peer",
                 s.anti_entropy.ranges_differing,
             ),
             (
                 "anti_entropy_keys_repaired",
                 "Keys anti-entropy repaired",
                 s.anti_entropy.keys_repaired,
+            ),
+            (
+                "anti_entropy_bytes",
+                "Bytes of summaries and key lists anti-entropy exchanged to find differences",
+                s.anti_entropy.bytes,
             ),
             (
                 "transfer_cleaned_keys",

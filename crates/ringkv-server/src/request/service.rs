@@ -245,7 +245,9 @@ impl Service {
                     .collect();
                 Ok(Response::Inspection { data, hints })
             }
-            request @ (Request::AeTree { .. }
+            request @ (Request::AeSpans { .. }
+            | Request::AeSpanKeys { .. }
+            | Request::AeTree { .. }
             | Request::AeKeys { .. }
             | Request::PurgeCheck { .. }
             | Request::Purge { .. }) => self.peer(client_epoch, request),

@@ -64,7 +64,12 @@ pub enum Response {
         /// One `(range, hash)` pair per range where the two nodes share keys.
         ranges: Vec<(u64, u64)>,
     },
-    /// The answer to `AeKeys`: `(bucket, key, digest of the state)`, sorted.
+    /// The answer to `AeSpans`: `(hash, key count)` per span asked, in order.
+    AeSpans {
+        /// One `(hash, keys)` pair per span.
+        summaries: Vec<(u64, u64)>,
+    },
+    /// The answer to `AeKeys` and `AeSpanKeys`: `(bucket, key, digest of the state)`, sorted.
     AeKeys {
         /// One `(bucket, key, digest)` triple per key of the ranges asked for.
         keys: Vec<(String, Bytes, u64)>,
@@ -113,6 +118,7 @@ impl Response {
             Response::Inspection { .. } => "inspection",
             Response::AeTree { .. } => "ae-tree",
             Response::AeKeys { .. } => "ae-keys",
+            Response::AeSpans { .. } => "ae-spans",
             Response::PurgeChecked { .. } => "purge-checked",
             Response::Purged { .. } => "purged",
             Response::Read { .. } => "read",

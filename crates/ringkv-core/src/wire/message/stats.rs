@@ -92,8 +92,12 @@ pub struct TransferStats {
 pub struct AntiEntropyStats {
     /// Exchanges completed with a peer (trees compared, differences repaired).
     pub exchanges: u64,
-    /// Ranges found to differ.
+    /// Fragments of the ring found to differ.
     pub ranges_differing: u64,
     /// Keys repaired, in either direction.
     pub keys_repaired: u64,
+    /// Bytes of summaries and key lists exchanged to find the differences (the repairs'
+    /// `Merge`s not counted). Since protocol version 12.
+    #[serde(default)]
+    pub bytes: u64,
 }

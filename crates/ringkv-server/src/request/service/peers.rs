@@ -2,20 +2,40 @@
 //! and deletes (see `workers::antientropy` and `workers::purge`).
 
 use ringkv_core::RingEpoch;
-use ringkv_core::wire::{MAX_PURGE_KEYS, PurgeKey, Request, Response, WireError};
+use ringkv_core::wire::{MAX_AE_SPANS, MAX_PURGE_KEYS, PurgeKey, Request, Response, WireError};
 
 use super::Service;
 use crate::request::replica::store_error;
-use crate::workers::antientropy::digest;
+use crate::workers::antientropy::{digest, spans};
 
 impl Service {
-    /// Handles a peer's `AeTree`, `AeKeys`, `PurgeCheck` or `Purge`.
+    /// Handles a peer's `AeSpans`, `AeSpanKeys`, `AeTree`, `AeKeys`, `PurgeCheck` or `Purge`.
     pub(super) fn peer(
         &self,
         client_epoch: RingEpoch,
         request: Request,
     ) -> Result<Response, WireError> {
         match request {
+            Request::AeSpans { peer, spans } => {
+                self.check_same_ring(client_epoch)?;
+                let ring = self.view.borrow().ring.clone();
+                check_spans(&ring, &spans)?;
+                let summaries = spans::summaries(&self.store, &ring, self.node, peer, &spans)
+                    .map_err(store_error)?
+                    .into_iter()
+                    .map(|s| (s.hash, s.keys))
+                    .collect();
+                Ok(Response::AeSpans { summaries })
+            }
+            Request::AeSpanKeys { peer, spans } => {
+                self.check_same_ring(client_epoch)?;
+                let ring = self.view.borrow().ring.clone();
+                check_spans(&ring, &spans)?;
+                let keys = spans::keys(&self.store, &ring, self.node, peer, &spans)
+                    .map_err(store_error)?;
+                Ok(Response::AeKeys { keys })
+            }
+            // What peers older than protocol 12 ask: answered by scanning the whole store.
             Request::AeTree { peer } => {
                 self.check_same_ring(client_epoch)?;
                 // The ring is copied out: a scan must not hold the view's lock.
@@ -72,4 +92,14 @@ impl Service {
         }
         Ok(())
     }
+}
+
+/// A peer's spans: at most [`MAX_AE_SPANS`], each inside one fragment of the ring.
+fn check_spans(ring: &ringkv_core::Ring, asked: &[spans::Span]) -> Result<(), WireError> {
+    if asked.len() > MAX_AE_SPANS {
+        return Err(WireError::InvalidRequest {
+            reason: format!("{} spans, at most {MAX_AE_SPANS}", asked.len()),
+        });
+    }
+    spans::check_spans(ring, asked).map_err(|reason| WireError::InvalidRequest { reason })
 }

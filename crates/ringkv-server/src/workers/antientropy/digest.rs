@@ -86,7 +86,7 @@ fn shared_keys(
 /// transfer, the key is not in transit: its homes are the same under both rings. A key that
 /// moves is the transfer's business (streaming, then clean-up); one that stays where it was
 /// is compared as on a settled ring, so a transfer does not stop anti-entropy.
-fn shared_range(ring: &Ring, me: NodeId, peer: NodeId, key: &DataKey) -> Option<u64> {
+pub(super) fn shared_range(ring: &Ring, me: NodeId, peer: NodeId, key: &DataKey) -> Option<u64> {
     let homes = ring.home_replicas(&key.bucket, &key.key);
     let both = homes.iter().any(|m| m.id == me) && homes.iter().any(|m| m.id == peer);
     if !both {
