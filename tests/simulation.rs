@@ -479,11 +479,15 @@ async fn run(seed: u64) -> Result<Outcome, String> {
         final_read(key.clone()).await?;
     }
     // Convergence: the home replicas of every key hold the same state, no hint is left. The
-    // hints are waited for (in simulated time, bounded): the runtime's clock jumps ahead
-    // whenever every task waits on a blocking storage call, so a fixed pause would measure
-    // how busy the machine is rather than whether handoff finishes.
+    // hints are waited for, bounded by the wall clock: the simulated clock jumps ahead
+    // whenever every task waits on a blocking storage call, so a pause in simulated time
+    // would measure how busy the machine is rather than whether handoff finishes.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    for _ in 0..120 {
+    let waiting = std::time::Instant::now();
+    for _ in 0..10_000 {
+        if waiting.elapsed() > Duration::from_secs(30) {
+            break;
+        }
         let held: u64 = net
             .lock()
             .iter()

@@ -324,7 +324,8 @@ pub enum Request {
         ranges: Vec<u64>,
     },
     /// Anti-entropy, node to node, since protocol version 12: for each span (positions
-    /// `lo..=hi`, each inside one fragment of the ring, see `Ring::fragment_ends`), the hash
+    /// `lo..=hi`, each inside one fragment of the ring, see `Ring::fragment_ends`, in ring
+    /// order without overlaps), the hash
     /// and key count of the keys this node stores there that `peer` is also a home replica
     /// of. Answered with `Response::AeSpans`, in order. Refused unless both rings are the
     /// same.
@@ -336,7 +337,8 @@ pub enum Request {
     },
     /// Anti-entropy since protocol version 12: `(bucket, key, state digest)` of every key in
     /// the spans (as in `AeSpans`) this node stores that `peer` is also a home replica of.
-    /// Answered with `Response::AeKeys`.
+    /// Answered with `Response::AeSpanKeys`, which may cover only the first spans (an answer
+    /// is kept to [`MAX_AE_KEY_BYTES`] or so).
     AeSpanKeys {
         /// The node asking.
         peer: NodeId,
@@ -369,6 +371,10 @@ pub const MAX_PURGE_KEYS: usize = 1024;
 
 /// The most spans one `AeSpans` or `AeSpanKeys` may name.
 pub const MAX_AE_SPANS: usize = 4096;
+
+/// About how many bytes of keys one answer to `AeSpanKeys` holds: it stops after the span
+/// that passes this (well under the frame limit, keys being at most 64 KiB).
+pub const MAX_AE_KEY_BYTES: usize = 4 << 20;
 
 /// A key a purge is about, and which state it concerns: its version vector and the dots of
 /// its siblings (under `lww` the vector is empty, and the dot names the write). A dead state

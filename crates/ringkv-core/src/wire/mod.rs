@@ -28,8 +28,8 @@ pub use codec::{
 };
 pub use error::WireError;
 pub use message::{
-    AntiEntropyStats, Auth, ClientFrame, Coordinated, Hello, MAX_AE_SPANS, MAX_PURGE_KEYS,
-    NodeStats, PurgeKey, Request, RequestFrame, Response, ResponseFrame, RingSnapshot, ServerFrame,
-    TransferStats, Welcome,
+    AntiEntropyStats, Auth, ClientFrame, Coordinated, Hello, MAX_AE_KEY_BYTES, MAX_AE_SPANS,
+    MAX_PURGE_KEYS, NodeStats, PurgeKey, Request, RequestFrame, Response, ResponseFrame,
+    RingSnapshot, ServerFrame, TransferStats, Welcome,
 };
 pub use protocol::ProtocolRange;

@@ -25,7 +25,11 @@
 //! last learnt it from the ring's bucket table ([`Classes`]); when that table changes, or a
 //! store migrated from a format without entries is first opened, [`settle_classes`] refiles
 //! the entries whose class changed (a scan of the entries, once). Class 0 means "not known
-//! yet": it is never compared.
+//! yet": it is never compared. A write holds the classes it files under (read-locked) until
+//! its entry is written, and a refiling swaps them (write-locked) before it scans, so no
+//! entry can be filed under the old classes behind the scan. Until a refiling has completed
+//! (recorded in `meta`, so one a crash or an error interrupted is run again) the index is
+//! not *settled*, and the node answers no peer's comparison from it.
 //!
 //! # What a state's digest covers
 //!
@@ -37,7 +41,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
 
 use ringkv_core::hash::{Position, digest, key_position};
 use ringkv_core::{Buckets, Dot, SiblingSet};
@@ -227,16 +231,23 @@ impl Summary {
 /// The in-memory tables and the write lock of a store's index: see the module docs.
 #[derive(Debug)]
 pub struct Digests {
-    classes: RwLock<Arc<Classes>>,
+    /// The classes new entries are filed under: read-locked by a write from choosing its
+    /// entry's class until the entry is written, write-locked by a refiling to swap them.
+    filing: RwLock<Arc<Classes>>,
+    /// The classes every stored entry is filed under, once a refiling completed; `None`
+    /// while one is under way, or after one was interrupted.
+    settled: Mutex<Option<Arc<Classes>>>,
     tables: RwLock<BTreeMap<u8, Arc<Fenwick>>>,
     stripes: Vec<Mutex<()>>,
 }
 
 impl Digests {
-    /// Empty tables, filing new keys under `classes`.
-    pub fn new(classes: Classes) -> Digests {
+    /// Empty tables, filing new keys under `recorded` (see [`recorded_classes`]).
+    pub fn new(recorded: Recorded) -> Digests {
+        let classes = Arc::new(recorded.classes);
         Digests {
-            classes: RwLock::new(Arc::new(classes)),
+            filing: RwLock::new(classes.clone()),
+            settled: Mutex::new(recorded.complete.then_some(classes)),
             tables: RwLock::new(BTreeMap::new()),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
         }
@@ -244,17 +255,36 @@ impl Digests {
 
     /// The classes new entries are filed under.
     pub fn classes(&self) -> Arc<Classes> {
-        self.classes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.filing().clone()
+    }
+
+    /// The classes new entries are filed under, held: a write keeps the guard until its
+    /// entry is written (see the module docs).
+    pub fn filing(&self) -> RwLockReadGuard<'_, Arc<Classes>> {
+        self.filing.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn class_of(&self, bucket: &str) -> u8 {
-        self.classes
-            .read()
+        self.filing().class_of(bucket)
+    }
+
+    /// Whether every stored entry is filed under `classes`, and new ones will be: only then
+    /// may the tables answer a comparison.
+    pub fn is_settled(&self, classes: &Classes) -> bool {
+        let settled = self
+            .settled
+            .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .class_of(bucket)
+            .clone();
+        settled.is_some_and(|s| *s == *classes) && *self.classes() == *classes
+    }
+
+    /// Empties the tables (before they are rebuilt from the entries).
+    pub fn clear(&self) {
+        self.tables
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     /// The write lock of the keys at `position`: held from reading a key's old entry to
@@ -444,27 +474,40 @@ pub fn rebuild(store: &dyn Store) -> Result<u64, StoreError> {
 }
 
 /// Files new entries under `classes` and refiles every stored one whose class they change,
-/// then records them (so a crash part-way refiles again after a restart). Returns how many
-/// entries moved. Does nothing if `classes` are those the entries are filed under.
+/// recording in `meta` that a refiling is under way and then that it completed (so one a crash
+/// or an error interrupted runs again). Returns how many entries moved. Does nothing if the
+/// index is settled under `classes` already.
 pub fn settle_classes(store: &dyn Store, classes: Classes) -> Result<u64, StoreError> {
     let digests = store.digests();
-    if *digests.classes() == classes {
+    if digests.is_settled(&classes) {
         return Ok(0);
     }
+    record(store, &classes, false)?;
     *digests
-        .classes
+        .settled
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) = None;
+    // Waits for the writes filing under the old classes: the scan below comes after them.
+    *digests
+        .filing
         .write()
         .unwrap_or_else(PoisonError::into_inner) = Arc::new(classes.clone());
-    let mut stale = Vec::new();
     let mut moved = 0;
-    let mut refile = |stale: &mut Vec<IndexEntry>| -> Result<(), StoreError> {
-        for entry in stale.drain(..) {
+    let mut after: Option<IndexEntry> = None;
+    loop {
+        let batch = store.scan_index(0, Position::MAX, after.as_ref(), SCAN_BATCH)?;
+        let full = batch.len() == SCAN_BATCH;
+        after = batch.last().cloned();
+        for entry in batch {
+            if entry.class == classes.class_of(&entry.bucket) {
+                continue;
+            }
             let _stripe = digests.stripe(entry.position);
             // Read again under the lock: a write may have refiled it meanwhile.
             let Some(current) = store.index_entry(&entry.bucket, &entry.key)? else {
                 continue;
             };
-            let class = digests.class_of(&current.bucket);
+            let class = classes.class_of(&current.bucket);
             if current.class == class {
                 continue;
             }
@@ -476,33 +519,39 @@ pub fn settle_classes(store: &dyn Store, classes: Classes) -> Result<u64, StoreE
             digests.replace(Some(&current), Some(&refiled));
             moved += 1;
         }
-        Ok(())
-    };
-    let mut after: Option<IndexEntry> = None;
-    loop {
-        let batch = store.scan_index(0, Position::MAX, after.as_ref(), SCAN_BATCH)?;
-        let full = batch.len() == SCAN_BATCH;
-        after = batch.last().cloned();
-        stale.extend(
-            batch
-                .into_iter()
-                .filter(|e| e.class != classes.class_of(&e.bucket)),
-        );
-        refile(&mut stale)?;
         if !full {
             break;
         }
     }
-    let mut record = Vec::new();
-    let _ = ciborium::into_writer(&classes, &mut record);
-    store.put_meta(CLASSES_RECORD, &record)?;
+    record(store, &classes, true)?;
+    *digests
+        .settled
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(classes));
     Ok(moved)
 }
 
-/// The classes recorded by the last [`settle_classes`] (none on a new or migrated store).
-pub fn recorded_classes(record: Option<Vec<u8>>) -> Result<Classes, StoreError> {
+/// What `meta` records of the classes: those of the last refiling, and whether it completed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recorded {
+    pub classes: Classes,
+    pub complete: bool,
+}
+
+fn record(store: &dyn Store, classes: &Classes, complete: bool) -> Result<(), StoreError> {
+    let mut bytes = Vec::new();
+    let recorded = Recorded {
+        classes: classes.clone(),
+        complete,
+    };
+    let _ = ciborium::into_writer(&recorded, &mut bytes);
+    store.put_meta(CLASSES_RECORD, &bytes)
+}
+
+/// What `meta` records (nothing on a new or migrated store: class 0, not settled).
+pub fn recorded_classes(record: Option<Vec<u8>>) -> Result<Recorded, StoreError> {
     match record {
-        None => Ok(Classes::default()),
+        None => Ok(Recorded::default()),
         Some(bytes) => ciborium::from_reader(bytes.as_slice())
             .map_err(|e| StoreError::Corrupt(format!("anti-entropy classes: {e}"))),
     }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ringkv_core::{NodeId, SiblingSet};
 
-use super::digests::{Classes, Digests, IndexEntry, index_key};
+use super::digests::{Digests, IndexEntry, Recorded, index_key};
 use super::expiry::{Reclaimed, strip_record};
 use super::{
     DataKey, HintKey, Record, Store, StoreError, decode_record, decode_state, encode_record,
@@ -46,7 +46,7 @@ impl MemoryStore {
             meta: Mutex::new(HashMap::new()),
             hints: Mutex::new(BTreeMap::new()),
             index: Mutex::new(BTreeMap::new()),
-            digests: Digests::new(Classes::default()),
+            digests: Digests::new(Recorded::default()),
             syncs: AtomicU64::new(0),
             reclaimed: Reclaimed::default(),
         }
@@ -92,7 +92,8 @@ impl Store for MemoryStore {
     }
 
     fn put(&self, bucket: &str, key: &[u8], record: &Record) -> Result<(), StoreError> {
-        let entry = IndexEntry::new(bucket, key, &record.state, self.digests.class_of(bucket));
+        let filing = self.digests.filing();
+        let entry = IndexEntry::new(bucket, key, &record.state, filing.class_of(bucket));
         let _stripe = self.digests.stripe(entry.position);
         let mut data = self.data.lock().map_err(poisoned)?;
         let mut index = self.index.lock().map_err(poisoned)?;

@@ -87,12 +87,12 @@ impl RocksStore {
         let reclaimed = Arc::new(Reclaimed::default());
         let db = open_db(dir, &cache, &reclaimed, false)?;
         let identity = identity::identity(&db)?;
-        let classes = digests::recorded_classes(
+        let recorded = digests::recorded_classes(
             db.get_cf(cf(&db, CF_META)?, meta_key(digests::CLASSES_RECORD))
                 .map_err(engine)?,
         )?;
         if identity.migrate_from.is_some() {
-            index::build(&db, &classes)?;
+            index::build(&db, &recorded.classes)?;
             identity::finish_migration(&db)?;
         }
         let node_id = identity.node_id;
@@ -109,7 +109,7 @@ impl RocksStore {
             full: AtomicBool::new(false),
             last_recovery: Mutex::new(Instant::now()),
             reclaimed,
-            digests: Digests::new(classes),
+            digests: Digests::new(recorded),
         };
         let keys = digests::rebuild(&store)?;
         info!(keys, "anti-entropy tables built");
@@ -160,7 +160,12 @@ impl RocksStore {
         if !has_room(&self.dir) {
             return Err(StoreError::Full);
         }
-        match self.reopen() {
+        // The tables are rebuilt from the reopened store's entries: a write whose call
+        // failed with the disk may still have reached its log.
+        match self.reopen().and_then(|()| {
+            self.digests.clear();
+            digests::rebuild(self).map(|_| ())
+        }) {
             Ok(()) => {
                 self.full.store(false, Ordering::Release);
                 info!(dir = %self.dir.display(), "space was freed: writes resume");
@@ -234,7 +239,8 @@ impl Store for RocksStore {
     }
 
     fn put(&self, bucket: &str, key: &[u8], record: &Record) -> Result<(), StoreError> {
-        let entry = IndexEntry::new(bucket, key, &record.state, self.digests.class_of(bucket));
+        let filing = self.digests.filing();
+        let entry = IndexEntry::new(bucket, key, &record.state, filing.class_of(bucket));
         let _stripe = self.digests.stripe(entry.position);
         let index_key = entry.index_key();
         let old = index::read(&self.db(), &index_key)?;

@@ -69,7 +69,15 @@ pub enum Response {
         /// One `(hash, keys)` pair per span.
         summaries: Vec<(u64, u64)>,
     },
-    /// The answer to `AeKeys` and `AeSpanKeys`: `(bucket, key, digest of the state)`, sorted.
+    /// The answer to `AeSpanKeys`: `(bucket, key, digest of the state)` of the keys of the
+    /// first `listed` spans asked (at least one; the rest are asked again), sorted.
+    AeSpanKeys {
+        /// The keys, with the digests of their states.
+        keys: Vec<(String, Bytes, u64)>,
+        /// How many of the spans asked (from the first) the keys cover.
+        listed: u32,
+    },
+    /// The answer to `AeKeys`: `(bucket, key, digest of the state)`, sorted.
     AeKeys {
         /// One `(bucket, key, digest)` triple per key of the ranges asked for.
         keys: Vec<(String, Bytes, u64)>,
@@ -119,6 +127,7 @@ impl Response {
             Response::AeTree { .. } => "ae-tree",
             Response::AeKeys { .. } => "ae-keys",
             Response::AeSpans { .. } => "ae-spans",
+            Response::AeSpanKeys { .. } => "ae-span-keys",
             Response::PurgeChecked { .. } => "purge-checked",
             Response::Purged { .. } => "purged",
             Response::Read { .. } => "read",

@@ -1,11 +1,14 @@
 //! Requests only peers send: anti-entropy's trees and key digests, and purging's checks
 //! and deletes (see `workers::antientropy` and `workers::purge`).
 
-use ringkv_core::RingEpoch;
-use ringkv_core::wire::{MAX_AE_SPANS, MAX_PURGE_KEYS, PurgeKey, Request, Response, WireError};
+use ringkv_core::wire::{
+    MAX_AE_KEY_BYTES, MAX_AE_SPANS, MAX_PURGE_KEYS, PurgeKey, Request, Response, WireError,
+};
+use ringkv_core::{Ring, RingEpoch};
 
 use super::Service;
 use crate::request::replica::store_error;
+use crate::storage::digests::Classes;
 use crate::workers::antientropy::{digest, spans};
 
 impl Service {
@@ -19,7 +22,7 @@ impl Service {
             Request::AeSpans { peer, spans } => {
                 self.check_same_ring(client_epoch)?;
                 let ring = self.view.borrow().ring.clone();
-                check_spans(&ring, &spans)?;
+                self.check_spans(&ring, &spans)?;
                 let summaries = spans::summaries(&self.store, &ring, self.node, peer, &spans)
                     .map_err(store_error)?
                     .into_iter()
@@ -30,10 +33,18 @@ impl Service {
             Request::AeSpanKeys { peer, spans } => {
                 self.check_same_ring(client_epoch)?;
                 let ring = self.view.borrow().ring.clone();
-                check_spans(&ring, &spans)?;
-                let keys = spans::keys(&self.store, &ring, self.node, peer, &spans)
-                    .map_err(store_error)?;
-                Ok(Response::AeKeys { keys })
+                self.check_spans(&ring, &spans)?;
+                let (keys, listed) = spans::keys(
+                    &self.store,
+                    &ring,
+                    self.node,
+                    peer,
+                    &spans,
+                    MAX_AE_KEY_BYTES,
+                )
+                .map_err(store_error)?;
+                let listed = u32::try_from(listed).unwrap_or(u32::MAX);
+                Ok(Response::AeSpanKeys { keys, listed })
             }
             // What peers older than protocol 12 ask: answered by scanning the whole store.
             Request::AeTree { peer } => {
@@ -94,12 +105,26 @@ impl Service {
     }
 }
 
-/// A peer's spans: at most [`MAX_AE_SPANS`], each inside one fragment of the ring.
-fn check_spans(ring: &ringkv_core::Ring, asked: &[spans::Span]) -> Result<(), WireError> {
-    if asked.len() > MAX_AE_SPANS {
-        return Err(WireError::InvalidRequest {
-            reason: format!("{} spans, at most {MAX_AE_SPANS}", asked.len()),
-        });
+impl Service {
+    /// A peer's spans: at most [`MAX_AE_SPANS`], in ring order, each inside one fragment of
+    /// the ring; and this node's index settled under the ring's replica counts (it is refiled
+    /// after a change of the bucket table, and on a store's first start).
+    fn check_spans(&self, ring: &Ring, asked: &[spans::Span]) -> Result<(), WireError> {
+        if asked.len() > MAX_AE_SPANS {
+            return Err(WireError::InvalidRequest {
+                reason: format!("{} spans, at most {MAX_AE_SPANS}", asked.len()),
+            });
+        }
+        spans::check_spans(ring, asked).map_err(|reason| WireError::InvalidRequest { reason })?;
+        if !self
+            .store
+            .digests()
+            .is_settled(&Classes::of(&ring.config().buckets))
+        {
+            return Err(WireError::NotYet {
+                reason: "this node's anti-entropy index is being refiled".into(),
+            });
+        }
+        Ok(())
     }
-    spans::check_spans(ring, asked).map_err(|reason| WireError::InvalidRequest { reason })
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use ringkv_core::wire::MAX_AE_SPANS;
 
-use super::spans::{Span, split};
+use super::spans::{KeyList, Span, split};
 use crate::error::Result;
 use crate::storage::digests::Summary;
 
@@ -20,6 +20,9 @@ pub const FANOUT: u64 = 32;
 pub const LEAF_KEYS: u64 = 64;
 /// Levels below the fragments before keys are listed anyway (32^12 covers any fragment).
 const MAX_LEVELS: usize = 12;
+/// At most this many spans are compared in one exchange (whatever a peer answers): the spans
+/// a level would add beyond it wait for the next exchange.
+pub const MAX_SPANS_PER_EXCHANGE: usize = 65_536;
 
 /// The keys of a side: `(bucket, key)` to the digest of its state.
 pub type KeyDigests = BTreeMap<(String, Bytes), u64>;
@@ -28,8 +31,9 @@ pub type KeyDigests = BTreeMap<(String, Bytes), u64>;
 pub(crate) trait Side {
     /// The summary of each span, in order: exactly one per span.
     async fn summaries(&self, spans: &[Span]) -> Result<Vec<Summary>>;
-    /// The keys of the spans with their state digests.
-    async fn keys(&self, spans: &[Span]) -> Result<Vec<(String, Bytes, u64)>>;
+    /// The keys of the first spans (at least one) with their state digests, and how many
+    /// spans they cover.
+    async fn keys(&self, spans: &[Span]) -> Result<(KeyList, usize)>;
 }
 
 /// What a comparison found.
@@ -66,14 +70,17 @@ impl Comparison {
     }
 }
 
-/// Compares `ours` and `theirs` over `fragments`: see the module docs.
+/// Compares `ours` and `theirs` over `fragments` (in ring order), until it has found
+/// `enough` differing keys: see the module docs.
 pub(crate) async fn compare(
     ours: &impl Side,
     theirs: &impl Side,
     fragments: Vec<Span>,
+    enough: usize,
 ) -> Result<Comparison> {
     let mut found = Comparison::default();
     let mut level = fragments;
+    level.truncate(MAX_SPANS_PER_EXCHANGE);
     let mut leaves: Vec<Span> = Vec::new();
     for depth in 0..=MAX_LEVELS {
         if level.is_empty() {
@@ -84,6 +91,7 @@ pub(crate) async fn compare(
             summaries(theirs, &level).await?,
         );
         found.spans_compared += level.len();
+        let room = MAX_SPANS_PER_EXCHANGE.saturating_sub(found.spans_compared);
         let mut next = Vec::new();
         for ((span, a), b) in level.iter().zip(&a).zip(&b) {
             if a.hash == b.hash {
@@ -95,21 +103,27 @@ pub(crate) async fn compare(
             let small = a.keys.max(b.keys) <= LEAF_KEYS;
             if small || depth == MAX_LEVELS || span.0 == span.1 {
                 leaves.push(*span);
-            } else {
+            } else if next.len() + FANOUT as usize <= room {
                 next.extend(split(*span, FANOUT));
             }
+            // Else: past the exchange's budget, the span waits for the next exchange.
         }
         level = next;
     }
-    leaves.extend(level);
-    for chunk in leaves.chunks(MAX_AE_SPANS) {
-        let (a, b) = (ours.keys(chunk).await?, theirs.keys(chunk).await?);
+    leaves.sort_unstable();
+    let mut rest: &[Span] = &leaves;
+    while !rest.is_empty() && found.differing().len() < enough {
+        let chunk = &rest[..rest.len().min(MAX_AE_SPANS)];
+        let (b, listed) = theirs.keys(chunk).await?;
+        let listed = listed.clamp(1, chunk.len());
+        let (a, _) = ours.keys(&chunk[..listed]).await?;
         found
             .ours
             .extend(a.into_iter().map(|(b, k, d)| ((b, k), d)));
         found
             .theirs
             .extend(b.into_iter().map(|(b, k, d)| ((b, k), d)));
+        rest = &rest[listed..];
     }
     Ok(found)
 }
@@ -121,4 +135,62 @@ async fn summaries(side: &impl Side, spans: &[Span]) -> Result<Vec<Summary>> {
         out.extend(side.summaries(chunk).await?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+    use crate::workers::antientropy::spans::KeyList;
+
+    /// A side whose every summary differs and claims more keys than any store holds: a
+    /// broken or hostile peer.
+    struct Liar(AtomicU64);
+
+    impl Side for Liar {
+        async fn summaries(&self, spans: &[Span]) -> Result<Vec<Summary>> {
+            Ok(spans
+                .iter()
+                .map(|_| Summary {
+                    hash: self.0.fetch_add(1, Ordering::Relaxed),
+                    keys: u64::MAX,
+                })
+                .collect())
+        }
+
+        async fn keys(&self, spans: &[Span]) -> Result<(KeyList, usize)> {
+            // Claims to cover more spans than it was asked: clamped.
+            Ok((Vec::new(), spans.len() + 5))
+        }
+    }
+
+    struct Empty;
+
+    impl Side for Empty {
+        async fn summaries(&self, spans: &[Span]) -> Result<Vec<Summary>> {
+            Ok(vec![Summary::default(); spans.len()])
+        }
+
+        async fn keys(&self, spans: &[Span]) -> Result<(KeyList, usize)> {
+            Ok((Vec::new(), spans.len()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peer_cannot_make_an_exchange_unbounded() {
+        let fragments: Vec<Span> = (0..256u64)
+            .map(|i| (i << 40, (i << 40) + (1 << 39)))
+            .collect();
+        let found = compare(&Empty, &Liar(AtomicU64::new(1)), fragments, usize::MAX)
+            .await
+            .expect("compare");
+        assert!(
+            found.spans_compared <= MAX_SPANS_PER_EXCHANGE,
+            "{}",
+            found.spans_compared
+        );
+        assert_eq!(found.fragments_differing, 256);
+        assert!(found.differing().is_empty());
+    }
 }

@@ -18,7 +18,7 @@ use ringkv_core::{Layout, Member, NodeId, Ring, SiblingSet, VersionVector};
 
 use super::compare::{Side, compare};
 use super::sides::{Local, encoded_len};
-use super::spans::{self, Span};
+use super::spans::{self, KeyList, Span};
 use super::{compare::Comparison, digest};
 use crate::error::Result;
 use crate::storage::digests::{Classes, Summary, settle_classes};
@@ -52,9 +52,12 @@ impl Side for Far {
         Ok(got)
     }
 
-    async fn keys(&self, asked: &[Span]) -> Result<Vec<(String, Bytes, u64)>> {
-        let keys = self.local.keys(asked).await?;
-        let response = Response::AeKeys { keys };
+    async fn keys(&self, asked: &[Span]) -> Result<(KeyList, usize)> {
+        let (keys, listed) = self.local.keys(asked).await?;
+        let response = Response::AeSpanKeys {
+            keys,
+            listed: listed as u32,
+        };
         self.count(
             &Request::AeSpanKeys {
                 peer: self.local.peer,
@@ -63,7 +66,7 @@ impl Side for Far {
             &response,
         );
         match response {
-            Response::AeKeys { keys } => Ok(keys),
+            Response::AeSpanKeys { keys, .. } => Ok((keys, listed)),
             _ => unreachable!("built above"),
         }
     }
@@ -202,7 +205,9 @@ async fn ae_exchange_figures() {
         };
         let clock = Instant::now();
         let fragments = spans::shared_fragments(&ring, NodeId(1), NodeId(2));
-        let found: Comparison = compare(&ours, &theirs, fragments).await.expect("compare");
+        let found: Comparison = compare(&ours, &theirs, fragments, usize::MAX)
+            .await
+            .expect("compare");
         let spans_ms = clock.elapsed().as_secs_f64() * 1000.0;
         let spans_bytes = theirs.bytes.load(Ordering::Relaxed);
         assert_eq!(

@@ -101,9 +101,6 @@ pub fn spawn_anti_entropy(
         pool: parts.pool(),
     };
     tokio::spawn(async move {
-        if config.interval_ms == 0 {
-            return; // Disabled.
-        }
         let mut worker = Worker {
             parts,
             config,
@@ -135,10 +132,16 @@ struct Worker {
 
 impl Worker {
     async fn run(&mut self, shutdown: &CancellationToken) {
+        if self.config.interval_ms == 0 {
+            // No exchanges from this node; its index is still settled, to answer peers'.
+            return self.settle_only(shutdown).await;
+        }
         let interval = Duration::from_millis(self.config.interval_ms);
         let mut views = self.parts.view.clone();
         let mut next_round = Instant::now() + interval;
         let mut next_due = Instant::now();
+        // The first pass looks at once: the index is settled without waiting for a change.
+        let mut first = true;
         loop {
             // The round robin waits for the interval; a peer that came back (noticed as soon
             // as the view changes) is compared a second later, and the next one a second
@@ -148,17 +151,24 @@ impl Worker {
             } else {
                 next_round.min(next_due)
             };
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                changed = views.changed() => {
-                    if changed.is_err() {
-                        return;
+            if !std::mem::take(&mut first) {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    changed = views.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
                     }
+                    _ = tokio::time::sleep_until(wake) => {}
                 }
-                _ = tokio::time::sleep_until(wake) => {}
             }
             let view = views.borrow_and_update().clone();
             if !view.ready {
+                continue;
+            }
+            // Settled first, whatever else happens: peers' comparisons wait for it.
+            if let Err(e) = self.settle(&view).await {
+                warn!(error = %e, "anti-entropy could not refile its index; will retry");
                 continue;
             }
             let now = Instant::now();
@@ -173,10 +183,6 @@ impl Worker {
                 continue;
             } else {
                 next_due = now + DUE_PAUSE;
-            }
-            if let Err(e) = self.settle(&view).await {
-                warn!(error = %e, "anti-entropy could not refile its index; no exchange");
-                continue;
             }
             let Some((peer, addr, attempts)) = self.next_peer(&view, round) else {
                 continue;
@@ -206,11 +212,36 @@ impl Worker {
         }
     }
 
+    /// Keeps the index settled under the ring's replica counts, exchanging nothing.
+    async fn settle_only(&mut self, shutdown: &CancellationToken) {
+        let mut views = self.parts.view.clone();
+        loop {
+            let view = views.borrow_and_update().clone();
+            if view.ready
+                && let Err(e) = self.settle(&view).await
+            {
+                warn!(error = %e, "anti-entropy could not refile its index; will retry");
+                if !super::pause(DUE_PAUSE, shutdown).await {
+                    return;
+                }
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                changed = views.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
     /// Files the index under the ring's replica counts, refiling what a change moved.
     async fn settle(&self, view: &ClusterView) -> Result<()> {
         let classes = Classes::of(&view.ring.config().buckets);
         let store = self.parts.replica.store().clone();
-        if *store.digests().classes() == classes {
+        if store.digests().is_settled(&classes) {
             return Ok(());
         }
         let moved =
@@ -331,7 +362,7 @@ impl Exchange<'_> {
             peer: self.peer,
         };
         let theirs = Remote::new(self);
-        let found = compare::compare(&ours, &theirs, shared).await?;
+        let found = compare::compare(&ours, &theirs, shared, MAX_REPAIRS_PER_EXCHANGE).await?;
         report.differing = found.fragments_differing;
         report.spans = found.spans_compared;
         report.listed = found.ours.len() + found.theirs.len();

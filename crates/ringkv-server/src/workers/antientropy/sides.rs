@@ -4,14 +4,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
 use ringkv::transport::{Request, Response};
 use ringkv_core::{NodeId, Ring};
 use serde::Serialize;
 
 use super::Exchange;
 use super::compare::Side;
-use super::spans::{self, Span};
+use super::spans::{self, KeyList, Span};
 use crate::error::{Error, Result};
 use crate::storage::Store;
 use crate::storage::digests::Summary;
@@ -34,13 +33,13 @@ impl Side for Local {
         )
     }
 
-    async fn keys(&self, asked: &[Span]) -> Result<Vec<(String, Bytes, u64)>> {
+    async fn keys(&self, asked: &[Span]) -> Result<(KeyList, usize)> {
         let (store, ring, me, peer) = (self.store.clone(), self.ring.clone(), self.me, self.peer);
         let asked = asked.to_vec();
-        Ok(
-            tokio::task::spawn_blocking(move || spans::keys(&store, &ring, me, peer, &asked))
-                .await??,
-        )
+        Ok(tokio::task::spawn_blocking(move || {
+            spans::keys(&store, &ring, me, peer, &asked, usize::MAX)
+        })
+        .await??)
     }
 }
 
@@ -93,13 +92,13 @@ impl Side for Remote<'_> {
         }
     }
 
-    async fn keys(&self, asked: &[Span]) -> Result<Vec<(String, Bytes, u64)>> {
+    async fn keys(&self, asked: &[Span]) -> Result<(KeyList, usize)> {
         let request = Request::AeSpanKeys {
             peer: self.exchange.parts.me,
             spans: asked.to_vec(),
         };
         match self.ask(request).await? {
-            Response::AeKeys { keys } => Ok(keys),
+            Response::AeSpanKeys { keys, listed } => Ok((keys, listed as usize)),
             other => Err(self.exchange.unexpected("AeSpanKeys", &other)),
         }
     }

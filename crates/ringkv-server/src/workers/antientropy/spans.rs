@@ -29,6 +29,9 @@ use crate::storage::{DataKey, Store, StoreError};
 /// An arc of the ring: positions `lo..=hi`.
 pub type Span = (Position, Position);
 
+/// Keys with the digests of their states: `(bucket, key, state digest)`, sorted.
+pub type KeyList = Vec<(String, Bytes, u64)>;
+
 /// The fragments of `ring` in which `me` and `peer` share some class, as spans (the fragment
 /// that wraps around is two), in ring order.
 pub fn shared_fragments(ring: &Ring, me: NodeId, peer: NodeId) -> Vec<Span> {
@@ -87,20 +90,28 @@ fn stays(ring: &Ring, position: Position, n: u8, now: &[NodeId]) -> bool {
     ring.transition().is_none() || homes(ring.previous_preference_list_at(position), n) == now
 }
 
-/// Whether every span lies inside one fragment of `ring` (as a peer's must).
+/// Whether the spans are in ring order without overlaps and each lies inside one fragment
+/// of `ring` (as a peer's must).
 pub fn check_spans(ring: &Ring, spans: &[Span]) -> Result<(), String> {
     let ends = ring.fragment_ends();
     // Fragment index of a position: the wrapping fragment counts as two, 0 and `ends.len()`.
     let index = |p: Position| ends.partition_point(|e| *e < p);
+    let mut previous: Option<Position> = None;
     for &(lo, hi) in spans {
         if lo > hi {
             return Err(format!("span {lo:#x}..={hi:#x} is empty"));
+        }
+        if previous.is_some_and(|p| lo <= p) {
+            return Err(format!(
+                "span {lo:#x}..={hi:#x} overlaps or precedes the one before it"
+            ));
         }
         if index(lo) != index(hi) {
             return Err(format!(
                 "span {lo:#x}..={hi:#x} crosses a fragment of the ring"
             ));
         }
+        previous = Some(hi);
     }
     Ok(())
 }
@@ -142,30 +153,39 @@ pub fn summaries(
         .collect()
 }
 
-/// `(bucket, key, state digest)` of every key in `spans` this node stores of which both it
-/// and `peer` are home replicas (see `digest::shared_range`), sorted.
+/// `(bucket, key, state digest)` of every key in the first spans of `spans` this node stores
+/// of which both it and `peer` are home replicas (see `digest::shared_range`), sorted, with
+/// how many spans they cover: at least one, and no more once the keys listed pass
+/// `max_bytes`.
 pub fn keys(
     store: &Arc<dyn Store>,
     ring: &Ring,
     me: NodeId,
     peer: NodeId,
     spans: &[Span],
-) -> Result<Vec<(String, Bytes, u64)>, StoreError> {
+    max_bytes: usize,
+) -> Result<(KeyList, usize), StoreError> {
     let mut out = Vec::new();
+    let (mut bytes, mut listed) = (0, 0);
     for &(lo, hi) in spans {
+        if listed > 0 && bytes >= max_bytes {
+            break;
+        }
         for_each_entry(store.as_ref(), lo, hi, |entry| {
             let key = DataKey {
                 bucket: entry.bucket,
                 key: entry.key,
             };
             if shared_range(ring, me, peer, &key).is_some() {
+                bytes += key.bucket.len() + key.key.len() + 12;
                 out.push((key.bucket, Bytes::from(key.key), entry.digest));
             }
         })?;
+        listed += 1;
     }
     out.sort();
     out.dedup();
-    Ok(out)
+    Ok((out, listed))
 }
 
 /// `span` cut into at most `parts` spans of about equal width.

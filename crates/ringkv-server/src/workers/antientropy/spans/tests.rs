@@ -85,7 +85,8 @@ fn a_span_summary_is_the_sum_of_its_key_list() {
             let sums = summaries(&store, &ring, NodeId(1), peer, &spans).expect("summaries");
             let mut listed = 0;
             for (span, sum) in spans.iter().zip(&sums) {
-                let keys = keys(&store, &ring, NodeId(1), peer, &[*span]).expect("keys");
+                let (keys, _) =
+                    keys(&store, &ring, NodeId(1), peer, &[*span], usize::MAX).expect("keys");
                 let mut hash = 0;
                 for (bucket, key, state_digest) in &keys {
                     let entry = crate::storage::digests::IndexEntry {
@@ -121,7 +122,7 @@ fn during_a_transfer_keys_in_transit_are_left_to_it() {
     let ring = ring(true);
     let store = store_of_node_1(&ring);
     let spans = shared_fragments(&ring, NodeId(1), NodeId(2));
-    let listed = keys(&store, &ring, NodeId(1), NodeId(2), &spans).expect("keys");
+    let (listed, _) = keys(&store, &ring, NodeId(1), NodeId(2), &spans, usize::MAX).expect("keys");
     for (_, key, _) in &listed {
         let now: Vec<_> = ring.home_replicas("b", key).iter().map(|m| m.id).collect();
         let mut before: Vec<_> = ring
@@ -173,4 +174,32 @@ fn a_peer_span_must_lie_in_one_fragment() {
     assert!(check_spans(&ring, &[(9, 3)]).is_err(), "empty");
     let tail = (ends[ends.len() - 1].saturating_add(1), u64::MAX);
     assert!(check_spans(&ring, &[tail]).is_ok());
+    // In ring order, without repeats or overlaps: a peer cannot ask for one span many times.
+    let first = (ends[0] + 1, ends[1]);
+    assert!(check_spans(&ring, &[(0, ends[0]), first]).is_ok());
+    assert!(check_spans(&ring, &[first, first]).is_err(), "repeated");
+    assert!(
+        check_spans(&ring, &[first, (0, ends[0])]).is_err(),
+        "out of order"
+    );
+    assert!(
+        check_spans(&ring, &[(ends[0] + 1, ends[0] + 5), (ends[0] + 5, ends[1])]).is_err(),
+        "overlapping"
+    );
+}
+
+/// An answer stops after the span that passes the byte budget, and always covers one span.
+#[test]
+fn a_key_list_stops_at_its_budget_after_whole_spans() {
+    let ring = ring(false);
+    let store = store_of_node_1(&ring);
+    let spans = shared_fragments(&ring, NodeId(1), NodeId(2));
+    let (all, listed) = keys(&store, &ring, NodeId(1), NodeId(2), &spans, usize::MAX).expect("all");
+    assert_eq!(listed, spans.len());
+    let (some, listed) = keys(&store, &ring, NodeId(1), NodeId(2), &spans, 1).expect("one");
+    assert_eq!(listed, 1, "one span, however small the budget");
+    let (first, _) =
+        keys(&store, &ring, NodeId(1), NodeId(2), &spans[..1], usize::MAX).expect("first");
+    assert_eq!(some, first);
+    assert!(some.len() < all.len());
 }
