@@ -7,7 +7,8 @@ use clap::Parser;
 
 use super::Durability;
 
-/// `ringkvd`'s command line. Every flag can also come from `RINGKVD_<NAME>`.
+/// `ringkvd`'s command line. Every flag can also come from `RINGKVD_<NAME>`; every setting,
+/// flag or not, from `RINGKVD_<SECTION>__<KEY>` (see `config`).
 #[derive(Debug, Parser)]
 #[command(name = "ringkvd", version, about = "The ringkv storage node")]
 pub struct Args {
@@ -84,4 +85,73 @@ pub enum LogFormat {
     #[default]
     Text,
     Json,
+}
+
+impl Args {
+    /// The settings the flags (and their variables) give, as a table over the configuration:
+    /// the top layer of [`super::Config::load`].
+    pub fn settings(&self) -> toml::Table {
+        let mut top = toml::Table::new();
+        let mut set = |section: Option<&str>, key: &str, value: toml::Value| {
+            let table = match section {
+                None => &mut top,
+                Some(name) => match top
+                    .entry(name)
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                {
+                    toml::Value::Table(table) => table,
+                    _ => return,
+                },
+            };
+            table.insert(key.to_string(), value);
+        };
+        let text = |v: &str| toml::Value::String(v.to_string());
+        let path = |v: &PathBuf| toml::Value::String(v.display().to_string());
+        if let Some(v) = &self.listen {
+            set(None, "listen", text(v));
+        }
+        if let Some(v) = &self.advertise {
+            set(None, "advertise", text(v));
+        }
+        if let Some(v) = &self.data_dir {
+            set(None, "data_dir", path(v));
+        }
+        if let Some(v) = &self.seeds {
+            let seeds = v.iter().map(|s| text(s)).collect();
+            set(None, "seeds", toml::Value::Array(seeds));
+        }
+        if let Some(v) = &self.cluster_name {
+            set(None, "cluster_name", text(v));
+        }
+        if let Some(v) = self.weight {
+            set(None, "weight", toml::Value::Integer(i64::from(v)));
+        }
+        if let Some(v) = &self.zone {
+            set(None, "zone", text(v));
+        }
+        if let Some(v) = &self.admin_listen {
+            set(None, "admin_listen", text(v));
+        }
+        if let Some(v) = self.durability {
+            let name = match v {
+                Durability::Os => "os",
+                Durability::Fsync => "fsync",
+            };
+            set(Some("storage"), "durability", text(name));
+        }
+        let files = [
+            ("security", "cluster_secret_file", &self.cluster_secret_file),
+            ("security", "client_tokens_file", &self.client_tokens_file),
+            ("tls", "cert_file", &self.tls_cert_file),
+            ("tls", "key_file", &self.tls_key_file),
+            ("tls", "ca_file", &self.tls_ca_file),
+            ("tls", "client_ca_file", &self.tls_client_ca_file),
+        ];
+        for (section, key, file) in files {
+            if let Some(v) = file {
+                set(Some(section), key, path(v));
+            }
+        }
+        top
+    }
 }

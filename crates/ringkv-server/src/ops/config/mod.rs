@@ -1,12 +1,19 @@
 //! Node configuration: defaults in code, then a TOML file, then environment variables, then
-//! command-line flags (each later source overrides the earlier ones).
+//! command-line flags (each later source overrides the earlier ones), layered by figment.
 //!
-//! `ringkvd.example.toml` at the repository root documents every setting. Each flag has an
-//! environment variable `RINGKVD_<FLAG>` (e.g. `RINGKVD_LISTEN`), handled by clap.
+//! `ringkvd.example.toml` at the repository root documents every setting. Every setting can
+//! come from the environment, by one rule: `RINGKVD_<SECTION>__<KEY>` sets `key` of
+//! `[section]` (`RINGKVD_STORAGE__BLOCK_CACHE_MB=512`, `RINGKVD_CLUSTER__BUCKETS__DEFAULT__N=5`),
+//! the value read as TOML (a number, `true`, `["a", "b"]`) or else as a string. The top-level
+//! settings, and the common ones of sections, have flags, each with its variable
+//! `RINGKVD_<FLAG>` (`RINGKVD_LISTEN`, `RINGKVD_DURABILITY`; see `ringkvd --help`), which clap
+//! reads with the flag. A variable naming no setting is refused, as a typo in the file is.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use figment::Figment;
+use figment::providers::{Env, Format as _, Serialized, Toml};
 use ringkv_core::node::split_host_port;
 use ringkv_core::wire::ProtocolRange;
 use serde::{Deserialize, Serialize};
@@ -23,6 +30,11 @@ pub use sections::{
     AntiEntropy, ClusterSettings, Durability, Gossip, Handoff, Limits, Purge, Security, Storage,
     Tls, Transfer,
 };
+
+/// The prefix of the environment variables that set settings.
+const ENV_PREFIX: &str = "RINGKVD_";
+/// What separates a section from its key in a variable's name.
+const ENV_SPLIT: &str = "__";
 
 /// Everything a node needs to run. Build it with [`Config::load`] or by hand in tests.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -103,22 +115,32 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Defaults, overridden by the file named in `args` (if any), overridden by `args` (flags
-    /// and environment variables). The result is validated.
+    /// Defaults, overridden by the file named in `args` (if any), overridden by the
+    /// environment, overridden by `args` (flags, and their variables). The result is
+    /// validated.
     pub fn load(args: &Args) -> Result<Config> {
-        let mut config = match &args.config {
-            Some(path) => Config::from_file(path)?,
-            None => Config::default(),
-        };
-        if let Some(v) = &args.listen {
-            config.listen = v.clone();
+        let mut layers = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = &args.config {
+            if !path.is_file() {
+                return Err(Error::File {
+                    action: "reading the config file",
+                    path: path.clone(),
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+                });
+            }
+            layers = layers.merge(Toml::file_exact(path));
         }
-        if let Some(v) = &args.advertise {
-            config.advertise = Some(v.clone());
-        }
-        if let Some(v) = &args.data_dir {
-            config.data_dir = v.clone();
-        }
+        let env = Env::prefixed(ENV_PREFIX)
+            .filter(|key| key.as_str().contains(ENV_SPLIT))
+            .split(ENV_SPLIT);
+        let mut config: Config = layers
+            .merge(env)
+            .merge(Serialized::defaults(args.settings()))
+            .extract()
+            .map_err(|e| {
+                let key = e.path.join(".");
+                Error::config(key, format!("configuration: {e}"))
+            })?;
         config.restored = args.restored;
         if let Some(max) = args.test_protocol_max {
             config.protocol = ProtocolRange::new(config.protocol.min, max).ok_or_else(|| {
@@ -128,43 +150,7 @@ impl Config {
                 )
             })?;
         }
-        if let Some(v) = &args.seeds {
-            config.seeds = v.iter().filter(|s| !s.is_empty()).cloned().collect();
-        }
-        if let Some(v) = &args.cluster_name {
-            config.cluster_name = v.clone();
-        }
-        if let Some(v) = &args.admin_listen {
-            config.admin_listen = Some(v.clone());
-        }
-        if let Some(v) = args.weight {
-            config.weight = v;
-        }
-        if let Some(v) = &args.zone {
-            config.zone = v.clone();
-        }
-        if let Some(v) = args.durability {
-            config.storage.durability = v;
-        }
-        let files = [
-            (
-                &args.cluster_secret_file,
-                &mut config.security.cluster_secret_file,
-            ),
-            (
-                &args.client_tokens_file,
-                &mut config.security.client_tokens_file,
-            ),
-            (&args.tls_cert_file, &mut config.tls.cert_file),
-            (&args.tls_key_file, &mut config.tls.key_file),
-            (&args.tls_ca_file, &mut config.tls.ca_file),
-            (&args.tls_client_ca_file, &mut config.tls.client_ca_file),
-        ];
-        for (flag, setting) in files {
-            if let Some(v) = flag {
-                *setting = Some(v.clone());
-            }
-        }
+        config.seeds.retain(|s| !s.is_empty());
         config.validate()?;
         Ok(config)
     }
