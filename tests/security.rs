@@ -175,6 +175,30 @@ async fn only_connections_proving_a_token_or_the_secret_are_served() -> anyhow::
     Ok(())
 }
 
+/// With a cluster secret, the admin port's `POST /checkpoint` needs it: whoever reaches the
+/// port cannot fill the disk with checkpoints. The GETs stay open to probes and scrapers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_port_takes_a_checkpoint_only_from_the_secret() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(ClusterSpec {
+        admin: true,
+        nodes: 1,
+        ..secured()
+    })
+    .await?;
+    let admin = cluster.nodes[0].admin.expect("an admin port");
+    let (status, body) = ringkv_tests::http_post(admin, "/checkpoint")?;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("Authorization: Bearer"), "{body}");
+    let (status, body) = ringkv_tests::http_post_bearer(admin, "/checkpoint", TOKEN)?;
+    assert_eq!(status, 401, "a client token is not the secret: {body}");
+    let (status, body) = ringkv_tests::http_post_bearer(admin, "/checkpoint", SECRET)?;
+    assert_eq!(status, 200, "{body}");
+    assert!(std::path::Path::new(body.trim()).is_dir(), "{body}");
+    let (status, _) = ringkv_tests::http_get(admin, "/metrics")?;
+    assert_eq!(status, 200);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_without_the_cluster_secret_cannot_join_the_gossip() -> anyhow::Result<()> {
     let mut cluster = TestCluster::start(secured()).await?;

@@ -10,21 +10,38 @@ use anyhow::Context as _;
 
 /// `GET path` from an HTTP server at `addr` (the admin endpoint): its status and body.
 pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
-    http_request(addr, "GET", path)
+    http_request(addr, "GET", path, None)
 }
 
 /// `POST path` with an empty body; see [`http_get`].
 pub fn http_post(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
-    http_request(addr, "POST", path)
+    http_request(addr, "POST", path, None)
 }
 
-fn http_request(addr: SocketAddr, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
+/// `POST path` with `Authorization: Bearer <bearer>`.
+pub fn http_post_bearer(
+    addr: SocketAddr,
+    path: &str,
+    bearer: &str,
+) -> anyhow::Result<(u16, String)> {
+    http_request(addr, "POST", path, Some(bearer))
+}
+
+fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
     use std::io::{Read as _, Write as _};
     let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let auth = bearer
+        .map(|b| format!("Authorization: Bearer {b}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
     )?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer)?;

@@ -13,7 +13,7 @@
 //!   [`workspace_bin`], [`free_port`]).
 //! - `tls`: [`TlsFiles`], a CA and certificates made at run time.
 //! - `raw`: [`RawConnection`], one handshaken protocol connection to one node.
-//! - `http`: [`http_get`] and [`http_post`] for the admin endpoint.
+//! - `http`: [`http_get`], [`http_post`] and [`http_post_bearer`] for the admin endpoint.
 //! - `wait`: [`eventually`] and [`until_replicas_answer`], polling with a deadline.
 //! - [`faults`]: network namespaces, firewall rules, a workload and the Jepsen-style checker.
 
@@ -26,7 +26,7 @@ mod tls;
 mod wait;
 
 pub use cluster::{ClusterSpec, Node, Placement, TestCluster};
-pub use http::{http_get, http_post};
+pub use http::{http_get, http_post, http_post_bearer};
 pub use process::{free_port, ringkvd_bin, workspace_bin};
 pub use raw::RawConnection;
 pub use tls::TlsFiles;

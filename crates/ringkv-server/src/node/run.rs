@@ -123,6 +123,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
                 service.clone(),
                 parts.metrics.clone(),
                 config.checkpoint_dir(),
+                security.cluster_secret().cloned(),
                 shutdown.clone(),
             )
             .await?,

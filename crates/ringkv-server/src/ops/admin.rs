@@ -9,7 +9,10 @@
 //!   (hard links to its immutable files, so it is quick) to a new directory under
 //!   `storage.checkpoint_dir`, whose path the answer gives. Copy it away, then delete it.
 //!
-//! It is not authenticated: bind it to a private address.
+//! The GETs are not authenticated: bind the port to a private address. With a cluster secret
+//! configured, `POST /checkpoint` needs it (`Authorization: Bearer <the secret>`), so that
+//! whoever reaches the port cannot fill the disk with checkpoints; without one, the cluster
+//! has no security at all, and neither does the port.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,9 +20,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use ringkv_core::auth::Secret;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -34,6 +38,7 @@ pub async fn spawn_admin(
     service: Arc<Service>,
     metrics: Arc<Metrics>,
     checkpoints: PathBuf,
+    secret: Option<Secret>,
     shutdown: CancellationToken,
 ) -> Result<JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -52,6 +57,7 @@ pub async fn spawn_admin(
             service,
             metrics,
             checkpoints,
+            secret: secret.map(Arc::new),
         });
     info!(%addr, "admin endpoint: /health /ready /metrics /checkpoint");
     Ok(tokio::spawn(async move {
@@ -70,6 +76,30 @@ struct Admin {
     service: Arc<Service>,
     metrics: Arc<Metrics>,
     checkpoints: PathBuf,
+    /// The cluster secret the POST endpoints require, if the cluster has one.
+    secret: Option<Arc<Secret>>,
+}
+
+/// What separates the admin port's use of the secret from its other uses.
+const ADMIN_CONTEXT: &[u8] = b"ringkv admin bearer";
+
+impl Admin {
+    /// Whether `headers` prove the cluster secret (`Authorization: Bearer <secret>`),
+    /// compared in constant time; always, when the cluster has none.
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(secret) = &self.secret else {
+            return true;
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(Secret::new);
+        // Equal secrets make equal MACs: the comparison never looks at the secret itself.
+        given.is_some_and(|given| {
+            secret.verify_mac(ADMIN_CONTEXT, b"", &given.mac(ADMIN_CONTEXT, b""))
+        })
+    }
 }
 
 async fn health() -> &'static str {
@@ -117,7 +147,13 @@ async fn scrape(State(admin): State<Admin>) -> axum::response::Response {
 }
 
 /// `POST /checkpoint`: writes a checkpoint to `<checkpoints>/<unix ms>` and answers its path.
-async fn checkpoint(State(admin): State<Admin>) -> (StatusCode, String) {
+async fn checkpoint(State(admin): State<Admin>, headers: HeaderMap) -> (StatusCode, String) {
+    if !admin.authorized(&headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "POST /checkpoint needs the cluster secret: Authorization: Bearer <secret>\n".into(),
+        );
+    }
     let made = tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&admin.checkpoints).map_err(|e| {
             format!(
