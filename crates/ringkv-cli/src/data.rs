@@ -1,6 +1,11 @@
 //! `get`, `put` and `delete` through the SDK.
 
-use anyhow::Context as _;
+use std::io::{Read as _, Write as _};
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use ringkv::{Bucket, ReadOptions, WriteOptions};
 use serde_json::json;
 
@@ -41,40 +46,113 @@ pub fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
     }
 }
 
-pub async fn get(bucket: &Bucket, key: &str, r: Option<u8>, as_json: bool) -> anyhow::Result<()> {
+pub async fn get(
+    bucket: &Bucket,
+    key: &str,
+    r: Option<u8>,
+    output: Option<&Path>,
+    as_json: bool,
+) -> anyhow::Result<()> {
     let mut opts = ReadOptions::default();
     opts.r = r;
     let read = bucket.get_with(key, &opts).await?;
+    if let Some(path) = output {
+        return match read.siblings() {
+            [value] => write_value(path, value),
+            [] => bail!("{key} is not found: nothing written to {}", path.display()),
+            several => bail!(
+                "{key} has {} siblings: read it without --output, resolve them and write one",
+                several.len()
+            ),
+        };
+    }
     let context =
         hex(&bucket
             .client()
             .context_to_bytes(bucket.name(), key.as_bytes(), read.context()));
-    let siblings: Vec<String> = read
-        .siblings()
-        .iter()
-        .map(|s| String::from_utf8_lossy(s).into_owned())
-        .collect();
+    let siblings = Values::of(read.siblings());
     if as_json {
         println!(
             "{}",
-            json!({ "key": key, "found": read.is_found(), "siblings": siblings, "context": context })
+            json!({ "key": key, "found": read.is_found(), "siblings": siblings.texts, "encoding": siblings.encoding, "context": context })
         );
     } else if !read.is_found() {
         println!("not found\ncontext {context}");
     } else {
-        for (i, s) in siblings.iter().enumerate() {
-            println!("sibling {}: {s}", i + 1);
-        }
+        siblings.print();
         println!("context {context}");
     }
     Ok(())
+}
+
+/// Values as the command line shows them: as text when every one is UTF-8, else every one in
+/// base64, the encoding named (`utf-8` or `base64`).
+struct Values {
+    texts: Vec<String>,
+    encoding: &'static str,
+}
+
+impl Values {
+    fn of(values: &[bytes::Bytes]) -> Values {
+        let utf8: Option<Vec<String>> = values
+            .iter()
+            .map(|v| std::str::from_utf8(v).ok().map(str::to_string))
+            .collect();
+        match utf8 {
+            Some(texts) => Values {
+                texts,
+                encoding: "utf-8",
+            },
+            None => Values {
+                texts: values.iter().map(|v| BASE64.encode(v)).collect(),
+                encoding: "base64",
+            },
+        }
+    }
+
+    fn print(&self) {
+        let tag = if self.encoding == "utf-8" {
+            ""
+        } else {
+            " (base64)"
+        };
+        for (i, s) in self.texts.iter().enumerate() {
+            println!("sibling {}{tag}: {s}", i + 1);
+        }
+    }
+}
+
+/// The bytes of the file at `path`, or of standard input for `-`.
+pub fn read_value(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if path == Path::new("-") {
+        let mut value = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut value)
+            .context("reading the value from standard input")?;
+        Ok(value)
+    } else {
+        std::fs::read(path).with_context(|| format!("reading the value from {}", path.display()))
+    }
+}
+
+/// Writes `value` to the file at `path`, or to standard output for `-`.
+fn write_value(path: &Path, value: &[u8]) -> anyhow::Result<()> {
+    if path == Path::new("-") {
+        let mut out = std::io::stdout().lock();
+        out.write_all(value)
+            .and_then(|()| out.flush())
+            .context("writing the value to standard output")
+    } else {
+        std::fs::write(path, value)
+            .with_context(|| format!("writing the value to {}", path.display()))
+    }
 }
 
 /// Writes `value`, or deletes the key when `value` is `None`.
 pub async fn put(
     bucket: &Bucket,
     key: &str,
-    value: Option<String>,
+    value: Option<Vec<u8>>,
     args: WriteArgs,
     as_json: bool,
 ) -> anyhow::Result<()> {
@@ -96,9 +174,7 @@ pub async fn put(
     let (op, receipt) = match value {
         Some(value) => (
             "put",
-            bucket
-                .put_with(key, value.into_bytes(), context.as_ref(), &opts)
-                .await?,
+            bucket.put_with(key, value, context.as_ref(), &opts).await?,
         ),
         None => (
             "delete",
@@ -112,15 +188,11 @@ pub async fn put(
         hex(&bucket
             .client()
             .context_to_bytes(bucket.name(), key.as_bytes(), written.context()));
-    let siblings: Vec<String> = written
-        .siblings()
-        .iter()
-        .map(|s| String::from_utf8_lossy(s).into_owned())
-        .collect();
+    let siblings = Values::of(written.siblings());
     if as_json {
         println!(
             "{}",
-            json!({ "op": op, "key": key, "home": ids(&receipt.home), "fallback": ids(&receipt.fallback), "siblings": siblings, "context": context })
+            json!({ "op": op, "key": key, "home": ids(&receipt.home), "fallback": ids(&receipt.fallback), "siblings": siblings.texts, "encoding": siblings.encoding, "context": context })
         );
     } else {
         println!(
@@ -132,9 +204,7 @@ pub async fn put(
                 format!(" and {} fallback(s)", receipt.fallback.len())
             }
         );
-        for (i, s) in siblings.iter().enumerate() {
-            println!("sibling {}: {s}", i + 1);
-        }
+        siblings.print();
         println!("context {context}");
     }
     Ok(())

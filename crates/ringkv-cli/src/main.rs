@@ -96,16 +96,26 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Read a key: every sibling, and the context to write with.
+    /// Read a key: every sibling (as text if it is UTF-8, else base64), and the context to
+    /// write with.
     Get {
         key: String,
         #[arg(long)]
         r: Option<u8>,
+        /// Write the value's bytes, as they are, to this file (`-`: standard output) instead;
+        /// refused if the key has several siblings.
+        #[arg(long, value_name = "PATH")]
+        output: Option<std::path::PathBuf>,
     },
     /// Write a key; pass the context of a read to replace what it saw.
     Put {
         key: String,
-        value: String,
+        /// The value, as text; or give `--file`.
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        value: Option<String>,
+        /// Read the value's bytes from this file (`-`: standard input).
+        #[arg(long, value_name = "PATH")]
+        file: Option<std::path::PathBuf>,
         #[arg(long)]
         context: Option<String>,
         #[arg(long)]
@@ -208,10 +218,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .context("connecting to the cluster")?;
     let bucket = client.bucket(cli.bucket.clone());
     let done = match cli.command {
-        Command::Get { key, r } => data::get(&bucket, &key, r, cli.json).await,
+        Command::Get { key, r, output } => {
+            data::get(&bucket, &key, r, output.as_deref(), cli.json).await
+        }
         Command::Put {
             key,
             value,
+            file,
             context,
             w,
             overwrite,
@@ -222,6 +235,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 w,
                 overwrite,
                 ttl,
+            };
+            let value = match (value, file) {
+                (Some(text), _) => text.into_bytes(),
+                (None, Some(path)) => data::read_value(&path)?,
+                (None, None) => anyhow::bail!("give a value, or --file"),
             };
             data::put(&bucket, &key, Some(value), write, cli.json).await
         }
