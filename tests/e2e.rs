@@ -576,7 +576,16 @@ async fn quorum_failures_carry_their_counts_and_a_hung_replica_times_out() -> an
         Err(Error::Unavailable {
             required: 2,
             alive: 1,
-        }) => {}
+            down,
+        }) => {
+            // It says which replicas it considers down, and why.
+            assert_eq!(down.len(), 2, "{down:?}");
+            assert!(
+                down.iter()
+                    .all(|d| d.contains(" at 127.0.0.1:") && d.contains("down")),
+                "{down:?}"
+            );
+        }
         other => panic!("expected Unavailable, got {other:?}"),
     }
     // W = 1 still works on the surviving replica.

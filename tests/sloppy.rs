@@ -197,6 +197,7 @@ async fn writes_succeed_while_enough_nodes_anywhere_are_up_and_strict_mode_refus
         Err(Error::Unavailable {
             required: 2,
             alive: 1,
+            ..
         }) => {}
         other => panic!("expected Unavailable, got {other:?}"),
     }
@@ -207,6 +208,7 @@ async fn writes_succeed_while_enough_nodes_anywhere_are_up_and_strict_mode_refus
         Err(Error::Unavailable {
             required: 2,
             alive: 1,
+            ..
         }) => {}
         other => panic!("expected Unavailable, got {other:?}"),
     }

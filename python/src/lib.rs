@@ -441,7 +441,9 @@ fn into_py(e: Error) -> PyErr {
                 None,
             ),
         ),
-        Error::Unavailable { required, alive } => (
+        Error::Unavailable {
+            required, alive, ..
+        } => (
             "unavailable",
             (Some(*required), Some(*alive), None, None, None),
         ),

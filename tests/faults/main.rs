@@ -516,6 +516,7 @@ fn strict_mode() {
                 Err(Error::Unavailable {
                     required: 2,
                     alive: 1,
+                    ..
                 }) => refused += 1,
                 other => panic!("expected Unavailable, got {other:?}"),
             }

@@ -87,13 +87,15 @@ pub async fn run(admin: &Admin, command: ClusterCommand, as_json: bool) -> anyho
             wanted.sort_unstable();
             have.sort_unstable();
             if held.is_founded() && wanted == have {
+                wait_until_serving(admin, &addrs, INIT_WAIT).await?;
                 report(&held, "already a cluster of these nodes", as_json);
                 return Ok(());
             }
             let layout =
                 expect_layout(call_heard(admin, first, Request::Found { members }).await?)?;
-            // Return a usable cluster: every founding node has heard of the layout and
-            // serves the ring (gossip takes a few rounds).
+            // Return a usable cluster: every founding node has heard of the layout, serves
+            // the ring and sees every member alive (gossip takes a few rounds): a client
+            // started right after gets the whole cluster, not two of three nodes.
             wait_until_serving(admin, &addrs, INIT_WAIT).await?;
             report(&layout, "founded a cluster", as_json);
             Ok(())
@@ -226,14 +228,32 @@ async fn wait_until_serving(
     let deadline = tokio::time::Instant::now() + timeout;
     for addr in addrs {
         loop {
-            match admin.call(addr, Request::Ring).await {
-                Ok(Response::Ring(_)) => break,
-                Ok(other) => bail!("{addr} answered a ring request with {other:?}"),
-                Err(e) if tokio::time::Instant::now() > deadline => {
-                    bail!("the cluster is founded, but {addr} does not serve it yet: {e:#}")
+            let missing = match admin.call(addr, Request::Ring).await {
+                // Serving the founded ring, and seeing every member of it alive: a client
+                // that fetches the ring from this node can use the whole cluster at once.
+                Ok(Response::Ring(snapshot)) if !snapshot.config.members.is_empty() => {
+                    let missing: Vec<String> = snapshot
+                        .config
+                        .members
+                        .iter()
+                        .filter(|m| !snapshot.alive.contains(&m.id))
+                        .map(|m| format!("{} ({})", m.addr, m.id))
+                        .collect();
+                    if missing.is_empty() {
+                        break;
+                    }
+                    format!("it does not see {} alive yet", missing.join(", "))
                 }
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+                Ok(Response::Ring(_)) => "it does not serve the founded ring yet".to_string(),
+                Ok(other) => bail!("{addr} answered a ring request with {other:?}"),
+                Err(e) => format!("{e:#}"),
+            };
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "the cluster is founded, but after {timeout:?} {addr} is not ready: {missing}"
+                );
             }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
     Ok(())

@@ -20,7 +20,74 @@ async fn get_put_delete_status_and_ring_from_the_command_line() -> anyhow::Resul
     );
     let got = json(&cluster, &["get", "greeting"]);
     assert_eq!(got["siblings"], serde_json::json!(["hello"]));
+    assert_eq!(got["encoding"], "utf-8");
     let context = got["context"].as_str().expect("context").to_string();
+
+    // Binary values: written from a file and from standard input, shown in base64 (the
+    // encoding named), read back byte for byte with --output.
+    let dir = tempfile::tempdir()?;
+    let (value_in, value_out) = (dir.path().join("in.bin"), dir.path().join("out.bin"));
+    let binary: Vec<u8> = vec![0, 0x9f, 0x92, 0x96, 0xff, b'\n', 7];
+    std::fs::write(&value_in, &binary)?;
+    let path = value_in.to_str().expect("utf-8 path");
+    json(&cluster, &["put", "blob", "--file", path]);
+    let shown = json(&cluster, &["get", "blob"]);
+    assert_eq!(shown["encoding"], "base64", "{shown}");
+    assert_eq!(
+        shown["siblings"],
+        serde_json::json!(["AJ+Slv8KBw=="]),
+        "{shown}"
+    );
+    let (ok, text, _) = ringkv(&cluster, &["get", "blob"]);
+    assert!(
+        ok && text.contains("sibling 1 (base64): AJ+Slv8KBw=="),
+        "{text}"
+    );
+    let out = value_out.to_str().expect("utf-8 path");
+    let (ok, _, err) = ringkv(&cluster, &["get", "blob", "--output", out]);
+    assert!(ok, "{err}");
+    assert_eq!(std::fs::read(&value_out)?, binary);
+    let mut put = Command::new(env!("CARGO_BIN_EXE_ringkv"))
+        .args([
+            "--seeds",
+            &cluster.addrs().join(","),
+            "put",
+            "piped",
+            "--file",
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    {
+        use std::io::Write as _;
+        let mut stdin = put.stdin.take().expect("stdin");
+        stdin.write_all(&binary)?;
+    }
+    assert!(put.wait()?.success());
+    let (ok, stdout) = {
+        let out = Command::new(env!("CARGO_BIN_EXE_ringkv"))
+            .args([
+                "--seeds",
+                &cluster.addrs().join(","),
+                "get",
+                "piped",
+                "--output",
+                "-",
+            ])
+            .output()?;
+        (out.status.success(), out.stdout)
+    };
+    assert!(ok);
+    assert_eq!(
+        stdout, binary,
+        "standard input to standard output, byte for byte"
+    );
+    let (ok, _, err) = ringkv(&cluster, &["put", "neither"]);
+    assert!(
+        !ok && err.contains("<VALUE>"),
+        "a value or --file is required: {err}"
+    );
 
     // Two writes from the same context become siblings, shown as such.
     json(&cluster, &["put", "greeting", "hi", "--context", &context]);
@@ -120,6 +187,13 @@ async fn a_cluster_is_founded_grown_and_shrunk_from_the_command_line() -> anyhow
     assert!(!ok && err.contains("cluster init"), "{err}");
     let founded = json(&cluster, &["cluster", "init"]);
     assert_eq!(founded["members"].as_array().map(Vec::len), Some(3));
+    // `cluster init` returns once every node sees every member alive: a client started at
+    // once writes to all three replicas (a demo's first run once failed here with
+    // "3 replicas required, 2 available", racing gossip).
+    let first = cluster.client().await?;
+    let all = ringkv::WriteOptions::default().with_w(3);
+    first.put_with("first", "v", None, &all).await?;
+    drop(first);
     // Founding again what exists is a no-op, so scripts may retry.
     let again = json(&cluster, &["cluster", "init"]);
     assert_eq!(again["done"], "already a cluster of these nodes");

@@ -35,12 +35,18 @@ pub enum Error {
         in_doubt: bool,
     },
     /// Too few replicas can be asked at all for the requested quorum.
-    #[error("unavailable: {required} replicas required, {alive} available")]
+    #[error(
+        "unavailable: {required} replicas required, {alive} available{}",
+        down_list(down)
+    )]
     Unavailable {
         /// Replicas the quorum needs.
         required: usize,
         /// Replicas the client considers reachable (gossip and its own failure detector).
         alive: usize,
+        /// The key's replicas the client considers down, each as `node ID at ADDR: why`
+        /// (the servers' failure detectors, or this client's failed calls and back-off).
+        down: Vec<String>,
     },
     /// The call's deadline passed. For a write, `in_doubt` is true once any replica may have
     /// received it.
@@ -273,6 +279,15 @@ impl Error {
 
 /// The result of every fallible SDK call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `"; down: A; B"` for an [`Error::Unavailable`]'s replicas down, or nothing.
+fn down_list(down: &[String]) -> String {
+    if down.is_empty() {
+        String::new()
+    } else {
+        format!("; down: {}", down.join("; "))
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -48,6 +48,8 @@ struct Down {
     until: Instant,
     /// A probe is under way: do not start another.
     probing: bool,
+    /// What the last failure was, for the errors that name the node.
+    why: String,
 }
 
 /// The client's failure detector. See the module docs.
@@ -101,7 +103,7 @@ impl Health {
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(node, Instant::now());
             }
-            Err(e) if says_node_is_down(e) => self.mark_down(node),
+            Err(e) if says_node_is_down(e) => self.mark_down(node, e.to_string()),
             Err(_) => {}
         }
     }
@@ -113,17 +115,45 @@ impl Health {
             .is_some_and(|at| at.elapsed() < FRESH_ANSWER)
     }
 
-    /// Marks `node` down for its next back-off period.
-    pub(crate) fn mark_down(&self, node: NodeId) {
+    /// Marks `node` down for its next back-off period, after a failure described by `why`.
+    pub(crate) fn mark_down(&self, node: NodeId, why: impl Into<String>) {
         let mut down = self.lock();
         let entry = down.entry(node).or_insert(Down {
             failures: 0,
             until: Instant::now(),
             probing: false,
+            why: String::new(),
         });
         entry.failures = entry.failures.saturating_add(1);
         entry.probing = false;
         entry.until = Instant::now() + backoff(entry.failures);
+        entry.why = why.into();
+    }
+
+    /// Why `node` is not a target, in words for an error message (`None` if it is one).
+    pub(crate) fn explain(&self, node: NodeId, gossip_alive: &HashSet<NodeId>) -> Option<String> {
+        if let Some(d) = self.lock().get(&node) {
+            let when = if d.probing {
+                "a probe is under way".to_string()
+            } else {
+                let left = d.until.saturating_duration_since(Instant::now());
+                format!("next probe in {} ms", left.as_millis())
+            };
+            return Some(format!(
+                "this client marked it down after {} failed call{} (last: {}); {when}",
+                d.failures,
+                if d.failures == 1 { "" } else { "s" },
+                d.why
+            ));
+        }
+        if !gossip_alive.is_empty() && !gossip_alive.contains(&node) && !self.answered_lately(node)
+        {
+            return Some(
+                "the servers' failure detectors report it down (gossip has not heard from it                  lately)"
+                    .into(),
+            );
+        }
+        None
     }
 
     /// Nodes currently marked down by this client.
@@ -216,7 +246,7 @@ mod tests {
         let health = Health::default();
         let node = NodeId(1);
         for _ in 0..8 {
-            health.mark_down(node);
+            health.mark_down(node, "refused");
         }
         tokio::time::advance(BACKOFF_BASE * 4).await;
         assert_eq!(

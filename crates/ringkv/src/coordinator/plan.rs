@@ -137,9 +137,19 @@ pub(super) fn plan(inner: &Arc<Inner>, bucket: &str, key: &[u8], ask: Ask) -> Re
     let strict = strict.map(|s| s + on_top);
     required = required.max(strict.unwrap_or(0));
     if targets.len() < required {
+        let down = homes
+            .iter()
+            .chain(&extra)
+            .filter(|m| !targets.iter().any(|t| t.member.id == m.id))
+            .filter_map(|m| {
+                let why = inner.health.explain(m.id, &cluster.alive)?;
+                Some(format!("node {} at {}: {why}", m.id, m.addr))
+            })
+            .collect();
         return Err(Error::Unavailable {
             required,
             alive: targets.len(),
+            down,
         });
     }
     Ok(Plan {
