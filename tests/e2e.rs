@@ -716,6 +716,15 @@ async fn the_admin_port_serves_health_readiness_and_prometheus_metrics() -> anyh
         "ringkv_ready 1",
         "ringkv_ring_members 3",
         "# TYPE ringkv_siblings_per_read histogram",
+        "ringkv_anti_entropy_bytes_total ",
+        &format!(
+            "ringkv_build_info{{version=\"{}\",protocol=\"{PROTOCOL_VERSION}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        ),
+        "process_cpu_seconds_total ",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "process_start_time_seconds ",
         "# EOF",
     ] {
         assert!(text.contains(family), "{family:?} missing from:\n{text}");

@@ -164,6 +164,10 @@ impl Metrics {
         let mut scrape = Registry::with_prefix("ringkv");
         scrape.register_collector(Box::new(snapshot));
         prometheus_client::encoding::text::encode_registry(&mut out, &scrape)?;
+        // Unprefixed: `process_*` are the names every dashboard knows.
+        let mut process = Registry::default();
+        process.register_collector(Box::new(super::process::ProcessSnapshot::read()));
+        prometheus_client::encoding::text::encode_registry(&mut out, &process)?;
         prometheus_client::encoding::text::encode_eof(&mut out)?;
         Ok(out)
     }
