@@ -20,6 +20,10 @@ command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need+=(iproute2)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 # The Python TLS test makes its certificates with the openssl command.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# The operations pack's tests check the alert rules with promtool (Debian's prometheus) and
+# the systemd unit with systemd-analyze.
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # The Python bindings are built and tested in a virtualenv (Debian splits venv out of python3).
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)
 

@@ -1,13 +1,15 @@
 //! What ships besides the binaries, checked as far as this machine can: the systemd unit is
 //! one systemd accepts (`systemd-analyze verify`, with the unit's binary pointed at the one
-//! built here), and `ringkvd` notifies systemd once it listens (`Type=notify`).
+//! built here), `ringkvd` notifies systemd once it listens (`Type=notify`), the alert rules
+//! pass `promtool check rules`, and every metric the rules and the Grafana dashboard use is
+//! one a real node serves.
 
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use ringkv_tests::ringkvd_bin;
+use ringkv_tests::{ClusterSpec, TestCluster, ringkvd_bin};
 
 #[test]
 fn the_systemd_unit_is_one_systemd_accepts() -> anyhow::Result<()> {
@@ -70,5 +72,98 @@ fn ringkvd_tells_systemd_when_it_is_ready_and_when_it_stops() -> anyhow::Result<
     assert_eq!(ready.ok().as_deref(), Some(&b"READY=1"[..]));
     assert_eq!(stopping.ok().as_deref(), Some(&b"STOPPING=1"[..]));
     assert!(waited.is_ok_and(|s| s.success()));
+    Ok(())
+}
+
+fn dist(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../dist")
+        .join(path)
+}
+
+#[test]
+fn the_alert_rules_pass_promtool() -> anyhow::Result<()> {
+    let rules = dist("prometheus/ringkv-alerts.yml");
+    match Command::new("promtool")
+        .arg("check")
+        .arg("rules")
+        .arg(&rules)
+        .output()
+    {
+        Ok(out) => {
+            let said = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success() && said.contains("SUCCESS"), "{said}");
+        }
+        // scripts/bootstrap.sh installs Debian's prometheus, which has it.
+        Err(e) => eprintln!("promtool unavailable ({e}): the rules were not checked"),
+    }
+    Ok(())
+}
+
+/// The metric names an expression file uses: `ringkv_*` and `process_*` words.
+fn metric_names(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("ringkv_") || w.starts_with("process_"))
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Whether a `/metrics` text serves `name`: as a sample, or as the family a sample name
+/// (`_total`, `_bucket`, `_sum`, `_count`) belongs to, declared with `# TYPE`.
+fn serves(text: &str, name: &str) -> bool {
+    let family = ["_total", "_bucket", "_sum", "_count"]
+        .iter()
+        .find_map(|suffix| name.strip_suffix(suffix))
+        .unwrap_or(name);
+    text.lines().any(|line| {
+        line.starts_with(&format!("{name} "))
+            || line.starts_with(&format!("{name}{{"))
+            || line.starts_with(&format!("# TYPE {family} "))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_the_dashboard_and_the_alerts_use_is_served() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(ClusterSpec {
+        admin: true,
+        ..ClusterSpec::default()
+    })
+    .await?;
+    let client = cluster.client().await?;
+    for i in 0..10 {
+        client.put(format!("dash-{i}"), "v", None).await?;
+        client.get(format!("dash-{i}")).await?;
+    }
+    let admin = cluster.nodes[0].admin.expect("an admin port");
+    let (status, text) = ringkv_tests::http_get(admin, "/metrics")?;
+    assert_eq!(status, 200);
+    let used = [
+        std::fs::read_to_string(dist("prometheus/ringkv-alerts.yml"))?,
+        std::fs::read_to_string(dist("grafana/ringkv.json"))?,
+    ];
+    let dashboard: serde_json::Value = serde_json::from_str(&used[1])?;
+    assert!(
+        dashboard["panels"]
+            .as_array()
+            .is_some_and(|p| p.len() >= 10),
+        "a dashboard with its panels"
+    );
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for file in &used {
+        for name in metric_names(file) {
+            checked += 1;
+            if !serves(&text, &name) {
+                missing.push(name);
+            }
+        }
+    }
+    assert!(checked > 20, "only {checked} names found");
+    assert!(missing.is_empty(), "not served: {missing:?}\n{text}");
     Ok(())
 }

@@ -108,6 +108,23 @@ impl Metrics {
             "Live siblings of the key in each read this node answered",
             siblings.clone(),
         );
+        // Series a dashboard or an alert reads are served from the start, at 0: a family
+        // with no sample yet would be absent from the scrape, not zero.
+        for reason in [
+            "over_cap",
+            "handshake_timeout",
+            "unauthenticated",
+            "idle_timeout",
+            "malformed",
+            "tls",
+            "protocol_version",
+        ] {
+            let _ = refused.get_or_create(&RefusedLabels { reason });
+        }
+        for request in ["get", "put", "merge", "touch"] {
+            let _ = errors.get_or_create(&RequestLabels { request });
+            let _ = requests.get_or_create(&RequestLabels { request });
+        }
         Metrics {
             siblings,
             registry,
