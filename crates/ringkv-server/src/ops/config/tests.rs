@@ -39,23 +39,25 @@ fn checkpoints_go_next_to_the_data_unless_told() {
 
 #[test]
 fn flags_override_the_file_and_unknown_keys_are_refused() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("n.toml");
-    std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nweight = 3\n").expect("write");
-    let args = Args::parse_from([
-        "ringkvd",
-        "-c",
-        path.to_str().expect("utf8"),
-        "--weight",
-        "2",
-    ]);
-    let config = Config::load(&args).expect("loads");
-    assert_eq!(config.listen, "127.0.0.1:9000");
-    assert_eq!(config.weight, 2);
+    jailed(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("n.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nweight = 3\n").expect("write");
+        let args = Args::parse_from([
+            "ringkvd",
+            "-c",
+            path.to_str().expect("utf8"),
+            "--weight",
+            "2",
+        ]);
+        let config = Config::load(&args).expect("loads");
+        assert_eq!(config.listen, "127.0.0.1:9000");
+        assert_eq!(config.weight, 2);
 
-    std::fs::write(&path, "lisen = \"127.0.0.1:9000\"\n").expect("write");
-    let err = Config::from_file(&path).expect_err("typo must be refused");
-    assert!(format!("{err:#}").contains("lisen"), "{err:#}");
+        std::fs::write(&path, "lisen = \"127.0.0.1:9000\"\n").expect("write");
+        let err = Config::from_file(&path).expect_err("typo must be refused");
+        assert!(format!("{err:#}").contains("lisen"), "{err:#}");
+    });
 }
 
 #[test]
@@ -75,38 +77,40 @@ fn bad_bucket_quorums_are_refused_with_the_bucket_named() {
 
 #[test]
 fn addresses_may_be_names_and_a_malformed_one_names_its_setting() {
-    let args = Args::parse_from([
-        "ringkvd",
-        "--listen",
-        "0.0.0.0:7400",
-        "--advertise",
-        "ringkv-2.ringkv.prod.svc.cluster.local:7400",
-        "--admin-listen",
-        "localhost:9100",
-    ]);
-    let config = Config::load(&args).expect("names are addresses");
-    assert_eq!(
-        config.advertised(),
-        "ringkv-2.ringkv.prod.svc.cluster.local:7400"
-    );
-
-    for (flag, bad) in [
-        ("--listen", "7400"),
-        ("--advertise", "ringkv-2 :7400"),
-        ("--admin-listen", "localhost"),
-    ] {
-        let args = Args::parse_from(["ringkvd", flag, bad]);
-        let err = Config::load(&args).expect_err("malformed address accepted");
-        let setting = flag.trim_start_matches("--").replace('-', "_");
-        assert!(
-            matches!(&err, Error::Config { setting: s, .. } if *s == setting),
-            "{err:?}"
+    jailed(|| {
+        let args = Args::parse_from([
+            "ringkvd",
+            "--listen",
+            "0.0.0.0:7400",
+            "--advertise",
+            "ringkv-2.ringkv.prod.svc.cluster.local:7400",
+            "--admin-listen",
+            "localhost:9100",
+        ]);
+        let config = Config::load(&args).expect("names are addresses");
+        assert_eq!(
+            config.advertised(),
+            "ringkv-2.ringkv.prod.svc.cluster.local:7400"
         );
-    }
 
-    // Listening on every address needs an address to advertise.
-    let args = Args::parse_from(["ringkvd", "--listen", "0.0.0.0:7400"]);
-    assert!(Config::load(&args).is_err());
+        for (flag, bad) in [
+            ("--listen", "7400"),
+            ("--advertise", "ringkv-2 :7400"),
+            ("--admin-listen", "localhost"),
+        ] {
+            let args = Args::parse_from(["ringkvd", flag, bad]);
+            let err = Config::load(&args).expect_err("malformed address accepted");
+            let setting = flag.trim_start_matches("--").replace('-', "_");
+            assert!(
+                matches!(&err, Error::Config { setting: s, .. } if *s == setting),
+                "{err:?}"
+            );
+        }
+
+        // Listening on every address needs an address to advertise.
+        let args = Args::parse_from(["ringkvd", "--listen", "0.0.0.0:7400"]);
+        assert!(Config::load(&args).is_err());
+    });
 }
 
 /// One rule for every setting: `RINGKVD_<SECTION>__<KEY>` over the file, a flag (or its
@@ -150,10 +154,22 @@ fn the_environment_sets_any_setting_between_the_file_and_the_flags() {
 
 #[test]
 fn a_missing_config_file_is_an_error() {
-    let args = Args::parse_from(["ringkvd", "-c", "/nonexistent/ringkvd.toml"]);
-    let err = Config::load(&args).expect_err("missing file");
-    assert!(
-        err.to_string().contains("/nonexistent/ringkvd.toml"),
-        "{err}"
-    );
+    jailed(|| {
+        let args = Args::parse_from(["ringkvd", "-c", "/nonexistent/ringkvd.toml"]);
+        let err = Config::load(&args).expect_err("missing file");
+        assert!(
+            err.to_string().contains("/nonexistent/ringkvd.toml"),
+            "{err}"
+        );
+    });
+}
+
+/// Runs `test` in figment's jail: the tests that read the environment (through
+/// `Config::load`) take turns, so one that sets a variable cannot leak it into another.
+#[allow(clippy::result_large_err)]
+fn jailed(test: impl FnOnce()) {
+    figment::Jail::expect_with(|_| {
+        test();
+        Ok(())
+    });
 }
