@@ -577,6 +577,7 @@ async fn quorum_failures_carry_their_counts_and_a_hung_replica_times_out() -> an
             required: 2,
             alive: 1,
             down,
+            ..
         }) => {
             // It says which replicas it considers down, and why.
             assert_eq!(down.len(), 2, "{down:?}");

@@ -175,10 +175,11 @@ async fn only_connections_proving_a_token_or_the_secret_are_served() -> anyhow::
     Ok(())
 }
 
-/// With a cluster secret, the admin port's `POST /checkpoint` needs it: whoever reaches the
-/// port cannot fill the disk with checkpoints. The GETs stay open to probes and scrapers.
+/// With a cluster secret, the admin port's `POST /checkpoint` needs the admin token derived
+/// from it: whoever reaches the port cannot fill the disk with checkpoints, and the secret
+/// itself never crosses the port. The GETs stay open to probes and scrapers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_admin_port_takes_a_checkpoint_only_from_the_secret() -> anyhow::Result<()> {
+async fn the_admin_port_takes_a_checkpoint_only_with_the_admin_token() -> anyhow::Result<()> {
     let cluster = TestCluster::start(ClusterSpec {
         admin: true,
         nodes: 1,
@@ -190,8 +191,23 @@ async fn the_admin_port_takes_a_checkpoint_only_from_the_secret() -> anyhow::Res
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("Authorization: Bearer"), "{body}");
     let (status, body) = ringkv_tests::http_post_bearer(admin, "/checkpoint", TOKEN)?;
-    assert_eq!(status, 401, "a client token is not the secret: {body}");
+    assert_eq!(status, 401, "a client token is not the admin token: {body}");
     let (status, body) = ringkv_tests::http_post_bearer(admin, "/checkpoint", SECRET)?;
+    assert_eq!(
+        status, 401,
+        "nor is the secret itself, never sent over the port: {body}"
+    );
+    // What `ringkvd --print-admin-token` prints for the node's configuration.
+    let secret_file = tempfile::NamedTempFile::new()?;
+    std::fs::write(secret_file.path(), SECRET)?;
+    let out = std::process::Command::new(ringkv_tests::ringkvd_bin())
+        .arg("--cluster-secret-file")
+        .arg(secret_file.path())
+        .arg("--print-admin-token")
+        .output()?;
+    let token = String::from_utf8(out.stdout)?.trim().to_string();
+    assert!(out.status.success() && token.len() == 64, "{token:?}");
+    let (status, body) = ringkv_tests::http_post_bearer(admin, "/checkpoint", &token)?;
     assert_eq!(status, 200, "{body}");
     assert!(std::path::Path::new(body.trim()).is_dir(), "{body}");
     let (status, _) = ringkv_tests::http_get(admin, "/metrics")?;

@@ -25,6 +25,14 @@ fn main() -> anyhow::Result<()> {
         print!("{}", toml::to_string_pretty(&config)?);
         return Ok(());
     }
+    if args.print_admin_token {
+        let secret = node::security::Security::load(&config.security)?;
+        let Some(token) = ringkv_server::ops::admin::admin_token(secret.cluster_secret()) else {
+            anyhow::bail!("no cluster secret is configured: the admin port takes no token");
+        };
+        println!("{token}");
+        return Ok(());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -34,6 +42,8 @@ fn main() -> anyhow::Result<()> {
         tokio::spawn(async move {
             wait_for_signal().await;
             info!("shutdown requested");
+            // Before anything stops: systemd learns the stop is a graceful one under way.
+            ringkv_server::ops::systemd::notify("STOPPING=1");
             signal.cancel();
         });
         node::run(config, shutdown).await?;

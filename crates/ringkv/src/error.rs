@@ -34,7 +34,9 @@ pub enum Error {
         /// Whether the write may have been applied all the same (always false for reads).
         in_doubt: bool,
     },
-    /// Too few replicas can be asked at all for the requested quorum.
+    /// Too few replicas can be asked at all for the requested quorum. Match it with `..`:
+    /// it may say more in a later release.
+    #[non_exhaustive]
     #[error(
         "unavailable: {required} replicas required, {alive} available{}",
         down_list(down)

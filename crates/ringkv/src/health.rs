@@ -149,7 +149,7 @@ impl Health {
         if !gossip_alive.is_empty() && !gossip_alive.contains(&node) && !self.answered_lately(node)
         {
             return Some(
-                "the servers' failure detectors report it down (gossip has not heard from it                  lately)"
+                "the servers' failure detectors report it down (gossip has not heard from it lately)"
                     .into(),
             );
         }

@@ -131,13 +131,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         None => None,
     };
     let endpoint = Arc::new(Endpoint::new(&parts, service));
-    // Listening, gossiping, workers started: what systemd waits for (`Type=notify`).
+    // Listening, gossiping, workers started: what systemd waits for (`Type=notify`). The
+    // signal handler (`main`) sends `STOPPING=1`.
     crate::ops::systemd::notify("READY=1");
-    let stopping = shutdown.clone();
-    tokio::spawn(async move {
-        stopping.cancelled().await;
-        crate::ops::systemd::notify("STOPPING=1");
-    });
     serve(listener, endpoint, shutdown).await;
     if let Some(admin) = admin {
         let _ = admin.await;

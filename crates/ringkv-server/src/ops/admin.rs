@@ -10,9 +10,11 @@
 //!   `storage.checkpoint_dir`, whose path the answer gives. Copy it away, then delete it.
 //!
 //! The GETs are not authenticated: bind the port to a private address. With a cluster secret
-//! configured, `POST /checkpoint` needs it (`Authorization: Bearer <the secret>`), so that
-//! whoever reaches the port cannot fill the disk with checkpoints; without one, the cluster
-//! has no security at all, and neither does the port.
+//! configured, `POST /checkpoint` needs the *admin token* (`Authorization: Bearer <token>`),
+//! so that whoever reaches the port cannot fill the disk with checkpoints. The token is a MAC
+//! of a fixed text under the cluster secret (`ringkvd --print-admin-token` prints it): the
+//! port is plain HTTP, and a token overheard there lets one take checkpoints, not act as a
+//! node. Without a secret the cluster has no security at all, and neither does the port.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -80,12 +82,18 @@ struct Admin {
     secret: Option<Arc<Secret>>,
 }
 
-/// What separates the admin port's use of the secret from its other uses.
-const ADMIN_CONTEXT: &[u8] = b"ringkv admin bearer";
+/// What separates the admin token from the secret's other uses.
+const ADMIN_CONTEXT: &[u8] = b"ringkv admin token";
+
+/// The admin token of a cluster with `secret` (hex), if it has one: see the module docs.
+pub fn admin_token(secret: Option<&Secret>) -> Option<String> {
+    let tag = secret?.mac(ADMIN_CONTEXT, b"");
+    Some(tag.iter().map(|b| format!("{b:02x}")).collect())
+}
 
 impl Admin {
-    /// Whether `headers` prove the cluster secret (`Authorization: Bearer <secret>`),
-    /// compared in constant time; always, when the cluster has none.
+    /// Whether `headers` carry the admin token (`Authorization: Bearer <token>`, the scheme
+    /// in any case), compared in constant time; always, when the cluster has no secret.
     fn authorized(&self, headers: &HeaderMap) -> bool {
         let Some(secret) = &self.secret else {
             return true;
@@ -93,13 +101,21 @@ impl Admin {
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .and_then(Secret::new);
-        // Equal secrets make equal MACs: the comparison never looks at the secret itself.
-        given.is_some_and(|given| {
-            secret.verify_mac(ADMIN_CONTEXT, b"", &given.mac(ADMIN_CONTEXT, b""))
-        })
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .and_then(|(_, token)| unhex(token.trim()));
+        given.is_some_and(|tag| tag.len() == 32 && secret.verify_mac(ADMIN_CONTEXT, b"", &tag))
     }
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 async fn health() -> &'static str {
@@ -151,7 +167,9 @@ async fn checkpoint(State(admin): State<Admin>, headers: HeaderMap) -> (StatusCo
     if !admin.authorized(&headers) {
         return (
             StatusCode::UNAUTHORIZED,
-            "POST /checkpoint needs the cluster secret: Authorization: Bearer <secret>\n".into(),
+            "POST /checkpoint needs the admin token: Authorization: Bearer <token> \
+             (`ringkvd --print-admin-token` prints it)\n"
+                .into(),
         );
     }
     let made = tokio::task::spawn_blocking(move || {

@@ -24,8 +24,8 @@ impl ProcessSnapshot {
     /// Reads `/proc/self`; what cannot be read stays 0.
     pub fn read() -> ProcessSnapshot {
         let mut snapshot = ProcessSnapshot::default();
-        // Clock ticks and pages: 100 and 4 KiB on every Linux this runs on (sysconf would need
-        // libc); a different page size only scales the memory figures.
+        // Clock ticks: 100 on every Linux this runs on (sysconf would need libc). The resident
+        // size is read from `status` below; pages of 4 KiB are only its fallback.
         const TICKS: f64 = 100.0;
         const PAGE: i64 = 4096;
         if let Ok(stat) = std::fs::read_to_string("/proc/self/stat")
@@ -43,8 +43,18 @@ impl ProcessSnapshot {
                 snapshot.start_time_seconds = boot + field(22).unwrap_or(0) / TICKS as i64;
             }
         }
+        // The kernel's own figure, whatever the page size.
+        if let Ok(status) = std::fs::read_to_string("/proc/self/status")
+            && let Some(kib) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+        {
+            snapshot.resident_bytes = kib * 1024;
+        }
+        // Less the descriptor the listing itself holds open.
         snapshot.open_fds = std::fs::read_dir("/proc/self/fd")
-            .map(|dir| dir.count() as i64)
+            .map(|dir| dir.count() as i64 - 1)
             .unwrap_or(0);
         snapshot
     }

@@ -21,13 +21,14 @@ fn send(path: &std::ffi::OsStr, state: &str) -> std::io::Result<()> {
     let socket = UnixDatagram::unbound()?;
     let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path);
     match bytes.strip_prefix(b"@") {
-        // An abstract socket (systemd's usual choice): '@' stands for the leading NUL.
+        // An abstract socket (systemd's usual choice, Linux only): '@' stands for the NUL.
+        #[cfg(target_os = "linux")]
         Some(name) => {
             use std::os::linux::net::SocketAddrExt as _;
             let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
             socket.send_to_addr(state.as_bytes(), &addr)?;
         }
-        None => {
+        _ => {
             socket.send_to(state.as_bytes(), path)?;
         }
     }

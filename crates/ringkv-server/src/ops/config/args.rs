@@ -73,6 +73,10 @@ pub struct Args {
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Print the token the admin port's POST endpoints take (derived from the cluster
+    /// secret; the secret itself never goes over the admin port) and exit.
+    #[arg(long)]
+    pub print_admin_token: bool,
     /// How logs are written to stderr: `text` for people, `json` (one object per line) for
     /// log shippers. What is logged follows `RUST_LOG` (default `info`).
     #[arg(long, env = "RINGKVD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -153,5 +157,32 @@ impl Args {
             }
         }
         top
+    }
+
+    /// Puts the paths the flags give into `config` as they are: the table of
+    /// [`Args::settings`] holds them as text, which a path need not be.
+    pub fn set_paths(&self, config: &mut super::Config) {
+        let paths = [
+            (
+                &self.cluster_secret_file,
+                &mut config.security.cluster_secret_file,
+            ),
+            (
+                &self.client_tokens_file,
+                &mut config.security.client_tokens_file,
+            ),
+            (&self.tls_cert_file, &mut config.tls.cert_file),
+            (&self.tls_key_file, &mut config.tls.key_file),
+            (&self.tls_ca_file, &mut config.tls.ca_file),
+            (&self.tls_client_ca_file, &mut config.tls.client_ca_file),
+        ];
+        for (flag, setting) in paths {
+            if let Some(v) = flag {
+                *setting = Some(v.clone());
+            }
+        }
+        if let Some(v) = &self.data_dir {
+            config.data_dir = v.clone();
+        }
     }
 }

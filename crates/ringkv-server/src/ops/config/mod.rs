@@ -7,7 +7,9 @@
 //! the value read as TOML (a number, `true`, `["a", "b"]`) or else as a string. The top-level
 //! settings, and the common ones of sections, have flags, each with its variable
 //! `RINGKVD_<FLAG>` (`RINGKVD_LISTEN`, `RINGKVD_DURABILITY`; see `ringkvd --help`), which clap
-//! reads with the flag. A variable naming no setting is refused, as a typo in the file is.
+//! reads with the flag. A `RINGKVD_<SECTION>__<KEY>` variable naming no setting is refused,
+//! as a typo in the file is; a variable of neither form is not a setting, and is ignored.
+//! Keys are read in lower case: a named bucket with capitals is set in the file.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -64,8 +66,9 @@ pub struct Config {
     /// distinct zones as the cluster has. Changing it later takes `ringkv cluster zone`: the
     /// zone in force is the layout's (a node whose setting differs says so in its log).
     pub zone: String,
-    /// Where the admin HTTP endpoint listens (`/health`, `/ready`, `/metrics`); none: off.
-    /// Bind it to a private address: it is not authenticated.
+    /// Where the admin HTTP endpoint listens (`/health`, `/ready`, `/metrics`, `/checkpoint`);
+    /// none: off. Bind it to a private address: its GETs are not authenticated (with a cluster
+    /// secret, `POST /checkpoint` takes the admin token).
     pub admin_listen: Option<String>,
     pub storage: Storage,
     pub limits: Limits,
@@ -121,14 +124,13 @@ impl Config {
     pub fn load(args: &Args) -> Result<Config> {
         let mut layers = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = &args.config {
-            if !path.is_file() {
-                return Err(Error::File {
-                    action: "reading the config file",
-                    path: path.clone(),
-                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-                });
-            }
-            layers = layers.merge(Toml::file_exact(path));
+            // Read here (a pipe or `/dev/stdin` is a file too), with the I/O error as it is.
+            let text = std::fs::read_to_string(path).map_err(|source| Error::File {
+                action: "reading the config file",
+                path: path.clone(),
+                source,
+            })?;
+            layers = layers.merge(Toml::string(&text));
         }
         let env = Env::prefixed(ENV_PREFIX)
             .filter(|key| key.as_str().contains(ENV_SPLIT))
@@ -141,6 +143,8 @@ impl Config {
                 let key = e.path.join(".");
                 Error::config(key, format!("configuration: {e}"))
             })?;
+        // Paths from flags as given, byte for byte (the table above holds them as text).
+        args.set_paths(&mut config);
         config.restored = args.restored;
         if let Some(max) = args.test_protocol_max {
             config.protocol = ProtocolRange::new(config.protocol.min, max).ok_or_else(|| {
