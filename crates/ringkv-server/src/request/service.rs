@@ -388,4 +388,4 @@ mod tests;
 mod writes;
 
 pub use checks::{check_key, check_value};
-pub use routing::CATCH_UP;
+pub use routing::{CATCH_UP, is_replica};

@@ -40,8 +40,6 @@
 //! did. Leaving it out loses nothing, since a dot names one write and so one value.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
 
 use ringkv_core::hash::{Position, digest, key_position};
 use ringkv_core::{Buckets, Dot, SiblingSet};
@@ -49,14 +47,13 @@ use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
 
-/// How finely the tables cut the ring: 2^18 segments, 4 MiB of tables per class. With a
-/// million keys a segment holds about four, so the partial segments an arc's hash scans are
-/// small; larger stores scan more keys per partial segment, never more than two per arc.
-pub const SEGMENT_BITS: u32 = 18;
-const SEGMENTS: usize = 1 << SEGMENT_BITS;
-const SHIFT: u32 = 64 - SEGMENT_BITS;
-/// How many stripes the write lock has: writes of keys in different stripes never wait.
-const STRIPES: usize = 256;
+mod tables;
+
+pub use tables::{Digests, SEGMENT_BITS};
+#[cfg(test)]
+use tables::{SEGMENTS, SHIFT};
+use tables::{segment, segment_last, segment_start};
+
 /// Entries read per step of a scan.
 const SCAN_BATCH: usize = 1024;
 /// The meta record holding the classes the entries are filed under.
@@ -228,178 +225,6 @@ impl Summary {
     }
 }
 
-/// The in-memory tables and the write lock of a store's index: see the module docs.
-#[derive(Debug)]
-pub struct Digests {
-    /// The classes new entries are filed under: read-locked by a write from choosing its
-    /// entry's class until the entry is written, write-locked by a refiling to swap them.
-    filing: RwLock<Arc<Classes>>,
-    /// The classes every stored entry is filed under, once a refiling completed; `None`
-    /// while one is under way, or after one was interrupted.
-    settled: Mutex<Option<Arc<Classes>>>,
-    tables: RwLock<BTreeMap<u8, Arc<Fenwick>>>,
-    stripes: Vec<Mutex<()>>,
-}
-
-impl Digests {
-    /// Empty tables, filing new keys under `recorded` (see [`recorded_classes`]).
-    pub fn new(recorded: Recorded) -> Digests {
-        let classes = Arc::new(recorded.classes);
-        Digests {
-            filing: RwLock::new(classes.clone()),
-            settled: Mutex::new(recorded.complete.then_some(classes)),
-            tables: RwLock::new(BTreeMap::new()),
-            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
-        }
-    }
-
-    /// The classes new entries are filed under.
-    pub fn classes(&self) -> Arc<Classes> {
-        self.filing().clone()
-    }
-
-    /// The classes new entries are filed under, held: a write keeps the guard until its
-    /// entry is written (see the module docs).
-    pub fn filing(&self) -> RwLockReadGuard<'_, Arc<Classes>> {
-        self.filing.read().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub fn class_of(&self, bucket: &str) -> u8 {
-        self.filing().class_of(bucket)
-    }
-
-    /// Whether every stored entry is filed under `classes`, and new ones will be: only then
-    /// may the tables answer a comparison.
-    pub fn is_settled(&self, classes: &Classes) -> bool {
-        let settled = self
-            .settled
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        settled.is_some_and(|s| *s == *classes) && *self.classes() == *classes
-    }
-
-    /// Empties the tables (before they are rebuilt from the entries).
-    pub fn clear(&self) {
-        self.tables
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
-    }
-
-    /// The write lock of the keys at `position`: held from reading a key's old entry to
-    /// updating the tables, so that two writes of one key cannot both XOR out the same entry.
-    pub fn stripe(&self, position: Position) -> MutexGuard<'_, ()> {
-        // The low bits: positions are uniform, and segments use the high ones.
-        self.stripes[(position as usize) % STRIPES]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Replaces `old` by `new` in the tables (either may be absent). Call with the stripe held,
-    /// once the entries are written.
-    pub fn replace(&self, old: Option<&IndexEntry>, new: Option<&IndexEntry>) {
-        if old == new {
-            return;
-        }
-        if let Some(old) = old {
-            self.table(old.class)
-                .add(segment(old.position), old.key_digest(), -1);
-        }
-        if let Some(new) = new {
-            self.table(new.class)
-                .add(segment(new.position), new.key_digest(), 1);
-        }
-    }
-
-    /// The summary of the keys of `class` in the segments `first..end`.
-    fn segments(&self, class: u8, first: usize, end: usize) -> Summary {
-        let table = self
-            .tables
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&class)
-            .cloned();
-        table.map_or_else(Summary::default, |t| t.range(first, end))
-    }
-
-    fn table(&self, class: u8) -> Arc<Fenwick> {
-        if let Some(table) = self
-            .tables
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&class)
-        {
-            return table.clone();
-        }
-        self.tables
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(class)
-            .or_insert_with(|| Arc::new(Fenwick::new()))
-            .clone()
-    }
-}
-
-/// XOR and count per segment, as Fenwick trees of atomics: updates commute, so concurrent
-/// writes need no lock here (the stripes order the writes of one key).
-#[derive(Debug)]
-struct Fenwick {
-    xor: Box<[AtomicU64]>,
-    count: Box<[AtomicI64]>,
-}
-
-impl Fenwick {
-    fn new() -> Fenwick {
-        Fenwick {
-            xor: (0..SEGMENTS).map(|_| AtomicU64::new(0)).collect(),
-            count: (0..SEGMENTS).map(|_| AtomicI64::new(0)).collect(),
-        }
-    }
-
-    fn add(&self, segment: usize, hash: u64, keys: i64) {
-        let mut i = segment;
-        while i < SEGMENTS {
-            self.xor[i].fetch_xor(hash, Ordering::Relaxed);
-            self.count[i].fetch_add(keys, Ordering::Relaxed);
-            i |= i + 1;
-        }
-    }
-
-    /// The segments `0..end`.
-    fn before(&self, end: usize) -> (u64, i64) {
-        let (mut hash, mut keys) = (0, 0);
-        let mut i = end;
-        while i > 0 {
-            hash ^= self.xor[i - 1].load(Ordering::Relaxed);
-            keys += self.count[i - 1].load(Ordering::Relaxed);
-            i &= i - 1;
-        }
-        (hash, keys)
-    }
-
-    fn range(&self, first: usize, end: usize) -> Summary {
-        let (a, b) = (self.before(first), self.before(end));
-        Summary {
-            hash: a.0 ^ b.0,
-            // Concurrent updates may be seen half done; a count is only ever a hint.
-            keys: u64::try_from(b.1 - a.1).unwrap_or(0),
-        }
-    }
-}
-
-fn segment(position: Position) -> usize {
-    (position >> SHIFT) as usize
-}
-
-fn segment_start(segment: usize) -> Position {
-    (segment as u64) << SHIFT
-}
-
-fn segment_last(segment: usize) -> Position {
-    segment_start(segment) | ((1u64 << SHIFT) - 1)
-}
-
 /// The summary of the keys of `classes` at positions `lo..=hi`: the tables for the whole
 /// segments, a scan of the entries for the partial ones at either end.
 pub fn summarize(
@@ -418,6 +243,7 @@ pub fn summarize(
             if classes.contains(&entry.class) {
                 sum.add(entry.key_digest(), 1);
             }
+            Ok(())
         })
     };
     if first == last && !(lo == segment_start(first) && hi == segment_last(last)) {
@@ -443,19 +269,20 @@ pub fn summarize(
     Ok(sum)
 }
 
-/// Calls `each` for every entry at positions `lo..=hi`, in order.
+/// Calls `each` for every entry at positions `lo..=hi`, in order, until it fails. No lock of
+/// the store is held meanwhile: entries are read a batch at a time.
 pub fn for_each_entry(
     store: &dyn Store,
     lo: Position,
     hi: Position,
-    mut each: impl FnMut(IndexEntry),
+    mut each: impl FnMut(IndexEntry) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     let mut after: Option<IndexEntry> = None;
     loop {
         let batch = store.scan_index(lo, hi, after.as_ref(), SCAN_BATCH)?;
         let full = batch.len() == SCAN_BATCH;
         after = batch.last().cloned();
-        batch.into_iter().for_each(&mut each);
+        batch.into_iter().try_for_each(&mut each)?;
         if !full {
             return Ok(());
         }
@@ -469,6 +296,7 @@ pub fn rebuild(store: &dyn Store) -> Result<u64, StoreError> {
     for_each_entry(store, 0, Position::MAX, |entry| {
         digests.replace(None, Some(&entry));
         keys += 1;
+        Ok(())
     })?;
     Ok(keys)
 }
@@ -483,51 +311,33 @@ pub fn settle_classes(store: &dyn Store, classes: Classes) -> Result<u64, StoreE
         return Ok(0);
     }
     record(store, &classes, false)?;
-    *digests
-        .settled
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner) = None;
     // Waits for the writes filing under the old classes: the scan below comes after them.
-    *digests
-        .filing
-        .write()
-        .unwrap_or_else(PoisonError::into_inner) = Arc::new(classes.clone());
+    digests.begin_refiling(classes.clone());
     let mut moved = 0;
-    let mut after: Option<IndexEntry> = None;
-    loop {
-        let batch = store.scan_index(0, Position::MAX, after.as_ref(), SCAN_BATCH)?;
-        let full = batch.len() == SCAN_BATCH;
-        after = batch.last().cloned();
-        for entry in batch {
-            if entry.class == classes.class_of(&entry.bucket) {
-                continue;
-            }
-            let _stripe = digests.stripe(entry.position);
-            // Read again under the lock: a write may have refiled it meanwhile.
-            let Some(current) = store.index_entry(&entry.bucket, &entry.key)? else {
-                continue;
-            };
-            let class = classes.class_of(&current.bucket);
-            if current.class == class {
-                continue;
-            }
-            let refiled = IndexEntry {
-                class,
-                ..current.clone()
-            };
-            store.put_index_entry(&refiled)?;
-            digests.replace(Some(&current), Some(&refiled));
-            moved += 1;
+    for_each_entry(store, 0, Position::MAX, |entry| {
+        if entry.class == classes.class_of(&entry.bucket) {
+            return Ok(());
         }
-        if !full {
-            break;
+        let _stripe = digests.stripe(entry.position);
+        // Read again under the lock: a write may have refiled it meanwhile.
+        let Some(current) = store.index_entry(&entry.bucket, &entry.key)? else {
+            return Ok(());
+        };
+        let class = classes.class_of(&current.bucket);
+        if current.class == class {
+            return Ok(());
         }
-    }
+        let refiled = IndexEntry {
+            class,
+            ..current.clone()
+        };
+        store.put_index_entry(&refiled)?;
+        digests.replace(Some(&current), Some(&refiled));
+        moved += 1;
+        Ok(())
+    })?;
     record(store, &classes, true)?;
-    *digests
-        .settled
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(classes));
+    digests.finish_refiling(classes);
     Ok(moved)
 }
 

@@ -316,18 +316,23 @@ fn a_store_written_by_format_1_opens_reads_and_migrates() {
     }
 }
 
+/// The store's RocksDB opened directly, as another release would see it.
+fn raw_open(dir: &std::path::Path) -> rocksdb::DB {
+    rocksdb::DB::open_cf(
+        &rocksdb::Options::default(),
+        dir,
+        ["default", "data", "meta", "hints", "digests"],
+    )
+    .expect("raw open")
+}
+
 #[test]
 fn a_store_of_a_newer_format_is_refused_and_left_as_it_was() {
     let dir = tempfile::tempdir().expect("tempdir");
     let id = RocksStore::open(dir.path()).expect("create").node_id();
     // What a newer release would have written: the format byte of a later store format.
     {
-        let db = rocksdb::DB::open_cf(
-            &rocksdb::Options::default(),
-            dir.path(),
-            ["default", "data", "meta", "hints", "digests"],
-        )
-        .expect("raw open");
+        let db = raw_open(dir.path());
         let meta = db.cf_handle("meta").expect("meta");
         db.put_cf(meta, b"format", [9u8]).expect("put");
     }
@@ -337,12 +342,7 @@ fn a_store_of_a_newer_format_is_refused_and_left_as_it_was() {
         }
         other => panic!("expected NewerFormat, got {other:?}"),
     }
-    let db = rocksdb::DB::open_cf(
-        &rocksdb::Options::default(),
-        dir.path(),
-        ["default", "data", "meta", "hints", "digests"],
-    )
-    .expect("raw open");
+    let db = raw_open(dir.path());
     let meta = db.cf_handle("meta").expect("meta");
     assert_eq!(db.get_cf(meta, b"format").expect("get"), Some(vec![9u8]));
     assert!(db.get_cf(meta, b"node_id").expect("get") == Some(id.0.to_be_bytes().to_vec()));
@@ -483,6 +483,7 @@ fn a_store_written_by_format_5_opens_with_its_expiry_and_gets_its_digest_index()
         let mut indexed = Vec::new();
         digests::for_each_entry(&store, 0, u64::MAX, |e| {
             indexed.push((e.bucket.clone(), e.key.clone(), e.class));
+            Ok(())
         })
         .expect("scan");
         indexed.sort();
@@ -498,12 +499,7 @@ fn a_store_written_by_format_5_opens_with_its_expiry_and_gets_its_digest_index()
         let whole = digests::summarize(&store, 0, u64::MAX, &[0]).expect("summary");
         assert_eq!(whole.keys, 3, "the tables were built");
     }
-    let db = rocksdb::DB::open_cf(
-        &rocksdb::Options::default(),
-        dir.path(),
-        ["default", "data", "meta", "hints", "digests"],
-    )
-    .expect("raw open");
+    let db = raw_open(dir.path());
     let meta = db.cf_handle("meta").expect("meta");
     assert_eq!(db.get_cf(meta, b"format").expect("get"), Some(vec![6u8]));
 }

@@ -286,6 +286,10 @@ impl Worker<'_> {
     async fn clean_up(&self) -> Result<bool> {
         let ring = self.view.ring.clone();
         let me = self.parts.me;
+        // As before streaming: a copy checked by an older ring and not yet written (a peer's
+        // `Merge`, an anti-entropy pull) would land behind the walk and never be cleaned.
+        let replica = self.parts.replica.clone();
+        tokio::task::spawn_blocking(move || replica.settle_ring_checks()).await?;
         let mut after: Option<DataKey> = None;
         let (mut cleaned, mut kept) = (0u64, 0u64);
         loop {

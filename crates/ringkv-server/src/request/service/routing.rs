@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use ringkv_core::RingEpoch;
 use ringkv_core::wire::{Request, WireError};
+use ringkv_core::{NodeId, Ring, RingEpoch};
 use tracing::debug;
 
 use super::{Service, not_ready_reason};
@@ -77,19 +77,8 @@ impl Service {
         key: &[u8],
     ) -> Result<(), WireError> {
         let view = self.view.borrow();
-        // The common case first, on every replica write: a home under the current ring.
-        if view.ring.is_home_replica(self.node, bucket, key) {
-            return Ok(());
-        }
         let ours = view.ring.epoch();
-        let route = view.ring.route(bucket, key);
-        let n = route.n;
-        let owner = route
-            .preference
-            .take(n)
-            .chain(route.extra_homes)
-            .any(|m| m.id == self.node);
-        if owner {
+        if is_replica(&view.ring, self.node, bucket, key) {
             Ok(())
         } else if client.is_newer_than(&ours) {
             Err(WireError::NotReady {
@@ -112,4 +101,21 @@ impl Service {
             Err(WireError::StaleRing { epoch: ours })
         }
     }
+}
+
+/// Whether `node` may hold a copy of `key` under `ring`: a home under the current members, or
+/// on either side of a transfer under way. What a copy without a hint is judged by, whoever
+/// sends it (a peer's `Merge`, an anti-entropy pull): this node's clean-up deletes what is not.
+pub fn is_replica(ring: &Ring, node: NodeId, bucket: &str, key: &[u8]) -> bool {
+    // The common case first, on every replica write: a home under the current ring.
+    if ring.is_home_replica(node, bucket, key) {
+        return true;
+    }
+    let route = ring.route(bucket, key);
+    let n = route.n;
+    route
+        .preference
+        .take(n)
+        .chain(route.extra_homes)
+        .any(|m| m.id == node)
 }

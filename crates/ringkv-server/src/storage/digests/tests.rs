@@ -203,7 +203,11 @@ fn an_interrupted_refiling_runs_again() {
     let store = crate::storage::RocksStore::open(dir.path()).expect("reopen");
     assert!(!store.digests().is_settled(&classes()));
     let mut total = 0;
-    for_each_entry(&store, 0, u64::MAX, |_| total += 1).expect("count");
+    for_each_entry(&store, 0, u64::MAX, |_| {
+        total += 1;
+        Ok(())
+    })
+    .expect("count");
     assert_eq!(settle_classes(&store, classes()).expect("settle"), total);
     assert!(store.digests().is_settled(&classes()));
     drop(store);

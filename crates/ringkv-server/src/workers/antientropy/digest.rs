@@ -117,39 +117,17 @@ mod tests {
     use std::sync::Arc;
 
     use bytes::Bytes;
-    use ringkv_core::{Change, Layout, Member, NodeId, Ring, SiblingSet, VersionVector};
+    use ringkv_core::{Member, NodeId, SiblingSet, VersionVector};
 
     use super::keys;
     use crate::storage::{MemoryStore, Record, Store};
-
-    fn member(id: u64) -> Member {
-        Member {
-            id: NodeId(id),
-            addr: format!("127.0.0.1:{id}"),
-            weight: 1,
-            tokens: Vec::new(),
-            zone: String::new(),
-        }
-    }
+    use crate::workers::antientropy::test_ring;
 
     /// During a transfer, anti-entropy compares the keys whose homes stay the same and leaves
     /// the ones in transit to the transfer.
     #[test]
     fn during_a_transfer_only_keys_not_in_transit_are_compared() {
-        let mut layout = Layout::default();
-        layout
-            .found(&[member(1), member(2), member(3), member(4)])
-            .expect("found");
-        layout
-            .stage(Change::Join {
-                id: NodeId(5),
-                addr: "127.0.0.1:5".into(),
-                weight: 1,
-                zone: String::new(),
-            })
-            .expect("stage");
-        layout.commit().expect("commit");
-        let ring = Ring::new(layout.ring_config(Default::default(), 0)).expect("ring");
+        let ring = test_ring::ring(&[1, 2, 3, 4], Some(5));
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new(NodeId(1)));
         let mut state = SiblingSet::new();
         state

@@ -14,11 +14,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use ringkv::transport::{Request, Response};
-use ringkv_core::{Layout, Member, NodeId, Ring, SiblingSet, VersionVector};
+use ringkv_core::{NodeId, Ring, SiblingSet, VersionVector};
 
 use super::compare::{Side, compare};
 use super::sides::{Local, encoded_len};
 use super::spans::{self, KeyList, Span};
+use super::test_ring;
 use super::{compare::Comparison, digest};
 use crate::error::Result;
 use crate::storage::digests::{Classes, Summary, settle_classes};
@@ -70,21 +71,6 @@ impl Side for Far {
             _ => unreachable!("built above"),
         }
     }
-}
-
-fn ring() -> Ring {
-    let member = |id: u64| Member {
-        id: NodeId(id),
-        addr: format!("127.0.0.1:{id}"),
-        weight: 1,
-        tokens: Vec::new(),
-        zone: String::new(),
-    };
-    let mut layout = Layout::default();
-    layout
-        .found(&[member(1), member(2), member(3)])
-        .expect("found");
-    Ring::new(layout.ring_config(Default::default(), 0)).expect("ring")
 }
 
 fn record(node: u64, context: &VersionVector, value: &str) -> Record {
@@ -139,7 +125,7 @@ async fn ae_exchange_figures() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let ring = Arc::new(ring());
+    let ring = Arc::new(test_ring::ring(&[1, 2, 3], None));
     let classes = Classes::of(&ring.config().buckets);
     let dirs = (
         tempfile::tempdir().expect("dir"),

@@ -38,6 +38,8 @@ pub mod spans;
 
 #[cfg(test)]
 mod figures;
+#[cfg(test)]
+mod test_ring;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -458,7 +460,7 @@ impl Exchange<'_> {
             self.parts.view.clone(),
             self.epoch,
         );
-        let limits = self.parts.limits.clone();
+        let (limits, me) = (self.parts.limits.clone(), self.parts.me);
         let (bucket, key) = (bucket.to_string(), key.clone());
         let merged = tokio::task::spawn_blocking(move || {
             // Checked as a peer's `Merge` routed by this exchange's ring would be: within the
@@ -468,9 +470,19 @@ impl Exchange<'_> {
             for sibling in state.siblings() {
                 check_value(&limits, sibling.value.as_ref())?;
             }
-            let ours = view.borrow().ring.epoch();
-            if epoch < ours {
+            // Held to the write, as a peer's `Merge` holds it: a clean-up that starts under a
+            // newer ring waits for this copy, and its walk then sees it (and deletes it if
+            // this node no longer owns the key).
+            let _checked = replica.ring_checked();
+            let view = view.borrow().clone();
+            let ours = view.ring.epoch();
+            if ours != epoch {
                 return Err(WireError::StaleRing { epoch: ours });
+            }
+            // The peer listed the key as shared by both: this node is a replica of it under
+            // this ring. Checked again here all the same, as a peer's `Merge` is.
+            if !crate::request::service::is_replica(&view.ring, me, &bucket, &key) {
+                return Err(WireError::NotOwner { epoch: ours });
             }
             replica.merge(&bucket, &key, &state)
         })

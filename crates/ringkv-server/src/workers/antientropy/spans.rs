@@ -180,6 +180,7 @@ pub fn keys(
                 bytes += key.bucket.len() + key.key.len() + 12;
                 out.push((key.bucket, Bytes::from(key.key), entry.digest));
             }
+            Ok(())
         })?;
         listed += 1;
     }

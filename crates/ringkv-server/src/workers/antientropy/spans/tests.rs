@@ -1,40 +1,16 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ringkv_core::{Change, Layout, Member, NodeId, Ring, SiblingSet, VersionVector};
+use ringkv_core::{NodeId, Ring, SiblingSet, VersionVector};
 
 use super::*;
 use crate::storage::digests::settle_classes;
 use crate::storage::{MemoryStore, Record};
-
-fn member(id: u64) -> Member {
-    Member {
-        id: NodeId(id),
-        addr: format!("127.0.0.1:{id}"),
-        weight: 1,
-        tokens: Vec::new(),
-        zone: String::new(),
-    }
-}
+use crate::workers::antientropy::test_ring;
 
 /// Four members, and with `joining` a fifth one's join committed (a transfer under way).
 fn ring(joining: bool) -> Ring {
-    let mut layout = Layout::default();
-    layout
-        .found(&[member(1), member(2), member(3), member(4)])
-        .expect("found");
-    if joining {
-        layout
-            .stage(Change::Join {
-                id: NodeId(5),
-                addr: "127.0.0.1:5".into(),
-                weight: 1,
-                zone: String::new(),
-            })
-            .expect("stage");
-        layout.commit().expect("commit");
-    }
-    Ring::new(layout.ring_config(Default::default(), 0)).expect("ring")
+    test_ring::ring(&[1, 2, 3, 4], joining.then_some(5))
 }
 
 fn state(value: &str) -> SiblingSet {
