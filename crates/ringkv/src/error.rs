@@ -13,6 +13,26 @@ use ringkv_core::context::ContextError;
 use ringkv_core::wire::{ProtocolRange, WireError};
 
 /// Everything a ringkv call can fail with.
+///
+/// Each variant carries the facts an application decides on: whether to retry, and whether
+/// a failed write may have been applied anyway.
+///
+/// ```
+/// use ringkv::Error;
+///
+/// fn advise(e: &Error) -> &'static str {
+///     match e {
+///         Error::ContextRequired { .. } => "read, merge the siblings, write with the context",
+///         e if e.is_in_doubt() => "the write may show up later: make it idempotent",
+///         e if e.is_retryable() => "retry after a back-off",
+///         _ => "fix the request",
+///     }
+/// }
+/// assert_eq!(advise(&Error::Timeout { in_doubt: true }), "the write may show up later: make it idempotent");
+/// assert_eq!(advise(&Error::InvalidArgument("r = 0".into())), "fix the request");
+/// let e = Error::ContextRequired { siblings: 2 };
+/// assert!(e.to_string().contains("2 concurrent siblings"));
+/// ```
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

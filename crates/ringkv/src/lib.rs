@@ -62,6 +62,7 @@ pub use transport::credential;
 #[doc(hidden)]
 pub use transport::stream;
 /// The old path of [`transport::tls`].
+#[cfg(feature = "tls")]
 #[doc(hidden)]
 pub use transport::tls;
 
@@ -71,5 +72,7 @@ pub use metrics::Latency;
 pub use options::{ClientConfig, ContextKey, ReadOptions, WriteOptions};
 pub use proxy::ProxyClient;
 pub use ringkv_core::{ConflictPolicy, Context, DEFAULT_BUCKET, NodeId};
-pub use transport::{ClientTls, Credential};
+#[cfg(feature = "tls")]
+pub use transport::ClientTls;
+pub use transport::Credential;
 pub use value::{Value, WriteReceipt};

@@ -14,7 +14,9 @@ use std::time::Duration;
 use ringkv_core::Context;
 
 use crate::error::{Error, Result};
-use crate::transport::{ClientTls, ConnectOptions, Credential};
+#[cfg(feature = "tls")]
+use crate::transport::ClientTls;
+use crate::transport::{ConnectOptions, Credential};
 
 /// How a [`crate::Client`] behaves unless a call says otherwise.
 #[derive(Clone, Debug)]
@@ -64,6 +66,16 @@ pub struct ClientConfig {
 
 /// The key an application seals its contexts with (see [`ClientConfig::context_key`]). Its
 /// `Debug` prints `<redacted>`.
+///
+/// ```
+/// use ringkv::{ClientConfig, ContextKey};
+///
+/// assert!(ContextKey::new(Vec::new()).is_none(), "an empty key seals nothing");
+/// let key = ContextKey::new(b"32 bytes from the app's secrets".to_vec()).unwrap();
+/// assert_eq!(format!("{key:?}"), "ContextKey(<redacted>)");
+/// let config = ClientConfig::default().with_context_key(key).with_r(2);
+/// assert!(config.context_key.is_some());
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct ContextKey(Vec<u8>);
 
@@ -135,6 +147,7 @@ impl Default for ClientConfig {
 
 impl ClientConfig {
     /// Connect with TLS (see [`ClientTls::from_files`]).
+    #[cfg(feature = "tls")]
     pub fn with_tls(mut self, tls: ClientTls) -> Self {
         self.connect.tls = Some(tls);
         self
@@ -233,6 +246,19 @@ impl ClientConfig {
 }
 
 /// Options of one read.
+///
+/// ```
+/// use std::time::Duration;
+/// use ringkv::ReadOptions;
+///
+/// // Wait for all three replicas, and keep a session alive for 30 more minutes.
+/// let opts = ReadOptions::default()
+///     .with_r(3)
+///     .with_touch(Duration::from_secs(1800))
+///     .with_timeout(Duration::from_millis(250));
+/// assert_eq!(opts.r, Some(3));
+/// assert_eq!(opts.pr, None); // the client's default, else the bucket's
+/// ```
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct ReadOptions {
@@ -278,6 +304,19 @@ impl ReadOptions {
 }
 
 /// Options of one write (put or delete).
+///
+/// ```
+/// use std::time::Duration;
+/// use ringkv::WriteOptions;
+///
+/// // Acknowledged by two replicas, one of them synced to disk; expires in an hour.
+/// let opts = WriteOptions::default()
+///     .with_w(2)
+///     .with_dw(1)
+///     .with_ttl(Duration::from_secs(3600));
+/// assert_eq!((opts.w, opts.dw), (Some(2), Some(1)));
+/// assert!(!opts.overwrite, "concurrent updates are kept unless asked otherwise");
+/// ```
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct WriteOptions {

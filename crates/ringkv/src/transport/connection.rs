@@ -261,13 +261,14 @@ async fn open_stream(addr: &str, options: &ConnectOptions) -> std::io::Result<Bo
     }
     let tcp = connect(addr, options.local_ip).await?;
     let _ = tcp.set_nodelay(true);
-    match &options.tls {
-        Some(tls) => tls
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &options.tls {
+        return tls
             .connect(addr, tcp)
             .await
-            .map_err(|e| std::io::Error::new(e.kind(), format!("TLS handshake: {e}"))),
-        None => Ok(Box::new(tcp)),
+            .map_err(|e| std::io::Error::new(e.kind(), format!("TLS handshake: {e}")));
     }
+    Ok(Box::new(tcp))
 }
 
 /// Opens a TCP connection to `addr`, bound to `local_ip` when given.

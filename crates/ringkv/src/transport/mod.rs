@@ -26,6 +26,7 @@ mod connection;
 pub mod credential;
 mod pool;
 pub mod stream;
+#[cfg(feature = "tls")]
 pub mod tls;
 mod writer;
 
@@ -38,6 +39,7 @@ pub use credential::Credential;
 pub use pool::Pool;
 pub use ringkv_core::wire::{Request, Response};
 pub use stream::{BoxedStream, Dialer};
+#[cfg(feature = "tls")]
 pub use tls::ClientTls;
 /// The batching writer, for the server's and the benchmark's connection tasks.
 #[doc(hidden)]
@@ -57,6 +59,7 @@ pub struct ConnectOptions {
     /// secret ask for nothing, and the credential is then not used).
     pub credential: Option<Credential>,
     /// TLS, for nodes that require it.
+    #[cfg(feature = "tls")]
     pub tls: Option<ClientTls>,
     /// Streams from this instead of TCP (simulations; `local_ip` and `tls` are then unused).
     pub dialer: Option<Arc<dyn Dialer>>,
@@ -86,6 +89,7 @@ impl ConnectOptions {
     }
 
     /// Connections run TLS over TCP.
+    #[cfg(feature = "tls")]
     pub fn with_tls(mut self, tls: ClientTls) -> Self {
         self.tls = Some(tls);
         self
