@@ -1,6 +1,6 @@
 # Shortcuts for the scripts in scripts/ (which are what the README and CI run).
 SHELL := /bin/bash
-.PHONY: help demo cluster-demo scale test nemesis bench bench-python compare build fmt clippy clean-demo fuzz
+.PHONY: help demo cluster-demo scale test nemesis bench bench-python compare build fmt clippy clean-demo fuzz dist
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ compare: ## The benchmark comparison (floor, ringkv, proxy mode, redis, etcd) ->
 
 bench: ## Criterion micro-benchmarks of the core (same cargo profile as the tests)
 	./scripts/bench.sh
+
+dist: ## Release artefacts in out/dist: binaries tarball, abi3 wheel (tested without cargo), SHA256SUMS
+	./scripts/dist.sh
 
 build: ## Build every crate, test and example
 	. scripts/env.sh && cargo build --workspace --all-targets

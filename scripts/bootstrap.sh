@@ -24,6 +24,12 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # the systemd unit with systemd-analyze.
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# The container and Kubernetes files are checked offline: compose.yaml by docker-compose's
+# schema (`docker-compose config`), the kustomize overlays rendered by `kubectl kustomize`
+# (then validated by kubernetes-validate, in .venv). The entrypoint's readiness wait uses curl.
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 # The Python bindings are built and tested in a virtualenv (Debian splits venv out of python3).
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)
 

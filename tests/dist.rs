@@ -1,8 +1,11 @@
 //! What ships besides the binaries, checked as far as this machine can: the systemd unit is
 //! one systemd accepts (`systemd-analyze verify`, with the unit's binary pointed at the one
 //! built here), `ringkvd` notifies systemd once it listens (`Type=notify`), the alert rules
-//! pass `promtool check rules`, and every metric the rules and the Grafana dashboard use is
-//! one a real node serves.
+//! pass `promtool check rules`, every metric the rules and the Grafana dashboard use is one a
+//! real node serves, `compose.yaml` passes docker-compose's schema, and every Kubernetes
+//! overlay renders (`kubectl kustomize`) into manifests the Kubernetes API schemas accept
+//! (`kubernetes-validate --strict`). The tools come from `scripts/bootstrap.sh` and
+//! `scripts/python-env.sh`; a missing one fails the test, saying which.
 
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
@@ -23,18 +26,7 @@ fn the_systemd_unit_is_one_systemd_accepts() -> anyhow::Result<()> {
         &here,
         text.replace("/usr/bin/ringkvd", &bin.display().to_string()),
     )?;
-    let out = match Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&here)
-        .output()
-    {
-        Ok(out) => out,
-        Err(e) => {
-            // Debian's `systemd` package has it; a machine without it cannot check a unit.
-            eprintln!("systemd-analyze unavailable ({e}): the unit was not verified");
-            return Ok(());
-        }
-    };
+    let out = run(Command::new("systemd-analyze").arg("verify").arg(&here))?;
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -103,21 +95,147 @@ fn the_alert_rules_pass_promtool() -> anyhow::Result<()> {
         &["test", "rules", "ringkv-alerts.test.yml"],
     ];
     for args in runs {
-        match Command::new("promtool")
+        let out = run(Command::new("promtool")
             .args(args)
-            .current_dir(dist("prometheus"))
-            .output()
-        {
-            Ok(out) => {
-                let said = String::from_utf8_lossy(&out.stdout).into_owned()
-                    + &String::from_utf8_lossy(&out.stderr);
-                assert!(
-                    out.status.success() && said.contains("SUCCESS"),
-                    "promtool {args:?}: {said}"
-                );
+            .current_dir(dist("prometheus")))?;
+        let said = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && said.contains("SUCCESS"),
+            "promtool {args:?}: {said}"
+        );
+    }
+    Ok(())
+}
+
+/// Runs a checking tool; its absence is a failure that names where it comes from.
+fn run(command: &mut Command) -> anyhow::Result<std::process::Output> {
+    let tool = command.get_program().to_string_lossy().into_owned();
+    command.output().map_err(|e| {
+        anyhow::anyhow!(
+            "{tool}: {e}; scripts/bootstrap.sh and scripts/python-env.sh install the tools \
+             these checks need"
+        )
+    })
+}
+
+fn said(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+fn root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// compose.yaml passes docker-compose's schema check, and says what the image and the
+/// entrypoint need: three nodes founding together, each advertising its service name, their
+/// data on volumes.
+#[test]
+fn the_compose_file_is_valid_and_founds_three_nodes() -> anyhow::Result<()> {
+    let out = run(Command::new("docker-compose")
+        .args(["-f", "compose.yaml", "config"])
+        .current_dir(root()))?;
+    assert!(
+        out.status.success(),
+        "docker-compose config: {}",
+        said(&out)
+    );
+    let config = String::from_utf8_lossy(&out.stdout);
+    for node in ["node0", "node1", "node2"] {
+        assert!(
+            config.contains(&format!("RINGKVD_ADVERTISE: {node}:7400")),
+            "{config}"
+        );
+        // docker-compose 1.x prints a volume as `- node0:/var/lib/ringkvd:rw`.
+        assert!(
+            config.contains(&format!("{node}:/var/lib/ringkvd")),
+            "{node}'s data volume: {config}"
+        );
+    }
+    assert_eq!(
+        config
+            .matches("RINGKV_FOUNDERS: node0:7400,node1:7400,node2:7400")
+            .count(),
+        3,
+        "{config}"
+    );
+    // The Dockerfile runs the entrypoint this suite tests (tests/entrypoint.rs).
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile"))?;
+    assert!(dockerfile.contains("COPY dist/container/entrypoint.sh"));
+    assert!(dockerfile.contains("HEALTHCHECK"));
+    assert!(dockerfile.contains("USER ringkv"));
+    Ok(())
+}
+
+/// Every overlay renders, and every manifest passes the Kubernetes API schemas, strictly
+/// (an unknown or misspelt field fails), for the oldest and the newest version the docs
+/// name. Then what the design needs of them: pods found the cluster in parallel, by stable
+/// names, published before they are ready; the zone comes from the machine.
+#[test]
+fn the_kubernetes_overlays_render_into_valid_manifests() -> anyhow::Result<()> {
+    let validate = root().join(".venv/bin/kubernetes-validate");
+    let dir = tempfile::tempdir()?;
+    for overlay in ["dev", "production"] {
+        let out = run(Command::new("kubectl")
+            .args(["kustomize", &format!("dist/kubernetes/overlays/{overlay}")])
+            .current_dir(root()))?;
+        assert!(
+            out.status.success(),
+            "kubectl kustomize {overlay}: {}",
+            said(&out)
+        );
+        let rendered = dir.path().join(format!("{overlay}.yaml"));
+        std::fs::write(&rendered, &out.stdout)?;
+        for version in ["1.30.0", "1.33.0"] {
+            let out = run(Command::new(&validate)
+                .args(["--strict", "--no-warn", "-k", version])
+                .arg(&rendered))?;
+            assert!(
+                out.status.success(),
+                "kubernetes-validate {overlay} {version}: {}",
+                said(&out)
+            );
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        for kind in [
+            "kind: StatefulSet",
+            "kind: PodDisruptionBudget",
+            "kind: Secret",
+            "kind: Namespace",
+        ] {
+            // The production overlay expects the secret to exist already.
+            if kind == "kind: Secret" && overlay == "production" {
+                assert!(!text.contains(kind), "production generates no secret");
+                continue;
             }
-            // scripts/bootstrap.sh installs Debian's prometheus, which has it.
-            Err(e) => eprintln!("promtool unavailable ({e}): the rules were not checked"),
+            assert!(text.contains(kind), "{overlay} lacks {kind}");
+        }
+        // Cluster-wide names differ per overlay, and the binding names this overlay's account.
+        let namespace = if overlay == "dev" {
+            "ringkv-dev"
+        } else {
+            "ringkv"
+        };
+        assert!(
+            text.contains(&format!("name: ringkv-node-zone-{namespace}")),
+            "{overlay}: the ClusterRole's name is not the namespace's own"
+        );
+        assert!(
+            text.contains(&format!("  name: ringkv\n  namespace: {namespace}\n")),
+            "{overlay}: the role binding's subject is not in {namespace}"
+        );
+        for needed in [
+            "name: RINGKV_CLUSTER_SECRET_FILE",
+            "fsGroupChangePolicy: OnRootMismatch",
+            "podManagementPolicy: Parallel",
+            "publishNotReadyAddresses: true",
+            "path: /ready",
+            "topology.kubernetes.io/zone",
+            "fieldPath: spec.nodeName",
+            "secretName: ringkv-cluster-secret",
+            "volumeClaimTemplates",
+        ] {
+            assert!(text.contains(needed), "{overlay} lacks {needed}");
         }
     }
     Ok(())

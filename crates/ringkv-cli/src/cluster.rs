@@ -37,6 +37,12 @@ pub enum ClusterCommand {
         /// Its zone (default: the zone it was started with).
         #[arg(long)]
         zone: Option<String>,
+        /// Also commit, when every staged change is a join (nodes started together join in
+        /// one transfer); refused while another kind of change is staged. Safe to repeat: a
+        /// node already a member, or already staged, is not staged again. What a container's
+        /// entrypoint runs to join a node by itself.
+        #[arg(long)]
+        commit: bool,
     },
     /// Stage the departure of a member (node id, id prefix or address).
     Leave { node: String },
@@ -49,6 +55,9 @@ pub enum ClusterCommand {
     Zone { node: String, zone: String },
     /// Show the staged changes and what committing them would do.
     Plan,
+    /// Show the layout the seeds hold: members, staged changes, the transfer under way. Fails
+    /// if they belong to no cluster (what a script asks to learn whether to found one).
+    Layout,
     /// Apply the staged changes: the ring changes, and data starts streaming.
     Commit,
     /// Drop the staged changes.
@@ -80,13 +89,28 @@ pub async fn run(admin: &Admin, command: ClusterCommand, as_json: bool) -> anyho
                 members.push(admin.member_at(addr, None).await?);
             }
             let first = &addrs[0];
-            // Founding again what is already founded is a no-op, so a script may retry.
-            let held = admin.layout_at(first).await?;
             let mut wanted: Vec<_> = members.iter().map(|m| m.id).collect();
-            let mut have: Vec<_> = held.members.iter().map(|m| m.id).collect();
             wanted.sort_unstable();
-            have.sort_unstable();
-            if held.is_founded() && wanted == have {
+            // Founding again what is already founded is a no-op, so a script may retry. A
+            // node that belongs to another cluster is refused: founding around it (a founder
+            // whose disk was wiped, asked before gossip told it of its cluster) would make a
+            // second cluster of the same nodes.
+            for addr in &addrs {
+                let held = admin.layout_at(addr).await?;
+                if !held.is_founded() {
+                    continue;
+                }
+                let mut have: Vec<_> = held.members.iter().map(|m| m.id).collect();
+                have.sort_unstable();
+                if have != wanted {
+                    bail!(
+                        "{addr} already belongs to a cluster (layout version {}, {} members): \
+                         `cluster init` founds new clusters only; add nodes with `cluster join`",
+                        held.version,
+                        held.members.len()
+                    );
+                }
+                // Founded already (gossip brings it to the others): wait for them to serve it.
                 wait_until_serving(admin, &addrs, INIT_WAIT).await?;
                 report(&held, "already a cluster of these nodes", as_json);
                 return Ok(());
@@ -100,7 +124,12 @@ pub async fn run(admin: &Admin, command: ClusterCommand, as_json: bool) -> anyho
             report(&layout, "founded a cluster", as_json);
             Ok(())
         }
-        ClusterCommand::Join { addr, weight, zone } => {
+        ClusterCommand::Join {
+            addr,
+            weight,
+            zone,
+            commit,
+        } => {
             if weight == Some(0) {
                 bail!("--weight starts at 1");
             }
@@ -108,13 +137,19 @@ pub async fn run(admin: &Admin, command: ClusterCommand, as_json: bool) -> anyho
             if let Some(zone) = zone {
                 member.zone = zone::parse(&zone)?;
             }
+            let id = member.id;
+            let (layout, _) = admin.founded_layout().await?;
+            refuse_taken_address(&layout, id, &member.addr)?;
             let change = Change::Join {
-                id: member.id,
+                id,
                 addr: member.addr,
                 weight: member.weight,
                 zone: member.zone,
             };
-            stage(admin, change, as_json).await
+            if !commit {
+                return stage(admin, change, as_json).await;
+            }
+            join_and_commit(admin, id, change, as_json).await
         }
         ClusterCommand::Zone { node, zone } => {
             let zone = zone::parse(&zone)?;
@@ -136,6 +171,25 @@ pub async fn run(admin: &Admin, command: ClusterCommand, as_json: bool) -> anyho
             stage(admin, Change::Weight { id, weight }, as_json).await
         }
         ClusterCommand::Plan => plan(admin, as_json).await,
+        ClusterCommand::Layout => {
+            let (layout, _) = admin.founded_layout().await?;
+            report(&layout, "layout", as_json);
+            if !as_json {
+                for m in &layout.members {
+                    println!(
+                        "  member {}  {}  weight {}  zone {:?}",
+                        m.id, m.addr, m.weight, m.zone
+                    );
+                }
+                for change in &layout.staged {
+                    println!("  staged: {}", describe(&layout, change));
+                }
+                if let Some(t) = &layout.transition {
+                    println!("  transfer {} under way: {:?}", t.id, t.phase);
+                }
+            }
+            Ok(())
+        }
         ClusterCommand::Commit => {
             let (layout, addr) = admin.founded_layout().await?;
             let request = Request::Commit {
@@ -275,6 +329,121 @@ async fn stage(admin: &Admin, change: Change, as_json: bool) -> anyhow::Result<(
         println!(
             "`ringkv cluster plan` shows what would change; `ringkv cluster commit` applies it"
         );
+    }
+    Ok(())
+}
+
+/// `cluster join --commit`: stages the join unless the node is a member or staged already,
+/// then commits when every staged change is a join. Repeating it after any failure (a
+/// transfer under way, a lost race with another operator) converges: the second run finds
+/// the node staged or a member.
+async fn join_and_commit(
+    admin: &Admin,
+    id: ringkv_core::NodeId,
+    change: Change,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let (layout, _) = admin.founded_layout().await?;
+    if layout.members.iter().any(|m| m.id == id) {
+        report(&layout, &format!("node {id} is already a member"), as_json);
+        return Ok(());
+    }
+    // A node on its way out (or that an operator means to take out) is not joined back by a
+    // restart of its own: the operator, who then removes its machine, would take a member.
+    let leaving = layout
+        .transition
+        .as_ref()
+        .is_some_and(|t| t.previous.iter().any(|m| m.id == id))
+        || layout
+            .staged
+            .iter()
+            .any(|c| matches!(c, Change::Leave { id: l } if *l == id));
+    if leaving {
+        bail!(
+            "node {id} is leaving the cluster: it is not joined again by --commit (an operator \
+             can, with `ringkv cluster join` and `commit`, once its departure has settled)"
+        );
+    }
+    let staged = |layout: &Layout| {
+        layout
+            .staged
+            .iter()
+            .any(|c| matches!(c, Change::Join { id: j, .. } if *j == id))
+    };
+    if !staged(&layout) {
+        stage(admin, change, as_json).await?;
+    }
+    let (layout, addr) = admin.founded_layout().await?;
+    if layout.members.iter().any(|m| m.id == id) {
+        report(&layout, &format!("node {id} is a member"), as_json);
+        return Ok(());
+    }
+    if !staged(&layout) {
+        bail!("the join of node {id} was staged, then dropped (`cluster clear`?); run it again");
+    }
+    // A join of a node that is down would make a transfer that waits for it.
+    for change in &layout.staged {
+        if let Change::Join {
+            id: other, addr, ..
+        } = change
+            && *other != id
+            && !admin.stats(addr).await.is_ok_and(|s| s.node == *other)
+        {
+            bail!(
+                "node {id}'s join is staged, but so is the join of node {other} at {addr}, \
+                 which does not answer: commit when it does, or `ringkv cluster clear`"
+            );
+        }
+    }
+    if let Some(other) = layout
+        .staged
+        .iter()
+        .find(|c| !matches!(c, Change::Join { .. }))
+    {
+        bail!(
+            "node {id}'s join is staged, but so is another change ({}): commit them yourself \
+             (`ringkv cluster plan`, then `ringkv cluster commit`)",
+            describe(&layout, other)
+        );
+    }
+    let layout = submit(
+        admin,
+        &addr,
+        Request::Commit {
+            base: layout.version,
+        },
+    )
+    .await?;
+    report(&layout, "committed", as_json);
+    if !as_json {
+        println!("data is streaming to the new owners: `ringkv handoff --watch` shows it");
+    }
+    Ok(())
+}
+
+/// Refuses to join node `id` at `addr` where another node is a member or staged to join: a
+/// machine that lost its disk comes back there under a new id, and must take the old
+/// member's place (`cluster replace`), not become a second member whose transfer would wait
+/// for the old one forever.
+fn refuse_taken_address(
+    layout: &Layout,
+    id: ringkv_core::NodeId,
+    addr: &str,
+) -> anyhow::Result<()> {
+    let member = layout.members.iter().find(|m| m.addr == addr && m.id != id);
+    if let Some(old) = member {
+        bail!(
+            "{addr} is the address of member {}, and node {id} answers there now (its disk was \
+             wiped?): `ringkv cluster replace {} {addr}` puts it in the old member's place",
+            old.id,
+            old.id
+        );
+    }
+    let staged = layout.staged.iter().any(
+        |c| matches!(c, Change::Join { id: other, addr: at, .. } if *other != id && at == addr),
+    );
+    if staged {
+        bail!("another node's join at {addr} is staged: `ringkv cluster clear` it first");
     }
     Ok(())
 }

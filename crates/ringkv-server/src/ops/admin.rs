@@ -1,8 +1,8 @@
 //! The admin HTTP endpoint (axum), off unless `admin_listen` is set:
 //!
 //! - `GET /health`: 200 while the process runs (a liveness probe).
-//! - `GET /ready`: 200 once the node serves clients: it belongs to a cluster, hands out its
-//!   ring, and enough members are alive for the default bucket's quorums; 503 with the reason
+//! - `GET /ready`: 200 once the node serves clients: it is a member of a cluster (or leaving
+//!   one), hands out its ring, and enough members are alive for the default bucket's quorums; 503 with the reason
 //!   otherwise (a readiness probe, or a load balancer's health check).
 //! - `GET /metrics`: Prometheus text, see [`crate::ops::metrics`].
 //! - `POST /checkpoint`: a backup. RocksDB writes a consistent checkpoint of the node's store

@@ -150,12 +150,25 @@ impl Service {
         })
     }
 
-    /// `Ok` while the node can serve clients: it belongs to a cluster and hands out its ring,
-    /// and enough members are alive for the default bucket's quorums. Else why not.
+    /// `Ok` while the node can serve clients: it is a member of a cluster (or leaving one,
+    /// while it still holds data) and hands out its ring, and enough members are alive for
+    /// the default bucket's quorums. Else why not.
+    ///
+    /// A node that is no member is not ready even though it could hand out the ring: an
+    /// orchestrator counts ready nodes as available (a disruption budget, a rolling update),
+    /// and a machine back with a wiped disk, waiting to replace the member it was, holds
+    /// none of that member's data.
     pub fn readiness(&self) -> Result<(), String> {
         let view = self.view.borrow().clone();
         if !view.ready || view.ring.members().is_empty() {
             return Err(not_ready_reason(&view));
+        }
+        if !view.ring.all_members().iter().any(|m| m.id == self.node) {
+            return Err(format!(
+                "node {} is not a member of the cluster: `ringkv cluster join` adds it (or \
+                 `ringkv cluster replace` puts it in the place of a member that lost its disk)",
+                self.node
+            ));
         }
         let props = view.ring.bucket(ringkv_core::DEFAULT_BUCKET);
         let needed = usize::from(props.r.max(props.w)).min(view.ring.members().len());

@@ -1003,3 +1003,17 @@ fn an_abort_is_refused_by_a_node_that_reported_the_switch_already() {
         other => panic!("expected the abort to be taken, got {other:?}"),
     }
 }
+
+/// A node that is no member is not ready, though it hands out the ring: an orchestrator would
+/// count it as an available replica (a wiped machine waiting to replace its member holds
+/// none of that member's data). Members are ready while the quorum is alive.
+#[test]
+fn only_a_member_of_the_cluster_is_ready() {
+    assert_eq!(
+        service_with(Buckets::default(), &[1, 2, 3]).readiness(),
+        Ok(())
+    );
+    let outsider = service_with(Buckets::default(), &[2, 3, 4]);
+    let reason = outsider.readiness().expect_err("not a member");
+    assert!(reason.contains("not a member"), "{reason}");
+}
