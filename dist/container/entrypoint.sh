@@ -7,8 +7,9 @@
 #
 #   RINGKVD_ADVERTISE, or else RINGKVD_LISTEN   this node's address as the cluster knows it
 #   RINGKVD_ADMIN_LISTEN                        where /ready is asked (0.0.0.0 means loopback)
-#   RINGKVD_CLUSTER_SECRET_FILE (or RINGKVD_SECURITY__CLUSTER_SECRET_FILE)  also given to
-#                                               the CLI's membership commands
+#   RINGKVD_CLUSTER_SECRET_FILE (or RINGKVD_SECURITY__CLUSTER_SECRET_FILE), and
+#   RINGKVD_TLS_CA_FILE (with mutual TLS, the node's certificate and key) also given to the
+#                                               CLI's membership commands
 #   RINGKV_FOUNDERS   comma-separated addresses of the nodes that found the cluster together.
 #                     The first of them runs `ringkv cluster init` once all of them run; the
 #                     others wait. A node that already belongs to a cluster founds nothing,
@@ -56,6 +57,14 @@ fi
 secret="${RINGKVD_CLUSTER_SECRET_FILE:-${RINGKVD_SECURITY__CLUSTER_SECRET_FILE:-}}"
 if [ -n "$secret" ] && [ -z "${RINGKV_CLUSTER_SECRET_FILE:-}" ]; then
   export RINGKV_CLUSTER_SECRET_FILE="$secret"
+fi
+# And TLS, when the nodes speak it: trust their CA, and (mutual TLS) show the node's own
+# certificate, which the other nodes accept from a peer.
+if [ -n "${RINGKVD_TLS_CA_FILE:-}" ] && [ -z "${RINGKV_TLS_CA_FILE:-}" ]; then
+  export RINGKV_TLS_CA_FILE="$RINGKVD_TLS_CA_FILE"
+  if [ -n "${RINGKVD_TLS_CLIENT_CA_FILE:-}" ] && [ -z "${RINGKV_TLS_CERT_FILE:-}" ]; then
+    export RINGKV_TLS_CERT_FILE="${RINGKVD_TLS_CERT_FILE:-}" RINGKV_TLS_KEY_FILE="${RINGKVD_TLS_KEY_FILE:-}"
+  fi
 fi
 
 # SIGTERM and SIGINT stop the node, from the first moment: as PID 1, a signal without a
