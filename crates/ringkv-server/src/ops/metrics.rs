@@ -330,7 +330,7 @@ impl Collector for NodeSnapshot {
                 i64::from(self.engine.write_stopped),
             ),
             (
-                "rocksdb_delayed_write_rate_bytes",
+                "rocksdb_delayed_write_rate_bytes_per_second",
                 "Write rate RocksDB slows writes to while stalling (0: not stalling)",
                 self.engine.delayed_write_rate as i64,
             ),
