@@ -10,8 +10,10 @@
 # tests with it against the tarball's ringkvd: what a user without Rust gets, tested.
 #
 # Not part of the test command: the release profile compiles RocksDB once more (15+ minutes
-# on two cores, the first time). RINGKV_DIST_ZIG=1 builds the wheel with `maturin --zig`
-# (ziglang from PyPI), for an older manylinux tag than this machine's glibc gives.
+# on two cores, the first time). The wheel is linked with zig (`maturin --zig`, ziglang from
+# PyPI) against glibc 2.17, so it installs on any Linux of the last decade (manylinux2014);
+# RINGKV_DIST_ZIG=0 links it with this machine's own toolchain instead (its glibc: here
+# manylinux_2_34).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -47,7 +49,7 @@ echo "== wheel (maturin build --profile release)"
 # --profile, not --release: python/pyproject.toml names the dev profile for `pip install`,
 # and maturin lets that win over --release.
 maturin_args=(build --profile release --locked -m python/Cargo.toml --out "$out")
-if [ "${RINGKV_DIST_ZIG:-}" = 1 ]; then
+if [ "${RINGKV_DIST_ZIG:-1}" = 1 ]; then
   .venv/bin/python -c "import ziglang" 2>/dev/null || .venv/bin/pip install -q ziglang
   maturin_args+=(--zig)
 fi

@@ -37,10 +37,12 @@ pub enum ClusterCommand {
         /// Its zone (default: the zone it was started with).
         #[arg(long)]
         zone: Option<String>,
-        /// Also commit, when every staged change is a join (nodes started together join in
-        /// one transfer); refused while another kind of change is staged. Safe to repeat: a
-        /// node already a member, or already staged, is not staged again. What a container's
-        /// entrypoint runs to join a node by itself.
+        /// Also commit, when every staged change is a join of an empty node that answers
+        /// (nodes started together join in one transfer); refused while another kind of
+        /// change is staged, for a node that is leaving, and for a node holding keys or hints
+        /// (it was a member before: wipe it first). Safe to repeat: a node already a member,
+        /// or already staged, is not staged again. What a container's entrypoint runs to
+        /// join a node by itself.
         #[arg(long)]
         commit: bool,
     },
@@ -364,6 +366,14 @@ async fn join_and_commit(
              can, with `ringkv cluster join` and `commit`, once its departure has settled)"
         );
     }
+    // Only an empty node joins by itself. One that holds data was a member before (it left,
+    // or was removed while down): its copies and hints are older than what the members know,
+    // deleted keys among them whose deletes may be purged since, and joining would bring them
+    // back. It must be wiped first (README, "Growing and shrinking the cluster").
+    let Change::Join { addr: at, .. } = &change else {
+        bail!("join_and_commit is given a join");
+    };
+    refuse_old_data(admin, id, at).await?;
     let staged = |layout: &Layout| {
         layout
             .staged
@@ -381,18 +391,21 @@ async fn join_and_commit(
     if !staged(&layout) {
         bail!("the join of node {id} was staged, then dropped (`cluster clear`?); run it again");
     }
-    // A join of a node that is down would make a transfer that waits for it.
+    // A join of a node that is down would make a transfer that waits for it; one of a node
+    // holding old data would bring it back.
     for change in &layout.staged {
         if let Change::Join {
             id: other, addr, ..
         } = change
             && *other != id
-            && !admin.stats(addr).await.is_ok_and(|s| s.node == *other)
         {
-            bail!(
-                "node {id}'s join is staged, but so is the join of node {other} at {addr}, \
-                 which does not answer: commit when it does, or `ringkv cluster clear`"
-            );
+            if !admin.stats(addr).await.is_ok_and(|s| s.node == *other) {
+                bail!(
+                    "node {id}'s join is staged, but so is the join of node {other} at {addr}, \
+                     which does not answer: commit when it does, or `ringkv cluster clear`"
+                );
+            }
+            refuse_old_data(admin, *other, addr).await?;
         }
     }
     if let Some(other) = layout
@@ -417,6 +430,24 @@ async fn join_and_commit(
     report(&layout, "committed", as_json);
     if !as_json {
         println!("data is streaming to the new owners: `ringkv handoff --watch` shows it");
+    }
+    Ok(())
+}
+
+/// Refuses node `id` at `addr` if it holds keys or hints: see [`join_and_commit`].
+async fn refuse_old_data(admin: &Admin, id: ringkv_core::NodeId, addr: &str) -> anyhow::Result<()> {
+    let stats = admin.stats(addr).await?;
+    if stats.node != id {
+        bail!("{addr} is now node {}, not node {id}", stats.node);
+    }
+    if stats.keys > 0 || stats.hints_pending > 0 {
+        bail!(
+            "node {id} at {addr} holds {} keys and {} hints from before: a node that was a \
+             member must be wiped before it joins again (`--commit` joins only empty nodes; an \
+             operator may still `ringkv cluster join` it)",
+            stats.keys,
+            stats.hints_pending
+        );
     }
     Ok(())
 }
