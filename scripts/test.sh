@@ -24,7 +24,8 @@ status=0
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
 
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
-failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
+# Only cargo's own result lines: a test may print an error that says "1 failed call".
+failed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed; [0-9]+ failed' "$log" | awk '{s+=$6} END {print s+0}')
 
 if [ -f python/pyproject.toml ] && [ -d python/tests ]; then
   echo "== python: mypy --strict, stubtest, pytest (pip install ./python ran first)"
@@ -37,7 +38,8 @@ if [ -f python/pyproject.toml ] && [ -d python/tests ]; then
   # (which has no compiled extension) ahead of the installed one.
   "$py" -m pytest -q -c python/pyproject.toml python/tests 2>&1 | tee "$py_log" || status=1
   passed=$((passed + $(grep -Eo '[0-9]+ passed' "$py_log" | awk '{n=$1} END {print n+0}' || true)))
-  failed=$((failed + $(grep -Eo '[0-9]+ failed' "$py_log" | awk '{n=$1} END {print n+0}' || true)))
+  # pytest's summary line ("N failed, M passed in T s"), not what a test printed.
+  failed=$((failed + $(tail -n 1 "$py_log" | grep -Eo '[0-9]+ failed' | awk '{n=$1} END {print n+0}' || true)))
   rm -f "$py_log"
 fi
 
