@@ -88,6 +88,19 @@ impl Entrypoint {
         anyhow::bail!("still running after {timeout:?}:\n{}", self.said())
     }
 
+    /// Waits until its ringkvd answers `/health`, while the script runs.
+    fn wait_health(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        while http_get(self.admin, "/health").is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "no health:\n{}", self.said());
+            if let Some(status) = self.child.try_wait()? {
+                anyhow::bail!("the entrypoint exited ({status}):\n{}", self.said());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(())
+    }
+
     /// Waits until the script's log says `what`, while it runs.
     fn wait_said(&mut self, what: &str, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
@@ -381,26 +394,27 @@ fn nodes_found_a_cluster_by_themselves_and_a_fourth_joins_by_itself() -> anyhow:
     Ok(())
 }
 
+/// The environment of a founder whose fellow founder never starts: its founding cannot
+/// happen, and gives up after `timeout` seconds.
+fn founder_without_its_peer(timeout: u32) -> Vec<(&'static str, String)> {
+    let me = format!("127.0.0.1:{}", free_port());
+    let absent = format!("127.0.0.1:{}", free_port());
+    vec![
+        ("RINGKVD_LISTEN", me.clone()),
+        ("RINGKVD_SEEDS", absent.clone()),
+        ("RINGKV_FOUNDERS", format!("{me},{absent}")),
+        ("RINGKV_BOOTSTRAP_TIMEOUT", timeout.to_string()),
+    ]
+}
+
 /// A stop during founding (the other founders not there yet) reaches ringkvd at once, not
 /// after the founding gives up, and the script exits with ringkvd's status.
 #[test]
 fn a_stop_while_founding_stops_the_node_at_once() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let me = format!("127.0.0.1:{}", free_port());
-    let absent = format!("127.0.0.1:{}", free_port());
-    let env = vec![
-        ("RINGKVD_LISTEN", me.clone()),
-        ("RINGKVD_SEEDS", absent.clone()),
-        ("RINGKV_FOUNDERS", format!("{me},{absent}")),
-        ("RINGKV_BOOTSTRAP_TIMEOUT", "3600".to_string()),
-    ];
+    let env = founder_without_its_peer(3600);
     let mut node = Entrypoint::start(dir.path(), "founding", &env)?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while http_get(node.admin, "/health").is_err() {
-        anyhow::ensure!(Instant::now() < deadline, "no health:\n{}", node.said());
-        anyhow::ensure!(node.child.try_wait()?.is_none(), "{}", node.said());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    node.wait_health(Duration::from_secs(60))?;
     // Founding is under way (and cannot succeed): stop.
     std::thread::sleep(Duration::from_secs(1));
     node.terminate();
@@ -415,14 +429,7 @@ fn a_stop_while_founding_stops_the_node_at_once() -> anyhow::Result<()> {
 fn a_node_that_cannot_be_founded_stops_instead_of_serving_alone() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     // The other founder never starts.
-    let me = format!("127.0.0.1:{}", free_port());
-    let absent = format!("127.0.0.1:{}", free_port());
-    let env = vec![
-        ("RINGKVD_LISTEN", me.clone()),
-        ("RINGKVD_SEEDS", absent.clone()),
-        ("RINGKV_FOUNDERS", format!("{me},{absent}")),
-        ("RINGKV_BOOTSTRAP_TIMEOUT", "3".to_string()),
-    ];
+    let env = founder_without_its_peer(3);
     let mut node = Entrypoint::start(dir.path(), "alone", &env)?;
     let status = node.wait_exit(Duration::from_secs(60))?;
     assert_eq!(status.code(), Some(1), "{}", node.said());
@@ -456,12 +463,7 @@ fn a_node_whose_zone_cannot_be_read_does_not_start() -> anyhow::Result<()> {
     assert!(!dir.path().join("unknown").exists(), "ringkvd never ran");
     // A machine without a zone label: the node runs, with no zone.
     let mut node = Entrypoint::start(dir.path(), "plain", &base("unlabelled"))?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while http_get(node.admin, "/health").is_err() {
-        anyhow::ensure!(Instant::now() < deadline, "no health:\n{}", node.said());
-        anyhow::ensure!(node.child.try_wait()?.is_none(), "{}", node.said());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    node.wait_health(Duration::from_secs(60))?;
     assert!(
         node.said().contains("no topology.kubernetes.io/zone label"),
         "{}",

@@ -15,9 +15,11 @@ use serde_json::json;
 
 use crate::admin::Admin;
 
+mod join;
 mod plan;
 mod zone;
 
+use join::{join_and_commit, refuse_taken_address};
 use plan::plan;
 
 #[derive(Debug, Subcommand)]
@@ -139,11 +141,10 @@ pub async fn run(admin: &Admin, command: ClusterCommand, as_json: bool) -> anyho
             if let Some(zone) = zone {
                 member.zone = zone::parse(&zone)?;
             }
-            let id = member.id;
             let (layout, _) = admin.founded_layout().await?;
-            refuse_taken_address(&layout, id, &member.addr)?;
+            refuse_taken_address(&layout, member.id, &member.addr)?;
             let change = Change::Join {
-                id,
+                id: member.id,
                 addr: member.addr,
                 weight: member.weight,
                 zone: member.zone,
@@ -151,7 +152,7 @@ pub async fn run(admin: &Admin, command: ClusterCommand, as_json: bool) -> anyho
             if !commit {
                 return stage(admin, change, as_json).await;
             }
-            join_and_commit(admin, id, change, as_json).await
+            join_and_commit(admin, &layout, change, as_json).await
         }
         ClusterCommand::Zone { node, zone } => {
             let zone = zone::parse(&zone)?;
@@ -331,150 +332,6 @@ async fn stage(admin: &Admin, change: Change, as_json: bool) -> anyhow::Result<(
         println!(
             "`ringkv cluster plan` shows what would change; `ringkv cluster commit` applies it"
         );
-    }
-    Ok(())
-}
-
-/// `cluster join --commit`: stages the join unless the node is a member or staged already,
-/// then commits when every staged change is a join. Repeating it after any failure (a
-/// transfer under way, a lost race with another operator) converges: the second run finds
-/// the node staged or a member.
-async fn join_and_commit(
-    admin: &Admin,
-    id: ringkv_core::NodeId,
-    change: Change,
-    as_json: bool,
-) -> anyhow::Result<()> {
-    let (layout, _) = admin.founded_layout().await?;
-    if layout.members.iter().any(|m| m.id == id) {
-        report(&layout, &format!("node {id} is already a member"), as_json);
-        return Ok(());
-    }
-    // A node on its way out (or that an operator means to take out) is not joined back by a
-    // restart of its own: the operator, who then removes its machine, would take a member.
-    let leaving = layout
-        .transition
-        .as_ref()
-        .is_some_and(|t| t.previous.iter().any(|m| m.id == id))
-        || layout
-            .staged
-            .iter()
-            .any(|c| matches!(c, Change::Leave { id: l } if *l == id));
-    if leaving {
-        bail!(
-            "node {id} is leaving the cluster: it is not joined again by --commit (an operator \
-             can, with `ringkv cluster join` and `commit`, once its departure has settled)"
-        );
-    }
-    // Only an empty node joins by itself. One that holds data was a member before (it left,
-    // or was removed while down): its copies and hints are older than what the members know,
-    // deleted keys among them whose deletes may be purged since, and joining would bring them
-    // back. It must be wiped first (README, "Growing and shrinking the cluster").
-    let Change::Join { addr: at, .. } = &change else {
-        bail!("join_and_commit is given a join");
-    };
-    refuse_old_data(admin, id, at).await?;
-    let staged = |layout: &Layout| {
-        layout
-            .staged
-            .iter()
-            .any(|c| matches!(c, Change::Join { id: j, .. } if *j == id))
-    };
-    if !staged(&layout) {
-        stage(admin, change, as_json).await?;
-    }
-    let (layout, addr) = admin.founded_layout().await?;
-    if layout.members.iter().any(|m| m.id == id) {
-        report(&layout, &format!("node {id} is a member"), as_json);
-        return Ok(());
-    }
-    if !staged(&layout) {
-        bail!("the join of node {id} was staged, then dropped (`cluster clear`?); run it again");
-    }
-    // A join of a node that is down would make a transfer that waits for it; one of a node
-    // holding old data would bring it back.
-    for change in &layout.staged {
-        if let Change::Join {
-            id: other, addr, ..
-        } = change
-            && *other != id
-        {
-            if !admin.stats(addr).await.is_ok_and(|s| s.node == *other) {
-                bail!(
-                    "node {id}'s join is staged, but so is the join of node {other} at {addr}, \
-                     which does not answer: commit when it does, or `ringkv cluster clear`"
-                );
-            }
-            refuse_old_data(admin, *other, addr).await?;
-        }
-    }
-    if let Some(other) = layout
-        .staged
-        .iter()
-        .find(|c| !matches!(c, Change::Join { .. }))
-    {
-        bail!(
-            "node {id}'s join is staged, but so is another change ({}): commit them yourself \
-             (`ringkv cluster plan`, then `ringkv cluster commit`)",
-            describe(&layout, other)
-        );
-    }
-    let layout = submit(
-        admin,
-        &addr,
-        Request::Commit {
-            base: layout.version,
-        },
-    )
-    .await?;
-    report(&layout, "committed", as_json);
-    if !as_json {
-        println!("data is streaming to the new owners: `ringkv handoff --watch` shows it");
-    }
-    Ok(())
-}
-
-/// Refuses node `id` at `addr` if it holds keys or hints: see [`join_and_commit`].
-async fn refuse_old_data(admin: &Admin, id: ringkv_core::NodeId, addr: &str) -> anyhow::Result<()> {
-    let stats = admin.stats(addr).await?;
-    if stats.node != id {
-        bail!("{addr} is now node {}, not node {id}", stats.node);
-    }
-    if stats.keys > 0 || stats.hints_pending > 0 {
-        bail!(
-            "node {id} at {addr} holds {} keys and {} hints from before: a node that was a \
-             member must be wiped before it joins again (`--commit` joins only empty nodes; an \
-             operator may still `ringkv cluster join` it)",
-            stats.keys,
-            stats.hints_pending
-        );
-    }
-    Ok(())
-}
-
-/// Refuses to join node `id` at `addr` where another node is a member or staged to join: a
-/// machine that lost its disk comes back there under a new id, and must take the old
-/// member's place (`cluster replace`), not become a second member whose transfer would wait
-/// for the old one forever.
-fn refuse_taken_address(
-    layout: &Layout,
-    id: ringkv_core::NodeId,
-    addr: &str,
-) -> anyhow::Result<()> {
-    let member = layout.members.iter().find(|m| m.addr == addr && m.id != id);
-    if let Some(old) = member {
-        bail!(
-            "{addr} is the address of member {}, and node {id} answers there now (its disk was \
-             wiped?): `ringkv cluster replace {} {addr}` puts it in the old member's place",
-            old.id,
-            old.id
-        );
-    }
-    let staged = layout.staged.iter().any(
-        |c| matches!(c, Change::Join { id: other, addr: at, .. } if *other != id && at == addr),
-    );
-    if staged {
-        bail!("another node's join at {addr} is staged: `ringkv cluster clear` it first");
     }
     Ok(())
 }

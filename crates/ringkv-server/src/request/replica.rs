@@ -486,6 +486,7 @@ impl KeyLocks {
     }
 }
 
+mod own_copies;
 mod purge;
 mod records;
 mod touch;

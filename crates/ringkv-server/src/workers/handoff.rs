@@ -29,7 +29,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use ringkv::transport::{Pool, Request, Response};
-use ringkv_core::wire::WireError;
 use ringkv_core::{Member, NodeId};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -241,27 +240,13 @@ impl Worker {
                         // This node's own copy first: the hint is deleted once the others
                         // acknowledged, so it must be here by then.
                         if local {
-                            let (replica, view_now) = (self.replica.clone(), self.view.clone());
+                            let replica = self.replica.clone();
                             let (bucket, key, copy) =
                                 (hint.bucket.clone(), hint.key.clone(), state.clone());
+                            // By the ring in force, not the one this round began with: a
+                            // round may outlast a transfer.
                             let merged = tokio::task::spawn_blocking(move || {
-                                // Judged and written as a peer's hintless `Merge` is: under
-                                // the ring check a clean-up waits for, by the ring in force
-                                // now, not the one this round began with (a round may outlast
-                                // a transfer, and a copy written behind the clean-up's walk
-                                // on a node no longer home would stay, a stray).
-                                let _checked = replica.ring_checked();
-                                let now = view_now.borrow().clone();
-                                let ours = now.ring.epoch();
-                                if ours != epoch {
-                                    return Err(WireError::StaleRing { epoch: ours });
-                                }
-                                if !crate::request::service::is_replica(
-                                    &now.ring, me, &bucket, &key,
-                                ) {
-                                    return Err(WireError::NotOwner { epoch: ours });
-                                }
-                                replica.merge(&bucket, &key, &copy)
+                                replica.merge_own_copy(epoch, &bucket, &key, &copy)
                             })
                             .await;
                             if !matches!(merged, Ok(Ok(()))) {

@@ -47,7 +47,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ringkv::transport::{Pool, Request, Response};
-use ringkv_core::wire::{ANTI_ENTROPY_PROTOCOL_VERSION, WireError};
+use ringkv_core::wire::ANTI_ENTROPY_PROTOCOL_VERSION;
 use ringkv_core::{NodeId, RingEpoch, SiblingSet};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -455,36 +455,18 @@ impl Exchange<'_> {
             Response::Inspection { data: None, .. } => return Ok(()),
             other => return Err(self.unexpected("Inspect", &other)),
         };
-        let (replica, view, epoch) = (
-            self.parts.replica.clone(),
-            self.parts.view.clone(),
-            self.epoch,
-        );
-        let (limits, me) = (self.parts.limits.clone(), self.parts.me);
+        let (replica, epoch) = (self.parts.replica.clone(), self.epoch);
+        let limits = self.parts.limits.clone();
         let (bucket, key) = (bucket.to_string(), key.clone());
         let merged = tokio::task::spawn_blocking(move || {
             // Checked as a peer's `Merge` routed by this exchange's ring would be: within the
             // node's limits, and refused once the node has moved to a newer ring (the
-            // exchange's ranges no longer hold).
+            // exchange's ranges no longer hold) or where it is no replica.
             check_key(&limits, &bucket, &key)?;
             for sibling in state.siblings() {
                 check_value(&limits, sibling.value.as_ref())?;
             }
-            // Held to the write, as a peer's `Merge` holds it: a clean-up that starts under a
-            // newer ring waits for this copy, and its walk then sees it (and deletes it if
-            // this node no longer owns the key).
-            let _checked = replica.ring_checked();
-            let view = view.borrow().clone();
-            let ours = view.ring.epoch();
-            if ours != epoch {
-                return Err(WireError::StaleRing { epoch: ours });
-            }
-            // The peer listed the key as shared by both: this node is a replica of it under
-            // this ring. Checked again here all the same, as a peer's `Merge` is.
-            if !crate::request::service::is_replica(&view.ring, me, &bucket, &key) {
-                return Err(WireError::NotOwner { epoch: ours });
-            }
-            replica.merge(&bucket, &key, &state)
+            replica.merge_own_copy(epoch, &bucket, &key, &state)
         })
         .await?;
         merged.map_err(|e| Error::Merge {
