@@ -243,8 +243,9 @@ impl Worker {
                             let replica = self.replica.clone();
                             let (bucket, key, copy) =
                                 (hint.bucket.clone(), hint.key.clone(), state.clone());
-                            // By the ring in force, not the one this round began with: a
-                            // round may outlast a transfer.
+                            // Decided on under the ring this round began with, and refused
+                            // if the ring in force is another (a round may outlast a
+                            // transfer): the hint is then kept for the next round.
                             let merged = tokio::task::spawn_blocking(move || {
                                 replica.merge_own_copy(epoch, &bucket, &key, &copy)
                             })
