@@ -263,11 +263,27 @@ impl Error {
     }
 
     /// Whether no spare may stand in for the node that answered this: the request itself was
-    /// refused (every node would refuse it alike), or a write's timestamp was (`ClockAhead`):
-    /// a spare whose clock runs a little faster would take it, and hinted handoff and repair
-    /// would then spread a write the homes refused.
+    /// refused (every node would refuse it alike), a write's timestamp was (`ClockAhead`): a
+    /// spare whose clock runs a little faster would take it, and hinted handoff and repair
+    /// would then spread a write the homes refused; or the node refused the call's ring
+    /// ([`Error::is_ring_refusal`]).
     pub(crate) fn rules_out_spares(&self) -> bool {
-        self.is_about_the_request() || matches!(self, Error::Server(WireError::ClockAhead { .. }))
+        self.is_about_the_request()
+            || self.is_ring_refusal()
+            || matches!(self, Error::Server(WireError::ClockAhead { .. }))
+    }
+
+    /// Whether a node refused the request because the call's plan was made by a ring it no
+    /// longer follows: `StaleRing` (the node's ring is newer) or `NotOwner` (the node is no
+    /// replica of the key). The node is up; the plan is wrong. A spare counted in its place
+    /// would make a write acknowledged where readers by the newer ring do not look (its copy
+    /// sits in a hint until handoff delivers it), so the attempt fails instead and is made
+    /// again by the newer ring (`coordinator::retry`).
+    pub(crate) fn is_ring_refusal(&self) -> bool {
+        matches!(
+            self,
+            Error::Server(WireError::StaleRing { .. } | WireError::NotOwner { .. })
+        )
     }
 
     /// A node's error answer as the caller sees it: the protocol's own failures become

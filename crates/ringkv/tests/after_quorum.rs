@@ -473,3 +473,55 @@ async fn a_write_refused_as_stale_after_its_stamp_stays_in_doubt_when_the_refetc
     let error = result.expect_err("w = 2 cannot be reached");
     assert!(error.is_in_doubt(), "{error:?}");
 }
+
+/// A home that refuses a write's merge as routed by an older ring is up: the plan is wrong.
+/// No spare may stand in for it, or the write would be acknowledged by a hinted copy that
+/// readers by the newer ring do not ask for until handoff delivers it (the read-your-writes
+/// gap once seen during a join). Here the third home acknowledges, later, and the write
+/// succeeds on the two homes alone; no spare ever holds it.
+#[tokio::test(start_paused = true)]
+async fn a_home_refusing_the_ring_gets_no_spare_in_its_place() {
+    let cluster = FakeCluster::of(5);
+    let homes = cluster.homes("k");
+    let spares = &cluster.preference("k")[3..];
+    let client = cluster.client(&homes[0]).await;
+    homes[1].delays.lock().expect("delays").merge_stale = true;
+    homes[2].delays.lock().expect("delays").merge = Duration::from_millis(300);
+
+    let receipt = client
+        .put("k", "v", None)
+        .await
+        .expect("w = 2 of the homes");
+    assert_eq!(receipt.home, vec![homes[0].id, homes[2].id], "{receipt:?}");
+    assert!(receipt.fallback.is_empty(), "{receipt:?}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        spares.iter().all(|s| s.state("k").is_none()),
+        "a spare took the copy a home refused for its ring"
+    );
+    assert_eq!(client.stats().background_spares, 0);
+}
+
+/// Both other homes refuse the write's ring: with spares at hand, the write still fails (in
+/// doubt: the stamping home applied it) rather than be acknowledged by hinted copies.
+#[tokio::test(start_paused = true)]
+async fn a_write_the_homes_refuse_for_its_ring_is_not_acknowledged_by_spares() {
+    let cluster = FakeCluster::of(5);
+    let homes = cluster.homes("k");
+    let spares = &cluster.preference("k")[3..];
+    let client = cluster.client(&homes[0]).await;
+    for home in &homes[1..] {
+        home.delays.lock().expect("delays").merge_stale = true;
+    }
+
+    let error = client
+        .put("k", "v", None)
+        .await
+        .expect_err("no home but the stamping one takes it");
+    assert!(error.is_in_doubt(), "{error:?}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        spares.iter().all(|s| s.state("k").is_none()),
+        "a spare took a copy the homes refused for its ring"
+    );
+}
