@@ -91,12 +91,12 @@ echo "== machine"
 } | tee "$OUT/machine.txt"
 
 # --- The floor -----------------------------------------------------------------------------
-for mode in ping-pong fan-out proxy fsync; do
+for mode in ping-pong fan-out fan-out-r proxy fsync; do
   start_spinners
   bench "floor-$mode-1" floor --mode "$mode" --threads 1 --duration "$DURATION" --fsync-dir "$OUT"
   stop_spinners
 done
-for mode in fan-out fsync; do
+for mode in fan-out fan-out-r fsync; do
   bench "floor-$mode-16" floor --mode "$mode" --threads 16 --duration "$DURATION" --fsync-dir "$OUT"
 done
 
@@ -111,6 +111,7 @@ start_ringkv() {
   for i in 1 2 3; do
     RUST_LOG=warn "$CARGO_TARGET_DIR/debug/ringkvd" --listen "127.0.0.1:761$i" \
       --data-dir "$dir/node$i" --seeds "$seeds" --cluster-name bench \
+      --admin-listen "127.0.0.1:962$i" \
       --durability "$durability" >"$dir/node$i.log" 2>&1 &
     bg_pids+=($!); ringkv_pids+=($!)
   done
@@ -121,6 +122,17 @@ start_ringkv() {
   done
   RINGKV_HOSTS="$seeds"
   RINGKV_PIDS=$(IFS=,; echo "${ringkv_pids[*]}")
+}
+# group_commit: the three nodes' log syncs and durable writes so far, "syncs writes".
+group_commit() {
+  local syncs=0 writes=0 i metrics s w
+  for i in 1 2 3; do
+    metrics=$(curl -fsS "http://127.0.0.1:962$i/metrics" || true)
+    s=$(awk '/^ringkv_log_syncs_total / {print $2; exit}' <<<"$metrics")
+    w=$(awk '/^ringkv_durable_writes_total / {print $2; exit}' <<<"$metrics")
+    syncs=$((syncs + ${s:-0})); writes=$((writes + ${w:-0}))
+  done
+  echo "$syncs $writes"
 }
 stop_ringkv() {
   stop_pids "${ringkv_pids[@]}"
@@ -154,8 +166,23 @@ RK=(--db ringkv --hosts "$RINGKV_HOSTS" --server-pids "$RINGKV_PIDS")
 bench ringkv-fsync-load-16 load -P "$WORKLOADS/workloada" -p "recordcount=$RECORDS" \
   --threads 16 --status-interval 0 "${RK[@]}"
 run_workload ringkv-fsync-update-1 1 workloada "${RK[@]}" -p readproportion=0 -p updateproportion=1
+read -r syncs_before writes_before < <(group_commit)
 run_workload ringkv-fsync-update-16 16 workloada "${RK[@]}" -p readproportion=0 -p updateproportion=1
+read -r syncs_after writes_after < <(group_commit)
+echo "syncs=$((syncs_after - syncs_before)) writes=$((writes_after - writes_before))" \
+  | tee "$RES/group-commit.txt"
 stop_ringkv
+
+# --- Python ----------------------------------------------------------------------------------
+# The Python clients (sync and asyncio) beside the Rust SDK, on a cluster of their own.
+echo "== python clients vs the Rust SDK"
+if "$ROOT/scripts/python-env.sh" >"$OUT/python-env.txt" 2>&1; then
+  BENCH_JSON="$RES/python.json" "$ROOT/.venv/bin/python" "$ROOT/python/benches/bench.py" \
+    >"$OUT/python.txt" 2>&1 || echo "compare: the Python benchmark failed (see $OUT/python.txt)" >&2
+  cat "$OUT/python.txt"
+else
+  echo "compare: the Python environment could not be made (see $OUT/python-env.txt)" >&2
+fi
 
 # --- Redis -----------------------------------------------------------------------------------
 redis-server --port 6391 --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
@@ -170,6 +197,9 @@ run_workload redis-c-1 1 workloadc "${RD[@]}"
 echo "== redis-benchmark -t get -d 1000 -c 16"
 redis-benchmark -p 6391 -t get -d 1000 -c 16 -n $((DURATION * 40000)) -q \
   | tr '\r' '\n' | grep -E '^GET: [0-9.]+ requests' | tail -1 | tee "$RES/redis-benchmark.txt"
+echo "== redis-benchmark -t get -d 1000 -c 16 -P 16"
+redis-benchmark -p 6391 -t get -d 1000 -c 16 -P 16 -n $((DURATION * 200000)) -q \
+  | tr '\r' '\n' | grep -E '^GET: [0-9.]+ requests' | tail -1 | tee "$RES/redis-benchmark-p16.txt"
 
 # --- etcd ------------------------------------------------------------------------------------
 cluster="e1=http://127.0.0.1:23801,e2=http://127.0.0.1:23802,e3=http://127.0.0.1:23803"

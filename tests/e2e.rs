@@ -711,6 +711,8 @@ async fn the_admin_port_serves_health_readiness_and_prometheus_metrics() -> anyh
         "ringkv_hint_bytes ",
         "ringkv_hints_converted_total ",
         "ringkv_anti_entropy_keys_repaired_total ",
+        "ringkv_log_syncs_total ",
+        "ringkv_durable_writes_total ",
         "ringkv_transfer_sent_keys ",
         "ringkv_store_keys ",
         "ringkv_rocksdb_write_stopped 0",

@@ -2,7 +2,8 @@
 against one local cluster: ops/s, p50 and p99. Run with `make bench-python`.
 
 The Rust figures come from `examples/sdk_load.rs` (same operations, keys, value size and
-concurrency). Only ratios taken in one run mean anything on a shared 2-core machine.
+concurrency). Only ratios taken in one run mean anything on a shared 2-core machine. With
+BENCH_JSON set, the rows are also written there as JSON (`make compare` reads them).
 """
 
 from __future__ import annotations
@@ -119,6 +120,11 @@ def main() -> None:
         print("|---|---|---|---|---|---|")
         for op, name, r, ratio in rows:
             print(f"| {op} | {name} | {r['ops_per_sec']:.0f} | {r['p50_us'] / 1000:.2f} | {r['p99_us'] / 1000:.2f} | {ratio:.2f} |")
+        out = os.environ.get("BENCH_JSON")
+        if out:
+            report = {"ops": OPS, "concurrency": CONCURRENCY,
+                      "rows": [{"op": op, "client": name, **r} for op, name, r, _ in rows]}
+            Path(out).write_text(json.dumps(report, indent=2))
     finally:
         cluster.stop()
 

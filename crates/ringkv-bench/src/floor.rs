@@ -6,8 +6,11 @@
 //! frames, one multiplexed connection per server):
 //!
 //! - `ping-pong`: a `Get` to one server, answered with a 1 KiB value;
-//! - `fan-out`: the same `Get` to three servers, done when two answered (R=2 of N=3, as the
-//!   SDK sends a quorum read to every replica and waits for R);
+//! - `fan-out`: the same `Get` to three servers, done when two answered (R=2 of N=3 sent to
+//!   every replica, as a read repair sample does);
+//! - `fan-out-r`: the `Get` to two of the three servers only (a different two each time, as
+//!   keys' preference lists spread reads), done when both answered: what a quorum read of R=2
+//!   that asks only R replicas costs at least;
 //! - `proxy`: the `Get` to a forwarding server that fans it out to the three and answers
 //!   when two did (what proxy mode adds: one more hop);
 //! - `fsync`: a 1 KiB `Merge` to three servers that each append it to a file and
@@ -47,6 +50,7 @@ use crate::measure::{CpuSummary, Measurements, Report};
 pub enum Mode {
     PingPong,
     FanOut,
+    FanOutR,
     Proxy,
     Fsync,
 }
@@ -56,6 +60,7 @@ impl Mode {
         match self {
             Mode::PingPong => "floor-ping-pong",
             Mode::FanOut => "floor-fan-out",
+            Mode::FanOutR => "floor-fan-out-r",
             Mode::Proxy => "floor-proxy",
             Mode::Fsync => "floor-fsync",
         }
@@ -155,7 +160,8 @@ impl Echo {
 
     async fn forward(&self, request: Request) -> Result<Response, WireError> {
         let quorum = self.config.quorum;
-        quorum_call(&self.pool, &self.config.forward, &request, quorum)
+        let forward: Vec<&String> = self.config.forward.iter().collect();
+        quorum_call(&self.pool, &forward, &request, quorum)
             .await
             .ok_or_else(|| storage(format!("fewer than {quorum} of the forwards answered")))
     }
@@ -245,6 +251,8 @@ async fn spawn_echo(args: &[String]) -> anyhow::Result<EchoProcess> {
 struct Setup {
     processes: Vec<EchoProcess>,
     targets: Vec<String>,
+    /// How many of `targets` each request goes to (a different set each time).
+    send_to: usize,
     quorum: usize,
     request: Request,
     _dir: Option<TempDir>,
@@ -284,7 +292,7 @@ async fn setup(mode: Mode, fsync_dir: &std::path::Path) -> anyhow::Result<Setup>
     let backends: Vec<String> = processes.iter().map(|p| p.addr.clone()).collect();
     let (targets, quorum) = match mode {
         Mode::PingPong => (backends, 1),
-        Mode::FanOut | Mode::Fsync => (backends, 2),
+        Mode::FanOut | Mode::FanOutR | Mode::Fsync => (backends, 2),
         Mode::Proxy => {
             let mut args = listen.to_vec();
             args.extend([
@@ -311,9 +319,14 @@ async fn setup(mode: Mode, fsync_dir: &std::path::Path) -> anyhow::Result<Setup>
         },
         _ => get,
     };
+    let send_to = match mode {
+        Mode::FanOutR => quorum,
+        _ => targets.len(),
+    };
     Ok(Setup {
         processes,
         targets,
+        send_to,
         quorum,
         request,
         _dir: dir,
@@ -358,14 +371,17 @@ pub async fn run(
             let pool = pool.clone();
             let targets = setup.targets.clone();
             let request = setup.request.clone();
-            let quorum = setup.quorum;
+            let (send_to, quorum) = (setup.send_to, setup.quorum);
             let measurements = measurements.clone();
             workers.push(tokio::spawn(async move {
+                let mut first = 0usize;
                 while Instant::now() < deadline {
                     let begun = Instant::now();
-                    let ok = quorum_call(&pool, &targets, &request, quorum)
-                        .await
-                        .is_some();
+                    let asked: Vec<&String> = (0..send_to)
+                        .map(|i| &targets[(first + i) % targets.len()])
+                        .collect();
+                    first = first.wrapping_add(1);
+                    let ok = quorum_call(&pool, &asked, &request, quorum).await.is_some();
                     if measure {
                         measurements.finish(name, begun.elapsed(), ok);
                     }
@@ -407,7 +423,7 @@ pub async fn run(
 /// without error (`None` if too few did).
 async fn quorum_call(
     pool: &Pool,
-    targets: &[String],
+    targets: &[&String],
     request: &Request,
     quorum: usize,
 ) -> Option<Response> {

@@ -44,6 +44,13 @@ pub struct Client {
 pub struct ClientStats {
     /// Replicas sent a merged state because their copy was stale.
     pub read_repairs: u64,
+    /// Reads that asked every target, not only `R`, so that read repair could compare them
+    /// all: the sampled ones (`ClientConfig::read_repair_chance`), those whose answers
+    /// disagreed, and those that must (`ReadOptions::every_replica`).
+    pub full_reads: u64,
+    /// Requests reads sent to one more target because those asked were late
+    /// (`ClientConfig::speculative_retry`).
+    pub speculative_reads: u64,
     /// Times the ring was (re)fetched.
     pub ring_refreshes: u64,
     /// Reads that returned more siblings than `ClientConfig::sibling_warning`.
@@ -272,6 +279,8 @@ impl Client {
         let s = &self.inner.stats;
         ClientStats {
             read_repairs: s.read_repairs.load(Ordering::Relaxed),
+            full_reads: s.full_reads.load(Ordering::Relaxed),
+            speculative_reads: s.speculative_reads.load(Ordering::Relaxed),
             ring_refreshes: self.inner.ring.refresh_count(),
             sibling_warnings: s.sibling_warnings.load(Ordering::Relaxed),
             nodes_marked_down: self.inner.health.down_count(),

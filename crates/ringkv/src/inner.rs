@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ringkv_core::{Actor, Dot, NodeId};
 
 use crate::health::Health;
+use crate::latency::Latencies;
 use crate::metrics::Stats;
 use crate::options::ClientConfig;
 use crate::ring_cache::RingCache;
@@ -25,6 +26,8 @@ pub(crate) struct Inner {
     pub(crate) ring: RingCache,
     pub(crate) pool: Pool,
     pub(crate) health: Health,
+    /// How fast replicas answer reads: whom a read asks first, and when it asks one more.
+    pub(crate) latencies: Latencies,
     pub(crate) stats: Stats,
     /// The work a call leaves running when it returns: a write's copies beyond `w`, a read's
     /// repairs. [`Client::flush`](crate::Client::flush) waits for it, so that a short-lived
@@ -42,6 +45,7 @@ impl Inner {
         Inner {
             ring: RingCache::new(seeds),
             pool: Pool::with_options(config.connect.clone()),
+            latencies: Latencies::new(config.speculative_retry),
             config,
             health: Health::default(),
             stats: Stats::default(),

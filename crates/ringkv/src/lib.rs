@@ -46,6 +46,7 @@ mod coordinator;
 pub mod error;
 mod health;
 mod inner;
+mod latency;
 pub mod metrics;
 pub mod options;
 pub mod proxy;
@@ -69,7 +70,7 @@ pub use transport::tls;
 pub use client::{Bucket, Client, ClientBuilder, ClientStats};
 pub use error::{Error, NodeError, ProtocolError, Result};
 pub use metrics::Latency;
-pub use options::{ClientConfig, ContextKey, ReadOptions, WriteOptions};
+pub use options::{ClientConfig, ContextKey, ReadOptions, SpeculativeRetry, WriteOptions};
 pub use proxy::ProxyClient;
 pub use ringkv_core::{ConflictPolicy, Context, DEFAULT_BUCKET, NodeId};
 #[cfg(feature = "tls")]

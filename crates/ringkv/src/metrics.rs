@@ -34,6 +34,8 @@ pub struct Latency {
 #[derive(Debug)]
 pub(crate) struct Stats {
     pub(crate) read_repairs: AtomicU64,
+    pub(crate) full_reads: AtomicU64,
+    pub(crate) speculative_reads: AtomicU64,
     pub(crate) sibling_warnings: AtomicU64,
     pub(crate) gets: AtomicU64,
     pub(crate) writes: AtomicU64,
@@ -59,6 +61,8 @@ impl Default for Stats {
         };
         Stats {
             read_repairs: AtomicU64::new(0),
+            full_reads: AtomicU64::new(0),
+            speculative_reads: AtomicU64::new(0),
             sibling_warnings: AtomicU64::new(0),
             gets: AtomicU64::new(0),
             writes: AtomicU64::new(0),

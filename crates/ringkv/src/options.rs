@@ -14,6 +14,7 @@ use std::time::Duration;
 use ringkv_core::Context;
 
 use crate::error::{Error, Result};
+pub use crate::latency::SpeculativeRetry;
 #[cfg(feature = "tls")]
 use crate::transport::ClientTls;
 use crate::transport::{ConnectOptions, Credential};
@@ -46,8 +47,18 @@ pub struct ClientConfig {
     /// How often the ring and liveness are refetched in the background (a response carrying a
     /// new ring epoch triggers a refetch at once).
     pub ring_refresh_interval: Duration,
-    /// Repair stale replicas in the background after reads.
+    /// Repair stale replicas in the background after reads: always when the answers a read
+    /// got disagree, and on a sample of the others ([`ClientConfig::read_repair_chance`]).
     pub read_repair: bool,
+    /// The share of reads (0 to 1) that ask every target, not only `R`, so that read repair
+    /// also compares the replicas not needed for the answer. A read whose answers disagree
+    /// asks the rest in the background and repairs them whatever this says. Higher: replicas
+    /// that missed writes converge sooner through reads alone (anti-entropy catches the rest
+    /// within its interval); lower: fewer requests per read.
+    pub read_repair_chance: f64,
+    /// When a read asks one more target than `R` because those asked are late (see
+    /// [`SpeculativeRetry`]).
+    pub speculative_retry: SpeculativeRetry,
     /// Reads returning more live siblings than this are logged and counted: the application
     /// is probably not resolving them.
     pub sibling_warning: usize,
@@ -137,6 +148,8 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(1),
             ring_refresh_interval: Duration::from_secs(2),
             read_repair: true,
+            read_repair_chance: 0.1,
+            speculative_retry: SpeculativeRetry::default(),
             sibling_warning: 10,
             connect: ConnectOptions::default(),
             context_key: None,
@@ -231,6 +244,22 @@ impl ClientConfig {
         self
     }
 
+    /// Sets [`ClientConfig::read_repair_chance`] (clamped to 0..=1).
+    pub fn with_read_repair_chance(mut self, chance: f64) -> Self {
+        self.read_repair_chance = if chance.is_nan() {
+            0.0
+        } else {
+            chance.clamp(0.0, 1.0)
+        };
+        self
+    }
+
+    /// Sets [`ClientConfig::speculative_retry`].
+    pub fn with_speculative_retry(mut self, policy: SpeculativeRetry) -> Self {
+        self.speculative_retry = policy;
+        self
+    }
+
     /// Sets [`ClientConfig::sibling_warning`].
     pub fn with_sibling_warning(mut self, siblings: usize) -> Self {
         self.sibling_warning = siblings;
@@ -275,9 +304,20 @@ pub struct ReadOptions {
     /// otherwise); a value that expired meanwhile is not brought back. Values written
     /// without a time to live never expire and stay so.
     pub touch: Option<Duration>,
+    /// Ask every target, not only `R` (the read still returns after `R` answers, and read
+    /// repair compares them all). Reads made before a blind delete or overwrite, and reads
+    /// with `touch`, always do: what they return is written back, and it must cover every
+    /// replica's versions, not only those of the `R` fastest.
+    pub every_replica: bool,
 }
 
 impl ReadOptions {
+    /// Sets [`ReadOptions::every_replica`].
+    pub fn with_every_replica(mut self) -> Self {
+        self.every_replica = true;
+        self
+    }
+
     /// Sets [`ReadOptions::touch`].
     pub fn with_touch(mut self, ttl: Duration) -> Self {
         self.touch = Some(ttl);

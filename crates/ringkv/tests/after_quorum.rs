@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
 
 use ringkv::transport::{BoxedStream, ConnectOptions, Dialer};
-use ringkv::{Client, ClientConfig, Error, WriteOptions};
+use ringkv::{Client, ClientConfig, Error, ReadOptions, SpeculativeRetry, WriteOptions};
 
 /// How slow a fake node is to connect to, and to answer a kind of request; and whether its
 /// merges fail (after their delay), as a node whose disk just failed does.
@@ -50,6 +51,8 @@ struct FakeNode {
     /// Short critical sections (one lookup or update), never across an await.
     store: Mutex<HashMap<Bytes, SiblingSet>>,
     delays: Mutex<Delays>,
+    /// `Get` requests received.
+    gets: AtomicUsize,
 }
 
 impl FakeNode {
@@ -126,6 +129,7 @@ impl FakeCluster {
                     addr: m.addr.clone(),
                     store: Mutex::default(),
                     delays: Mutex::default(),
+                    gets: AtomicUsize::new(0),
                 };
                 (m.addr.clone(), Arc::new(node))
             })
@@ -156,9 +160,13 @@ impl FakeCluster {
     /// A client whose only seed is `seed`: before its first call, it is connected to that
     /// node only.
     async fn client(self: &Arc<Self>, seed: &FakeNode) -> Client {
+        self.client_with(seed, ClientConfig::default()).await
+    }
+
+    /// [`FakeCluster::client`], configured as `config` says besides its dialer.
+    async fn client_with(self: &Arc<Self>, seed: &FakeNode, config: ClientConfig) -> Client {
         let dialer: Arc<dyn Dialer> = self.clone();
-        let config =
-            ClientConfig::default().with_connect(ConnectOptions::default().with_dialer(dialer));
+        let config = config.with_connect(ConnectOptions::default().with_dialer(dialer));
         Client::builder()
             .seeds([seed.addr.clone()])
             .config(config)
@@ -231,7 +239,10 @@ async fn serve(
         tokio::spawn(async move {
             let delays = *node.delays.lock().unwrap_or_else(|p| p.into_inner());
             let delay = match request.body {
-                Request::Get { .. } => delays.get,
+                Request::Get { .. } => {
+                    node.gets.fetch_add(1, Ordering::SeqCst);
+                    delays.get
+                }
                 Request::Merge { .. } => delays.merge,
                 _ => Duration::ZERO,
             };
@@ -344,7 +355,13 @@ async fn merges_still_land_when_the_caller_stops_waiting() {
 async fn a_read_answers_after_r_and_repairs_the_late_replica_in_the_background() {
     let cluster = FakeCluster::new();
     let homes = cluster.homes("k");
-    let client = cluster.client(&homes[0]).await;
+    // Every read is a read repair sample: it asks every target.
+    let client = cluster
+        .client_with(
+            &homes[0],
+            ClientConfig::default().with_read_repair_chance(1.0),
+        )
+        .await;
     let mut state = SiblingSet::new();
     state
         .stamp(
@@ -524,4 +541,158 @@ async fn a_write_the_homes_refuse_for_its_ring_is_not_acknowledged_by_spares() {
         spares.iter().all(|s| s.state("k").is_none()),
         "a spare took a copy the homes refused for its ring"
     );
+}
+
+/// A one-write state of `value`, stamped by `node`.
+fn stamped(node: &FakeNode, value: &str) -> SiblingSet {
+    let mut state = SiblingSet::new();
+    state
+        .stamp(
+            node.id.into(),
+            &VersionVector::default(),
+            Some(Bytes::copy_from_slice(value.as_bytes())),
+            1,
+            None,
+        )
+        .expect("stamp");
+    state
+}
+
+/// Puts `state` under `key` straight into each of `nodes`' stores.
+fn plant(nodes: &[Arc<FakeNode>], key: &'static str, state: &SiblingSet) {
+    for node in nodes {
+        let mut store = node.store.lock().expect("store");
+        store.insert(Bytes::from_static(key.as_bytes()), state.clone());
+    }
+}
+
+/// `Get` requests the nodes received in all.
+fn gets(nodes: &[Arc<FakeNode>]) -> usize {
+    nodes.iter().map(|n| n.gets.load(Ordering::SeqCst)).sum()
+}
+
+/// No repair sampling: the client asks only `R` of the targets.
+fn unsampled() -> ClientConfig {
+    ClientConfig::default().with_read_repair_chance(0.0)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_read_asks_only_r_targets_and_no_more_when_they_agree() {
+    let cluster = FakeCluster::new();
+    let homes = cluster.homes("k");
+    let client = cluster.client_with(&homes[0], unsampled()).await;
+    plant(&homes, "k", &stamped(&homes[0], "v"));
+
+    let read = client.get("k").await.expect("r = 2 of 3");
+    assert_eq!(read.value().map(|v| &v[..]), Some(&b"v"[..]));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(gets(&homes), 2, "only R = 2 targets are asked");
+    let stats = client.stats();
+    assert_eq!((stats.full_reads, stats.read_repairs), (0, 0), "{stats:?}");
+}
+
+/// The two replicas asked disagree (one missed the write): the read still answers after R,
+/// then asks the third and repairs every replica that differs.
+#[tokio::test(start_paused = true)]
+async fn answers_that_disagree_make_the_read_ask_the_rest_and_repair_them() {
+    let cluster = FakeCluster::new();
+    let homes = cluster.homes("k");
+    let client = cluster.client_with(&homes[0], unsampled()).await;
+    let state = stamped(&homes[0], "v");
+    plant(&homes[..1], "k", &state);
+
+    let read = client.get("k").await.expect("r = 2 of 3");
+    assert_eq!(read.value().map(|v| &v[..]), Some(&b"v"[..]));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        gets(&homes),
+        3,
+        "the third target is asked once they disagree"
+    );
+    assert!(homes.iter().all(|h| h.state("k").as_ref() == Some(&state)));
+    let stats = client.stats();
+    assert_eq!((stats.full_reads, stats.read_repairs), (1, 2), "{stats:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_late_target_is_doubled_by_a_speculative_request() {
+    let cluster = FakeCluster::new();
+    let homes = cluster.homes("k");
+    let config =
+        unsampled().with_speculative_retry(SpeculativeRetry::After(Duration::from_millis(10)));
+    let client = cluster.client_with(&homes[0], config).await;
+    plant(&homes, "k", &stamped(&homes[0], "v"));
+    homes[1].delays.lock().expect("delays").get = Duration::from_millis(300);
+
+    let started = tokio::time::Instant::now();
+    client.get("k").await.expect("r = 2 of 3");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(300),
+        "waited for the late one: {took:?}"
+    );
+    assert_eq!(homes[2].gets.load(Ordering::SeqCst), 1);
+    assert_eq!(client.stats().speculative_reads, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_speculation_a_late_target_is_waited_for() {
+    let cluster = FakeCluster::new();
+    let homes = cluster.homes("k");
+    let config = unsampled().with_speculative_retry(SpeculativeRetry::Never);
+    let client = cluster.client_with(&homes[0], config).await;
+    plant(&homes, "k", &stamped(&homes[0], "v"));
+    homes[1].delays.lock().expect("delays").get = Duration::from_millis(300);
+
+    let started = tokio::time::Instant::now();
+    client.get("k").await.expect("r = 2 of 3");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(homes[2].gets.load(Ordering::SeqCst), 0);
+    assert_eq!(client.stats().speculative_reads, 0);
+}
+
+/// A home much slower than the others on average is asked last: the read no longer waits
+/// for it, nor sends it a request.
+#[tokio::test(start_paused = true)]
+async fn a_much_slower_home_is_asked_last() {
+    let cluster = FakeCluster::new();
+    let homes = cluster.homes("k");
+    let config = unsampled().with_speculative_retry(SpeculativeRetry::Never);
+    let client = cluster.client_with(&homes[0], config).await;
+    plant(&homes, "k", &stamped(&homes[0], "v"));
+    homes[1].delays.lock().expect("delays").get = Duration::from_millis(50);
+    // Reads that ask every home teach the client how fast each is (the slow one's answers
+    // arrive after the read returned, and count too).
+    let every = ReadOptions::default().with_every_replica();
+    for _ in 0..5 {
+        client.get_with("k", &every).await.expect("r = 2 of 3");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = homes[1].gets.load(Ordering::SeqCst);
+
+    let started = tokio::time::Instant::now();
+    client.get("k").await.expect("r = 2 of 3");
+    assert!(started.elapsed() < Duration::from_millis(50));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        homes[1].gets.load(Ordering::SeqCst),
+        before,
+        "the slow home was asked"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_read_for_every_replica_asks_them_all() {
+    let cluster = FakeCluster::new();
+    let homes = cluster.homes("k");
+    let client = cluster.client_with(&homes[0], unsampled()).await;
+    plant(&homes, "k", &stamped(&homes[0], "v"));
+
+    client
+        .get_with("k", &ReadOptions::default().with_every_replica())
+        .await
+        .expect("r = 2 of 3");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(gets(&homes), 3);
+    assert_eq!(client.stats().full_reads, 1);
 }

@@ -144,6 +144,8 @@ async fn scrape(State(admin): State<Admin>) -> axum::response::Response {
             members: view.ring.members().len(),
             alive: view.alive.len(),
             transfer_waits_on_down: view.transfer_waits_on_down().len(),
+            log_syncs: service.log_syncs(),
+            durable_writes: service.durable_writes(),
         };
         metrics.encode(snapshot).map_err(|e| e.to_string())
     })

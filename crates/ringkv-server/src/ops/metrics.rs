@@ -200,13 +200,27 @@ pub struct NodeSnapshot {
     pub alive: usize,
     /// Members the transfer under way waits for that this node sees down.
     pub transfer_waits_on_down: usize,
+    /// Syncs of the store's log the group committer made.
+    pub log_syncs: u64,
+    /// Durable writes that waited for one of those syncs.
+    pub durable_writes: u64,
 }
 
 impl Collector for NodeSnapshot {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let s = &self.stats;
         let transfer = s.transfer.clone().unwrap_or_default();
-        let counters: [(&str, &str, u64); 11] = [
+        let counters: [(&str, &str, u64); 13] = [
+            (
+                "log_syncs",
+                "Syncs of the store's log for durable writes (one per group commit)",
+                self.log_syncs,
+            ),
+            (
+                "durable_writes",
+                "Durable writes that waited for a log sync; divided by log_syncs, the group size",
+                self.durable_writes,
+            ),
             (
                 "expired_values_reclaimed",
                 "Expired values whose bytes were reclaimed (their versions stay)",

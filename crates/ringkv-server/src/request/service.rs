@@ -115,6 +115,11 @@ impl Service {
         self.commit.get().map_or(0, GroupCommit::syncs)
     }
 
+    /// Durable writes that waited for the group committer so far.
+    pub fn durable_writes(&self) -> u64 {
+        self.commit.get().map_or(0, GroupCommit::writes)
+    }
+
     /// Coordinates a thin client's operation (`Request::Coordinate`, proxy mode).
     pub async fn coordinate(&self, op: Coordinated) -> Result<Response, WireError> {
         match &self.proxy {

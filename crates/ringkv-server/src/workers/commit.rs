@@ -94,6 +94,12 @@ impl GroupCommit {
         }
     }
 
+    /// Durable writes that waited for a sync since start: divided by [`GroupCommit::syncs`],
+    /// the group size achieved.
+    pub fn writes(&self) -> u64 {
+        self.shared.tickets.load(Ordering::Acquire)
+    }
+
     /// Syncs done since start.
     pub fn syncs(&self) -> u64 {
         self.shared.progress.borrow().syncs

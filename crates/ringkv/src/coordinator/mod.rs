@@ -6,11 +6,13 @@
 //! replicas only) and the number of acknowledgements it needs. Too few targets: the call fails
 //! at once with `Unavailable`, without sending anything.
 //!
-//! - **Read** (`R`): `Get` to every target in parallel; after `R` answers (a "not found" is an
-//!   answer, and a fallback answers with the hints it holds) their states are merged and
-//!   returned. Read repair then waits, in the background and until the call's deadline, for
-//!   the other targets, merges everything, and sends the result to every target whose copy
-//!   differs (to a fallback, as a hint).
+//! - **Read** (`R`): `Get` to `R` targets in parallel (homes first, a much slower node last;
+//!   one more when a target fails, or when the answers are later than the learned
+//!   speculative delay); after `R` answers (a "not found" is an answer, and a fallback
+//!   answers with the hints it holds) their states are merged and returned. When the answers
+//!   disagree, or on a sampled share of reads, every target is asked, and read repair waits,
+//!   in the background and until the call's deadline, for their answers, merges everything,
+//!   and sends the result to every target whose copy differs (to a fallback, as a hint).
 //! - **Write** (`W`): `Put` to the first target, which stamps the write (a new dot) and returns
 //!   the new state; if it fails or does not answer within `request_timeout`, the next target
 //!   coordinates instead, with the same write id, so that a write that was applied after all

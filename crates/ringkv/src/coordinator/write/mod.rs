@@ -139,9 +139,12 @@ async fn home_context(
     }
     let r = props.r.max(inner.config.r.unwrap_or(0)).min(props.n);
     let remaining = deadline.saturating_duration_since(Instant::now());
+    // Every home is asked, not only `r`: the write covers what all of them hold that
+    // answer in time, not only the `r` fastest.
     let strict = ReadOptions::default()
         .with_r(r)
         .with_pr(r)
+        .with_every_replica()
         .with_timeout(remaining);
     let read = super::read::get(inner, bucket, key.clone(), &strict).await?;
     Ok(Some(read.context().version_vector().clone()))
