@@ -266,11 +266,16 @@ impl Error {
     /// refused (every node would refuse it alike), a write's timestamp was (`ClockAhead`): a
     /// spare whose clock runs a little faster would take it, and hinted handoff and repair
     /// would then spread a write the homes refused; or the node refused the call's ring
-    /// ([`Error::is_ring_refusal`]).
+    /// ([`Error::is_ring_refusal`]), or is not ready (`NotReady`: it has no ring yet, or
+    /// routes by an older one than the call's): either way it is up, and a spare's hinted
+    /// copy would count for a home that readers by the newer ring ask and that lacks it.
     pub(crate) fn rules_out_spares(&self) -> bool {
         self.is_about_the_request()
             || self.is_ring_refusal()
-            || matches!(self, Error::Server(WireError::ClockAhead { .. }))
+            || matches!(
+                self,
+                Error::Server(WireError::ClockAhead { .. } | WireError::NotReady { .. })
+            )
     }
 
     /// Whether a node refused the request because the call's plan was made by a ring it no

@@ -304,10 +304,10 @@ pub struct ReadOptions {
     /// otherwise); a value that expired meanwhile is not brought back. Values written
     /// without a time to live never expire and stay so.
     pub touch: Option<Duration>,
-    /// Ask every target, not only `R` (the read still returns after `R` answers, and read
-    /// repair compares them all). Reads made before a blind delete or overwrite, and reads
-    /// with `touch`, always do: what they return is written back, and it must cover every
-    /// replica's versions, not only those of the `R` fastest.
+    /// Ask every target, not only `R`: the read still returns the first `R` answers, and
+    /// read repair then compares every replica's copy. Reads made before a blind delete or
+    /// overwrite, and reads with `touch`, always do: they write back what they read, and
+    /// their repair brings every replica to it.
     pub every_replica: bool,
 }
 

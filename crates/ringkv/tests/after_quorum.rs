@@ -41,6 +41,8 @@ struct Delays {
     merge_stale: bool,
     /// Merges are refused as timestamped too far ahead of the node's clock.
     merge_clock_ahead: bool,
+    /// Merges are refused as by a node not ready (behind the sender's ring).
+    merge_not_ready: bool,
 }
 
 /// One fake node: its id, its store, and how slow it is.
@@ -254,6 +256,9 @@ async fn serve(
                 Request::Merge { .. } if delays.merge_clock_ahead => Err(WireError::ClockAhead {
                     ahead_ms: 3_600_000,
                     max_ms: 30_000,
+                }),
+                Request::Merge { .. } if delays.merge_not_ready => Err(WireError::NotReady {
+                    reason: "behind the sender's ring".into(),
                 }),
                 Request::Merge { .. } if delays.merge_stale => Err(WireError::StaleRing {
                     epoch: RingEpoch {
@@ -498,11 +503,26 @@ async fn a_write_refused_as_stale_after_its_stamp_stays_in_doubt_when_the_refetc
 /// succeeds on the two homes alone; no spare ever holds it.
 #[tokio::test(start_paused = true)]
 async fn a_home_refusing_the_ring_gets_no_spare_in_its_place() {
+    for not_ready in [false, true] {
+        a_home_refusing_this_way_gets_no_spare(|delays| {
+            if not_ready {
+                delays.merge_not_ready = true;
+            } else {
+                delays.merge_stale = true;
+            }
+        })
+        .await;
+    }
+}
+
+/// The same for a home that is up but refuses the copy: an older ring (`StaleRing`) or not
+/// ready for the sender's newer one (`NotReady`).
+async fn a_home_refusing_this_way_gets_no_spare(refuse: impl Fn(&mut Delays)) {
     let cluster = FakeCluster::of(5);
     let homes = cluster.homes("k");
     let spares = &cluster.preference("k")[3..];
     let client = cluster.client(&homes[0]).await;
-    homes[1].delays.lock().expect("delays").merge_stale = true;
+    refuse(&mut homes[1].delays.lock().expect("delays"));
     homes[2].delays.lock().expect("delays").merge = Duration::from_millis(300);
 
     let receipt = client

@@ -14,7 +14,9 @@
 //! the late answers until the call's deadline, merges everything, and sends the result with
 //! `Merge` to every target whose copy differs (to a fallback, as a hint). A replica that
 //! missed writes and that reads do not happen to ask is left to the sampled reads and to
-//! anti-entropy.
+//! anti-entropy; with `R = 1`, answers cannot disagree, so only the sample repairs. The
+//! answers of speculative or replacement requests still in flight when the quorum is met
+//! are dropped, unless the read repairs.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

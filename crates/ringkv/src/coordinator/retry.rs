@@ -4,7 +4,8 @@
 //! timeouts: [`Error::is_retryable`]) is made again after a jittered exponential back-off,
 //! at most `ClientConfig::retries` more times and only while the call's deadline allows. A
 //! request refused with `StaleRing` (or `NotOwner`: a misrouted copy) refetches the ring (from
-//! a node at least that new) and retries at once, once. A retry that ends in an error other than a quorum miss or a timeout
+//! a node at least that new) and retries at once; again if a later refusal names a newer
+//! ring still, at most [`MAX_REFETCHES`] times. A retry that ends in an error other than a quorum miss or a timeout
 //! (`Unavailable` or `NoRing` with nothing sent, `ContextRequired` from another coordinator, a
 //! refetch that fails) never hides an earlier attempt that reached replicas (a `StaleRing`
 //! refusal included: the other replicas of that attempt may have applied the write): the
@@ -25,7 +26,7 @@ use crate::inner::Inner;
 
 /// Runs `op`, again after a jittered back-off while it fails with a retryable error and the
 /// deadline allows, at most `retries` more times; a `StaleRing` refusal refetches the ring and
-/// retries at once (once).
+/// retries at once (again for a newer ring still, up to [`MAX_REFETCHES`]).
 pub(super) async fn with_retries<T, F, Fut>(
     inner: &Arc<Inner>,
     deadline: Instant,
@@ -36,7 +37,10 @@ where
     Fut: Future<Output = Result<T>>,
 {
     let mut attempt = 0u32;
-    let mut refetched = false;
+    // The newest epoch a refusal named that the ring was refetched for, and how many times:
+    // a ring that moves on again (two changes in a row) is refetched again, a few times.
+    let mut refetched: Option<RingEpoch> = None;
+    let mut refetches = 0u32;
     // The last error that says what happened at the replicas, so that a retry that ends in
     // `Unavailable` (nothing sent) cannot hide an earlier attempt that reached some of them.
     let mut informative: Option<Error> = None;
@@ -46,10 +50,12 @@ where
             Err(e) => e,
         };
         if let Some(newer) = stale_ring(&error)
-            && !refetched
+            && refetched.is_none_or(|last| newer.is_newer_than(&last))
+            && refetches < MAX_REFETCHES
         {
             debug!(%newer, "a node refused a request routed by an older ring; refetching");
-            refetched = true;
+            refetched = Some(newer);
+            refetches += 1;
             // Other replicas of that attempt may have applied the write: whatever the retry
             // ends in, the caller must still learn that it may have been applied.
             if matches!(error, Error::Quorum { .. }) {
@@ -91,6 +97,9 @@ where
         tokio::time::sleep(pause).await;
     }
 }
+
+/// Ring refetches one call makes at most for refusals naming ever newer rings.
+const MAX_REFETCHES: u32 = 3;
 
 /// Back-off before retry `attempt` (0-based): 25 ms doubling, capped at 500 ms, ±50% jitter.
 fn backoff(attempt: u32) -> Duration {

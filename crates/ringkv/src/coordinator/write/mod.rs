@@ -139,8 +139,8 @@ async fn home_context(
     }
     let r = props.r.max(inner.config.r.unwrap_or(0)).min(props.n);
     let remaining = deadline.saturating_duration_since(Instant::now());
-    // Every home is asked, not only `r`: the write covers what all of them hold that
-    // answer in time, not only the `r` fastest.
+    // Every home is asked, not only `r`, so that the read repair after it compares them all;
+    // the context is still that of the first `r` to answer, which `r + w > n` makes enough.
     let strict = ReadOptions::default()
         .with_r(r)
         .with_pr(r)

@@ -17,7 +17,8 @@ use crate::inner::Inner;
 /// The stamp step: `Put` to the targets in turn until one stamps the write. Returns the
 /// stamped state and the targets still to copy it to: the others, spares in place of the
 /// targets that failed to stamp, and the stamping target itself if its copy is still to be
-/// synced. A target that refuses the plan's ring ends the attempt.
+/// synced. A target that refuses the plan's ring ends the attempt; one that no spare may
+/// stand in for (`Error::rules_out_spares`) gets none.
 pub(super) async fn stamp(
     inner: &Arc<Inner>,
     write: &WriteRequest<'_>,
@@ -74,8 +75,11 @@ pub(super) async fn stamp(
             }
             Err(e) => e,
         };
+        let replaceable = !error.rules_out_spares();
         let progress = acks.fail(&target, error);
-        failed.push(target);
+        if replaceable {
+            failed.push(target);
+        }
         if progress == QuorumState::Failed {
             break;
         }
