@@ -151,6 +151,8 @@ run_workload ringkv-c-1 1 workloadc "${RK[@]}"
 run_workload ringkv-proxy-c-1 1 workloadc "${PX[@]}"
 run_workload ringkv-proxy-c-16 16 workloadc "${PX[@]}"
 run_workload ringkv-r1-c-16 16 workloadc "${RK[@]}" --r 1
+# Batched reads: get_many of 16 keys, one frame per node per batch; keys/s.
+run_workload ringkv-batch16-c-16 16 workloadc "${RK[@]}" -p batchsize=16
 run_workload ringkv-update-1 1 workloada "${RK[@]}" -p readproportion=0 -p updateproportion=1
 # Durability per call on the same nodes: each update waits for two replicas' log syncs.
 run_workload ringkv-dw2-update-16 16 workloada "${RK[@]}" -p readproportion=0 \

@@ -221,7 +221,8 @@ def main() -> int:
     v = ratio(throughput(r.get("ringkv-r1-c-16")), redis_rps)
     target("R=1 YCSB-C ops/s at 16 ÷ redis-benchmark get -c 16", v, "≥ 0.70", check(v, 0.7, False))
     batched = r.get("ringkv-batch16-c-16")
-    batched_keys = None if batched is None else throughput(batched) * float(batched.get("batch", 16))
+    # With batchsize, ringkv-bench counts every key read as an operation: keys/s.
+    batched_keys = None if batched is None else throughput(batched)
     v = ratio(batched_keys, redis_p16_rps)
     target("batched gets (16 a batch) keys/s at 16 ÷ redis-benchmark -P 16", v, "≥ 0.25", check(v, 0.25, False))
     v = ratio(field(c1, "p50_us", "READ"), field(fan1, "p50_us"))

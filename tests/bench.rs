@@ -111,6 +111,26 @@ async fn ycsb_workloads_run_against_ringkv_and_proxy_mode() -> anyhow::Result<()
     let (inserts, insert_errors) = ops(&run, "INSERT");
     assert!(inserts > 0 && insert_errors == 0, "{run}");
     assert_eq!(ops(&run, "READ").1, 0, "{run}");
+
+    // Batched reads: each READ is one get_many of 8 keys, and counts as 8 operations.
+    let wc = workload("workloadc");
+    let mut args = vec![
+        "run",
+        "-P",
+        &wc,
+        "-p",
+        "recordcount=200",
+        "-p",
+        "operationcount=50",
+        "-p",
+        "batchsize=8",
+        "--threads",
+        "2",
+    ];
+    args.extend(common);
+    let run = bench(&args, dir.path(), "batched")?;
+    assert_eq!(ops(&run, "READ"), (50, 0), "{run}");
+    assert_eq!(run["operations"].as_u64(), Some(400), "{run}");
     Ok(())
 }
 

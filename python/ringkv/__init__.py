@@ -11,6 +11,7 @@ from . import _native
 from ._client import Client
 from ._common import DEFAULT_BUCKET, TLS, Receipt, Result
 from .exceptions import (
+    BatchError,
     ConnectionError,
     ContextRequired,
     InvalidArgument,
@@ -29,6 +30,7 @@ __version__ = "0.1.0"
 atexit.register(_native._at_exit)
 
 __all__ = [
+    "BatchError",
     "DEFAULT_BUCKET",
     "Client",
     "ConnectionError",

@@ -16,6 +16,7 @@ from ._common import (
     TLS,
     key_bytes,
     make_result,
+    many_results,
     parse_url,
     seed_list,
     value_bytes,
@@ -148,9 +149,28 @@ class Client:
         """
         return self._write(key, None, context, w, pw, timeout, False, bucket, dw)
 
-    def get_many(self, keys: Iterable[Key], **options: object) -> Dict[Key, Result]:
-        """Reads several keys; options as for :meth:`get`."""
-        return {key: self.get(key, **options) for key in keys}  # type: ignore[arg-type]
+    def get_many(
+        self,
+        keys: Iterable[Key],
+        *,
+        r: Optional[int] = None,
+        pr: Optional[int] = None,
+        timeout: Optional[float] = None,
+        resolver: Optional[Resolver] = None,
+        bucket: Optional[str] = None,
+    ) -> Dict[Key, Result]:
+        """Reads several keys at once: one request per node for all of them, not one per key
+        (``timeout`` is the whole call's). Each result is what :meth:`get` would have
+        returned. If some keys fail, :class:`BatchError` is raised once all are done,
+        holding the results of the others and each failed key's error."""
+        keys = list(keys)
+        try:
+            answers = self._native.get_many(
+                bucket or self._bucket, [key_bytes(k) for k in keys], r, pr, timeout
+            )
+        except _native.NativeError as e:
+            raise translate(e) from None
+        return many_results(keys, answers, resolver or self._resolver)
 
     def put_many(self, items: Mapping[Key, bytes], **options: object) -> Dict[Key, Receipt]:
         """Writes several keys (without contexts); options as for :meth:`put`."""

@@ -146,3 +146,26 @@ def make_result(siblings: Sequence[bytes], context: bytes, resolver: Optional[Re
     else:
         value = None
     return Result(siblings=siblings, context=context, value=value)
+
+
+def many_results(
+    keys: Sequence[Key],
+    answers: Sequence[Tuple[Optional[Tuple[List[bytes], bytes]], Optional[Tuple[str, str, Any]]]],
+    resolver: Optional[Resolver],
+) -> "dict[Key, Result]":
+    """A batched read's answers, key by key; raises :class:`BatchError` (holding the keys
+    that were read) if any key failed."""
+    from .exceptions import BatchError, RingkvError, translate
+
+    results: "dict[Key, Result]" = {}
+    errors: "dict[Key, RingkvError]" = {}
+    for key, (read, error) in zip(keys, answers):
+        if read is not None:
+            results[key] = make_result(read[0], read[1], resolver)
+        else:
+            failure = translate(_native.NativeError(*(error or ("error", "no answer", (None,) * 5))))
+            errors[key] = failure if isinstance(failure, RingkvError) else RingkvError(str(failure))
+    if errors:
+        first = next(iter(errors.values()))
+        raise BatchError(f"{len(errors)} of {len(keys)} keys could not be read (first: {first})", results, errors)
+    return results

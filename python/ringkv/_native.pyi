@@ -53,6 +53,27 @@ class NativeClient:
         timeout: Optional[float] = None,
         touch: Optional[float] = None,
     ) -> Any: ...
+    def get_many(
+        self,
+        bucket: str,
+        keys: List[bytes],
+        r: Optional[int] = None,
+        pr: Optional[int] = None,
+        timeout: Optional[float] = None,
+    ) -> List[
+        Tuple[
+            Optional[Tuple[List[bytes], bytes]],
+            Optional[Tuple[str, str, Tuple[Any, Any, Any, Any, Any]]],
+        ]
+    ]: ...
+    def get_many_async(
+        self,
+        bucket: str,
+        keys: List[bytes],
+        r: Optional[int] = None,
+        pr: Optional[int] = None,
+        timeout: Optional[float] = None,
+    ) -> Any: ...
     def put(
         self,
         bucket: str,

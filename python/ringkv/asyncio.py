@@ -21,6 +21,7 @@ from ._common import (
     TLS,
     key_bytes,
     make_result,
+    many_results,
     parse_url,
     seed_list,
     value_bytes,
@@ -143,11 +144,26 @@ class Client:
         """See :meth:`ringkv.Client.delete`."""
         return await self._write(key, None, context, w, pw, timeout, False, bucket, dw)
 
-    async def get_many(self, keys: Iterable[Key], **options: Any) -> Dict[Key, Result]:
-        """Reads several keys concurrently; options as for :meth:`get`."""
+    async def get_many(
+        self,
+        keys: Iterable[Key],
+        *,
+        r: Optional[int] = None,
+        pr: Optional[int] = None,
+        timeout: Optional[float] = None,
+        resolver: Optional[Resolver] = None,
+        bucket: Optional[str] = None,
+    ) -> Dict[Key, Result]:
+        """See :meth:`ringkv.Client.get_many`."""
         keys = list(keys)
-        results = await asyncio.gather(*(self.get(key, **options) for key in keys))
-        return dict(zip(keys, results))
+        native = await self._client()
+        try:
+            answers = await native.get_many_async(
+                bucket or self._bucket, [key_bytes(k) for k in keys], r, pr, timeout
+            )
+        except _native.NativeError as e:
+            raise translate(e) from None
+        return many_results(keys, answers, resolver or self._resolver)
 
     async def put_many(self, items: Mapping[Key, bytes], **options: Any) -> Dict[Key, Receipt]:
         """Writes several keys concurrently (without contexts); options as for :meth:`put`."""

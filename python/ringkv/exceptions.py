@@ -7,7 +7,7 @@ also subclasses it, so ``except TimeoutError`` and ``except ConnectionError`` wo
 from __future__ import annotations
 
 import builtins
-from typing import Optional, Tuple, cast
+from typing import Any, Dict, Optional, Tuple, cast
 
 
 class RingkvError(Exception):
@@ -66,6 +66,16 @@ class ContextRequired(RingkvError):
 
 class ServerError(RingkvError):
     """A node refused the request (a key or value over its limit, a full disk...)."""
+
+
+class BatchError(RingkvError):
+    """Some keys of a ``get_many`` could not be read. The others were: ``results`` holds
+    their reads, ``errors`` each failed key's own error (a :class:`RingkvError`)."""
+
+    def __init__(self, message: str, results: Dict[Any, Any], errors: Dict[Any, RingkvError]) -> None:
+        super().__init__(message)
+        self.results = results
+        self.errors = errors
 
 
 Fields = Tuple[Optional[int], Optional[int], Optional[int], Optional[bool], Optional[int]]

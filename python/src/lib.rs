@@ -36,6 +36,9 @@ create_exception!(
 
 /// A read: its live siblings and the context to write with.
 type ReadResult = (Vec<Vec<u8>>, Vec<u8>);
+/// One key of a batched read: its read, or the `(kind, message, fields)` of its error (as
+/// `NativeError` carries them).
+type ManyResult = (Option<ReadResult>, Option<(&'static str, String, Fields)>);
 /// A write receipt: node ids (hex) of home and fallback acknowledgements, then what the
 /// write left: the live siblings at the stamping replica and the context covering them.
 type Receipt = (Vec<String>, Vec<String>, Vec<Vec<u8>>, Vec<u8>);
@@ -200,6 +203,35 @@ impl NativeClient {
         self.bridge(py)?.spawn(py, op)
     }
 
+    /// Reads many keys at once (one frame per node): per key, its read or its error.
+    #[pyo3(signature = (bucket, keys, r=None, pr=None, timeout=None))]
+    fn get_many(
+        &self,
+        py: Python<'_>,
+        bucket: String,
+        keys: Vec<Vec<u8>>,
+        r: Option<u8>,
+        pr: Option<u8>,
+        timeout: Option<f64>,
+    ) -> PyResult<Vec<ManyResult>> {
+        let op = self.get_many_op(bucket, keys, read_options(r, pr, timeout, None)?)?;
+        block(py, op)
+    }
+
+    #[pyo3(signature = (bucket, keys, r=None, pr=None, timeout=None))]
+    fn get_many_async(
+        &self,
+        py: Python<'_>,
+        bucket: String,
+        keys: Vec<Vec<u8>>,
+        r: Option<u8>,
+        pr: Option<u8>,
+        timeout: Option<f64>,
+    ) -> PyResult<Py<PyAny>> {
+        let op = self.get_many_op(bucket, keys, read_options(r, pr, timeout, None)?)?;
+        self.bridge(py)?.spawn(py, op)
+    }
+
     /// Writes `value` (None: a delete) with an optional context from an earlier read.
     #[pyo3(signature = (bucket, key, value, context=None, w=None, pw=None, timeout=None, overwrite=false, dw=None, ttl=None))]
     #[allow(clippy::too_many_arguments)]
@@ -335,6 +367,33 @@ impl NativeClient {
         })
     }
 
+    fn get_many_op(
+        &self,
+        bucket: String,
+        keys: Vec<Vec<u8>>,
+        opts: ReadOptions,
+    ) -> PyResult<impl Future<Output = PyResult<Vec<ManyResult>>> + Send + 'static> {
+        let client = self.open_client()?;
+        Ok(async move {
+            let reads = client
+                .bucket(bucket.clone())
+                .get_many_with(&keys, &opts)
+                .await;
+            Ok(keys
+                .iter()
+                .zip(reads)
+                .map(|(key, read)| match read {
+                    Ok(read) => {
+                        let context = client.context_to_bytes(&bucket, key, read.context());
+                        let siblings = read.into_siblings().into_iter().map(|b| b.to_vec());
+                        (Some((siblings.collect(), context)), None)
+                    }
+                    Err(e) => (None, Some(error_parts(&e))),
+                })
+                .collect())
+        })
+    }
+
     fn put_op(
         &self,
         bucket: String,
@@ -424,8 +483,13 @@ fn fields() -> Fields {
 
 /// Turns an SDK error into `NativeError(kind, message, fields)`.
 fn into_py(e: Error) -> PyErr {
+    NativeError::new_err(error_parts(&e))
+}
+
+/// An SDK error as `NativeError` carries it: `(kind, message, fields)`.
+fn error_parts(e: &Error) -> (&'static str, String, Fields) {
     let message = e.to_string();
-    let (kind, fields): (&str, Fields) = match &e {
+    let (kind, fields): (&'static str, Fields) = match e {
         Error::Quorum {
             required,
             succeeded,
@@ -460,7 +524,7 @@ fn into_py(e: Error) -> PyErr {
         Error::Protocol(_) => ("protocol", fields()),
         _ => ("error", fields()),
     };
-    NativeError::new_err((kind, message, fields))
+    (kind, message, fields)
 }
 
 /// Registered with `atexit` by the package: see `bridge::at_exit`.

@@ -59,3 +59,17 @@ async def test_cancelling_a_task_cancels_the_call(own_cluster) -> None:  # type:
         assert time.monotonic() - started < 5, "cancellation waited for the call"
         own_cluster.resume(1)
         assert (await c.get("k")).value == b"v", "the client still works after a cancellation"
+
+
+async def test_get_many_reads_in_batches_and_reports_failed_keys_apart(cluster) -> None:  # type: ignore[no-untyped-def]
+    prefix = uuid.uuid4().hex
+    async with ringkv.asyncio.Client(cluster.addrs) as c:
+        items = {f"{prefix}-{i}": str(i).encode() for i in range(50)}
+        await c.put_many(items)
+        results = await c.get_many(list(items) + [f"{prefix}-absent"])
+        assert {k: r.value for k, r in results.items() if r.found} == items
+        assert not results[f"{prefix}-absent"].found
+        with pytest.raises(ringkv.BatchError) as failed:
+            await c.get_many([f"{prefix}-1", b"k" * (70 * 1024)])
+        assert failed.value.results[f"{prefix}-1"].value == b"1"
+        assert len(failed.value.errors) == 1

@@ -293,3 +293,26 @@ def test_the_process_exits_cleanly_with_open_clients(cluster) -> None:  # type: 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert out.returncode == 0, out.stderr.decode()
     assert out.stdout.strip() == b"done"
+
+
+def test_get_many_reads_every_key_and_a_failing_key_keeps_the_others(client: ringkv.Client) -> None:
+    prefix = unique("many")
+    written = {f"{prefix}-{i}": str(i).encode() for i in range(0, 40, 2)}
+    for key, value in written.items():
+        client.put(key, value)
+    keys = [f"{prefix}-{i}" for i in range(40)]
+    results = client.get_many(keys)
+    assert list(results) == keys
+    for key in keys:
+        assert results[key].value == written.get(key), key
+        assert results[key].found == (key in written)
+        assert results[key].context == client.get(key).context
+    # A key the nodes refuse fails alone: the others are read all the same.
+    too_long = b"k" * (70 * 1024)
+    with pytest.raises(ringkv.BatchError) as failed:
+        client.get_many(keys[:4] + [too_long])
+    assert set(failed.value.errors) == {too_long}
+    assert isinstance(failed.value.errors[too_long], ringkv.ServerError)
+    assert {k: r.value for k, r in failed.value.results.items()} == {
+        k: written.get(k) for k in keys[:4]
+    }

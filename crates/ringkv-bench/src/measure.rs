@@ -97,6 +97,13 @@ impl Measurements {
         self.done.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Records one finished batch of `count` operations: one latency, `count` done.
+    pub fn finish_batch(&self, name: &'static str, latency: Duration, ok: bool, count: u64) {
+        self.finish(name, latency, ok);
+        self.done
+            .fetch_add(count.saturating_sub(1), Ordering::Relaxed);
+    }
+
     pub fn done(&self) -> u64 {
         self.done.load(Ordering::Relaxed)
     }

@@ -172,6 +172,34 @@ impl Session {
         Ok(())
     }
 
+    /// Reads several records at once (`batchsize`): ringkv's `get_many` (one frame per
+    /// node), Redis's `MGET`; the others read them one after another. A missing record or
+    /// a key that fails is an error, as for [`Session::read`].
+    pub async fn read_many(&mut self, keys: &[String]) -> anyhow::Result<()> {
+        match self {
+            Session::Ringkv(client) => {
+                for (key, result) in keys.iter().zip(client.get_many(keys).await) {
+                    if !result?.is_found() {
+                        return Err(not_found(key));
+                    }
+                }
+            }
+            Session::Redis(con) => {
+                let values: Vec<Option<Vec<u8>>> =
+                    redis::cmd("MGET").arg(keys).query_async(con).await?;
+                if let Some(missing) = values.iter().position(Option::is_none) {
+                    return Err(not_found(&keys[missing]));
+                }
+            }
+            _ => {
+                for key in keys {
+                    self.read(key).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Writes a whole record over whatever the key holds.
     pub async fn update(&mut self, key: &str, value: Bytes) -> anyhow::Result<()> {
         self.write(key, value, true).await

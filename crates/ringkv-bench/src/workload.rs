@@ -54,6 +54,9 @@ enum KeyChooser {
 pub struct Workload {
     pub record_count: u64,
     pub operation_count: u64,
+    /// Keys one read asks for (`batchsize`, default 1): above 1, a read is one batch
+    /// (ringkv's `get_many`, Redis's `MGET`), and counts as that many operations.
+    pub batch_size: usize,
     field_count: usize,
     field_length: usize,
     key_prefix: String,
@@ -86,6 +89,12 @@ impl Workload {
     pub fn from_props(props: &Props) -> Result<Workload, WorkloadError> {
         let record_count: u64 = props.parse_or("recordcount", 0)?;
         let operation_count: u64 = props.parse_or("operationcount", 0)?;
+        let batch_size: usize = props.parse_or("batchsize", 1)?;
+        if !(1..=1024).contains(&batch_size) {
+            return Err(WorkloadError::Unsupported(format!(
+                "batchsize={batch_size}: from 1 to 1024"
+            )));
+        }
         let field_count: usize = props.parse_or("fieldcount", 10)?;
         let field_length: usize = props.parse_or("fieldlength", 100)?;
         let insert_start: u64 = props.parse_or("insertstart", 0)?;
@@ -148,6 +157,7 @@ impl Workload {
         Ok(Workload {
             record_count,
             operation_count,
+            batch_size,
             field_count,
             field_length,
             key_prefix: props.str_or("keyprefix", "user").to_string(),

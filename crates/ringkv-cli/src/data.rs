@@ -1,4 +1,4 @@
-//! `get`, `put` and `delete` through the SDK.
+//! `get`, `get-many`, `put` and `delete` through the SDK.
 
 use std::io::{Read as _, Write as _};
 use std::path::Path;
@@ -81,6 +81,54 @@ pub async fn get(
     } else {
         siblings.print();
         println!("context {context}");
+    }
+    Ok(())
+}
+
+/// `get-many`: every key's siblings and context (a JSON object per line with `--json`), or
+/// its error; fails once all are shown if any key failed.
+pub async fn get_many(
+    bucket: &Bucket,
+    keys: &[String],
+    r: Option<u8>,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let mut opts = ReadOptions::default();
+    opts.r = r;
+    let mut failed = 0;
+    for (key, result) in keys.iter().zip(bucket.get_many_with(keys, &opts).await) {
+        let read = match result {
+            Ok(read) => read,
+            Err(e) => {
+                failed += 1;
+                if as_json {
+                    println!("{}", json!({ "key": key, "error": e.to_string() }));
+                } else {
+                    println!("{key}: error: {e}");
+                }
+                continue;
+            }
+        };
+        let context =
+            hex(&bucket
+                .client()
+                .context_to_bytes(bucket.name(), key.as_bytes(), read.context()));
+        let siblings = Values::of(read.siblings());
+        if as_json {
+            println!(
+                "{}",
+                json!({ "key": key, "found": read.is_found(), "siblings": siblings.texts, "encoding": siblings.encoding, "context": context })
+            );
+        } else if !read.is_found() {
+            println!("{key}: not found\ncontext {context}");
+        } else {
+            println!("{key}:");
+            siblings.print();
+            println!("context {context}");
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} keys could not be read", keys.len());
     }
     Ok(())
 }

@@ -107,6 +107,14 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         output: Option<std::path::PathBuf>,
     },
+    /// Read several keys at once (one request per node for all of them): each key's
+    /// siblings and context, or its error; fails if any key did.
+    GetMany {
+        #[arg(required = true)]
+        keys: Vec<String>,
+        #[arg(long)]
+        r: Option<u8>,
+    },
     /// Write a key; pass the context of a read to replace what it saw.
     Put {
         key: String,
@@ -221,6 +229,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Get { key, r, output } => {
             data::get(&bucket, &key, r, output.as_deref(), cli.json).await
         }
+        Command::GetMany { keys, r } => data::get_many(&bucket, &keys, r, cli.json).await,
         Command::Put {
             key,
             value,

@@ -7,7 +7,7 @@ mod run;
 use ringkv_tests::{ClusterSpec, TestCluster};
 use serde_json::Value;
 
-use run::{commit_and_watch, json, ringkv};
+use run::{commit_and_watch, json, json_lines, ringkv};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_put_delete_status_and_ring_from_the_command_line() -> anyhow::Result<()> {
@@ -96,6 +96,27 @@ async fn get_put_delete_status_and_ring_from_the_command_line() -> anyhow::Resul
     assert_eq!(both["siblings"].as_array().map(Vec::len), Some(2), "{both}");
     let (ok, text, _) = ringkv(&cluster, &["get", "greeting", "--r", "3"]);
     assert!(ok && text.contains("sibling 2:"), "{text}");
+
+    // get-many: one JSON line per key, in order; a failing key fails the command after
+    // the others are shown.
+    let many = json_lines(
+        &cluster,
+        &["get-many", "greeting", "never-written", "--r", "3"],
+    );
+    assert_eq!(many.len(), 2, "{many:?}");
+    assert_eq!(many[0]["key"], "greeting");
+    assert_eq!(many[0]["siblings"], both["siblings"]);
+    assert_eq!(many[0]["context"], both["context"]);
+    assert_eq!(many[1]["found"], false);
+    let too_long = "k".repeat(70 * 1024);
+    let (ok, text, err) = ringkv(&cluster, &["--json", "get-many", "greeting", &too_long]);
+    assert!(!ok && err.contains("1 of 2 keys"), "{err}");
+    let lines: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(lines[0]["key"], "greeting");
+    assert!(lines[1]["error"].is_string(), "{text}");
 
     let merged = both["context"].as_str().expect("context").to_string();
     json(&cluster, &["delete", "greeting", "--context", &merged]);

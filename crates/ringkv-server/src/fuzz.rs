@@ -340,7 +340,26 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
 fn seed_requests() -> Vec<Request> {
     let key = Bytes::from_static(b"k");
     let state = one_write(2, b"v", Some(1));
+    let batch = Request::Batch {
+        requests: vec![
+            Request::Get {
+                bucket: "b".into(),
+                key: key.clone(),
+            },
+            Request::Merge {
+                bucket: "lww".into(),
+                key: key.clone(),
+                state: state.clone(),
+                hint: None,
+                sync: true,
+                entry: false,
+                ttl_ms: None,
+            },
+            Request::Stats,
+        ],
+    };
     vec![
+        batch,
         Request::Get {
             bucket: "b".into(),
             key: key.clone(),

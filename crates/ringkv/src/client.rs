@@ -51,6 +51,9 @@ pub struct ClientStats {
     /// Requests reads sent to one more target because those asked were late
     /// (`ClientConfig::speculative_retry`).
     pub speculative_reads: u64,
+    /// Keys `get_many` read in a batch (one frame per node) and did not have to read again
+    /// on their own.
+    pub batched_reads: u64,
     /// Times the ring was (re)fetched.
     pub ring_refreshes: u64,
     /// Reads that returned more siblings than `ClientConfig::sibling_warning`.
@@ -186,6 +189,26 @@ impl Client {
         self.default_bucket().get_with(key, opts).await
     }
 
+    /// Reads many keys of the default bucket at once: one frame per node for all of them,
+    /// not one per key. One result per key, in order; a key that fails does not fail the
+    /// others. Each result is what [`Client::get`] would have returned.
+    pub async fn get_many<K: AsRef<[u8]>>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Vec<Result<Value>> {
+        self.default_bucket().get_many(keys).await
+    }
+
+    /// As [`Client::get_many`], with the reads' own quorum or deadline (one for the whole
+    /// call).
+    pub async fn get_many_with<K: AsRef<[u8]>>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+        opts: &ReadOptions,
+    ) -> Vec<Result<Value>> {
+        self.default_bucket().get_many_with(keys, opts).await
+    }
+
     /// Writes `value` to `key` in the default bucket. `context` is what the writer read
     /// (`None` for a key it believes new): the write replaces exactly that.
     pub async fn put(
@@ -280,6 +303,7 @@ impl Client {
         ClientStats {
             read_repairs: s.read_repairs.load(Ordering::Relaxed),
             full_reads: s.full_reads.load(Ordering::Relaxed),
+            batched_reads: s.batched_reads.load(Ordering::Relaxed),
             speculative_reads: s.speculative_reads.load(Ordering::Relaxed),
             ring_refreshes: self.inner.ring.refresh_count(),
             sibling_warnings: s.sibling_warnings.load(Ordering::Relaxed),
@@ -349,6 +373,27 @@ impl Bucket {
     pub async fn get_with(&self, key: impl AsRef<[u8]>, opts: &ReadOptions) -> Result<Value> {
         let key = Bytes::copy_from_slice(key.as_ref());
         coordinator::get(&self.client.inner, &self.name, key, opts).await
+    }
+
+    /// Reads many keys at once (see [`Client::get_many`]).
+    pub async fn get_many<K: AsRef<[u8]>>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Vec<Result<Value>> {
+        self.get_many_with(keys, &ReadOptions::default()).await
+    }
+
+    /// Reads many keys at once with the reads' own options (see [`Client::get_many`]).
+    pub async fn get_many_with<K: AsRef<[u8]>>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+        opts: &ReadOptions,
+    ) -> Vec<Result<Value>> {
+        let keys = keys
+            .into_iter()
+            .map(|k| Bytes::copy_from_slice(k.as_ref()))
+            .collect();
+        coordinator::get_many(&self.client.inner, &self.name, keys, opts).await
     }
 
     /// Writes `value` to `key` (see [`Client::put`] for what `context` means).

@@ -47,7 +47,8 @@ use super::error::WireError;
 /// 11: `PurgeKey::prune`, and `Stats` counts pruned keys.
 /// 12: anti-entropy by spans (`AeSpans`, `AeSpanKeys`) over the digest index, whose state
 /// digests leave out what reclaiming strips.
-pub const PROTOCOL_VERSION: u32 = 12;
+/// 13: `Batch`: several gets, puts and merges in one frame, answered one by one.
+pub const PROTOCOL_VERSION: u32 = 13;
 
 /// The first protocol version that knows zones. A ring or layout whose members have zones is
 /// never handed over a connection that negotiated an older one: an older build would drop
@@ -81,6 +82,10 @@ pub const PRUNE_PROTOCOL_VERSION: u32 = 11;
 /// `AeTree` with digests of another kind, which would differ on every key. An older node's
 /// own `AeTree` and `AeKeys` are still answered, the old way, until it is upgraded.
 pub const ANTI_ENTROPY_PROTOCOL_VERSION: u32 = 12;
+
+/// The first protocol version that knows `Batch`. Over an older connection the SDK sends
+/// the batch's requests one frame each instead.
+pub const BATCH_PROTOCOL_VERSION: u32 = 13;
 
 /// The oldest protocol version this build speaks. 7 is the first version that negotiates (a
 /// build of 6 or older demands an exact match), so it is also the oldest this one can speak

@@ -254,7 +254,19 @@ pub enum Request {
     /// would. For thin clients that do not keep the ring (and to measure what client-side
     /// coordination saves).
     Coordinate(Coordinated),
+    /// Several reads and writes in one frame, since protocol version 13: `Get`, `Put` and
+    /// `Merge` only, at most [`MAX_BATCH_REQUESTS`] of them. Each is handled as if it came
+    /// alone and answered on its own, in order, in `Response::Batch`: one refused (a stale
+    /// ring, a key too large) does not refuse the others. The SDK's `get_many` and `put_many`
+    /// send one per node a batch of keys touches, instead of one frame per key.
+    Batch {
+        /// The requests, each a `Get`, `Put` or `Merge`.
+        requests: Vec<Request>,
+    },
 }
+
+/// The most requests one `Batch` carries.
+pub const MAX_BATCH_REQUESTS: usize = 1024;
 
 /// The most keys one `PurgeCheck` or `Purge` names.
 pub const MAX_PURGE_KEYS: usize = 1024;
@@ -378,6 +390,10 @@ impl Request {
             Request::AeSpans { .. } | Request::AeSpanKeys { .. } => {
                 super::ANTI_ENTROPY_PROTOCOL_VERSION
             }
+            Request::Batch { requests } => requests
+                .iter()
+                .map(Request::needs_protocol)
+                .fold(super::BATCH_PROTOCOL_VERSION, u32::max),
             _ => super::MIN_PROTOCOL_VERSION,
         }
     }
@@ -411,6 +427,7 @@ impl Request {
             Request::Purge { .. } => "purge",
             Request::Coordinate(Coordinated::Get { .. }) => "coordinate-get",
             Request::Coordinate(Coordinated::Write { .. }) => "coordinate-write",
+            Request::Batch { .. } => "batch",
         }
     }
 }

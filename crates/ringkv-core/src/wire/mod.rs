@@ -22,14 +22,14 @@ pub mod message;
 pub mod protocol;
 
 pub use codec::{
-    ANTI_ENTROPY_PROTOCOL_VERSION, CodecError, EXPIRY_PROTOCOL_VERSION, FrameCodec, MAX_FRAME_LEN,
-    MIN_PROTOCOL_VERSION, PRE_AUTH_MAX_FRAME_LEN, PROTOCOL_VERSION, PRUNE_PROTOCOL_VERSION,
-    PURGE_PROTOCOL_VERSION, ZONES_PROTOCOL_VERSION,
+    ANTI_ENTROPY_PROTOCOL_VERSION, BATCH_PROTOCOL_VERSION, CodecError, EXPIRY_PROTOCOL_VERSION,
+    FrameCodec, MAX_FRAME_LEN, MIN_PROTOCOL_VERSION, PRE_AUTH_MAX_FRAME_LEN, PROTOCOL_VERSION,
+    PRUNE_PROTOCOL_VERSION, PURGE_PROTOCOL_VERSION, ZONES_PROTOCOL_VERSION,
 };
 pub use error::WireError;
 pub use message::{
     AntiEntropyStats, Auth, ClientFrame, Coordinated, Hello, MAX_AE_KEY_BYTES, MAX_AE_SPANS,
-    MAX_PURGE_KEYS, NodeStats, PurgeKey, Request, RequestFrame, Response, ResponseFrame,
-    RingSnapshot, ServerFrame, TransferStats, Welcome,
+    MAX_BATCH_REQUESTS, MAX_PURGE_KEYS, NodeStats, PurgeKey, Request, RequestFrame, Response,
+    ResponseFrame, RingSnapshot, ServerFrame, TransferStats, Welcome,
 };
 pub use protocol::ProtocolRange;

@@ -56,9 +56,27 @@ pub fn lane(request: &Request, durable_writes: bool) -> Lane {
         Request::Touch { .. } if durable_writes => Lane::Durable,
         Request::Touch { .. } => Lane::Inline,
         Request::Coordinate(_) => Lane::Coordinate,
+        // A batch runs where its slowest request would: waiting for the group commit if one
+        // of them must be synced (one sync then serves the whole batch), on the
+        // connection's task if all are small and there are few of them.
+        Request::Batch { requests } => {
+            let mut lanes = requests.iter().map(|r| lane(r, durable_writes));
+            if lanes.clone().any(|l| l == Lane::Durable) {
+                Lane::Durable
+            } else if requests.len() <= MAX_INLINE_BATCH && lanes.all(|l| l == Lane::Inline) {
+                Lane::Inline
+            } else {
+                Lane::Blocking
+            }
+        }
         _ => Lane::Blocking,
     }
 }
+
+/// The most requests a batch answered on the connection's task may carry: a larger one
+/// would hold up the connection's other requests (up to 1,024 disk reads), so it goes to a
+/// blocking thread.
+const MAX_INLINE_BATCH: usize = 64;
 
 /// Runs an [`Lane::Inline`] request on the calling task, measured.
 pub fn run_inline(

@@ -358,6 +358,7 @@ impl Service {
             Request::Coordinate(_) => Err(WireError::InvalidRequest {
                 reason: "a coordinated operation cannot run on the storage path".into(),
             }),
+            Request::Batch { requests } => self.batch(client_epoch, requests),
         }
     }
 
@@ -396,6 +397,7 @@ pub(super) fn not_ready_reason(view: &ClusterView) -> String {
     }
 }
 
+mod batch;
 mod buckets;
 mod checks;
 mod peers;

@@ -39,6 +39,7 @@
 //! - `fanout`: sending to replicas, one (`fanout::send`) or several in parallel
 //!   (`fanout::Fanout`, the one way both reads and writes do it).
 //! - `read`: [`get`], and read repair after it.
+//! - `many`: [`get_many`]: the first requests of many reads, one `Batch` frame per node.
 //! - `write`: [`write`]: the stamp step, the replicate step, and `lww` writes.
 //! - `touch`: sliding expiry, the write a read with `touch` makes after it.
 //! - `retry`: the retry loop around both, with back-off and the `StaleRing` refetch.
@@ -47,11 +48,13 @@
 //! public [`crate::Client`], which calls in here.
 
 mod fanout;
+mod many;
 mod plan;
 mod read;
 mod retry;
 mod touch;
 mod write;
 
+pub(crate) use many::get_many;
 pub(crate) use read::get;
 pub(crate) use write::write;

@@ -73,29 +73,14 @@ async fn get_once(
     opts: &ReadOptions,
     deadline: Instant,
 ) -> Result<Value> {
-    let ask = Ask {
-        name: "r",
-        strict_name: "pr",
-        sloppy: opts.r.or(inner.config.r),
-        strict: opts.pr.or(inner.config.pr),
-        durable: 0,
-    };
-    let plan = plan(inner, bucket, &key, ask)?;
+    let plan = plan(inner, bucket, &key, read_ask(inner, opts))?;
     // Span fields are formatted only when someone listens: this is the hot path.
     let span = Span::current();
     if !span.is_disabled() {
         span.record("targets", display(target_ids(&plan.targets)));
     }
-    // Homes come before fallbacks in the plan, and stay so: a node is moved back only among
-    // its kind (a fallback is asked only when a home is down or fails).
-    let homes = plan.targets.iter().take_while(|t| t.hint.is_none()).count();
-    let mut order = inner
-        .latencies
-        .order(plan.targets[..homes].iter().map(|t| t.member.id));
-    order.extend(homes..plan.targets.len());
-    let every = opts.every_replica
-        || opts.touch.is_some()
-        || (inner.config.read_repair && sampled(inner.config.read_repair_chance));
+    let order = ask_order(inner, &plan);
+    let every = opts.every_replica || opts.touch.is_some() || sample_repairs(inner);
     let mut asking = Asking {
         gets: Fanout::new(inner, plan.epoch, Leftovers::Abandon),
         unasked: order.into_iter(),
@@ -176,21 +161,7 @@ async fn get_once(
             display(target_ids(answers.iter().map(|(t, _)| t))),
         );
     }
-    let mut merged = SiblingSet::new();
-    for state in answers.iter().filter_map(|(_, s)| s.as_ref()) {
-        merged.merge(state, plan.props.conflict);
-    }
-    // One write stamped by two coordinators (a retry) is two siblings with one write id: the
-    // caller sees it once. The context still covers both dots.
-    let live = merged.write_count();
-    if live > inner.config.sibling_warning {
-        inner.stats.sibling_warnings.fetch_add(1, Ordering::Relaxed);
-        warn!(
-            bucket,
-            siblings = live,
-            "read returned many siblings: is the application resolving them?"
-        );
-    }
+    let merged = merge_answers(inner, bucket, &plan, answers.iter().map(|(_, s)| s));
     let value = Value::of(&merged);
     if let Some(ttl) = opts.touch {
         super::touch::touch(inner, bucket, &key, &merged, ttl).await?;
@@ -223,9 +194,63 @@ async fn get_once(
     Ok(value)
 }
 
-/// Whether this read is one of the sampled share `chance` (0 to 1).
-fn sampled(chance: f64) -> bool {
-    chance >= 1.0 || (chance > 0.0 && (crate::random::next_u64() as f64) < chance * u64::MAX as f64)
+/// What a read asks of its plan: `r` (or `pr`) answers, from the call's options or the
+/// client's defaults.
+pub(super) fn read_ask(inner: &Inner, opts: &ReadOptions) -> Ask {
+    Ask {
+        name: "r",
+        strict_name: "pr",
+        sloppy: opts.r.or(inner.config.r),
+        strict: opts.pr.or(inner.config.pr),
+        durable: 0,
+    }
+}
+
+/// The order in which a read asks its plan's targets, as indices into them. Homes come
+/// before fallbacks in the plan, and stay so: a node is moved back only among its kind (a
+/// fallback is asked only when a home is down or fails).
+pub(super) fn ask_order(inner: &Inner, plan: &Plan) -> Vec<usize> {
+    let homes = plan.targets.iter().take_while(|t| t.hint.is_none()).count();
+    let mut order = inner
+        .latencies
+        .order(plan.targets[..homes].iter().map(|t| t.member.id));
+    order.extend(homes..plan.targets.len());
+    order
+}
+
+/// Whether this read is one of the sampled share (`ClientConfig::read_repair_chance`) that
+/// asks every target, so that read repair compares them all.
+pub(super) fn sample_repairs(inner: &Inner) -> bool {
+    let chance = inner.config.read_repair_chance;
+    inner.config.read_repair
+        && (chance >= 1.0
+            || (chance > 0.0 && (crate::random::next_u64() as f64) < chance * u64::MAX as f64))
+}
+
+/// The read's answers merged into the state it returns; warns when the application lets
+/// siblings pile up.
+pub(super) fn merge_answers<'a>(
+    inner: &Inner,
+    bucket: &str,
+    plan: &Plan,
+    answers: impl Iterator<Item = &'a Option<SiblingSet>>,
+) -> SiblingSet {
+    let mut merged = SiblingSet::new();
+    for state in answers.flatten() {
+        merged.merge(state, plan.props.conflict);
+    }
+    // One write stamped by two coordinators (a retry) is two siblings with one write id: the
+    // caller sees it once. The context still covers both dots.
+    let live = merged.write_count();
+    if live > inner.config.sibling_warning {
+        inner.stats.sibling_warnings.fetch_add(1, Ordering::Relaxed);
+        warn!(
+            bucket,
+            siblings = live,
+            "read returned many siblings: is the application resolving them?"
+        );
+    }
+    merged
 }
 
 /// A read's requests: whom it asked (and when), and whom it may still ask, in order.

@@ -108,6 +108,11 @@ pub enum Response {
         /// The fallbacks that acknowledged it, standing in for home replicas that were down.
         fallback: Vec<NodeId>,
     },
+    /// The answer to `Batch`: one result per request, in order.
+    Batch {
+        /// What each request of the batch would have been answered alone.
+        results: Vec<Result<Response, crate::wire::WireError>>,
+    },
 }
 
 impl Response {
@@ -132,6 +137,7 @@ impl Response {
             Response::Purged { .. } => "purged",
             Response::Read { .. } => "read",
             Response::Written { .. } => "written",
+            Response::Batch { .. } => "batch",
         }
     }
 }

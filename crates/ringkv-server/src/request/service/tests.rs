@@ -1017,3 +1017,45 @@ fn only_a_member_of_the_cluster_is_ready() {
     let reason = outsider.readiness().expect_err("not a member");
     assert!(reason.contains("not a member"), "{reason}");
 }
+
+#[tokio::test]
+async fn a_batch_runs_where_its_slowest_request_would_and_one_sync_serves_it() {
+    let store = Arc::new(MemoryStore::new(ME));
+    let ring = Ring::new(RingConfig::of(members(&[1]))).expect("ring");
+    let (_tx, rx) = watch::channel(Arc::new(ClusterView::fixed(ring)));
+    let svc = Service::new(store.clone(), rx, Limits::default());
+    let epoch = svc.epoch();
+    let read = || Request::Get {
+        bucket: "b".into(),
+        key: Bytes::from_static(b"k"),
+    };
+    let batch = |requests: Vec<Request>| Request::Batch { requests };
+    assert_eq!(svc.lane(&batch(vec![read(), read()])), Lane::Inline);
+    assert_eq!(
+        svc.lane(&batch((0..65).map(|_| read()).collect())),
+        Lane::Blocking,
+        "a long batch would hold up the connection"
+    );
+    let durable = batch(vec![
+        overwrite_put("one", true, false),
+        read(),
+        overwrite_put("two", true, false),
+    ]);
+    assert_eq!(svc.lane(&durable), Lane::Durable);
+    let Ok(Response::Batch { results }) = handle_durable(&svc, epoch, durable).await else {
+        panic!("a batch is answered with a batch");
+    };
+    assert_eq!(results.len(), 3);
+    assert!(matches!(results[0], Ok(Response::Stamped { .. })));
+    assert!(matches!(
+        &results[1],
+        Ok(Response::Value { state: Some(_) })
+    ));
+    assert!(matches!(results[2], Ok(Response::Stamped { .. })));
+    assert_eq!(store.syncs(), 1, "one sync for the whole batch");
+    assert_eq!(
+        get(&svc).map(|s| s.live_count()),
+        Some(1),
+        "the second overwrite replaced the first"
+    );
+}
