@@ -5,9 +5,15 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
 use ringkv::{ClientConfig, Error, ReadOptions};
-use ringkv_core::wire::{MAX_BATCH_REQUESTS, Request, Response, WireError};
+use ringkv_core::wire::{
+    BATCH_PROTOCOL_VERSION, ClientFrame, FrameCodec, Hello, MAX_BATCH_REQUESTS, Request,
+    RequestFrame, Response, ResponseFrame, ServerFrame, WireError,
+};
 use ringkv_tests::{ClusterSpec, RawConnection, TestCluster};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
 
 /// A client that never samples reads for repair, so that a batch asks `R` targets per key.
 fn no_sampling() -> ClientConfig {
@@ -177,8 +183,8 @@ async fn a_node_answers_each_request_of_a_batch_on_its_own() -> anyhow::Result<(
         "{:?}",
         results[0]
     );
-    // Only gets, puts and merges travel in a batch: a node's statistics and a nested batch
-    // are refused in their places.
+    // Only gets travel in a batch: a node's statistics and a nested batch are refused in
+    // their places.
     assert!(matches!(results[1], Err(WireError::InvalidRequest { .. })));
     assert!(matches!(results[2], Err(WireError::InvalidRequest { .. })));
     assert!(matches!(results[3], Ok(Response::Value { state: None })));
@@ -196,6 +202,74 @@ async fn a_node_answers_each_request_of_a_batch_on_its_own() -> anyhow::Result<(
         raw.request(get("present")).await?,
         Ok(Response::Value { state: Some(_) })
     ));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_refused_over_a_connection_older_than_batches() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(ClusterSpec::default()).await?;
+    let mut framed = Framed::new(
+        TcpStream::connect(cluster.nodes[0].addr).await?,
+        FrameCodec::<ServerFrame, ClientFrame>::new(),
+    );
+    let old = BATCH_PROTOCOL_VERSION - 1;
+    framed
+        .send(ClientFrame::Hello(Hello {
+            protocol_version: old,
+            agent: "old".into(),
+            min_version: Some(old),
+        }))
+        .await?;
+    let Some(Ok(ServerFrame::Welcome(welcome))) = framed.next().await else {
+        panic!("no welcome at protocol {old}");
+    };
+    assert_eq!(welcome.protocol_version, old);
+    framed
+        .send(ClientFrame::Request(RequestFrame {
+            id: 1,
+            epoch: welcome.epoch,
+            body: Request::Batch {
+                requests: vec![get("k")],
+            },
+        }))
+        .await?;
+    match framed.next().await {
+        Some(Ok(ServerFrame::Response(ResponseFrame {
+            id: 1,
+            body: Err(WireError::InvalidRequest { .. }),
+            ..
+        }))) => {}
+        other => panic!("a batch at protocol {old} was answered {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_values_overflow_a_batch_into_lone_reads_not_past_the_frame_limit()
+-> anyhow::Result<()> {
+    let cluster = TestCluster::start(ClusterSpec::default()).await?;
+    let client = cluster.client_with(no_sampling()).await?;
+    // Six values of 3 MiB: 18 MiB in all, more than one frame may carry.
+    let keys: Vec<String> = (0..6).map(|i| format!("large-{i}")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        client.put(key, vec![i as u8; 3 << 20], None).await?;
+    }
+    let before = client.stats().batched_reads;
+    let results = client.get_many(&keys).await;
+    for (i, result) in results.into_iter().enumerate() {
+        let value = result.map_err(|e| anyhow::anyhow!("{}: {e}", keys[i]))?;
+        assert_eq!(
+            value.value().map(|v| (v.len(), v[0])),
+            Some((3 << 20, i as u8))
+        );
+    }
+    let batched = client.stats().batched_reads - before;
+    assert!(
+        batched < keys.len() as u64,
+        "every key fit its node's answers: {batched}"
+    );
+    // The connections survived the batches: a lone read still works at once.
+    assert!(client.get(&keys[0]).await?.is_found());
     Ok(())
 }
 

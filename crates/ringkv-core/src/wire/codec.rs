@@ -47,7 +47,7 @@ use super::error::WireError;
 /// 11: `PurgeKey::prune`, and `Stats` counts pruned keys.
 /// 12: anti-entropy by spans (`AeSpans`, `AeSpanKeys`) over the digest index, whose state
 /// digests leave out what reclaiming strips.
-/// 13: `Batch`: several gets, puts and merges in one frame, answered one by one.
+/// 13: `Batch`: many gets in one frame, answered one by one.
 pub const PROTOCOL_VERSION: u32 = 13;
 
 /// The first protocol version that knows zones. A ring or layout whose members have zones is

@@ -254,13 +254,13 @@ pub enum Request {
     /// would. For thin clients that do not keep the ring (and to measure what client-side
     /// coordination saves).
     Coordinate(Coordinated),
-    /// Several reads and writes in one frame, since protocol version 13: `Get`, `Put` and
-    /// `Merge` only, at most [`MAX_BATCH_REQUESTS`] of them. Each is handled as if it came
-    /// alone and answered on its own, in order, in `Response::Batch`: one refused (a stale
-    /// ring, a key too large) does not refuse the others. The SDK's `get_many` and `put_many`
-    /// send one per node a batch of keys touches, instead of one frame per key.
+    /// Many reads in one frame, since protocol version 13: `Get`s only, at most
+    /// [`MAX_BATCH_REQUESTS`] of them. Each is handled as if it came alone and answered on
+    /// its own, in order, in `Response::Batch`: one refused (a stale ring, a key too large,
+    /// an answer grown too large for the frame) does not refuse the others. The SDK's
+    /// `get_many` sends one per node its keys touch, instead of one frame per key.
     Batch {
-        /// The requests, each a `Get`, `Put` or `Merge`.
+        /// The requests, each a `Get`.
         requests: Vec<Request>,
     },
 }

@@ -56,14 +56,12 @@ pub fn lane(request: &Request, durable_writes: bool) -> Lane {
         Request::Touch { .. } if durable_writes => Lane::Durable,
         Request::Touch { .. } => Lane::Inline,
         Request::Coordinate(_) => Lane::Coordinate,
-        // A batch runs where its slowest request would: waiting for the group commit if one
-        // of them must be synced (one sync then serves the whole batch), on the
-        // connection's task if all are small and there are few of them.
+        // A batch of gets is answered on the connection's task if it is short; anything else
+        // in one is refused (`Service::batch`), on a blocking thread like a long batch, and
+        // never looked into here: nested batches must not cost a lane's worth each.
         Request::Batch { requests } => {
-            let mut lanes = requests.iter().map(|r| lane(r, durable_writes));
-            if lanes.clone().any(|l| l == Lane::Durable) {
-                Lane::Durable
-            } else if requests.len() <= MAX_INLINE_BATCH && lanes.all(|l| l == Lane::Inline) {
+            let short = requests.len() <= MAX_INLINE_BATCH;
+            if short && requests.iter().all(|r| matches!(r, Request::Get { .. })) {
                 Lane::Inline
             } else {
                 Lane::Blocking
@@ -73,8 +71,8 @@ pub fn lane(request: &Request, durable_writes: bool) -> Lane {
     }
 }
 
-/// The most requests a batch answered on the connection's task may carry: a larger one
-/// would hold up the connection's other requests (up to 1,024 disk reads), so it goes to a
+/// The most gets a batch answered on the connection's task may carry: a larger one would
+/// hold up the connection's other requests (up to 1,024 disk reads), so it goes to a
 /// blocking thread.
 const MAX_INLINE_BATCH: usize = 64;
 

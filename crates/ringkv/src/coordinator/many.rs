@@ -2,8 +2,8 @@
 //!
 //! Every key gets its plan and the targets a lone read would ask first (its `R` fastest
 //! homes; every target on a read sampled for repair), and the requests are grouped by node:
-//! one `Batch` of gets to each node the keys touch (chunks of `MAX_BATCH_REQUESTS`), all sent
-//! at once. A key whose asked targets all answered, and answered alike, is done. Every other
+//! one `Batch` of gets to each node the keys touch (chunks of [`MAX_KEYS_PER_FRAME`]), all
+//! sent at once. A key whose asked targets all answered, and answered alike, is done. Every other
 //! key is read again on its own, by [`super::get`], which brings everything a lone read does:
 //! a spare for a target that failed, a refetched ring, retries, read repair. That covers a
 //! target that failed or refused the key, a node too old to take batches, a plan that could
@@ -19,7 +19,9 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::join_all;
 use futures::stream::FuturesUnordered;
-use ringkv_core::wire::{MAX_BATCH_REQUESTS, Request, Response};
+#[cfg(doc)]
+use ringkv_core::wire::MAX_BATCH_REQUESTS;
+use ringkv_core::wire::{Request, Response};
 use ringkv_core::{NodeId, RingEpoch, SiblingSet};
 use tokio::time::Instant;
 
@@ -30,6 +32,11 @@ use crate::error::Result;
 use crate::inner::Inner;
 use crate::options::ReadOptions;
 use crate::value::Value;
+
+/// The most keys one `Batch` frame asks a node for: a node answers a frame within the one
+/// `request_timeout` of a lone request, or is taken for down, and well before the node's own
+/// limit ([`MAX_BATCH_REQUESTS`]) a batch gains nothing more from sharing a frame.
+const MAX_KEYS_PER_FRAME: usize = 128;
 
 /// Reads every key of `keys`, one result per key in order; see the module docs.
 pub(crate) async fn get_many(
@@ -158,7 +165,7 @@ async fn batch_round(
     };
     let mut batches = FuturesUnordered::new();
     for (target, indices) in by_node.into_values() {
-        for chunk in indices.chunks(MAX_BATCH_REQUESTS) {
+        for chunk in indices.chunks(MAX_KEYS_PER_FRAME) {
             let requests = chunk
                 .iter()
                 .map(|&i| Request::Get {

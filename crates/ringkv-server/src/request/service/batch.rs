@@ -1,21 +1,27 @@
-//! `Batch`: several gets, puts and merges in one frame (the SDK's `get_many`, `put_many`).
+//! `Batch`: many gets in one frame (the SDK's `get_many`).
+//!
+//! Only gets travel in a batch for now. A write in a batch would need what a lone write gets
+//! on its way in (waiting for a newer ring before its copy is judged, `Service::behind`; a
+//! task of its own when it must be synced), and its answer may not be dropped for size: the
+//! batch would have to grow those first, with a protocol version of its own.
 
 use ringkv_core::RingEpoch;
 use ringkv_core::wire::{MAX_BATCH_REQUESTS, MAX_FRAME_LEN, Request, Response, WireError};
 
 use super::Service;
 
-/// About how many bytes of states one batch's answer holds: past this, the requests left are
-/// answered `Overloaded` (the SDK asks for those keys again on their own), so that a batch of
-/// large values never makes an answer the frame limit refuses. The first request is always
-/// handled: alone, it would have been answered too.
+/// About how many bytes of states one batch's answer holds: a get whose state would take
+/// the answer past this is answered `Overloaded` instead (the SDK reads that key again on
+/// its own), so that a batch of large values never makes an answer the frame limit refuses,
+/// which would close the connection. The first get is always answered: alone, it would
+/// have been too.
 const MAX_BATCH_ANSWER_BYTES: usize = MAX_FRAME_LEN / 2;
 
 impl Service {
-    /// Handles each request of a batch as if it came alone, in order, and answers each on
-    /// its own: one refused does not refuse the rest. Only gets, puts and merges travel in a
-    /// batch; anything else in one (another batch, an operator's request) is refused in its
-    /// place, so a batch never reaches a handler its requests could not reach alone.
+    /// Handles each get of a batch as if it came alone, in order, and answers each on its
+    /// own: one refused (a stale ring, a key too large) does not refuse the rest. Anything
+    /// but a get in a batch is refused in its place, so a batch never reaches a handler its
+    /// requests could not reach alone.
     pub(super) fn batch(
         &self,
         client_epoch: RingEpoch,
@@ -32,24 +38,21 @@ impl Service {
         let mut answer_bytes = 0;
         let results = requests
             .into_iter()
-            .map(|request| {
-                if answer_bytes > MAX_BATCH_ANSWER_BYTES {
-                    return Err(WireError::Overloaded {
-                        reason: "the batch's answer is full: ask for the rest again".into(),
-                    });
-                }
+            .enumerate()
+            .map(|(i, request)| {
                 let result = match request {
-                    Request::Get { .. } | Request::Put { .. } | Request::Merge { .. } => {
-                        self.handle(client_epoch, request)
-                    }
+                    Request::Get { .. } => self.handle(client_epoch, request),
                     other => Err(WireError::InvalidRequest {
-                        reason: format!(
-                            "a batch carries gets, puts and merges, not a {}",
-                            other.kind()
-                        ),
+                        reason: format!("a batch carries gets, not a {}", other.kind()),
                     }),
                 };
-                answer_bytes += result.as_ref().map_or(0, state_bytes);
+                let bytes = result.as_ref().map_or(0, state_bytes);
+                if i > 0 && answer_bytes + bytes > MAX_BATCH_ANSWER_BYTES {
+                    return Err(WireError::Overloaded {
+                        reason: "the batch's answer is full: ask for this key again".into(),
+                    });
+                }
+                answer_bytes += bytes;
                 result
             })
             .collect();
@@ -57,17 +60,16 @@ impl Service {
     }
 }
 
-/// About how many bytes an answer's state takes on the wire: its values, and a little for
-/// each sibling's dot and version vector entries.
+/// About how many bytes an answer's state takes on the wire: its values, and a generous
+/// allowance for each sibling's dot and timestamps and each version vector entry.
 fn state_bytes(response: &Response) -> usize {
-    let state = match response {
-        Response::Value { state: Some(state) } | Response::Stamped { state, .. } => state,
-        _ => return 0,
+    let Response::Value { state: Some(state) } = response else {
+        return 0;
     };
     state
         .siblings()
         .iter()
         .map(|s| s.value.as_ref().map_or(0, |v| v.len()) + 64)
         .sum::<usize>()
-        + state.version_vector().len() * 16
+        + state.version_vector().len() * 32
 }

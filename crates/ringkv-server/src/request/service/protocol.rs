@@ -1,7 +1,8 @@
 //! What a connection's protocol version allows it to be handed.
 
 use ringkv_core::wire::{
-    EXPIRY_PROTOCOL_VERSION, Request, Response, WireError, ZONES_PROTOCOL_VERSION,
+    BATCH_PROTOCOL_VERSION, EXPIRY_PROTOCOL_VERSION, Request, Response, WireError,
+    ZONES_PROTOCOL_VERSION,
 };
 
 use super::Service;
@@ -11,7 +12,17 @@ impl Service {
     /// protocol older than zones (see `ZONES_PROTOCOL_VERSION`): the peer would drop the
     /// labels and place keys elsewhere, or gossip the layout on without them. Likewise one
     /// whose bucket table has a time to live to a connection older than expiry.
+    /// A batch is refused over a connection older than batches: its answers would bypass
+    /// what [`Service::guard_answer`] checks of a lone answer.
     pub(crate) fn protocol_refusal(&self, version: u32, request: &Request) -> Option<WireError> {
+        if matches!(request, Request::Batch { .. }) && version < BATCH_PROTOCOL_VERSION {
+            return Some(WireError::InvalidRequest {
+                reason: format!(
+                    "a batch needs protocol {BATCH_PROTOCOL_VERSION}; this connection speaks \
+                     {version}"
+                ),
+            });
+        }
         if version >= EXPIRY_PROTOCOL_VERSION {
             return None;
         }
