@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use ringkv::{Bucket, ReadOptions, WriteOptions};
+use ringkv::{Bucket, ReadOptions, Value, WriteOptions};
 use serde_json::json;
 
 use crate::format::hex;
@@ -66,6 +66,13 @@ pub async fn get(
             ),
         };
     }
+    show_read(bucket, key, &read, as_json, false);
+    Ok(())
+}
+
+/// Prints what a read of `key` returned: its siblings and the context to write with (one
+/// JSON object with `--json`); `named`: text output names the key first.
+fn show_read(bucket: &Bucket, key: &str, read: &Value, as_json: bool, named: bool) {
     let context =
         hex(&bucket
             .client()
@@ -76,13 +83,16 @@ pub async fn get(
             "{}",
             json!({ "key": key, "found": read.is_found(), "siblings": siblings.texts, "encoding": siblings.encoding, "context": context })
         );
-    } else if !read.is_found() {
-        println!("not found\ncontext {context}");
-    } else {
-        siblings.print();
-        println!("context {context}");
+        return;
     }
-    Ok(())
+    match (named, read.is_found()) {
+        (true, true) => println!("{key}:"),
+        (true, false) => println!("{key}: not found"),
+        (false, false) => println!("not found"),
+        (false, true) => {}
+    }
+    siblings.print();
+    println!("context {context}");
 }
 
 /// `get-many`: every key's siblings and context (a JSON object per line with `--json`), or
@@ -97,34 +107,16 @@ pub async fn get_many(
     opts.r = r;
     let mut failed = 0;
     for (key, result) in keys.iter().zip(bucket.get_many_with(keys, &opts).await) {
-        let read = match result {
-            Ok(read) => read,
+        match result {
+            Ok(read) => show_read(bucket, key, &read, as_json, true),
+            Err(e) if as_json => {
+                failed += 1;
+                println!("{}", json!({ "key": key, "error": e.to_string() }));
+            }
             Err(e) => {
                 failed += 1;
-                if as_json {
-                    println!("{}", json!({ "key": key, "error": e.to_string() }));
-                } else {
-                    println!("{key}: error: {e}");
-                }
-                continue;
+                println!("{key}: error: {e}");
             }
-        };
-        let context =
-            hex(&bucket
-                .client()
-                .context_to_bytes(bucket.name(), key.as_bytes(), read.context()));
-        let siblings = Values::of(read.siblings());
-        if as_json {
-            println!(
-                "{}",
-                json!({ "key": key, "found": read.is_found(), "siblings": siblings.texts, "encoding": siblings.encoding, "context": context })
-            );
-        } else if !read.is_found() {
-            println!("{key}: not found\ncontext {context}");
-        } else {
-            println!("{key}:");
-            siblings.print();
-            println!("context {context}");
         }
     }
     if failed > 0 {
