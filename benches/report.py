@@ -154,6 +154,7 @@ def main() -> int:
         ("ringkv-f-16", "ringkv", "F read-modify-write"),
         ("ringkv-c-1", "ringkv", "C read only"),
         ("ringkv-r1-c-16", "ringkv, R=1", "C read only"),
+        ("ringkv-batch16-c-16", "ringkv, get_many of 16", "C read only: keys/s; latency and CPU per batch"),
         ("ringkv-proxy-c-1", "ringkv proxy mode", "C read only"),
         ("ringkv-proxy-c-16", "ringkv proxy mode", "C read only"),
         ("ringkv-update-1", "ringkv", "updates only"),
