@@ -10,12 +10,20 @@ use ringkv_core::wire::{MAX_BATCH_REQUESTS, MAX_FRAME_LEN, Request, Response, Wi
 
 use super::Service;
 
-/// About how many bytes of states one batch's answer holds: a get whose state would take
-/// the answer past this is answered `Overloaded` instead (the SDK reads that key again on
-/// its own), so that a batch of large values never makes an answer the frame limit refuses,
-/// which would close the connection. The first get is always answered: alone, it would
-/// have been too.
+/// About how many bytes one batch's answer holds: a get whose answer would take the batch's
+/// past this is answered `Overloaded` instead (the SDK reads that key again on its own,
+/// where a lone answer has the whole frame), so that a batch of large values never makes an
+/// answer the frame limit refuses, which would close the connection. Half the frame: the
+/// estimates below may be short by a little, and the refusals themselves take room.
 const MAX_BATCH_ANSWER_BYTES: usize = MAX_FRAME_LEN / 2;
+
+/// What each answer of a batch is charged on top of its state: its envelope, or a refusal
+/// with its reason.
+const RESULT_BYTES: usize = 256;
+
+/// What each sibling of a state is charged on top of its value: its dot, timestamps, write
+/// id and expiry (about 120 bytes of CBOR).
+const SIBLING_BYTES: usize = 192;
 
 impl Service {
     /// Handles each get of a batch as if it came alone, in order, and answers each on its
@@ -38,18 +46,18 @@ impl Service {
         let mut answer_bytes = 0;
         let results = requests
             .into_iter()
-            .enumerate()
-            .map(|(i, request)| {
+            .map(|request| {
                 let result = match request {
                     Request::Get { .. } => self.handle(client_epoch, request),
                     other => Err(WireError::InvalidRequest {
                         reason: format!("a batch carries gets, not a {}", other.kind()),
                     }),
                 };
-                let bytes = result.as_ref().map_or(0, state_bytes);
-                if i > 0 && answer_bytes + bytes > MAX_BATCH_ANSWER_BYTES {
+                let bytes = RESULT_BYTES + result.as_ref().map_or(0, state_bytes);
+                if answer_bytes + bytes > MAX_BATCH_ANSWER_BYTES {
+                    answer_bytes += RESULT_BYTES;
                     return Err(WireError::Overloaded {
-                        reason: "the batch's answer is full: ask for this key again".into(),
+                        reason: "the batch's answer is full: ask for this key alone".into(),
                     });
                 }
                 answer_bytes += bytes;
@@ -60,8 +68,8 @@ impl Service {
     }
 }
 
-/// About how many bytes an answer's state takes on the wire: its values, and a generous
-/// allowance for each sibling's dot and timestamps and each version vector entry.
+/// About how many bytes an answer's state takes on the wire, erring high: its values, each
+/// sibling's fields, each version vector entry.
 fn state_bytes(response: &Response) -> usize {
     let Response::Value { state: Some(state) } = response else {
         return 0;
@@ -69,7 +77,7 @@ fn state_bytes(response: &Response) -> usize {
     state
         .siblings()
         .iter()
-        .map(|s| s.value.as_ref().map_or(0, |v| v.len()) + 64)
+        .map(|s| s.value.as_ref().map_or(0, |v| v.len()) + SIBLING_BYTES)
         .sum::<usize>()
         + state.version_vector().len() * 32
 }

@@ -1074,3 +1074,39 @@ fn a_batch_answers_its_gets_one_by_one_and_refuses_anything_else_in_its_place() 
         Ok(Response::Batch { results }) if matches!(results[..], [Err(WireError::InvalidRequest { .. })])
     ));
 }
+
+#[test]
+fn a_batch_answer_never_outgrows_its_frame_even_for_its_first_key() {
+    let svc = service();
+    let epoch = svc.epoch();
+    // Two concurrent writes of nearly 4 MiB: one state of half a frame.
+    let large = "x".repeat((4 << 20) - 16);
+    for _ in 0..2 {
+        svc.handle(epoch, put(None, &large, false)).expect("put");
+    }
+    assert_eq!(get(&svc).map(|s| s.live_count()), Some(2));
+    let read = || Request::Get {
+        bucket: "b".into(),
+        key: Bytes::from_static(b"k"),
+    };
+    let Ok(Response::Batch { results }) = svc.handle(
+        epoch,
+        Request::Batch {
+            requests: vec![read(), read()],
+        },
+    ) else {
+        panic!("a batch is answered with a batch");
+    };
+    // Both are refused, to be read alone (where the answer has the whole frame); the answer
+    // encodes well under the limit.
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Err(WireError::Overloaded { .. }))),
+        "{:?}",
+        results.iter().map(|r| r.is_ok()).collect::<Vec<_>>()
+    );
+    let mut encoded = Vec::new();
+    ciborium::into_writer(&Response::Batch { results }, &mut encoded).expect("encode");
+    assert!(encoded.len() < 1024, "{} bytes", encoded.len());
+}
