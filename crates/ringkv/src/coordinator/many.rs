@@ -47,54 +47,39 @@ pub(crate) async fn get_many(
 ) -> Vec<Result<Value>> {
     let started = Instant::now();
     let deadline = started + opts.timeout.unwrap_or(inner.config.timeout);
-    let mut settled: Vec<Settled> = keys.iter().map(|_| Settled::Alone).collect();
     // A touch writes after its read, and a read that must see every replica returns before
     // the slowest: both stay lone reads.
-    if opts.touch.is_none() && !opts.every_replica && keys.len() > 1 {
+    let batched = if opts.touch.is_none() && !opts.every_replica && keys.len() > 1 {
         let round = batch_round(inner, bucket, &keys, opts);
-        if let Ok(batched) = tokio::time::timeout_at(deadline, round).await {
-            settled = batched;
-        }
-    }
-    let mut results: Vec<Option<Result<Value>>> = Vec::with_capacity(keys.len());
-    let mut alone = Vec::new();
-    for (index, outcome) in settled.into_iter().enumerate() {
-        match outcome {
-            Settled::Done(value) => {
-                inner.stats.batched_reads.fetch_add(1, Ordering::Relaxed);
-                inner.stats.read(started.elapsed(), true);
-                results.push(Some(Ok(value)));
-            }
-            Settled::Alone => {
-                results.push(None);
-                alone.push((index, false));
-            }
-            Settled::Disagree => {
-                results.push(None);
-                alone.push((index, true));
-            }
-        }
-    }
+        tokio::time::timeout_at(deadline, round).await.ok()
+    } else {
+        None
+    };
+    let settled = batched.unwrap_or_else(|| keys.iter().map(|_| Settled::Alone).collect());
     // What the batch did not settle is read key by key, all at once, within what is left of
     // the call's deadline.
     let left = deadline.saturating_duration_since(Instant::now());
-    let lone = join_all(alone.iter().map(|&(index, disagreed)| {
-        let opts = ReadOptions {
-            timeout: Some(left),
-            every_replica: disagreed,
-            ..opts.clone()
-        };
-        let key = keys[index].clone();
-        async move { super::get(inner, bucket, key, &opts).await }
-    }))
-    .await;
-    for ((index, _), result) in alone.into_iter().zip(lone) {
-        results[index] = Some(result);
-    }
-    results
+    let reads = settled
         .into_iter()
-        .map(|r| r.unwrap_or(Err(crate::error::Error::Timeout { in_doubt: false })))
-        .collect()
+        .zip(keys)
+        .map(|(outcome, key)| async move {
+            let disagreed = match outcome {
+                Settled::Done(value) => {
+                    inner.stats.batched_reads.fetch_add(1, Ordering::Relaxed);
+                    inner.stats.read(started.elapsed(), true);
+                    return Ok(value);
+                }
+                Settled::Alone => false,
+                Settled::Disagree => true,
+            };
+            let opts = ReadOptions {
+                timeout: Some(left),
+                every_replica: disagreed,
+                ..opts.clone()
+            };
+            super::get(inner, bucket, key, &opts).await
+        });
+    join_all(reads).await
 }
 
 /// What the batched round made of one key.
